@@ -1,0 +1,120 @@
+# kiln - top-level build.
+#
+# `make` builds build/libkiln.a and build/kiln.  `make run` starts the demo,
+# `make test` runs every test (unit, unit under ASan+UBSan, conformance),
+# `make bench` the benchmarks against the peer, `make fuzz` the fuzzers.
+# Each of them first installs missing Debian packages (target `deps`).
+#
+# Sources are found by wildcard: a new .c file under src/ joins libkiln.a,
+# a new tests/unit/test_*.c becomes a unit test program.  Files named
+# *_avx2.c / *_avx512.c are compiled with those instruction sets enabled and
+# must only be called after a run-time CPU check.
+
+PYTHON    := /usr/bin/python3
+CC        := gcc
+CLANG     := clang
+BUILD     := build
+
+# Every Debian package the build, the tests, the demo and the benchmarks need.
+PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
+        libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
+        libncurses-dev libopenblas-dev pkg-config nodejs npm
+
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+CSTD      := -std=c11 -D_GNU_SOURCE
+INCLUDES  := -Iinclude -Isrc
+OPT       ?= -O2 -g
+DEPFLAGS  := -MMD -MP
+CFLAGS_ALL = $(CSTD) $(WARN) $(INCLUDES) $(OPT) $(DEPFLAGS) -pthread -fPIC
+LIBS      := -lm -ldl -lpthread -ljansson -levent -levent_pthreads -lsqlite3 -lyaml -lncursesw
+
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+LIB_SRC   := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+CLI_SRC   := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HELPERS := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
+SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
+
+.PHONY: all deps run test unit unit-asan conformance bench fuzz clean examples
+
+all: $(BUILD)/kiln $(BUILD)/libkiln.a examples
+
+# Installs what is missing; a machine that has everything runs no apt-get.
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
+	  { echo "apt-get install failed for:$$missing" >&2; exit 1; }; \
+	fi
+
+# Per-file instruction-set flags for run-time dispatched kernels.
+isa_flags = $(if $(findstring _avx512,$1),-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mavx2,$(if $(findstring _avx2,$1),-mavx2 -mfma -mf16c,))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INCLUDES) $(DEPFLAGS) -pthread $(SAN_FLAGS) $(call isa_flags,$<) -c $< -o $@
+
+$(BUILD)/libkiln.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/asan/libkiln.a: $(SAN_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(BUILD)/libkiln.a
+	$(CC) $(OPT) -pthread -o $@ $(CLI_OBJ) $(BUILD)/libkiln.a $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(UNIT_HELPERS) $(BUILD)/libkiln.a $(LIBS)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INCLUDES) -Itests/unit -pthread $(SAN_FLAGS) -o $@ $< $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a $(LIBS)
+
+examples: $(BUILD)/examples/simple_run
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libkiln.a $(LIBS)
+
+# Small models generated at build time (never committed).
+$(BUILD)/models/.stamp: tools/make_demo_models.py
+	@mkdir -p $(BUILD)/models
+	$(PYTHON) tools/make_demo_models.py $(BUILD)/models
+	@touch $@
+
+run: deps all $(BUILD)/models/.stamp
+	./$(BUILD)/kiln run $(BUILD)/models/demo_mlp.onnx --input input=$(BUILD)/models/demo_mlp_input.npy
+
+unit: all $(UNIT_BIN) $(BUILD)/models/.stamp
+unit-asan: $(SAN_UNIT_BIN)
+
+test: deps
+	$(MAKE) all unit unit-asan $(BUILD)/models/.stamp
+	tests/run_all.sh
+
+conformance: all
+	./$(BUILD)/kiln conformance /usr/share/libonnx-testdata/data/node /usr/share/libonnx-testdata/data/pytorch-converted /usr/share/libonnx-testdata/data/pytorch-operator /usr/share/libonnx-testdata/data/simple
+
+bench: deps all
+	bench/run_bench.sh
+
+fuzz: deps
+	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SAN_LIB_OBJ:.o=.d)
