@@ -105,7 +105,7 @@ kiln_status_t kiln_window_forward(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x
             int64_t total = (w->out[i] - 1) * s + ek - w->in[i];
             if (total < 0)
                 total = 0;
-            w->pad_begin[i] = same_upper ? total / 2 : total - total / 2;
+            w->pad_begin[i] = total < 0 ? 0 : same_upper ? total / 2 : total - total / 2;
             w->pad_end[i] = total - w->pad_begin[i];
             continue;
         }
@@ -153,13 +153,11 @@ kiln_status_t kiln_window_transpose(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
         else if (same_upper || same_lower)
             target = w->in[i] * s;
         if (target >= 0) {
-            int64_t total = full - target;
-            if (total < 0)
-                total = 0;
+            int64_t total = full - target; /* < 0: the output grows past the last window */
             /* As the ONNX spec words it: SAME_UPPER puts the odd pad at
              * the end, anything else (SAME_LOWER, output_shape) at the
              * beginning. */
-            w->pad_begin[i] = same_upper ? total / 2 : total - total / 2;
+            w->pad_begin[i] = total < 0 ? 0 : same_upper ? total / 2 : total - total / 2;
             w->pad_end[i] = total - w->pad_begin[i];
         } else if (strcmp(auto_pad, "VALID") == 0) {
             w->pad_begin[i] = w->pad_end[i] = 0;

@@ -254,6 +254,34 @@ kiln_status_t kiln_global_lp_pool_run(kiln_kernel_ctx_t *ctx)
 
 /* ---- MaxUnpool --------------------------------------------------------------- */
 
+/* Maps a MaxPool index (row-major over N, C and the implied unpooled
+ * spatial shape) to y's element, or -1 when it falls outside. */
+static int64_t unpool_target(const kiln_tensor_t *x, const kiln_window_t *w, const kiln_tensor_t *y,
+                             int64_t index)
+{
+    int64_t implied[KILN_MAX_RANK];
+    implied[0] = x->dims[0];
+    implied[1] = x->dims[1];
+    int64_t count = x->dims[0] * x->dims[1];
+    for (int i = 0; i < w->nd; i++) {
+        int wi = KILN_WINDOW_DIMS - w->nd + i;
+        implied[2 + i] = (w->in[wi] - 1) * w->stride[wi] - w->pad_begin[wi] - w->pad_end[wi] + w->kernel[wi];
+        count *= implied[2 + i];
+    }
+    if (index < 0 || index >= count)
+        return -1;
+    int64_t dst = 0, scale = 1;
+    for (int i = x->rank - 1; i >= 0; i--) {
+        int64_t coord = index % implied[i];
+        index /= implied[i];
+        if (coord >= y->dims[i])
+            return -1;
+        dst += coord * scale;
+        scale *= y->dims[i];
+    }
+    return dst;
+}
+
 kiln_status_t kiln_max_unpool_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *ind = kiln_ctx_input(ctx, 1);
@@ -286,12 +314,15 @@ kiln_status_t kiln_max_unpool_run(kiln_kernel_ctx_t *ctx)
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
+    /* Indices count positions of the unpooled shape the pads and strides
+     * imply; output_shape may be larger, so re-address each one there. */
     const int64_t *id = ind->data;
     for (int64_t i = 0; i < x->count; i++) {
-        if (id[i] < 0 || id[i] >= y->count)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "index %lld is outside the output (%lld)",
-                                 (long long)id[i], (long long)y->count);
-        store(y, id[i], load(x, i));
+        int64_t dst = unpool_target(x, &w, y, id[i]);
+        if (dst < 0)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "index %lld is outside the output",
+                                 (long long)id[i]);
+        store(y, dst, load(x, i));
     }
     return KILN_OK;
 }
