@@ -194,30 +194,17 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
-kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
+/* The float32 computation of Conv into y (allocated by the caller with
+ * the output shape, zero-filled). */
+static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
+                                  const float *wd, const float *bd, float *yd)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
-    const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
-    kiln_status_t st = check_float32(ctx, x, w, b);
-    conv_shapes_t s;
-    if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
-        return st;
-    int64_t dims[KILN_MAX_RANK];
-    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
-    if (!y)
-        return kiln_ctx_status(ctx);
-    if (y->count == 0)
-        return KILN_OK;
-    const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
-    float *yd = y->data;
-
+    conv_shapes_t s = *sp;
     if (s.in_per_group == 1 && s.group > 1) {
         depthwise_job_t job = {xd, wd, bd, yd, &s};
         kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
         return KILN_OK;
     }
-
     bool pointwise = is_pointwise(&s.w);
     int64_t col_rows = s.in_per_group * s.kernel_vol;
     float *col = NULL;
@@ -246,6 +233,46 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         }
     free(col);
     return KILN_OK;
+}
+
+kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                const kiln_tensor_t *w, const kiln_tensor_t *b, kiln_tensor_t **y)
+{
+    *y = NULL;
+    kiln_status_t st = check_float32(ctx, x, w, b);
+    conv_shapes_t s;
+    if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
+        return st;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
+    if (!(*y = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, dims)))
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
+    if ((*y)->count == 0)
+        return KILN_OK;
+    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data);
+    if (st != KILN_OK) {
+        kiln_tensor_free(*y);
+        *y = NULL;
+    }
+    return st;
+}
+
+kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    kiln_status_t st = check_float32(ctx, x, w, b);
+    conv_shapes_t s;
+    if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
+        return st;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    if (y->count == 0)
+        return KILN_OK;
+    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------- */

@@ -87,18 +87,6 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
 
 /* ---- MatMul -------------------------------------------------------------- */
 
-/* The broadcast batch of a MatMul: output batch dims and each operand's
- * element stride per batch dim (0 where it broadcasts). */
-typedef struct matmul_shape {
-    int64_t m, n, k;
-    int batch_rank;
-    int64_t batch_dims[KILN_MAX_RANK];
-    int64_t a_stride[KILN_MAX_RANK], b_stride[KILN_MAX_RANK];
-    int64_t batch_count;
-    int out_rank;
-    int64_t out_dims[KILN_MAX_RANK];
-} matmul_shape_t;
-
 /* Element strides of the batch dims of t (rank - 2 of them, right-aligned
  * into batch_rank slots; missing and size-1 dims get 0). */
 static void batch_strides(const kiln_tensor_t *t, int t_batch, int batch_rank, int64_t mat_size,
@@ -116,8 +104,8 @@ static void batch_strides(const kiln_tensor_t *t, int t_batch, int batch_rank, i
     }
 }
 
-static kiln_status_t matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
-                                  const kiln_tensor_t *b, matmul_shape_t *s)
+kiln_status_t kiln_matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                const kiln_tensor_t *b, kiln_matmul_shape_t *s)
 {
     if (a->rank < 1 || b->rank < 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "MatMul operands must have rank >= 1");
@@ -153,8 +141,7 @@ static kiln_status_t matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a
     return KILN_OK;
 }
 
-/* Offsets of batch index t in A and B. */
-static void batch_offsets(const matmul_shape_t *s, int64_t t, int64_t *a_off, int64_t *b_off)
+void kiln_matmul_batch_offsets(const kiln_matmul_shape_t *s, int64_t t, int64_t *a_off, int64_t *b_off)
 {
     *a_off = *b_off = 0;
     for (int i = s->batch_rank - 1; i >= 0; i--) {
@@ -167,7 +154,7 @@ static void batch_offsets(const matmul_shape_t *s, int64_t t, int64_t *a_off, in
 
 /* True when every batch of B is the same matrix and A's batches are
  * consecutive, so one GEMM with batch_count * m rows does it all. */
-static bool matmul_folds(const matmul_shape_t *s)
+static bool matmul_folds(const kiln_matmul_shape_t *s)
 {
     int64_t expect = s->m * s->k;
     for (int i = s->batch_rank - 1; i >= 0; i--) {
@@ -189,8 +176,8 @@ static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A and B must share one dtype");
     if (a->dtype != KILN_DTYPE_FLOAT32 && a->dtype != KILN_DTYPE_FLOAT64)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)a->dtype);
-    matmul_shape_t s;
-    kiln_status_t st = matmul_shape(ctx, a, b, &s);
+    kiln_matmul_shape_t s;
+    kiln_status_t st = kiln_matmul_shape(ctx, a, b, &s);
     if (st != KILN_OK)
         return st;
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, a->dtype, s.out_rank, s.out_dims);
@@ -206,7 +193,7 @@ static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
     }
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;
-        batch_offsets(&s, t, &a_off, &b_off);
+        kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
         int64_t y_off = t * s.m * s.n;
         if (a->dtype == KILN_DTYPE_FLOAT32)
             kiln_sgemm(false, false, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
