@@ -85,7 +85,9 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(INCLUDES) -Itests/unit -pthread $(SAN_FLAGS) -o $@ $< $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a $(LIBS)
 
-examples: $(BUILD)/examples/simple_run
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+examples: $(EXAMPLE_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
