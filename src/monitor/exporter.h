@@ -62,6 +62,11 @@ kiln_status_t kiln_metrics_family(kiln_metrics_writer_t *w, const char *name,
 kiln_status_t kiln_metrics_sample(kiln_metrics_writer_t *w, const char *suffix,
                                   const kiln_label_t *labels, size_t n_labels, double value);
 
+/* Appends already formatted exposition text (whole families, each line
+ * ending in a newline), e.g. the alert engine's ALERTS family.  A missing
+ * final newline is added. */
+kiln_status_t kiln_metrics_raw(kiln_metrics_writer_t *w, const char *text, size_t len);
+
 /* The text written so far (NUL-terminated) and its length; owned by the
  * writer, valid until the next write or free.  After an allocation failure
  * the writer is marked failed: kiln_metrics_writer_failed() is true. */

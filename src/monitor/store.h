@@ -20,6 +20,7 @@
 #ifndef KILN_MONITOR_STORE_H
 #define KILN_MONITOR_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,22 +65,22 @@ kiln_status_t kiln_store_maintain(kiln_store_t *store, int64_t now_ms);
 /* ---- Query results ----------------------------------------------------- */
 
 /* One series and its points.  Every string and array is owned by the
- * enclosing kiln_series_set_t. */
-typedef struct kiln_series {
+ * enclosing kiln_store_result_t. */
+typedef struct kiln_store_series {
     char *metric;
     kiln_label_t *labels; /* sorted by name */
     size_t n_labels;
     int64_t *ts_ms;       /* n_points timestamps, ascending */
     double *values;
     size_t n_points;
-} kiln_series_t;
+} kiln_store_series_t;
 
-typedef struct kiln_series_set {
-    kiln_series_t *series;
+typedef struct kiln_store_result {
+    kiln_store_series_t *series;
     size_t count;
-} kiln_series_set_t;
+} kiln_store_result_t;
 
-void kiln_series_set_free(kiln_series_set_t *set);
+void kiln_store_result_free(kiln_store_result_t *set);
 
 /* The largest number of points one query may return per series. */
 #define KILN_STORE_MAX_POINTS 1000000
@@ -91,21 +92,32 @@ void kiln_series_set_free(kiln_series_set_t *set);
  * ... <= end, each matching series gets the value of its latest sample in
  * (t - KILN_STORE_LOOKBACK_MS, t], or no point at t when there is none.
  * Series with no points are left out.  Fills *out (caller frees with
- * kiln_series_set_free()).  KILN_ERR_INVALID_ARGUMENT when end < start,
+ * kiln_store_result_free()).  KILN_ERR_INVALID_ARGUMENT when end < start,
  * step <= 0 or the query would exceed KILN_STORE_MAX_POINTS per series. */
 kiln_status_t kiln_store_query_range(kiln_store_t *store, const kiln_selector_t *sel,
                                      int64_t start_ms, int64_t end_ms, int64_t step_ms,
-                                     kiln_series_set_t *out);
+                                     kiln_store_result_t *out);
 
 /* Every stored sample of the matching series with start_ms <= ts <= end_ms
  * (for rate()/increase()-style evaluation in alert rules).  Same ownership
  * as kiln_store_query_range(). */
 kiln_status_t kiln_store_query_raw(kiln_store_t *store, const kiln_selector_t *sel,
-                                   int64_t start_ms, int64_t end_ms, kiln_series_set_t *out);
+                                   int64_t start_ms, int64_t end_ms, kiln_store_result_t *out);
+
+/* Like kiln_store_query_raw(), but the series are chosen by a callback
+ * (used to plug the store into the alert engine's sample source, which has
+ * its own selector type).  metric, when not NULL, narrows the candidates to
+ * one metric name before the callback is asked. */
+typedef bool (*kiln_store_filter_fn)(void *ctx, const char *metric, const kiln_label_t *labels,
+                                     size_t n_labels);
+kiln_status_t kiln_store_query_raw_filtered(kiln_store_t *store, const char *metric,
+                                            kiln_store_filter_fn filter, void *ctx,
+                                            int64_t start_ms, int64_t end_ms,
+                                            kiln_store_result_t *out);
 
 /* The series matching sel that have a sample or roll-up between start_ms and
  * end_ms (n_points is 0 in the result).  Same ownership as above. */
 kiln_status_t kiln_store_series(kiln_store_t *store, const kiln_selector_t *sel, int64_t start_ms,
-                                int64_t end_ms, kiln_series_set_t *out);
+                                int64_t end_ms, kiln_store_result_t *out);
 
 #endif
