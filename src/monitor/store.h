@@ -14,8 +14,9 @@
  * sampler's appends (WAL lets one writer and readers run together).  All
  * functions are safe to call from any thread.
  *
- * Queries read raw samples where the raw window still has them and the
- * roll-ups' averages (stamped at the end of their minute) before that.
+ * Queries read raw samples where the raw window still has them and, for
+ * older times, the roll-ups' averages stamped at the start of their minute.
+ * NaN samples are not stored (SQLite cannot keep NaN); +Inf and -Inf are.
  */
 #ifndef KILN_MONITOR_STORE_H
 #define KILN_MONITOR_STORE_H
