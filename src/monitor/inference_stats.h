@@ -24,10 +24,10 @@
 typedef struct kiln_inference_stats kiln_inference_stats_t;
 typedef struct kiln_model_stats kiln_model_stats_t;
 
-/* Histogram layout of request latency: bucket i counts latencies below
- * KILN_LATENCY_BUCKET_BASE_US * 2^(i/4) microseconds (the last bucket is open). */
-#define KILN_LATENCY_BUCKETS 80
-#define KILN_LATENCY_BUCKET_BASE_US 1.0
+/* Histogram layout of request latency: bucket 0 counts latencies below
+ * 1 µs, bucket i > 0 those in [2^((i-1)/4), 2^(i/4)) µs; the last bucket
+ * also takes everything longer (2^(119/4) µs is about 15 minutes). */
+#define KILN_LATENCY_BUCKETS 120
 /* Batch sizes: bucket i counts sizes in [2^i, 2^(i+1)). */
 #define KILN_BATCH_BUCKETS 17
 
