@@ -221,10 +221,14 @@ typedef struct alert_notice {
     int resolved;
 } alert_notice_t;
 
-/* Queues a batch for the notifier: to Alertmanager (all notices) and, when
- * `webhook` is set, one webhook payload per alertname with status changes.
- * Copies what it needs.  Never blocks on the network. */
-void alert_notifier_enqueue(kiln_alert_notifier_t *n, const alert_notice_t *notices, size_t count, int webhook);
+typedef enum alert_target { ALERT_TARGET_ALERTMANAGER, ALERT_TARGET_WEBHOOK } alert_target_t;
+
+/* Queues one message for the notifier thread: to the Alertmanager, a JSON
+ * array of the notices; to the webhook, one version-4 payload grouping the
+ * notices of `alertname`.  Copies what it needs; never blocks on the
+ * network.  A target that is not configured ignores the call. */
+void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, const char *alertname,
+                            const alert_notice_t *notices, size_t count);
 /* The resend interval the engine should use (seconds). */
 double alert_notifier_resend_seconds(const kiln_alert_notifier_t *n);
 
