@@ -20,7 +20,7 @@ PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
         libncurses-dev libopenblas-dev pkg-config nodejs npm
 
-WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CSTD      := -std=c11 -D_GNU_SOURCE
 INCLUDES  := -Iinclude -Isrc
 OPT       ?= -O2 -g

@@ -97,6 +97,8 @@ typedef struct kiln_node {
     int *outputs;           /* value indices; -1 for an omitted output */
     int n_attrs;
     kiln_attr_t *attrs;
+    int n_implicit;
+    int *implicit_inputs;   /* values its subgraphs read from this graph (If/Loop/Scan) */
     const struct kiln_kernel *kernel; /* chosen at check time */
 } kiln_node_t;
 
@@ -121,6 +123,7 @@ struct kiln_graph {
     int *initializer_values;   /* value index of each initializer */
     int n_outer;
     int *outer_values;         /* value indices this graph reads from an enclosing scope */
+    int *outer_parent_values;  /* for each outer value, its index in the parent graph */
     struct kiln_model_ir *model; /* the model this graph belongs to */
 };
 

@@ -1,0 +1,44 @@
+/*
+ * session.h - a session: a checked model plus what running it needs (the
+ * thread pool, the options), and the executor that walks the sorted nodes.
+ *
+ * Execution keeps one slot per graph value in a frame.  Graph inputs and
+ * initializers are borrowed; each node output is owned by the frame and
+ * freed right after its last consumer ran (consumer counts come from the
+ * graph check).  Subgraphs run in a child frame whose outer-scope values
+ * point at the parent's slots.
+ */
+#ifndef KILN_CORE_SESSION_H
+#define KILN_CORE_SESSION_H
+
+#include "core/graph.h"
+#include "core/threadpool.h"
+#include "kiln.h"
+
+struct kiln_session {
+    kiln_model_t *model;
+    kiln_model_ir_t *ir;
+    kiln_session_options_t options;
+    kiln_threadpool_t *pool;
+    /* Peak bytes of live intermediate tensors during the last run, and the
+     * sum of all intermediate tensor sizes (reported by kiln bench). */
+    size_t last_peak_bytes;
+    size_t last_total_bytes;
+};
+
+/* Runs graph g with inputs (one per g->inputs entry; NULL = use the
+ * initializer) and returns new output values (caller owns).  parent is the
+ * enclosing frame for subgraphs (NULL at top level). */
+struct kiln_frame;
+kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, struct kiln_frame *parent,
+                                 const kiln_value_t *const *inputs, kiln_value_t **outputs);
+
+
+
+/* Runs the main graph on values: inputs[i] feeds the i-th graph input that
+ * has no initializer (NULL leaves an optional input empty); outputs gets
+ * one new value per graph output (caller frees). Checks dtype and rank of
+ * tensor inputs against the declaration. */
+kiln_status_t kiln_session_run_values(kiln_session_t *s, int n_inputs, const kiln_value_t *const *inputs,
+                                      kiln_value_t **outputs);
+#endif

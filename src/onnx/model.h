@@ -1,0 +1,57 @@
+/*
+ * model.h - a loaded ONNX model: the file mapping, the graph IR built over
+ * it, and everything the IR borrows.
+ *
+ * The model file is mmap'd read-only; initializer tensors point into the
+ * mapping (or into mappings of external-data files beside the model).  Only
+ * data that cannot be used in place is copied: varint-encoded typed fields
+ * (int32_data, int64_data, uint64_data), strings, and raw bytes whose
+ * address is not aligned to the element size (kernels may use aligned SIMD
+ * loads on them).
+ */
+#ifndef KILN_ONNX_MODEL_H
+#define KILN_ONNX_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/arena.h"
+#include "core/graph.h"
+
+typedef struct kiln_mapping {
+    void *data;
+    size_t size;
+    bool is_malloc;   /* bytes we copied (kiln_model_load_bytes) rather than mapped */
+} kiln_mapping_t;
+
+struct kiln_model {
+    kiln_arena_t arena;          /* the graph IR: names, nodes, attributes, tensor headers */
+    kiln_model_ir_t ir;
+    kiln_mapping_t file;         /* the .onnx file */
+    char *dir;                   /* directory of the file, for external data ("" for bytes) */
+    int n_external;
+    kiln_mapping_t *external;    /* mapped external-data files */
+    char **external_names;       /* their locations, as written in the model */
+    int n_copies;
+    void **copies;               /* heap buffers holding copied initializer data */
+    size_t copied_bytes;         /* total of those, reported by kiln bench */
+};
+
+/* Parses ModelProto bytes into m->ir (m->file must hold the bytes, m->dir
+ * the directory for external data). Checks the graph. */
+kiln_status_t kiln_onnx_parse_model(struct kiln_model *m, const uint8_t *bytes, size_t len);
+
+/* Parses a standalone TensorProto (a test-data .pb file) into a new owning
+ * tensor the caller frees with kiln_tensor_free(). */
+kiln_status_t kiln_onnx_parse_tensor_owned(const uint8_t *bytes, size_t len, kiln_tensor_t **out);
+
+/* Parses a .pb file that holds a TensorProto, SequenceProto or OptionalProto
+ * (kind says which to expect) into a new value the caller frees. */
+kiln_status_t kiln_onnx_parse_value_owned(const uint8_t *bytes, size_t len, kiln_value_kind_t kind,
+                                          bool optional, kiln_value_t **out);
+
+/* Maps a whole file read-only. */
+kiln_status_t kiln_map_file(const char *path, kiln_mapping_t *out);
+void kiln_unmap(kiln_mapping_t *m);
+
+#endif
