@@ -85,11 +85,6 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(INCLUDES) -Itests/unit -pthread $(SAN_FLAGS) -o $@ $< $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a $(LIBS)
 
-<<<<<<< HEAD
-EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-
-examples: $(EXAMPLE_BIN)
-=======
 # Stand-ins for libnvidia-ml.so.1 used by the monitoring tests (loaded via
 # KILN_NVML_LIBRARY): versioned symbols, and the old unversioned API.
 FAKE_NVML := $(BUILD)/tests/libfake_nvml.so $(BUILD)/tests/libfake_nvml_old.so
@@ -102,8 +97,10 @@ $(BUILD)/tests/libfake_nvml_old.so: tests/fake_nvml/fake_nvml.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -DFAKE_NVML_OLD_API -o $@ $<
 
-examples: $(BUILD)/examples/simple_run
->>>>>>> monitor
+
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+examples: $(EXAMPLE_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
