@@ -141,6 +141,7 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .run = kiln_sgemm_ukernel_12x32_avx512};
 
 static bool g_force_portable;
+static bool g_pack_sse; /* set by choose_ukernel when a SIMD kernel is in use */
 static bool g_avoid_avx512;
 
 void kiln_sgemm_force_portable(bool force_portable)
@@ -155,8 +156,10 @@ void kiln_sgemm_avoid_avx512(bool avoid)
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
 {
+    g_pack_sse = false;
     if (g_force_portable)
         return &UKERNEL_PORTABLE;
+    g_pack_sse = __builtin_cpu_supports("avx2");
     if (!g_avoid_avx512 && __builtin_cpu_supports("avx512f"))
         return &UKERNEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -179,6 +182,10 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int rows = mc - ir < mr ? (int)(mc - ir) : mr;
         float *panel = dst + ir * kc;
+        if (!trans_a && rows == mr && g_pack_sse && mr % 4 == 0) {
+            kiln_sgemm_pack_rows_sse(a + (i0 + ir) * lda + p0, lda, mr, kc, panel);
+            continue;
+        }
         if (rows < mr)
             memset(panel, 0, (size_t)(kc * mr) * sizeof *panel);
         for (int r = 0; r < rows; r++) {
@@ -194,6 +201,13 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
             }
         }
     }
+}
+
+/* 16 floats; a constant-size memcpy is inlined into vector moves (a libc
+ * call per 64 bytes would cost more than the copy). */
+static inline void copy16(float *restrict dst, const float *restrict src)
+{
+    memcpy(dst, src, 16 * sizeof *dst);
 }
 
 /* Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-wide
@@ -212,11 +226,20 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
                 for (int64_t p = 0; p < kc; p++)
                     panel[p * nr + s] = src[p];
             }
+        } else if (cols == 16 && nr == 16) {
+            for (int64_t p = 0; p < kc; p++)
+                copy16(panel + p * nr, b + (p0 + p) * ldb + j0 + jr);
+        } else if (cols == 32 && nr == 32) {
+            for (int64_t p = 0; p < kc; p++) {
+                copy16(panel + p * nr, b + (p0 + p) * ldb + j0 + jr);
+                copy16(panel + p * nr + 16, b + (p0 + p) * ldb + j0 + jr + 16);
+            }
         } else {
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = b + (p0 + p) * ldb + j0 + jr;
                 float *out = panel + p * nr;
-                memcpy(out, src, (size_t)cols * sizeof *out);
+                for (int s = 0; s < cols; s++)
+                    out[s] = src[s];
                 for (int s = cols; s < nr; s++)
                     out[s] = 0.0f;
             }

@@ -7,7 +7,10 @@
  * keeps both FMA ports of a Haswell-or-later core busy.  Edge tiles (mr < 6
  * or nr < 16) are computed in full into a stack buffer and copied out.
  *
- * Compiled with -mavx2 -mfma; gemm.c calls it only after
+ * Also here: the SSE-transposing packer of A row panels used by both SIMD
+ * paths.
+ *
+ * Compiled with -mavx2 -mfma; gemm.c calls these only after
  * __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma").
  */
 #include <immintrin.h>
@@ -96,4 +99,25 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
                 crow[j] = brow[j] + beta * crow[j];
         }
     }
+}
+
+void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel)
+{
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        for (int r = 0; r < mr; r += 4) {
+            const float *src = a + r * lda + p;
+            __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + lda);
+            __m128 r2 = _mm_loadu_ps(src + 2 * lda), r3 = _mm_loadu_ps(src + 3 * lda);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float *dst = panel + p * mr + r;
+            _mm_storeu_ps(dst, r0);
+            _mm_storeu_ps(dst + mr, r1);
+            _mm_storeu_ps(dst + 2 * mr, r2);
+            _mm_storeu_ps(dst + 3 * mr, r3);
+        }
+    }
+    for (; p < kc; p++)
+        for (int r = 0; r < mr; r++)
+            panel[p * mr + r] = a[r * lda + p];
 }

@@ -27,6 +27,18 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
     }
+    if (nr <= TILE_N / 2) {
+        /* a narrow edge tile: only the left half of the panel matters */
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_load_ps(b);
+#pragma GCC unroll 12
+            for (int i = 0; i < TILE_M; i++)
+                acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i][0]);
+            a += TILE_M;
+            b += TILE_N;
+        }
+        kc = 0;
+    }
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b);
         __m512 b1 = _mm512_load_ps(b + 16);
