@@ -138,9 +138,14 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
 
 static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
-    .run = kiln_sgemm_ukernel_12x32_avx512};
+    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
+
+/* C at most this many B panels wide reads A in place (see
+ * macro_kernel_direct_a). */
+enum { DIRECT_A_MAX_PANELS = 4 };
 
 static bool g_force_portable;
+static bool g_no_direct_a;
 static bool g_pack_sse; /* set by choose_ukernel when a SIMD kernel is in use */
 static bool g_avoid_avx512;
 
@@ -152,6 +157,11 @@ void kiln_sgemm_force_portable(bool force_portable)
 void kiln_sgemm_avoid_avx512(bool avoid)
 {
     g_avoid_avx512 = avoid;
+}
+
+void kiln_sgemm_avoid_direct_a(bool avoid)
+{
+    g_no_direct_a = avoid;
 }
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
@@ -259,6 +269,7 @@ typedef struct sgemm_job {
     float *c;
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
+    bool direct_a;              /* the microkernel reads A in place (narrow C) */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -284,6 +295,30 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
             uk->run(kc, a_pack + ir * kc, b_pack + jr * kc, c, job->ldc, mr, nr, job->alpha, beta);
         }
+    }
+}
+
+/* The same with A read in place (row-major, not transposed): for a narrow
+ * C, each A element is used by only a few B panels, so packing A would
+ * cost more than it saves.  A partial last row tile is packed into a_edge. */
+static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
+                                  int64_t i0, int64_t mc, int64_t p0, int64_t j0, int64_t nc,
+                                  int64_t kc, float beta)
+{
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    int64_t full = mc / uk->mr * uk->mr;
+    if (full < mc)
+        pack_a(false, job->a, job->lda, i0 + full, mc - full, p0, kc, uk->mr, a_edge);
+    for (int64_t jr = 0; jr < nc; jr += uk->nr) {
+        int nr = (int)min64(uk->nr, nc - jr);
+        for (int64_t ir = 0; ir < full; ir += uk->mr) {
+            float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * kc, c,
+                           job->ldc, nr, job->alpha, beta);
+        }
+        if (full < mc)
+            uk->run(kc, a_edge, b_pack + jr * kc, job->c + (i0 + full) * job->ldc + j0 + jr,
+                    job->ldc, (int)(mc - full), nr, job->alpha, beta);
     }
 }
 
@@ -318,6 +353,10 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
             pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
+                if (job->direct_a) {
+                    macro_kernel_direct_a(job, a_pack, b_pack, i0, mc, p0, j0, nc, kc, beta);
+                    continue;
+                }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
                 macro_kernel(job, a_pack, b_pack, i0, mc, j0, nc, kc, beta);
             }
@@ -342,6 +381,7 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
+    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->n <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */

@@ -64,5 +64,7 @@ void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, dou
 const char *kiln_sgemm_path(void);
 void kiln_sgemm_force_portable(bool force_portable);
 void kiln_sgemm_avoid_avx512(bool avoid);
+/* For tests: always pack A, even where the kernel could read it in place. */
+void kiln_sgemm_avoid_direct_a(bool avoid);
 
 #endif

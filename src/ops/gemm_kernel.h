@@ -18,11 +18,18 @@ typedef void (*kiln_sgemm_ukernel_fn)(int64_t kc, const float *a_pack, const flo
                                       float *c, int64_t ldc, int mr, int nr, float alpha,
                                       float beta);
 
+/* The same for a full MR-row tile with A read in place: row i of the tile
+ * is a + i*lda, kc values (row-major A, not packed). */
+typedef void (*kiln_sgemm_ukernel_direct_fn)(int64_t kc, const float *a, int64_t lda,
+                                             const float *b_pack, float *c, int64_t ldc, int nr,
+                                             float alpha, float beta);
+
 typedef struct kiln_sgemm_ukernel {
     const char *name;
     int mr, nr;               /* register tile */
     int kc, mc, nc;           /* cache blocking: K depth, A block rows, B block cols */
     kiln_sgemm_ukernel_fn run;
+    kiln_sgemm_ukernel_direct_fn run_direct; /* NULL: A is always packed */
 } kiln_sgemm_ukernel_t;
 
 /* AVX2+FMA 6x16 tile (gemm_avx2.c); call only when the CPU has avx2 and fma. */
@@ -38,5 +45,8 @@ void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, f
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a_pack, const float *b_pack,
                                      float *c, int64_t ldc, int mr, int nr, float alpha,
                                      float beta);
+void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
+                                            const float *b_pack, float *c, int64_t ldc, int nr,
+                                            float alpha, float beta);
 
 #endif
