@@ -18,6 +18,7 @@
  */
 #include "ops/gemm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,56 @@ static void parallel_run(const kiln_gemm_parallel_t *par, int64_t n, int64_t gra
         par->run(par->ctx, n, grain, fn, arg);
     else
         fn(arg, 0, n);
+}
+
+/* ---- Per-thread scratch ------------------------------------------------- */
+
+/* Packing panels and im2col buffers are needed on every call; allocating
+ * them each time would mmap and page-fault megabytes per GEMM.  Each thread
+ * keeps one grow-only, 64-byte aligned buffer per slot, freed when the
+ * thread exits. */
+typedef struct scratch {
+    void *buf[KILN_SCRATCH_SLOTS];
+    size_t cap[KILN_SCRATCH_SLOTS];
+} scratch_t;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static __thread scratch_t *t_scratch;
+
+static void scratch_free(void *arg)
+{
+    scratch_t *s = arg;
+    for (int i = 0; i < KILN_SCRATCH_SLOTS; i++)
+        free(s->buf[i]);
+    free(s);
+}
+
+static void scratch_key_create(void)
+{
+    pthread_key_create(&g_scratch_key, scratch_free);
+}
+
+void *kiln_gemm_scratch(int slot, size_t bytes)
+{
+    if (slot < 0 || slot >= KILN_SCRATCH_SLOTS)
+        return NULL;
+    if (!t_scratch) {
+        pthread_once(&g_scratch_once, scratch_key_create);
+        if (!(t_scratch = calloc(1, sizeof *t_scratch)))
+            return NULL;
+        pthread_setspecific(g_scratch_key, t_scratch);
+    }
+    if (t_scratch->cap[slot] < bytes) {
+        size_t cap = (bytes + 63) / 64 * 64;
+        void *p = aligned_alloc(64, cap);
+        if (!p)
+            return NULL;
+        free(t_scratch->buf[slot]);
+        t_scratch->buf[slot] = p;
+        t_scratch->cap[slot] = cap;
+    }
+    return t_scratch->buf[slot];
 }
 
 /* ---- Reference ---------------------------------------------------------- */
@@ -330,8 +381,8 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
     const kiln_sgemm_ukernel_t *uk = job->uk;
     size_t a_bytes = (size_t)(round_up(job->mc, uk->mr) * job->kc) * sizeof(float);
     size_t b_bytes = (size_t)(round_up(job->nc, uk->nr) * job->kc) * sizeof(float);
-    float *a_pack = aligned_alloc(64, round_up((int64_t)a_bytes, 64));
-    float *b_pack = aligned_alloc(64, round_up((int64_t)b_bytes, 64));
+    float *a_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_A, a_bytes);
+    float *b_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
     for (int64_t t = begin; t < end;) {
         int64_t jb = t / job->m_blocks;
         int64_t run_end = min64(end, (jb + 1) * job->m_blocks);
@@ -363,8 +414,6 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
         }
         t = run_end;
     }
-    free(a_pack);
-    free(b_pack);
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
