@@ -20,6 +20,7 @@
 #include "ops/gemm.h"
 #include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
+#include "ops/nn_rows.h"
 
 /* ---- Shared checks ----------------------------------------------------- */
 
@@ -135,7 +136,23 @@ typedef struct depthwise_job {
     const conv_shapes_t *s;
 } depthwise_job_t;
 
-/* Output plane p = (image, out channel): one input channel, one filter. */
+/* The output positions o in [0, out) whose input o*stride + off lies in
+ * [0, in): [*lo, *hi). */
+static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t *lo,
+                          int64_t *hi)
+{
+    *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    *hi = in - off <= 0 ? 0 : (in - off + stride - 1) / stride;
+    if (*hi > out)
+        *hi = out;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* Output plane p = (image, out channel): one input channel, one filter.
+ * The plane starts as the bias and each kernel tap adds its weight times
+ * the shifted input over the output positions where the tap lands inside
+ * the input, so the inner loop is a branch-free (vectorizable) axpy. */
 static void depthwise_plane(const depthwise_job_t *job, int64_t p)
 {
     const conv_shapes_t *s = job->s;
@@ -144,31 +161,31 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
     int64_t c = m / s->out_per_group;
     const float *x = job->x + (n * s->in_channels + c) * s->in_vol;
     const float *f = job->w + m * s->kernel_vol;
-    float bias = job->b ? job->b[m] : 0.0f;
     float *y = job->y + p * s->out_vol;
-    for (int64_t od = 0; od < w->out[0]; od++)
-        for (int64_t oh = 0; oh < w->out[1]; oh++)
-            for (int64_t ow = 0; ow < w->out[2]; ow++) {
-                float sum = bias;
-                for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
-                    int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
-                    if (id < 0 || id >= w->in[0])
-                        continue;
-                    for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
-                        int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
-                        if (ih < 0 || ih >= w->in[1])
-                            continue;
-                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2];
-                        const float *frow = f + (kd * w->kernel[1] + kh) * w->kernel[2];
-                        for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
-                            int64_t iw = ow * w->stride[2] - w->pad_begin[2] + kw * w->dilation[2];
-                            if (iw >= 0 && iw < w->in[2])
-                                sum += xrow[iw] * frow[kw];
-                        }
+    float bias = job->b ? job->b[m] : 0.0f;
+    for (int64_t i = 0; i < s->out_vol; i++)
+        y[i] = bias;
+    int64_t s2 = w->stride[2];
+    for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
+        int64_t d_off = kd * w->dilation[0] - w->pad_begin[0], od_lo, od_hi;
+        valid_outputs(d_off, w->stride[0], w->in[0], w->out[0], &od_lo, &od_hi);
+        for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
+            int64_t h_off = kh * w->dilation[1] - w->pad_begin[1], oh_lo, oh_hi;
+            valid_outputs(h_off, w->stride[1], w->in[1], w->out[1], &oh_lo, &oh_hi);
+            for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
+                int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], ow_lo, ow_hi;
+                valid_outputs(w_off, s2, w->in[2], w->out[2], &ow_lo, &ow_hi);
+                float wv = f[(kd * w->kernel[1] + kh) * w->kernel[2] + kw];
+                for (int64_t od = od_lo; od < od_hi; od++)
+                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                        int64_t id = od * w->stride[0] + d_off, ih = oh * w->stride[1] + h_off;
+                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2] + w_off;
+                        float *yrow = y + (od * w->out[1] + oh) * w->out[2];
+                        kiln_row_axpy(yrow + ow_lo, xrow + ow_lo * s2, s2, wv, ow_hi - ow_lo);
                     }
-                }
-                *y++ = sum;
             }
+        }
+    }
 }
 
 static void depthwise_planes(void *arg, int64_t begin, int64_t end)
