@@ -13,5 +13,6 @@ int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_conformance(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
 int kiln_cmd_monitor(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
 
 #endif
