@@ -69,13 +69,16 @@ void kiln_register_elementwise_cast(kiln_registry_t *reg);
 /* ---- Loop instantiation ------------------------------------------------ */
 
 /* Defines `static void NAME(...)`, a unary loop over T to TO where EXPR
- * computes from `x` (and `p`). */
+ * computes from `x`, `p`, and alpha, beta, gamma: p's numbers as T (whose
+ * name in EXPR is elem_t). */
 #define KILN_UNARY_LOOP(NAME, T, TO, EXPR)                                                  \
     static void NAME(void *yv, const void *xv, int64_t n, const kiln_elem_params_t *p)     \
     {                                                                                       \
         TO *y = yv;                                                                         \
         const T *xs = xv;                                                                   \
-        (void)p;                                                                            \
+        typedef T elem_t;                                                                   \
+        const T alpha = (T)p->alpha, beta = (T)p->beta, gamma = (T)p->gamma;                \
+        (void)alpha, (void)beta, (void)gamma, (void)sizeof(elem_t);                         \
         for (int64_t i = 0; i < n; i++) {                                                   \
             T x = xs[i];                                                                    \
             y[i] = (TO)(EXPR);                                                              \
