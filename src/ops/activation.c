@@ -162,10 +162,22 @@ static kiln_status_t gelu_run(kiln_kernel_ctx_t *ctx)
     return kiln_unary_run(ctx, op, kiln_ctx_input(ctx, 0), 0, NULL);
 }
 
+/* Before opset 7 a slope of C values applied per channel (dim 1) of X; it
+ * becomes [C,1,...,1] so numpy broadcasting does the same. */
 static kiln_status_t prelu_run(kiln_kernel_ctx_t *ctx)
 {
-    return kiln_binary_run(ctx, &prelu_op, kiln_ctx_input(ctx, 0), kiln_ctx_input(ctx, 1), 0,
-                           NULL);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *slope = kiln_ctx_input(ctx, 1);
+    kiln_tensor_t view;
+    if (kiln_ctx_opset(ctx) < 7 && x && slope && slope->rank == 1 && x->rank >= 2 &&
+        slope->count > 1 && slope->dims[0] == x->dims[1]) {
+        view = *slope;
+        view.owns_data = false;
+        view.rank = x->rank - 1;
+        for (int d = 1; d < view.rank; d++)
+            view.dims[d] = 1;
+        slope = &view;
+    }
+    return kiln_binary_run(ctx, &prelu_op, x, slope, 0, NULL);
 }
 
 void kiln_ops_register_activation(kiln_registry_t *reg)

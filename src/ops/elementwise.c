@@ -248,9 +248,13 @@ static kiln_status_t binary_table_run(kiln_kernel_ctx_t *ctx)
 {
     const char *name = kiln_ctx_node(ctx)->op_type;
     for (int i = 0; i < COUNT_OF(binary_ops); i++)
-        if (!strcmp(binary_ops[i].name, name))
-            return kiln_binary_run(ctx, binary_ops[i].op, kiln_ctx_input(ctx, 0),
-                                   kiln_ctx_input(ctx, 1), 0, NULL);
+        if (!strcmp(binary_ops[i].name, name)) {
+            const kiln_tensor_t *a = kiln_ctx_input(ctx, 0);
+            kiln_tensor_t view;
+            const kiln_tensor_t *b = kiln_legacy_broadcast_view(ctx, a, kiln_ctx_input(ctx, 1),
+                                                                &view);
+            return kiln_binary_run(ctx, binary_ops[i].op, a, b, 0, NULL);
+        }
     return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "no binary table for op %s", name);
 }
 
@@ -313,7 +317,9 @@ static void pow_mixed_row(void *arg, int64_t out, const int64_t *off, const int6
 
 static kiln_status_t pow_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *e = kiln_ctx_input(ctx, 1);
+    kiln_tensor_t view;
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *e = kiln_legacy_broadcast_view(ctx, x, kiln_ctx_input(ctx, 1), &view);
     if (!x || !e)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "Pow needs two inputs");
     if (x->dtype == e->dtype && kiln_dtype_is_float(x->dtype))

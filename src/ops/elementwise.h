@@ -62,6 +62,13 @@ kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *o
                                const kiln_tensor_t *a, const kiln_tensor_t *b, kiln_tensor_t *y,
                                const kiln_elem_params_t *p);
 
+/* Opset < 7 binary ops broadcast B onto A only when broadcast=1, with B's
+ * dims placed at A's dim `axis` (default: the trailing dims).  Fills *view
+ * with b reshaped to A's rank (borrowing b's data) and returns it, or b
+ * itself when the node uses numpy rules or no broadcast. */
+const kiln_tensor_t *kiln_legacy_broadcast_view(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                                const kiln_tensor_t *b, kiln_tensor_t *view);
+
 /* Registers Where, Clip, Cast and CastLike (elementwise_cast.c); called by
  * kiln_ops_register_elementwise. */
 void kiln_register_elementwise_cast(kiln_registry_t *reg);

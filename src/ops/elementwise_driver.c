@@ -241,3 +241,24 @@ kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op
         return kiln_ctx_status(ctx);
     return kiln_binary_into(ctx, op, a, b, y, p);
 }
+
+/* ---- Legacy (opset < 7) broadcasting ------------------------------------ */
+
+const kiln_tensor_t *kiln_legacy_broadcast_view(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                                const kiln_tensor_t *b, kiln_tensor_t *view)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    if (kiln_ctx_opset(ctx) >= 7 || !a || !b || !kiln_attr_int(node, "broadcast", 0))
+        return b;
+    int64_t axis = kiln_attr_int(node, "axis", a->rank - b->rank);
+    if (axis < 0)
+        axis += a->rank;
+    if (axis < 0 || axis + b->rank > a->rank)
+        return b; /* let the numpy rules report the mismatch */
+    *view = *b;
+    view->rank = a->rank;
+    for (int d = 0; d < a->rank; d++)
+        view->dims[d] = d >= axis && d < axis + b->rank ? b->dims[d - axis] : 1;
+    view->owns_data = false;
+    return view;
+}
