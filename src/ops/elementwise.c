@@ -25,6 +25,10 @@
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
 
+/* The build's -O2 only vectorises loops whose trip count is known; these
+ * loops run over any n, so ask for the full cost model here. */
+#pragma GCC optimize("vect-cost-model=dynamic")
+
 /* ---- Instantiating loops per dtype -------------------------------------- */
 
 /* A binary loop whose output has the input dtype, and one whose output is

@@ -81,11 +81,19 @@ void kiln_register_elementwise_cast(kiln_registry_t *reg);
 #define KILN_UNARY_LOOP(NAME, T, TO, EXPR)                                                  \
     static void NAME(void *yv, const void *xv, int64_t n, const kiln_elem_params_t *p)     \
     {                                                                                       \
-        TO *y = yv;                                                                         \
-        const T *xs = xv;                                                                   \
         typedef T elem_t;                                                                   \
         const T alpha = (T)p->alpha, beta = (T)p->beta, gamma = (T)p->gamma;                \
         (void)alpha, (void)beta, (void)gamma, (void)sizeof(elem_t);                         \
+        if (yv == xv) { /* in place: one pointer, so no aliasing question */                \
+            T *io = yv;                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                               \
+                T x = io[i];                                                                \
+                io[i] = (T)(TO)(EXPR);                                                      \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
+        TO *restrict y = yv;                                                                \
+        const T *restrict xs = xv;                                                          \
         for (int64_t i = 0; i < n; i++) {                                                   \
             T x = xs[i];                                                                    \
             y[i] = (TO)(EXPR);                                                              \
