@@ -8,7 +8,8 @@
  * of the outer*inner slices of length n.  Before opset 13 the input is
  * coerced to 2-D at `axis` (n = product of dims from axis on, inner = 1);
  * from 13 on, n is the one axis.  The contiguous float32 case (inner == 1,
- * BERT's attention scores) has its own row loop run in parallel over rows.
+ * BERT's attention scores) runs the vector row kernels of rowops.h in
+ * parallel over rows; so does LayerNormalization in float32.
  *
  * Other dtypes (float16, float64) are computed in double through
  * kiln_tensor_get_f64/set_f64: simple, and exact enough for every dtype.
@@ -19,6 +20,7 @@
 
 #include "ops/axes.h"
 #include "ops/kernel.h"
+#include "ops/rowops.h"
 
 /* Rows of at least this many elements per chunk are worth a thread. */
 #define NORMALIZE_GRAIN_ELEMS 16384
@@ -27,39 +29,22 @@
 
 typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind_t;
 
-/* One float32 row in place from src to dst. */
-static void softmax_row_f32(softmax_kind_t kind, const float *x, float *y, int64_t n)
+/* One float32 row: Softmax and LogSoftmax by the vector row kernels,
+ * Hardmax by a scan for the first maximum. */
+static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y, int64_t n)
 {
     if (n == 0)
         return;
-    float m = x[0];
-    int64_t arg = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > m) {
-            m = x[i];
-            arg = i;
-        }
-    if (kind == HARDMAX) {
-        for (int64_t i = 0; i < n; i++)
-            y[i] = i == arg ? 1.0f : 0.0f;
+    if (kind != HARDMAX) {
+        ops->softmax(x, y, n, kind == LOG_SOFTMAX);
         return;
     }
-    float sum = 0.0f;
-    if (kind == SOFTMAX) {
-        for (int64_t i = 0; i < n; i++) {
-            y[i] = expf(x[i] - m);
-            sum += y[i];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t i = 0; i < n; i++)
-            y[i] *= inv;
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            sum += expf(x[i] - m);
-        float lse = m + logf(sum);
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] - lse;
-    }
+    int64_t arg = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[arg])
+            arg = i;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = i == arg ? 1.0f : 0.0f;
 }
 
 /* One strided slice in double: v[0..n) read from x at base + i*stride. */
@@ -101,8 +86,9 @@ typedef struct softmax_job {
 static void softmax_rows_f32(void *arg, int64_t begin, int64_t end)
 {
     const softmax_job_t *job = arg;
+    const kiln_rowops_t *ops = kiln_rowops();
     for (int64_t r = begin; r < end; r++)
-        softmax_row_f32(job->kind, job->x + r * job->n, job->y + r * job->n, job->n);
+        softmax_row_f32(ops, job->kind, job->x + r * job->n, job->y + r * job->n, job->n);
 }
 
 static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t kind)
@@ -274,24 +260,13 @@ typedef struct layer_norm_job {
     double eps;
 } layer_norm_job_t;
 
-/* The float32 row, both passes in float32 accumulated in double. */
-static void layer_norm_row_f32(const layer_norm_job_t *j, int64_t r)
+/* The float32 row by the vector row kernel. */
+static void layer_norm_row_f32(const kiln_rowops_t *ops, const layer_norm_job_t *j, int64_t r)
 {
-    const float *x = (const float *)j->x->data + r * j->n;
-    float *y = (float *)j->y->data + r * j->n;
-    const float *w = j->scale->data;
-    const float *b = j->bias ? j->bias->data : NULL;
-    int64_t wn = j->scale->count, bn = j->bias ? j->bias->count : 1;
-    double s = 0.0;
-    for (int64_t i = 0; i < j->n; i++)
-        s += x[i];
-    float m = (float)(s / (double)j->n);
-    double ss = 0.0;
-    for (int64_t i = 0; i < j->n; i++)
-        ss += (double)(x[i] - m) * (x[i] - m);
-    float inv = (float)(1.0 / sqrt(ss / (double)j->n + j->eps));
-    for (int64_t i = 0; i < j->n; i++)
-        y[i] = (x[i] - m) * inv * w[i % wn] + (b ? b[i % bn] : 0.0f);
+    float m, inv;
+    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n, j->scale->data,
+                    j->scale->count, j->bias ? j->bias->data : NULL, j->bias ? j->bias->count : 1, (float)j->eps, &m,
+                    &inv);
     if (j->mean_out)
         kiln_tensor_set_f64(j->mean_out, r, m);
     if (j->inv_std_out)
@@ -320,9 +295,10 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end)
     const layer_norm_job_t *j = arg;
     bool f32 = j->x->dtype == KILN_DTYPE_FLOAT32 && j->scale->dtype == KILN_DTYPE_FLOAT32 &&
                (!j->bias || j->bias->dtype == KILN_DTYPE_FLOAT32);
+    const kiln_rowops_t *ops = kiln_rowops();
     for (int64_t r = begin; r < end; r++) {
         if (f32)
-            layer_norm_row_f32(j, r);
+            layer_norm_row_f32(ops, j, r);
         else
             layer_norm_row_any(j, r);
     }

@@ -8,7 +8,7 @@
  * x[base[o] + roff[r]], which handles any axes set with one loop and
  * parallelizes over outputs.  Values are folded in double (float16 and ints
  * included), except the hot BERT case - float32 reduced over trailing
- * contiguous axes - which reads the row directly.
+ * contiguous axes - which runs the vector row kernels of rowops.h.
  *
  * ArgMax/ArgMin, CumSum and TopK work along one axis, viewing the shape as
  * (outer, axis, inner).
@@ -20,6 +20,7 @@
 #include "core/half.h"
 #include "ops/axes.h"
 #include "ops/kernel.h"
+#include "ops/rowops.h"
 
 /* Below this many input elements per output, a thread is not worth it. */
 #define REDUCE_GRAIN_ELEMS 32768
@@ -222,24 +223,20 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
     }
 }
 
-/* Hot path: a float32 row reduced to a sum or mean. */
-static float fold_row_f32(reduce_kind_t k, const float *row, int64_t n)
+/* Hot path: a float32 row folded by the vector row kernels (rowops.h). */
+static float fold_row_f32(const kiln_rowops_t *ops, reduce_kind_t k, const float *row, int64_t n)
 {
-    float acc = 0.0f;
-    if (k == REDUCE_MAX || k == REDUCE_MIN) {
-        acc = n ? row[0] : (k == REDUCE_MAX ? -INFINITY : INFINITY);
-        for (int64_t r = 1; r < n; r++)
-            acc = (k == REDUCE_MAX) ? (row[r] > acc ? row[r] : acc) : (row[r] < acc ? row[r] : acc);
-        return acc;
+    switch (k) {
+    case REDUCE_SUM: return ops->sum(row, n);
+    case REDUCE_MEAN: return n ? ops->sum(row, n) / (float)n : NAN;
+    case REDUCE_SUM_SQUARE: return ops->sum_squares(row, n);
+    case REDUCE_MAX: return n ? ops->max(row, n) : -INFINITY;
+    default: break;
     }
-    if (k == REDUCE_SUM_SQUARE) {
-        for (int64_t r = 0; r < n; r++)
-            acc += row[r] * row[r];
-        return acc;
-    }
-    for (int64_t r = 0; r < n; r++)
-        acc += row[r];
-    return k == REDUCE_MEAN ? (n ? acc / (float)n : NAN) : acc;
+    float acc = n ? row[0] : INFINITY; /* REDUCE_MIN */
+    for (int64_t r = 1; r < n; r++)
+        acc = row[r] < acc ? row[r] : acc;
+    return acc;
 }
 
 static bool has_f32_fast_path(reduce_kind_t k)
@@ -274,10 +271,11 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
     const reduce_job_t *job = arg;
     const reduce_plan_t *p = job->plan;
     if (job->x->dtype == KILN_DTYPE_FLOAT32 && p->contiguous && has_f32_fast_path(job->kind)) {
+        const kiln_rowops_t *ops = kiln_rowops();
         const float *x = job->x->data;
         float *y = job->y->data;
         for (int64_t o = begin; o < end; o++)
-            y[o] = fold_row_f32(job->kind, x + p->base[o], p->n_red);
+            y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
         return;
     }
     for (int64_t o = begin; o < end; o++)

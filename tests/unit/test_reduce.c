@@ -5,7 +5,8 @@
  * public API on one-node models written in memory with the protobuf
  * writer: ReduceSum over scattered axes, ReduceMean on the float32 fast
  * path with several threads, and Softmax under both axis semantics (opset
- * 11 coerces to 2-D at axis, opset 13 works on one axis).
+ * 11 coerces to 2-D at axis, opset 13 works on one axis); and the vector
+ * row kernels (ops/rowops.h) against the portable reference.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "onnx/pb.h"
 #include "ops/axes.h"
 #include "ops/misc.h"
+#include "ops/rowops.h"
 
 /* ---- axis helpers ------------------------------------------------------ */
 
@@ -289,8 +291,70 @@ static void test_softmax_axis_semantics(void)
     kiln_tensor_free(x);
 }
 
+/* ---- row kernels: vector against reference ---------------------------- */
+
+static float relative_gap(float a, float b)
+{
+    float scale = fabsf(b) > 1.0f ? fabsf(b) : 1.0f;
+    return fabsf(a - b) / scale;
+}
+
+static void compare_rowops_on(const kiln_rowops_t *ref, const kiln_rowops_t *vec, const float *x, int64_t n)
+{
+    float yr[1024], yv[1024], w[1024], b[1024], mr, iv_r, mv, iv_v;
+    CHECK_MSG(relative_gap(vec->sum(x, n), ref->sum(x, n)) < 1e-5f, "sum n=%lld", (long long)n);
+    CHECK_MSG(relative_gap(vec->sum_squares(x, n), ref->sum_squares(x, n)) < 1e-5f, "sum_squares n=%lld", (long long)n);
+    CHECK_MSG(vec->max(x, n) == ref->max(x, n), "max n=%lld", (long long)n);
+    for (int log_out = 0; log_out <= 1; log_out++) {
+        ref->softmax(x, yr, n, log_out);
+        vec->softmax(x, yv, n, log_out);
+        float worst = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            worst = fmaxf(worst, log_out ? relative_gap(yv[i], yr[i]) : fabsf(yv[i] - yr[i]));
+        CHECK_MSG(worst < 1e-6f, "softmax(log=%d) n=%lld off by %g", log_out, (long long)n, worst);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        w[i] = 0.5f + 0.01f * (float)i;
+        b[i] = -0.25f + 0.001f * (float)i;
+    }
+    ref->layer_norm(x, yr, n, w, n, b, n, 1e-5f, &mr, &iv_r);
+    vec->layer_norm(x, yv, n, w, n, b, n, 1e-5f, &mv, &iv_v);
+    float worst = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        worst = fmaxf(worst, relative_gap(yv[i], yr[i]));
+    CHECK_MSG(worst < 1e-4f && relative_gap(mv, mr) < 1e-5f && relative_gap(iv_v, iv_r) < 1e-4f,
+              "layer_norm n=%lld off by %g", (long long)n, worst);
+}
+
+static void test_rowops_match_reference(void)
+{
+    const kiln_rowops_t *ref = kiln_rowops_portable(), *vec = kiln_rowops();
+    if (vec == ref) {
+        fprintf(stderr, "note: no vector row kernels on this CPU; reference only\n");
+    }
+    float x[1024];
+    uint32_t state = 12345u;
+    for (int i = 0; i < 1024; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = ((float)(state >> 8) / (float)(1u << 24) - 0.5f) * 20.0f;
+    }
+    const int64_t lengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 768, 1000, 1024};
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++)
+        compare_rowops_on(ref, vec, x, lengths[k]);
+
+    /* exp(-inf) must be exactly 0: masked attention scores. */
+    float masked[12] = {1, -INFINITY, 2, -INFINITY, 3, 0, 0, 0, -INFINITY, 0, 0, -1000.0f}, y[12];
+    vec->softmax(masked, y, 12, false);
+    CHECK(y[1] == 0.0f && y[3] == 0.0f && y[8] == 0.0f && y[11] == 0.0f);
+    float s = 0.0f;
+    for (int i = 0; i < 12; i++)
+        s += y[i];
+    CHECK_NEAR(s, 1.0, 1e-6);
+}
+
 int main(void)
 {
+    test_rowops_match_reference();
     test_axes();
     test_einsum_parse_valid();
     test_einsum_parse_errors();
