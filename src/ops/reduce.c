@@ -239,6 +239,53 @@ static float fold_row_f32(const kiln_rowops_t *ops, reduce_kind_t k, const float
     return acc;
 }
 
+/* Integer folds that stay exact in int64 (wrapping like the integer
+ * types themselves); the others go through double. */
+static bool has_exact_int_path(reduce_kind_t k)
+{
+    return k == REDUCE_SUM || k == REDUCE_PROD || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_L1 ||
+           k == REDUCE_SUM_SQUARE;
+}
+
+static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+{
+    uint64_t acc = k == REDUCE_PROD ? 1u : 0u;
+    if (k == REDUCE_MAX || k == REDUCE_MIN) {
+        int64_t best = k == REDUCE_MAX ? INT64_MIN : INT64_MAX;
+        for (int64_t r = 0; r < n; r++) {
+            int64_t v = kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
+            best = (k == REDUCE_MAX) ? (v > best ? v : best) : (v < best ? v : best);
+        }
+        return best;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        uint64_t v = (uint64_t)kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
+        switch (k) {
+        case REDUCE_PROD: acc *= v; break;
+        case REDUCE_SUM_SQUARE: acc += v * v; break;
+        case REDUCE_L1: acc += (int64_t)v < 0 ? (uint64_t)0 - v : v; break;
+        default: acc += v; break;
+        }
+    }
+    return (int64_t)acc;
+}
+
+/* Writes an exact int64 into an integer tensor of any width. */
+static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
+{
+    switch (t->dtype) {
+    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
+    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
+    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
+    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
+    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    default: kiln_tensor_set_f64(t, i, (double)v); break;
+    }
+}
+
 static bool has_f32_fast_path(reduce_kind_t k)
 {
     return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_SUM_SQUARE;
@@ -278,8 +325,14 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
             y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
         return;
     }
-    for (int64_t o = begin; o < end; o++)
-        store_result(job->y, o, fold_block(job->kind, job->x, p->n_red ? p->base[o] : 0, p->roff, p->n_red));
+    bool exact_int = kiln_dtype_is_integer(job->x->dtype) && has_exact_int_path(job->kind) && p->n_red > 0;
+    for (int64_t o = begin; o < end; o++) {
+        int64_t base = p->n_red ? p->base[o] : 0;
+        if (exact_int)
+            store_i64(job->y, o, fold_block_i64(job->kind, job->x, base, p->roff, p->n_red));
+        else
+            store_result(job->y, o, fold_block(job->kind, job->x, base, p->roff, p->n_red));
+    }
 }
 
 static bool dtype_reducible(kiln_dtype_t t)
@@ -391,22 +444,6 @@ static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run
 static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, false); }
 
 /* ---- CumSum ------------------------------------------------------------ */
-
-/* Writes an exact int64 into an integer tensor of any width. */
-static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
-{
-    switch (t->dtype) {
-    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
-    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
-    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    default: kiln_tensor_set_f64(t, i, (double)v); break;
-    }
-}
 
 static kiln_status_t cumsum_run(kiln_kernel_ctx_t *ctx)
 {

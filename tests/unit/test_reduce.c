@@ -115,11 +115,12 @@ static void test_einsum_parse_errors(void)
 
 /* ---- one-node models through the public API ---------------------------- */
 
-/* Writes a ValueInfoProto: name, float32 tensor, optional static shape. */
-static void put_value_info(pb_writer_t *g, uint32_t field, const char *name, int rank, const int64_t *dims)
+/* Writes a ValueInfoProto: name, tensor dtype, optional static shape. */
+static void put_value_info(pb_writer_t *g, uint32_t field, const char *name, kiln_dtype_t dtype, int rank,
+                           const int64_t *dims)
 {
     pb_writer_t vi = {0}, type = {0}, tt = {0}, shape = {0};
-    pb_put_varint_field(&tt, 1, KILN_DTYPE_FLOAT32);
+    pb_put_varint_field(&tt, 1, dtype);
     if (rank >= 0) {
         for (int d = 0; d < rank; d++) {
             pb_writer_t dim = {0};
@@ -140,6 +141,7 @@ typedef struct node_attrs {
     int has_axis;
     int64_t axis;
     int64_t keepdims;
+    kiln_dtype_t dtype; /* of x and y */
 } node_attrs_t;
 
 static void put_int_attr(pb_writer_t *node, const char *name, int64_t v)
@@ -173,8 +175,9 @@ static kiln_model_t *one_node_model(const char *op, int opset, const node_attrs_
     put_int_attr(&node, "keepdims", at->keepdims);
     pb_put_message_field(&graph, 1, &node);
     pb_put_string_field(&graph, 2, "g");
-    put_value_info(&graph, 11, "x", rank, dims);
-    put_value_info(&graph, 12, "y", -1, NULL);
+    kiln_dtype_t dt = at->dtype;
+    put_value_info(&graph, 11, "x", dt, rank, dims);
+    put_value_info(&graph, 12, "y", dt, -1, NULL);
     pb_put_varint_field(&model, 1, 8);
     pb_put_string_field(&opset_msg, 1, "");
     pb_put_varint_field(&opset_msg, 2, (uint64_t)opset);
@@ -215,7 +218,7 @@ static kiln_tensor_t *iota_tensor(int rank, const int64_t *dims, float scale)
 static void test_reduce_sum_scattered_axes(void)
 {
     const int64_t dims[] = {2, 3, 4}, axes[] = {0, -1};
-    node_attrs_t at = {axes, 2, 0, 0, 0};
+    node_attrs_t at = {axes, 2, 0, 0, 0, KILN_DTYPE_FLOAT32};
     kiln_model_t *m = one_node_model("ReduceSum", 11, &at, 3, dims);
     if (!m)
         return;
@@ -236,7 +239,7 @@ static void test_reduce_sum_scattered_axes(void)
 static void test_reduce_mean_fast_path_threaded(void)
 {
     const int64_t dims[] = {64, 1000}, axes[] = {1};
-    node_attrs_t at = {axes, 1, 0, 0, 1};
+    node_attrs_t at = {axes, 1, 0, 0, 1, KILN_DTYPE_FLOAT32};
     kiln_model_t *m = one_node_model("ReduceMean", 13, &at, 2, dims);
     if (!m)
         return;
@@ -254,12 +257,31 @@ static void test_reduce_mean_fast_path_threaded(void)
     kiln_model_free(m);
 }
 
+/* int64 sums past 2^53 stay exact (no detour through double). */
+static void test_reduce_sum_int64_exact(void)
+{
+    const int64_t dims[] = {3}, axes[] = {0};
+    node_attrs_t at = {axes, 1, 0, 0, 0, KILN_DTYPE_INT64};
+    kiln_model_t *m = one_node_model("ReduceSum", 11, &at, 1, dims);
+    if (!m)
+        return;
+    int64_t v[3] = {((int64_t)1 << 53) + 1, 2, -1};
+    kiln_tensor_t *x = kiln_tensor_wrap(KILN_DTYPE_INT64, 1, dims, v, sizeof v);
+    kiln_tensor_t *y = run_one(m, 1, x);
+    CHECK(y && kiln_tensor_dtype(y) == KILN_DTYPE_INT64 && kiln_tensor_count(y) == 1);
+    if (y)
+        CHECK(*(const int64_t *)kiln_tensor_data(y) == ((int64_t)1 << 53) + 2);
+    kiln_tensor_free(y);
+    kiln_tensor_free(x);
+    kiln_model_free(m);
+}
+
 /* Softmax over [2,3,4] at axis 1: opset 11 spans the last 12 elements of
  * each batch, opset 13 only the 3 along axis 1. */
 static void test_softmax_axis_semantics(void)
 {
     const int64_t dims[] = {2, 3, 4};
-    node_attrs_t at = {NULL, 0, 1, 1, 1};
+    node_attrs_t at = {NULL, 0, 1, 1, 1, KILN_DTYPE_FLOAT32};
     kiln_tensor_t *x = iota_tensor(3, dims, 0.1f);
     for (int opset = 11; opset <= 13; opset += 2) {
         kiln_model_t *m = one_node_model("Softmax", opset, &at, 3, dims);
@@ -361,5 +383,6 @@ int main(void)
     test_reduce_sum_scattered_axes();
     test_reduce_mean_fast_path_threaded();
     test_softmax_axis_semantics();
+    test_reduce_sum_int64_exact();
     return check_finish();
 }
