@@ -9,7 +9,8 @@
  * coerced to 2-D at `axis` (n = product of dims from axis on, inner = 1);
  * from 13 on, n is the one axis.  The contiguous float32 case (inner == 1,
  * BERT's attention scores) runs the vector row kernels of rowops.h in
- * parallel over rows; so does LayerNormalization in float32.
+ * parallel over rows; so does LayerNormalization in float32.  Float32 along
+ * another axis sweeps tiles of 64 columns row by row (contiguous loads).
  *
  * Other dtypes (float16, float64) are computed in double through
  * kiln_tensor_get_f64/set_f64: simple, and exact enough for every dtype.
@@ -91,6 +92,74 @@ static void softmax_rows_f32(void *arg, int64_t begin, int64_t end)
         softmax_row_f32(ops, job->kind, job->x + r * job->n, job->y + r * job->n, job->n);
 }
 
+/* Columns handled together by the strided float32 path (stack scratch). */
+enum { SOFTMAX_COL_TILE = 64 };
+
+/* Softmax along a non-last axis in float32: the block of one outer index
+ * is n rows of `inner` contiguous floats; a tile of columns is swept row by
+ * row so every access is contiguous. */
+static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner, int64_t c0,
+                             int64_t w)
+{
+    float mx[SOFTMAX_COL_TILE], sm[SOFTMAX_COL_TILE];
+    int64_t arg[SOFTMAX_COL_TILE];
+    for (int64_t j = 0; j < w; j++) {
+        mx[j] = x[c0 + j];
+        arg[j] = 0;
+        sm[j] = 0.0f;
+    }
+    for (int64_t a = 1; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        for (int64_t j = 0; j < w; j++)
+            if (row[j] > mx[j]) {
+                mx[j] = row[j];
+                arg[j] = a;
+            }
+    }
+    if (kind == HARDMAX) {
+        for (int64_t a = 0; a < n; a++)
+            for (int64_t j = 0; j < w; j++)
+                y[a * inner + c0 + j] = arg[j] == a ? 1.0f : 0.0f;
+        return;
+    }
+    for (int64_t a = 0; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        float *out = y + a * inner + c0;
+        for (int64_t j = 0; j < w; j++) {
+            float e = expf(row[j] - mx[j]);
+            sm[j] += e;
+            if (kind == SOFTMAX)
+                out[j] = e;
+        }
+    }
+    for (int64_t j = 0; j < w; j++)
+        sm[j] = kind == SOFTMAX ? 1.0f / sm[j] : mx[j] + logf(sm[j]);
+    for (int64_t a = 0; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        float *out = y + a * inner + c0;
+        for (int64_t j = 0; j < w; j++)
+            out[j] = kind == SOFTMAX ? out[j] * sm[j] : row[j] - sm[j];
+    }
+}
+
+typedef struct softmax_strided_job {
+    softmax_kind_t kind;
+    const float *x;
+    float *y;
+    int64_t n, inner, tiles; /* tiles of columns per outer block */
+} softmax_strided_job_t;
+
+static void softmax_strided_f32(void *arg, int64_t begin, int64_t end)
+{
+    const softmax_strided_job_t *job = arg;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o = t / job->tiles, c0 = (t % job->tiles) * SOFTMAX_COL_TILE;
+        int64_t w = job->inner - c0 < SOFTMAX_COL_TILE ? job->inner - c0 : SOFTMAX_COL_TILE;
+        size_t block = (size_t)(o * job->n * job->inner);
+        softmax_cols_f32(job->kind, job->x + block, job->y + block, job->n, job->inner, c0, w);
+    }
+}
+
 static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t kind)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
@@ -120,6 +189,13 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
     if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
         softmax_job_t job = {kind, x->data, y->data, n};
         kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+        return KILN_OK;
+    }
+    if (x->dtype == KILN_DTYPE_FLOAT32) {
+        int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
+        softmax_strided_job_t job = {kind, x->data, y->data, n, inner, tiles};
+        kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
+                              softmax_strided_f32, &job);
         return KILN_OK;
     }
     double *buf = malloc(sizeof(double) * (size_t)n);

@@ -257,6 +257,38 @@ static void test_reduce_mean_fast_path_threaded(void)
     kiln_model_free(m);
 }
 
+/* Softmax and LogSoftmax along a middle axis wider than one 64-column
+ * tile: every column is normalized on its own. */
+static void test_softmax_strided_tiles(void)
+{
+    const int64_t dims[] = {2, 5, 130};
+    kiln_tensor_t *x = iota_tensor(3, dims, 0.01f);
+    const float *px = kiln_tensor_data(x);
+    const char *ops[] = {"Softmax", "LogSoftmax"};
+    for (int k = 0; k < 2; k++) {
+        node_attrs_t at = {NULL, 0, 1, 1, 1, KILN_DTYPE_FLOAT32};
+        kiln_model_t *m = one_node_model(ops[k], 13, &at, 3, dims);
+        if (!m)
+            continue;
+        kiln_tensor_t *y = run_one(m, 2, x);
+        CHECK(y != NULL);
+        for (int b = 0; y && b < 2; b++)
+            for (int c = 0; c < 130; c += 43) {
+                double denom = 0.0;
+                for (int a = 0; a < 5; a++)
+                    denom += exp(px[(b * 5 + a) * 130 + c]);
+                for (int a = 0; a < 5; a++) {
+                    int64_t i = (b * 5 + a) * 130 + c;
+                    double want = k == 0 ? exp(px[i]) / denom : px[i] - log(denom);
+                    CHECK_NEAR(((const float *)kiln_tensor_data(y))[i], want, 1e-5);
+                }
+            }
+        kiln_tensor_free(y);
+        kiln_model_free(m);
+    }
+    kiln_tensor_free(x);
+}
+
 /* int64 sums past 2^53 stay exact (no detour through double). */
 static void test_reduce_sum_int64_exact(void)
 {
@@ -384,5 +416,6 @@ int main(void)
     test_reduce_mean_fast_path_threaded();
     test_softmax_axis_semantics();
     test_reduce_sum_int64_exact();
+    test_softmax_strided_tiles();
     return check_finish();
 }
