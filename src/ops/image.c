@@ -52,6 +52,10 @@ typedef struct resize_params {
 
 #define MAX_TAPS 4
 
+/* Input coordinates are clamped to +-COORD_LIMIT before conversion to an
+ * index, so hostile scales, rois or grids cannot overflow the cast. */
+#define COORD_LIMIT 1e15
+
 /* The input taps of one output index along one axis. */
 typedef struct axis_taps {
     int n;
@@ -123,9 +127,12 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
 {
     double xo = original_coord(p, (double)x, scale, in, out, roi_start, roi_end);
     taps->n = 0;
-    taps->outside = p->coord == COORD_TF_CROP_AND_RESIZE && (xo < 0 || xo > (double)(in - 1));
+    taps->outside = p->coord == COORD_TF_CROP_AND_RESIZE &&
+                    (!(xo >= 0) || xo > (double)(in - 1)); /* NaN roi counts as outside */
     if (taps->outside)
         return;
+    /* Far-away coordinates only ever read the edge; keep them castable. */
+    xo = isfinite(xo) ? fmax(fmin(xo, COORD_LIMIT), -COORD_LIMIT) : 0.0;
     /* The left neighbour and the ratio in (0, 1] (an exact hit counts as the
      * right neighbour, as in the reference). */
     double base = floor(xo);
@@ -627,7 +634,10 @@ static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
             for (int i = 0; i < k; i++) {
                 int64_t size = x->dims[2 + i];
                 double v = kiln_tensor_get_f64(grid, g + (k - 1 - i));
-                grid_taps(&p, grid_unnormalize(v, size, p.align_corners), size, &taps[i]);
+                double c = grid_unnormalize(v, size, p.align_corners);
+                /* NaN or huge grid values sample outside the image. */
+                c = isfinite(c) ? fmax(fmin(c, COORD_LIMIT), -COORD_LIMIT) : -COORD_LIMIT;
+                grid_taps(&p, c, size, &taps[i]);
             }
             for (int64_t c = 0; c < C; c++) {
                 const int64_t base = (n * C + c) * in_spatial;
@@ -749,12 +759,18 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
         double y1 = kiln_tensor_get_f64(rois, r * 4 + 1) * scale - offset;
         double x2 = kiln_tensor_get_f64(rois, r * 4 + 2) * scale - offset;
         double y2 = kiln_tensor_get_f64(rois, r * 4 + 3) * scale - offset;
+        if (!isfinite(x1) || !isfinite(y1) || !isfinite(x2) || !isfinite(y2))
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite",
+                                 (long long)r);
         double roi_w = x2 - x1, roi_h = y2 - y1;
         if (!half_pixel) {
             roi_w = fmax(roi_w, 1.0);
             roi_h = fmax(roi_h, 1.0);
         }
         double bin_h = roi_h / (double)oh, bin_w = roi_w / (double)ow;
+        if (fabs(roi_h) / (double)oh > 4096 || fabs(roi_w) / (double)ow > 4096 || sampling > 4096)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
+                                 (long long)r);
         int64_t grid_h = sampling > 0 ? sampling : (int64_t)ceil(roi_h / (double)oh);
         int64_t grid_w = sampling > 0 ? sampling : (int64_t)ceil(roi_w / (double)ow);
         if (grid_h > 4096 || grid_w > 4096)
@@ -887,7 +903,7 @@ static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
             int64_t n_cand = 0, n_kept = 0;
             for (int64_t i = 0; i < N; i++) {
                 double s = kiln_tensor_get_f64(scores, (b * C + c) * N + i);
-                if (!has_score || s > score_min)
+                if (!isnan(s) && (!has_score || s > score_min)) /* NaN would break the sort */
                     cand[n_cand++] = (nms_candidate_t){s, i};
             }
             qsort(cand, (size_t)n_cand, sizeof *cand, compare_candidates);
