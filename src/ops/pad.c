@@ -353,6 +353,31 @@ static kiln_status_t pad_run(kiln_kernel_ctx_t *ctx)
 
 /* ---- ReverseSequence ---------------------------------------------------- */
 
+/* Reads sequence_lens, each in [0, steps]; NULL after failing the context. */
+static int64_t *read_sequence_lens(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, int64_t steps)
+{
+    if (t->dtype != KILN_DTYPE_INT64 && t->dtype != KILN_DTYPE_INT32) {
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens must be int64 or int32, got %s",
+                      kiln_dtype_name(t->dtype));
+        return NULL;
+    }
+    int64_t *lens = malloc((size_t)(t->count > 0 ? t->count : 1) * sizeof *lens);
+    if (!lens) {
+        kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory");
+        return NULL;
+    }
+    for (int64_t i = 0; i < t->count; i++) {
+        lens[i] = kiln_tensor_get_i64(t, i);
+        if (lens[i] < 0 || lens[i] > steps) {
+            kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens[%lld] = %lld is outside [0, %lld]",
+                          (long long)i, (long long)lens[i], (long long)steps);
+            free(lens);
+            return NULL;
+        }
+    }
+    return lens;
+}
+
 static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *lens_t = kiln_ctx_input(ctx, 1);
@@ -369,7 +394,7 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
     if (lens_t->count != batch)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens has %lld values for a batch of %lld",
                              (long long)lens_t->count, (long long)batch);
-    int64_t *lens = tops_read_indices(ctx, lens_t, steps + 1, "sequence_lens");
+    int64_t *lens = read_sequence_lens(ctx, lens_t, steps);
     if (!lens)
         return kiln_ctx_status(ctx);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
@@ -382,11 +407,6 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
     int64_t inner = strides[1];
     size_t esize = kiln_dtype_size(x->dtype);
     for (int64_t b = 0; b < batch; b++) {
-        if (lens_t->dtype == KILN_DTYPE_INT64 ? ((const int64_t *)lens_t->data)[b] < 0
-                                              : ((const int32_t *)lens_t->data)[b] < 0) {
-            free(lens);
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens[%lld] is negative", (long long)b);
-        }
         for (int64_t t = 0; t < lens[b]; t++) {
             int64_t dst = t * strides[time_axis] + b * strides[batch_axis];
             int64_t src = (lens[b] - 1 - t) * strides[time_axis] + b * strides[batch_axis];
