@@ -16,6 +16,7 @@ typedef struct subcommand {
 static const subcommand_t subcommands[] = {
     {"run", kiln_cmd_run, "run a model on inputs and print or save its outputs"},
     {"conformance", kiln_cmd_conformance, "check kiln against ONNX backend-test directories"},
+    {"optimize", kiln_cmd_optimize, "rewrite a model as a standard ONNX file (no passes yet)"},
 };
 
 static void print_usage(FILE *out)

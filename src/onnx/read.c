@@ -819,6 +819,15 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
                 a->graphs[gi++] = sub;
             break;
         }
+        case ATTR_TP:
+            if (f.wire != PB_WIRE_LEN)
+                return bad("attribute", "'%s' has a malformed type", a->name);
+            if (!(a->tp = kiln_arena_alloc(arena, sizeof *a->tp)))
+                return KILN_ERR_NO_MEMORY;
+            a->tp->rank = -1;
+            if ((st = parse_type(arena, f.data, f.len, a->tp, 0)))
+                return kiln_fail_prefix(st, "attribute '%s'", a->name);
+            break;
         case ATTR_SPARSE_TENSOR:
             return kiln_fail(KILN_ERR_UNSUPPORTED, "attribute '%s': sparse tensors are not supported", a->name);
         default: break;
@@ -1267,7 +1276,7 @@ kiln_status_t kiln_onnx_parse_model(struct kiln_model *m, const uint8_t *bytes, 
         return st;
     if ((st = assign_opsets(ir, ir->graph)))
         return st;
-    return kiln_graph_check(ir->graph);
+    return m->parse_only ? KILN_OK : kiln_graph_check(ir->graph);
 }
 
 /* ---- test-data values ------------------------------------------------------ */
