@@ -310,6 +310,30 @@ static kiln_status_t size_mismatch(const tensor_view_t *v, const char *field, in
                kiln_dtype_name(v->dtype), (long long)want, field, (long long)have);
 }
 
+/* Checks that the tensor's data fields hold exactly the elements its shape
+ * declares, before anything is allocated from that shape: a few bytes can
+ * declare billions of elements.  External data is checked against its file
+ * later. */
+static kiln_status_t check_view_data(const tensor_view_t *v)
+{
+    if (v->external)
+        return KILN_OK;
+    if (v->has_raw) {
+        size_t want = (size_t)v->count * kiln_dtype_size(v->dtype);
+        if (v->dtype != KILN_DTYPE_STRING && v->raw_len != want)
+            return size_mismatch(v, "raw bytes", (int64_t)v->raw_len, (int64_t)want);
+        return KILN_OK;
+    }
+    bool strings = v->dtype == KILN_DTYPE_STRING;
+    int64_t n = strings ? decode_strings(v, NULL, 0, NULL) : decode_typed(v, NULL, 0);
+    if (n < 0)
+        return bad("tensor", "'%.*s' has a malformed %s field", (int)v->name_len, v->name ? v->name : "",
+                   strings ? "string_data" : "typed data");
+    if (n != v->count)
+        return size_mismatch(v, strings ? "strings" : "elements", n, v->count);
+    return KILN_OK;
+}
+
 /* Fills an owning tensor (data allocated by kiln_tensor_new) from the view;
  * external data is not allowed here (test files never use it). */
 static kiln_status_t fill_owned(const tensor_view_t *v, kiln_tensor_t *t)
@@ -345,6 +369,8 @@ kiln_status_t kiln_onnx_parse_tensor_owned(const uint8_t *bytes, size_t len, kil
     tensor_view_t v;
     *out = NULL;
     kiln_status_t st = view_tensor(bytes, len, &v);
+    if (!st)
+        st = check_view_data(&v);
     if (st)
         return st;
     kiln_tensor_t *t = kiln_tensor_new(v.dtype, v.rank, v.dims);
@@ -454,6 +480,9 @@ static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
 /* Builds an initializer tensor that borrows file bytes where it can. */
 static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_view_t *v, kiln_tensor_t **out)
 {
+    kiln_status_t cst = check_view_data(v);
+    if (cst)
+        return cst;
     kiln_tensor_t *t = kiln_arena_alloc(&m->arena, sizeof *t);
     if (!t)
         return KILN_ERR_NO_MEMORY;
