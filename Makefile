@@ -18,7 +18,7 @@ BUILD     := build
 # Every Debian package the build, the tests, the demo and the benchmarks need.
 PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
-        libncurses-dev libopenblas-dev pkg-config nodejs npm
+        libncurses-dev libopenblas-dev pkg-config nodejs npm prometheus curl sqlite3
 
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CSTD      := -std=c11 -D_GNU_SOURCE
@@ -59,18 +59,20 @@ isa_flags = $(if $(findstring _avx512,$1),-mavx512f -mavx512bw -mavx512vl -mavx5
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
 
 $(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(INCLUDES) $(DEPFLAGS) -pthread $(SAN_FLAGS) $(call isa_flags,$<) -c $< -o $@
+	@echo "  CC-SAN  $<"
+	@$(CC) $(CSTD) $(WARN) $(INCLUDES) $(DEPFLAGS) -pthread $(SAN_FLAGS) $(call isa_flags,$<) -c $< -o $@
 
 $(BUILD)/libkiln.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/asan/libkiln.a: $(SAN_LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/kiln: $(CLI_OBJ) $(BUILD)/libkiln.a
 	$(CC) $(OPT) -pthread -o $@ $(CLI_OBJ) $(BUILD)/libkiln.a $(LIBS)
@@ -83,7 +85,22 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(INCLUDES) -Itests/unit -pthread $(SAN_FLAGS) -o $@ $< $(UNIT_HELPERS) $(BUILD)/asan/libkiln.a $(LIBS)
 
-examples: $(BUILD)/examples/simple_run
+# Stand-ins for libnvidia-ml.so.1 used by the monitoring tests (loaded via
+# KILN_NVML_LIBRARY): versioned symbols, and the old unversioned API.
+FAKE_NVML := $(BUILD)/tests/libfake_nvml.so $(BUILD)/tests/libfake_nvml_old.so
+
+$(BUILD)/tests/libfake_nvml.so: tests/fake_nvml/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -o $@ $<
+
+$(BUILD)/tests/libfake_nvml_old.so: tests/fake_nvml/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -DFAKE_NVML_OLD_API -o $@ $<
+
+
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+examples: $(EXAMPLE_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
@@ -98,8 +115,8 @@ $(BUILD)/models/.stamp: tools/make_demo_models.py
 run: deps all $(BUILD)/models/.stamp
 	./$(BUILD)/kiln run $(BUILD)/models/demo_mlp.onnx --input input=$(BUILD)/models/demo_mlp_input.npy
 
-unit: all $(UNIT_BIN) $(BUILD)/models/.stamp
-unit-asan: $(SAN_UNIT_BIN)
+unit: all $(UNIT_BIN) $(FAKE_NVML) $(BUILD)/models/.stamp
+unit-asan: $(SAN_UNIT_BIN) $(FAKE_NVML)
 
 test: deps
 	$(MAKE) all unit unit-asan $(BUILD)/models/.stamp

@@ -329,7 +329,7 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
         const kiln_node_t *node = &g->nodes[i];
         for (int k = 0; k < node->n_inputs; k++) {
             int v = node->inputs[k];
-            if (v >= 0 && !f.slots[v]) {
+            if (v >= 0 && !f.slots[v] && !(g->values[v].is_graph_input && g->values[v].type.optional)) {
                 st = kiln_fail(KILN_ERR_INVALID_ARGUMENT, "node '%s' (%s): input '%s' has no value", node->name,
                                node->op_type, g->values[v].name);
                 break;
