@@ -3,7 +3,7 @@
 tests/integration/test_bad_input.sh feeds to `kiln run`.
 
 Every file is generated here at test time (nothing binary is committed):
-  good.onnx            C = A + B over float32 [2,3], B an initializer-free input
+  good.onnx            C = Softmax(A), D = Softmax(B), float32 [2,3]
   a.npy, b.npy         good inputs; a_int64.npy (wrong dtype), a_3x2.npy (wrong shape)
   truncated.onnx       good_init.onnx cut in the middle of its weights' header
   corrupted.onnx       good_init.onnx with bytes flipped (fixed seed)
@@ -31,11 +31,14 @@ def save(model, name):
 
 
 def add_model(inits=(), extra_nodes=(), opsets=OPSET):
+    # Two inputs, each through Softmax (an op kiln has had from the start).
     a = helper.make_tensor_value_info("A", TensorProto.FLOAT, [2, 3])
     b = helper.make_tensor_value_info("B", TensorProto.FLOAT, [2, 3])
     c = helper.make_tensor_value_info("C", TensorProto.FLOAT, [2, 3])
-    nodes = [helper.make_node("Add", ["A", "B"], ["C"], name="add")] + list(extra_nodes)
-    g = helper.make_graph(nodes, "bad_input_test", [a, b], [c], initializer=list(inits))
+    d = helper.make_tensor_value_info("D", TensorProto.FLOAT, [2, 3])
+    nodes = [helper.make_node("Softmax", ["A"], ["C"], name="softmax_a"),
+             helper.make_node("Softmax", ["B"], ["D"], name="softmax_b")] + list(extra_nodes)
+    g = helper.make_graph(nodes, "bad_input_test", [a, b], [c, d], initializer=list(inits))
     return helper.make_model(g, opset_imports=opsets, producer_name="kiln-tests")
 
 

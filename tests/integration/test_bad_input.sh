@@ -33,6 +33,12 @@ expect() {
 }
 
 good="$dir/good.onnx --input A=$dir/a.npy --input B=$dir/b.npy"
+# The baseline: the same model and inputs, unbroken, run cleanly.
+if ./build/kiln run $good >build/bad_input/good.out 2>&1; then
+    echo "PASS good_baseline"; passed=$((passed + 1))
+else
+    echo "FAIL good_baseline: $(head -c 300 build/bad_input/good.out)"; failed=$((failed + 1))
+fi
 expect missing_file "cannot open" "$dir/no_such_model.onnx"
 expect empty_file "the file is empty" "$dir/empty.onnx"
 expect truncated "truncated or corrupted" "$dir/truncated.onnx" --input A=$dir/a.npy --input B=$dir/b.npy
