@@ -776,7 +776,7 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
                 n_ints++;
             }
             break;
-        case ATTR_STRINGS: n_strings++; break;
+        case ATTR_STRINGS: n_strings += f.wire == PB_WIRE_LEN; break;
         case ATTR_TENSORS: n_tensors++; break;
         case ATTR_GRAPHS: n_graphs++; break;
         default: break;
@@ -786,6 +786,9 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
         return bad("attribute", "malformed AttributeProto");
     if (!a->name)
         return bad("attribute", "attribute without a name");
+    /* One list per attribute: a->n counts the elements of that one list. */
+    if ((n_floats > 0) + (n_ints > 0) + (n_strings > 0) + (n_tensors > 0) + (n_graphs > 0) > 1)
+        return bad("attribute", "'%s' holds lists of more than one type", a->name);
     if ((n_floats && !(a->floats = kiln_arena_array(arena, (size_t)n_floats, sizeof(float)))) ||
         (n_ints && !(a->ints = kiln_arena_array(arena, (size_t)n_ints, sizeof(int64_t)))) ||
         (n_strings && !(a->strings = kiln_arena_array(arena, (size_t)n_strings, sizeof(char *)))) ||
@@ -818,7 +821,7 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
             }
             break;
         case ATTR_STRINGS:
-            if (!(a->strings[si++] = kiln_arena_strndup(arena, (const char *)f.data, f.len)))
+            if (f.wire == PB_WIRE_LEN && !(a->strings[si++] = kiln_arena_strndup(arena, (const char *)f.data, f.len)))
                 return KILN_ERR_NO_MEMORY;
             break;
         case ATTR_T:
