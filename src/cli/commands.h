@@ -12,5 +12,6 @@ enum { KILN_EXIT_OK = 0, KILN_EXIT_CHECK_FAILED = 1, KILN_EXIT_BAD_INPUT = 2 };
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_conformance(int argc, char **argv);
 int kiln_cmd_monitor(int argc, char **argv);
+int kiln_cmd_top(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const subcommand_t subcommands[] = {
     {"run", kiln_cmd_run, "run a model on inputs and print or save its outputs"},
     {"conformance", kiln_cmd_conformance, "check kiln against ONNX backend-test directories"},
     {"monitor", kiln_cmd_monitor, "sample GPUs and host, serve /metrics, history and alerts"},
+    {"top", kiln_cmd_top, "live terminal view of GPUs, host, models and alerts"},
 };
 
 static void print_usage(FILE *out)
