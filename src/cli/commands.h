@@ -15,5 +15,6 @@ int kiln_cmd_optimize(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
 int kiln_cmd_monitor(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);
+int kiln_cmd_top(int argc, char **argv);
 
 #endif
