@@ -18,7 +18,8 @@ BUILD     := build
 # Every Debian package the build, the tests, the demo and the benchmarks need.
 PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
-        libncurses-dev libopenblas-dev pkg-config nodejs npm prometheus curl sqlite3
+        libncurses-dev pkg-config prometheus curl sqlite3 \
+        prometheus-alertmanager chromium tmux wrk nginx-light
 
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CSTD      := -std=c11 -D_GNU_SOURCE
@@ -41,13 +42,14 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
 SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all deps run test unit unit-asan conformance bench fuzz clean examples
+.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models fuzz clean examples
 
-all: $(BUILD)/kiln $(BUILD)/libkiln.a examples
+all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 
 # Installs what is missing; a machine that has everything runs no apt-get.
 deps:
 	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
@@ -106,14 +108,42 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libkiln.a $(LIBS)
 
-# Small models generated at build time (never committed).
-$(BUILD)/models/.stamp: tools/make_demo_models.py
-	@mkdir -p $(BUILD)/models
-	$(PYTHON) tools/make_demo_models.py $(BUILD)/models
+# The dashboard's front end: web/ holds the page, its script and style and a
+# package.json for uPlot (and playwright-core, for the dashboard test).  npm
+# install runs when web/node_modules is missing or package.json changed; the
+# assets are copied next to the binary, where kiln serves them from.
+DASH_SRC    := web/dashboard.html web/dashboard.js web/dashboard.css
+UPLOT_DIST  := web/node_modules/uplot/dist
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(BUILD)/dashboard/.stamp: $(DASH_SRC) web/node_modules/.package-lock.json
+	@mkdir -p $(BUILD)/dashboard
+	cp $(DASH_SRC) $(UPLOT_DIST)/uPlot.iife.min.js $(UPLOT_DIST)/uPlot.min.css $(BUILD)/dashboard/
+	@touch $@
+
+# Small models generated at build time (never committed), and the demo
+# model repository that `make run` serves.
+$(BUILD)/models/.stamp: tools/make_demo_models.py tools/make_demo_repository.py
+	@mkdir -p $(BUILD)/models
+	$(PYTHON) tools/make_demo_models.py $(BUILD)/models
+	$(PYTHON) tools/make_demo_repository.py $(BUILD)/models
+	@touch $@
+
+DEMO_PORT ?= 8000
+DEMO_METRICS_PORT ?= 8002
 run: deps all $(BUILD)/models/.stamp
 	./$(BUILD)/kiln run $(BUILD)/models/demo_mlp.onnx --input input=$(BUILD)/models/demo_mlp_input.npy
+	@echo
+	@echo "Serving $(BUILD)/models/repository (Ctrl-C stops). Try:"
+	@echo "  curl -s localhost:$(DEMO_PORT)/v2/models/demo_mlp"
+	@echo "  curl -s -X POST localhost:$(DEMO_PORT)/v2/models/demo_mlp/infer -d '{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\",\"data\":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]}'"
+	@echo "  curl -s localhost:$(DEMO_METRICS_PORT)/metrics | grep nv_inference"
+	@echo "  open http://127.0.0.1:$(DEMO_METRICS_PORT)/dashboard"
+	@echo
+	./$(BUILD)/kiln serve --model-repository $(BUILD)/models/repository --http-port $(DEMO_PORT) --metrics-port $(DEMO_METRICS_PORT)
 
 unit: all $(UNIT_BIN) $(FAKE_NVML) $(BUILD)/models/.stamp
 unit-asan: $(SAN_UNIT_BIN) $(FAKE_NVML)
@@ -125,8 +155,23 @@ test: deps
 conformance: all
 	./$(BUILD)/kiln conformance /usr/share/libonnx-testdata/data/node /usr/share/libonnx-testdata/data/pytorch-converted /usr/share/libonnx-testdata/data/pytorch-operator /usr/share/libonnx-testdata/data/simple
 
-bench: deps all
+# Benchmark models (ResNet-50, MobileNetV2, BERT-base) at fixed seeds, with
+# ONNX Runtime's outputs as the expected ones; never committed.
+BENCH_MODELS := $(BUILD)/bench_models
+$(BENCH_MODELS)/.stamp: bench/models/make_models.py bench/peer/make_expected.js bench/peer/package.json
+	@mkdir -p $(BENCH_MODELS)
+	$(PYTHON) bench/models/make_models.py $(BENCH_MODELS)
+	cd bench/peer && npm install --ignore-scripts --no-audit --no-fund --loglevel=error
+	node bench/peer/make_expected.js $(BENCH_MODELS)/resnet50 $(BENCH_MODELS)/mobilenetv2 $(BENCH_MODELS)/bert
+	@touch $@
+
+bench-models: $(BENCH_MODELS)/.stamp
+
+bench: deps all $(BENCH_MODELS)/.stamp
 	bench/run_bench.sh
+
+bench-serve: deps all $(BENCH_MODELS)/.stamp
+	bench/serve_bench.sh
 
 fuzz: deps
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
