@@ -197,7 +197,12 @@ enum { DIRECT_A_MAX_PANELS = 4 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
-static bool g_pack_sse; /* set by choose_ukernel when a SIMD kernel is in use */
+/* The SIMD packer and vector helpers run whenever the CPU has AVX2,
+ * unless the portable path is forced. */
+static bool use_simd_helpers(void)
+{
+    return !g_force_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
 static bool g_avoid_avx512;
 
 void kiln_sgemm_force_portable(bool force_portable)
@@ -217,10 +222,8 @@ void kiln_sgemm_avoid_direct_a(bool avoid)
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
 {
-    g_pack_sse = false;
     if (g_force_portable)
         return &UKERNEL_PORTABLE;
-    g_pack_sse = __builtin_cpu_supports("avx2");
     if (!g_avoid_avx512 && __builtin_cpu_supports("avx512f"))
         return &UKERNEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -243,7 +246,7 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int rows = mc - ir < mr ? (int)(mc - ir) : mr;
         float *panel = dst + ir * kc;
-        if (!trans_a && rows == mr && g_pack_sse && mr % 4 == 0) {
+        if (!trans_a && rows == mr && use_simd_helpers() && mr % 4 == 0) {
             kiln_sgemm_pack_rows_sse(a + (i0 + ir) * lda + p0, lda, mr, kc, panel);
             continue;
         }
@@ -474,28 +477,42 @@ typedef struct row_vector_job {
     float *c;
 } row_vector_job_t;
 
+/* Dot product and axpy for the one-row path: AVX2 when the CPU has it. */
+static float dot(const float *x, const float *y, int64_t n)
+{
+    if (use_simd_helpers())
+        return kiln_sdot_avx2(x, y, n);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+static void axpy(float *y, const float *x, float a, int64_t n)
+{
+    if (use_simd_helpers()) {
+        kiln_saxpy_avx2(y, x, a, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 static void row_vector_task(void *arg, int64_t begin, int64_t end)
 {
     const row_vector_job_t *j = arg;
     float *c = j->c;
     if (j->trans_b) {
         for (int64_t q = begin; q < end; q++) {
-            const float *brow = j->b + q * j->ldb;
-            float sum = 0.0f;
-            for (int64_t p = 0; p < j->k; p++)
-                sum += j->a_scaled[p] * brow[p];
+            float sum = dot(j->a_scaled, j->b + q * j->ldb, j->k);
             c[q] = sum + (j->beta == 0.0f ? 0.0f : j->beta * c[q]);
         }
         return;
     }
     for (int64_t q = begin; q < end; q++)
         c[q] = j->beta == 0.0f ? 0.0f : j->beta * c[q];
-    for (int64_t p = 0; p < j->k; p++) {
-        float av = j->a_scaled[p];
-        const float *brow = j->b + p * j->ldb;
-        for (int64_t q = begin; q < end; q++)
-            c[q] += av * brow[q];
-    }
+    for (int64_t p = 0; p < j->k; p++)
+        axpy(c + begin, j->b + p * j->ldb + begin, j->a_scaled[p], end - begin);
 }
 
 static void sgemm_row_vector(bool trans_a, bool trans_b, int64_t n, int64_t k, float alpha,

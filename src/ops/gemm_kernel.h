@@ -41,6 +41,10 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *
  * transposes (gemm_avx2.c; call only when the CPU has avx2). */
 void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel);
 
+/* Dot product and y += a*x (gemm_avx2.c; call only with avx2 and fma). */
+float kiln_sdot_avx2(const float *x, const float *y, int64_t n);
+void kiln_saxpy_avx2(float *y, const float *x, float a, int64_t n);
+
 /* AVX-512F 12x32 tile (gemm_avx512.c); call only when the CPU has avx512f. */
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a_pack, const float *b_pack,
                                      float *c, int64_t ldc, int mr, int nr, float alpha,
