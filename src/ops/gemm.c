@@ -246,7 +246,7 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int rows = mc - ir < mr ? (int)(mc - ir) : mr;
         float *panel = dst + ir * kc;
-        if (!trans_a && rows == mr && use_simd_helpers() && mr % 4 == 0) {
+        if (!trans_a && rows == mr && use_simd_helpers()) {
             kiln_sgemm_pack_rows_sse(a + (i0 + ir) * lda + p0, lda, mr, kc, panel);
             continue;
         }

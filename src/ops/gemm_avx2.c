@@ -103,9 +103,13 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
 
 void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel)
 {
+    int quads = mr / 4 * 4; /* rows done by 4x4 transposes; the rest one by one */
     int64_t p = 0;
     for (; p + 4 <= kc; p += 4) {
-        for (int r = 0; r < mr; r += 4) {
+        for (int r = quads; r < mr; r++)
+            for (int64_t q = p; q < p + 4; q++)
+                panel[q * mr + r] = a[r * lda + q];
+        for (int r = 0; r < quads; r += 4) {
             const float *src = a + r * lda + p;
             __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + lda);
             __m128 r2 = _mm_loadu_ps(src + 2 * lda), r3 = _mm_loadu_ps(src + 3 * lda);

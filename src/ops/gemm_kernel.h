@@ -36,9 +36,9 @@ typedef struct kiln_sgemm_ukernel {
 void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *b_pack, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta);
 
-/* Packs mr rows (mr a multiple of 4) of a row-major matrix, kc columns
- * each, into one MR-tall micro-panel, 4x4 blocks at a time with SSE
- * transposes (gemm_avx2.c; call only when the CPU has avx2). */
+/* Packs mr rows of a row-major matrix, kc columns each, into one MR-tall
+ * micro-panel, 4x4 blocks at a time with SSE transposes (rows past the
+ * last multiple of 4 one by one); gemm_avx2.c, call only with avx2. */
 void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel);
 
 /* Dot product and y += a*x (gemm_avx2.c; call only with avx2 and fma). */
