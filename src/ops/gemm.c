@@ -191,9 +191,9 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
     .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
 
-/* C at most this many B panels wide reads A in place (see
- * macro_kernel_direct_a). */
-enum { DIRECT_A_MAX_PANELS = 4 };
+/* Column blocks at most this many B panels wide read A in place (see
+ * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
+enum { DIRECT_A_MAX_PANELS = 8 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
@@ -463,7 +463,7 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->n <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
