@@ -6,8 +6,11 @@
  * misc.h), each input gets a stride per label (a label repeated within an
  * input adds its strides, which walks the diagonal), and the result is a
  * plain loop over every output index and every summed index.  That costs
- * the product of all label sizes, fine for the small contractions models
- * carry; large matmul-shaped ones are better served by MatMul.
+ * the product of all label sizes.  Float32 contractions of two inputs that
+ * are batched matrix products (attention's "bhqd,bhkd->bhqk") are instead
+ * rearranged into [batch, M, K] x [batch, K, N] stacks - in place when the
+ * layout already fits, transposed operands included - and run through
+ * kiln_sgemm.
  *
  * Values are moved as raw bytes where an op only selects (Compress, Unique,
  * Trilu) and computed in double where it does arithmetic (Einsum, Det).
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include "ops/axes.h"
+#include "ops/gemm.h"
 #include "ops/kernel.h"
 #include "ops/misc.h"
 
@@ -236,6 +240,175 @@ static bool einsum_step(int n, const int *labels, const int64_t *size, int64_t *
     return false;
 }
 
+/* ---- Einsum: the matrix-multiply path ---------------------------------- */
+
+/* Copies src into dst laid out in label order order[0..n) (row-major),
+ * reading src through per-label strides. */
+static void gather_by_labels(const float *src, const int64_t *src_stride, const int *order, int n,
+                             const int64_t *size, float *dst)
+{
+    int64_t idx[KILN_EINSUM_MAX_LABELS] = {0}, total = 1, off = 0;
+    for (int i = 0; i < n; i++)
+        total *= size[order[i]];
+    for (int64_t e = 0; e < total; e++) {
+        dst[e] = src[off];
+        for (int i = n - 1; i >= 0; i--) {
+            int l = order[i];
+            if (++idx[i] < size[l]) {
+                off += src_stride[l];
+                break;
+            }
+            off -= src_stride[l] * (size[l] - 1);
+            idx[i] = 0;
+        }
+    }
+}
+
+/* Concatenates label lists. */
+static int concat_labels(int *dst, const int *a, int na, const int *b, int nb, const int *c, int nc)
+{
+    memcpy(dst, a, sizeof(int) * (size_t)na);
+    memcpy(dst + na, b, sizeof(int) * (size_t)nb);
+    memcpy(dst + na + nb, c, sizeof(int) * (size_t)nc);
+    return na + nb + nc;
+}
+
+static bool labels_equal(const int *a, int na, const int *b, int nb)
+{
+    return na == nb && !memcmp(a, b, sizeof(int) * (size_t)na);
+}
+
+static int64_t labels_product(const int *l, int n, const int64_t *size)
+{
+    int64_t p = 1;
+    for (int i = 0; i < n; i++)
+        p *= size[l[i]];
+    return p;
+}
+
+/* The label roles of a two-input contraction: batch (in both and the
+ * output), m (first input and output), n (second input and output), k
+ * (both inputs, summed). */
+typedef struct einsum_roles {
+    int batch[KILN_MAX_RANK], m[KILN_MAX_RANK], n[KILN_MAX_RANK], k[KILN_MAX_RANK];
+    int nb, nm, nn, nk;
+} einsum_roles_t;
+
+/* Sorts the labels into roles; false when the equation is not a plain
+ * batched matrix product (a repeated label, a broadcast dim, or a label
+ * summed within one input). */
+static bool einsum_matmul_roles(const kiln_einsum_spec_t *spec, const kiln_tensor_t *const *in,
+                                const int64_t *size, einsum_roles_t *r)
+{
+    int where[KILN_EINSUM_MAX_LABELS] = {0}; /* bit 0: A, bit 1: B, bit 2: output */
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < spec->in_rank[k]; d++) {
+            int l = spec->in_labels[k][d];
+            if (where[l] & (1 << k) || in[k]->dims[d] != size[l])
+                return false;
+            where[l] |= 1 << k;
+        }
+    for (int d = 0; d < spec->out_rank; d++)
+        where[spec->out_labels[d]] |= 4;
+    r->nb = r->nm = r->nn = r->nk = 0;
+    for (int d = 0; d < spec->out_rank; d++) {
+        int l = spec->out_labels[d];
+        if (where[l] == 7)
+            r->batch[r->nb++] = l;
+        else if (where[l] == 5)
+            r->m[r->nm++] = l;
+        else if (where[l] == 6)
+            r->n[r->nn++] = l;
+    }
+    for (int d = 0; d < spec->in_rank[0]; d++) {
+        int l = spec->in_labels[0][d];
+        if (where[l] == 3)
+            r->k[r->nk++] = l;
+        else if (where[l] != 7 && where[l] != 5)
+            return false;
+    }
+    for (int d = 0; d < spec->in_rank[1]; d++)
+        if (where[spec->in_labels[1][d]] == 2)
+            return false;
+    return true;
+}
+
+/* Returns input k as a [batch, rows, cols] matrix stack: in place when its
+ * labels already run in that order (or in [batch, cols, rows] order, then
+ * *trans is set), else gathered into *owned. */
+static const float *einsum_operand(const kiln_einsum_spec_t *spec, int k, const kiln_tensor_t *t,
+                                   const int64_t *size, const einsum_roles_t *r, const int *rows, int nrows,
+                                   const int *cols, int ncols, bool *trans, float **owned)
+{
+    int order[KILN_EINSUM_MAX_LABELS], flipped[KILN_EINSUM_MAX_LABELS];
+    int n = concat_labels(order, r->batch, r->nb, rows, nrows, cols, ncols);
+    concat_labels(flipped, r->batch, r->nb, cols, ncols, rows, nrows);
+    *owned = NULL;
+    *trans = false;
+    if (labels_equal(spec->in_labels[k], spec->in_rank[k], order, n))
+        return t->data;
+    if (labels_equal(spec->in_labels[k], spec->in_rank[k], flipped, n)) {
+        *trans = true;
+        return t->data;
+    }
+    int64_t stride[KILN_EINSUM_MAX_LABELS];
+    einsum_label_strides(spec, k, t, size, stride);
+    *owned = malloc(sizeof(float) * (size_t)(t->count ? t->count : 1));
+    if (!*owned)
+        return NULL;
+    gather_by_labels(t->data, stride, order, n, size, *owned);
+    return *owned;
+}
+
+/* Runs a float32 two-input einsum that is a batched matrix product as
+ * sgemm calls.  *handled is false (and nothing is written) when the
+ * equation does not have that shape. */
+static kiln_status_t einsum_by_gemm(kiln_kernel_ctx_t *ctx, const kiln_einsum_spec_t *spec,
+                                    const kiln_tensor_t *const *in, const int64_t *size, kiln_tensor_t *y,
+                                    bool *handled)
+{
+    einsum_roles_t r;
+    *handled = false;
+    if (spec->n_inputs != 2 || in[0]->dtype != KILN_DTYPE_FLOAT32 || in[1]->dtype != KILN_DTYPE_FLOAT32 ||
+        !einsum_matmul_roles(spec, in, size, &r))
+        return KILN_OK;
+    int64_t nbatch = labels_product(r.batch, r.nb, size), m = labels_product(r.m, r.nm, size),
+            n = labels_product(r.n, r.nn, size), k = labels_product(r.k, r.nk, size);
+    if (k == 0 || y->count == 0)
+        return KILN_OK;
+    bool ta, tb;
+    float *own_a, *own_b, *own_c = NULL;
+    const float *a = einsum_operand(spec, 0, in[0], size, &r, r.m, r.nm, r.k, r.nk, &ta, &own_a);
+    const float *b = einsum_operand(spec, 1, in[1], size, &r, r.k, r.nk, r.n, r.nn, &tb, &own_b);
+    int c_labels[KILN_EINSUM_MAX_LABELS];
+    int nc = concat_labels(c_labels, r.batch, r.nb, r.m, r.nm, r.n, r.nn);
+    bool direct_c = labels_equal(spec->out_labels, spec->out_rank, c_labels, nc);
+    float *c = direct_c ? y->data : (own_c = malloc(sizeof(float) * (size_t)y->count));
+    kiln_status_t st = KILN_OK;
+    if (!a || !b || !c) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory rearranging Einsum operands");
+        goto done;
+    }
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    for (int64_t i = 0; i < nbatch; i++)
+        kiln_sgemm(ta, tb, m, n, k, 1.0f, a + i * m * k, ta ? m : k, b + i * k * n, tb ? k : n, 0.0f,
+                   c + i * m * n, n, &par);
+    if (!direct_c) {
+        int64_t cstride[KILN_EINSUM_MAX_LABELS] = {0}, s = 1;
+        for (int d = nc - 1; d >= 0; d--) {
+            cstride[c_labels[d]] = s;
+            s *= size[c_labels[d]];
+        }
+        gather_by_labels(c, cstride, spec->out_labels, spec->out_rank, size, y->data);
+    }
+    *handled = true;
+done:
+    free(own_a);
+    free(own_b);
+    free(own_c);
+    return st;
+}
+
 static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
 {
     int n_in = kiln_ctx_input_count(ctx);
@@ -276,6 +449,9 @@ static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
         }
     if (y->count == 0)
         return KILN_OK;
+    bool handled;
+    if ((st = einsum_by_gemm(ctx, &spec, in, size, y, &handled)) != KILN_OK || handled)
+        return st;
     int64_t stride[KILN_EINSUM_MAX_INPUTS][KILN_EINSUM_MAX_LABELS];
     for (int k = 0; k < n_in; k++)
         einsum_label_strides(&spec, k, in[k], size, stride[k]);

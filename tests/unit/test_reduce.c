@@ -289,6 +289,99 @@ static void test_softmax_strided_tiles(void)
     kiln_tensor_free(x);
 }
 
+/* A model "a, b -> Einsum(equation) -> y" with inputs of the given dtype. */
+static kiln_model_t *einsum_model(const char *equation, kiln_dtype_t dt, int ra, const int64_t *da, int rb,
+                                  const int64_t *db)
+{
+    pb_writer_t model = {0}, graph = {0}, node = {0}, opset_msg = {0}, attr = {0};
+    pb_put_string_field(&node, 1, "a");
+    pb_put_string_field(&node, 1, "b");
+    pb_put_string_field(&node, 2, "y");
+    pb_put_string_field(&node, 3, "e0");
+    pb_put_string_field(&node, 4, "Einsum");
+    pb_put_string_field(&attr, 1, "equation");
+    pb_put_string_field(&attr, 4, equation);
+    pb_put_varint_field(&attr, 20, 3); /* STRING */
+    pb_put_message_field(&node, 5, &attr);
+    pb_put_message_field(&graph, 1, &node);
+    pb_put_string_field(&graph, 2, "g");
+    put_value_info(&graph, 11, "a", dt, ra, da);
+    put_value_info(&graph, 11, "b", dt, rb, db);
+    put_value_info(&graph, 12, "y", dt, -1, NULL);
+    pb_put_varint_field(&model, 1, 8);
+    pb_put_string_field(&opset_msg, 1, "");
+    pb_put_varint_field(&opset_msg, 2, 12);
+    pb_put_message_field(&model, 8, &opset_msg);
+    pb_put_message_field(&model, 7, &graph);
+    kiln_model_t *m = NULL;
+    kiln_status_t st = kiln_model_load_bytes(model.buf, model.len, &m);
+    CHECK_MSG(st == KILN_OK, "einsum model '%s': %s", equation, kiln_last_error());
+    pb_writer_free(&model);
+    return st == KILN_OK ? m : NULL;
+}
+
+/* Runs equation on float32 (the sgemm path where it applies) and float64
+ * (the reference loop) copies of the same values and compares. */
+static void check_einsum_paths_agree(const char *equation, int ra, const int64_t *da, int rb, const int64_t *db)
+{
+    kiln_model_t *m32 = einsum_model(equation, KILN_DTYPE_FLOAT32, ra, da, rb, db);
+    kiln_model_t *m64 = einsum_model(equation, KILN_DTYPE_FLOAT64, ra, da, rb, db);
+    kiln_tensor_t *in32[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT32, ra, da), kiln_tensor_create(KILN_DTYPE_FLOAT32, rb, db)};
+    kiln_tensor_t *in64[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT64, ra, da), kiln_tensor_create(KILN_DTYPE_FLOAT64, rb, db)};
+    for (int k = 0; k < 2; k++) {
+        float *p32 = kiln_tensor_data(in32[k]);
+        double *p64 = kiln_tensor_data(in64[k]);
+        for (int64_t i = 0; i < kiln_tensor_count(in32[k]); i++)
+            p64[i] = p32[i] = (float)((i * 37 + k * 11) % 17) / 8.0f - 1.0f;
+    }
+    const char *names[] = {"a", "b"};
+    kiln_tensor_t *y32 = NULL, *y64 = NULL;
+    kiln_session_t *s32 = NULL, *s64 = NULL;
+    if (m32 && m64 && kiln_session_create(m32, NULL, &s32) == KILN_OK && kiln_session_create(m64, NULL, &s64) == KILN_OK) {
+        CHECK_MSG(kiln_session_run(s32, 2, names, (const kiln_tensor_t *const *)in32, 1, &y32) == KILN_OK, "%s: %s",
+                  equation, kiln_last_error());
+        CHECK_MSG(kiln_session_run(s64, 2, names, (const kiln_tensor_t *const *)in64, 1, &y64) == KILN_OK, "%s: %s",
+                  equation, kiln_last_error());
+    }
+    CHECK_MSG(y32 && y64 && kiln_tensor_count(y32) == kiln_tensor_count(y64) &&
+                  kiln_tensor_rank(y32) == kiln_tensor_rank(y64),
+              "%s: outputs differ in shape", equation);
+    if (y32 && y64 && kiln_tensor_count(y32) == kiln_tensor_count(y64)) {
+        double worst = 0.0;
+        for (int64_t i = 0; i < kiln_tensor_count(y32); i++)
+            worst = fmax(worst, fabs(((const float *)kiln_tensor_data(y32))[i] - ((const double *)kiln_tensor_data(y64))[i]));
+        CHECK_MSG(worst < 1e-4, "%s: float32 and float64 differ by %g", equation, worst);
+    }
+    kiln_tensor_free(y32);
+    kiln_tensor_free(y64);
+    kiln_session_free(s32);
+    kiln_session_free(s64);
+    for (int k = 0; k < 2; k++) {
+        kiln_tensor_free(in32[k]);
+        kiln_tensor_free(in64[k]);
+    }
+    kiln_model_free(m32);
+    kiln_model_free(m64);
+}
+
+static void test_einsum_gemm_path(void)
+{
+    const int64_t q[] = {2, 3, 5, 4}, k[] = {2, 3, 6, 4}, v[] = {2, 3, 6, 4};
+    check_einsum_paths_agree("bhqd,bhkd->bhqk", 4, q, 4, k);   /* B transposed in place */
+    check_einsum_paths_agree("bhqk,bhkd->bhqd", 4, (const int64_t[]){2, 3, 5, 6}, 4, v);
+    const int64_t ij[] = {5, 7}, jk[] = {7, 3}, ji[] = {7, 5};
+    check_einsum_paths_agree("ij,jk->ik", 2, ij, 2, jk);
+    check_einsum_paths_agree("ji,jk->ik", 2, ji, 2, jk);       /* A transposed in place */
+    check_einsum_paths_agree("ij,jk->ki", 2, ij, 2, jk);       /* output permuted */
+    check_einsum_paths_agree("i,j->ij", 1, (const int64_t[]){4}, 1, (const int64_t[]){3});
+    check_einsum_paths_agree("bij,bjk", 3, (const int64_t[]){2, 3, 4}, 3, (const int64_t[]){2, 4, 5});
+    check_einsum_paths_agree("ijk,ikl->jl", 3, (const int64_t[]){3, 4, 5}, 3, (const int64_t[]){3, 5, 2});
+    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){2, 3, 4}, 3, (const int64_t[]){2, 4, 5});
+    /* Not matmul-shaped: a label summed inside one input, a broadcast batch. */
+    check_einsum_paths_agree("ij,jk->k", 2, ij, 2, jk);
+    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){1, 3, 4}, 3, (const int64_t[]){2, 4, 5});
+}
+
 /* int64 sums past 2^53 stay exact (no detour through double). */
 static void test_reduce_sum_int64_exact(void)
 {
@@ -417,5 +510,6 @@ int main(void)
     test_softmax_axis_semantics();
     test_reduce_sum_int64_exact();
     test_softmax_strided_tiles();
+    test_einsum_gemm_path();
     return check_finish();
 }
