@@ -255,6 +255,32 @@ static void channel_mean_var(const kiln_tensor_t *x, int64_t N, int64_t C, int64
     *var = cnt > 0 ? ss / cnt : 0.0;
 }
 
+/* y = x * mul[c] + add[c] over the planes of an (N, C, S) tensor. */
+typedef struct channel_affine {
+    const kiln_tensor_t *x;
+    kiln_tensor_t *y;
+    int64_t C, S;
+    double *mul, *add;
+} channel_affine_t;
+
+static void apply_channel_affine(void *arg, int64_t begin, int64_t end)
+{
+    const channel_affine_t *a = arg;
+    for (int64_t p = begin; p < end; p++) {
+        int64_t c = p % a->C, base = p * a->S;
+        if (a->x->dtype == KILN_DTYPE_FLOAT32) {
+            const float *x = (const float *)a->x->data + base;
+            float *y = (float *)a->y->data + base;
+            float mul = (float)a->mul[c], add = (float)a->add[c];
+            for (int64_t i = 0; i < a->S; i++)
+                y[i] = x[i] * mul + add;
+        } else {
+            for (int64_t i = 0; i < a->S; i++)
+                kiln_tensor_set_f64(a->y, base + i, kiln_tensor_get_f64(a->x, base + i) * a->mul[c] + a->add[c]);
+        }
+    }
+}
+
 static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -281,6 +307,13 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
         if (!run_var)
             return kiln_ctx_status(ctx);
     }
+    channel_affine_t aff = {x, y, C, S, malloc(sizeof(double) * (size_t)(C ? C : 1)),
+                            malloc(sizeof(double) * (size_t)(C ? C : 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld channels", (long long)C);
+    }
     for (int64_t c = 0; c < C; c++) {
         double m = kiln_tensor_get_f64(mean, c), v = kiln_tensor_get_f64(var, c);
         if (training) {
@@ -291,13 +324,12 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
             m = bm;
             v = bv;
         }
-        double k = kiln_tensor_get_f64(scale, c) / sqrt(v + eps), b = kiln_tensor_get_f64(bias, c);
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < S; i++) {
-                int64_t idx = (n * C + c) * S + i;
-                kiln_tensor_set_f64(y, idx, (kiln_tensor_get_f64(x, idx) - m) * k + b);
-            }
+        aff.mul[c] = kiln_tensor_get_f64(scale, c) / sqrt(v + eps);
+        aff.add[c] = kiln_tensor_get_f64(bias, c) - m * aff.mul[c];
     }
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
     return KILN_OK;
 }
 
@@ -315,15 +347,25 @@ static kiln_status_t instance_norm_run(kiln_kernel_ctx_t *ctx)
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            int64_t base = (n * C + c) * S;
-            double m, v;
-            mean_var(x, base, 1, S, &m, &v);
-            double k = kiln_tensor_get_f64(scale, c) / sqrt(v + eps), b = kiln_tensor_get_f64(bias, c);
-            for (int64_t i = 0; i < S; i++)
-                kiln_tensor_set_f64(y, base + i, (kiln_tensor_get_f64(x, base + i) - m) * k + b);
-        }
+    channel_affine_t aff = {x, y, C, S, malloc(sizeof(double) * ((size_t)(N * C) + 1)),
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld planes", (long long)(N * C));
+    }
+    /* Each (n, c) plane has its own statistics: treat the N*C planes as
+     * channels of one batch for the affine pass. */
+    for (int64_t p = 0; p < N * C; p++) {
+        double m, v;
+        mean_var(x, p * S, 1, S, &m, &v);
+        aff.mul[p] = kiln_tensor_get_f64(scale, p % C) / sqrt(v + eps);
+        aff.add[p] = kiln_tensor_get_f64(bias, p % C) - m * aff.mul[p];
+    }
+    aff.C = N * C;
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
     return KILN_OK;
 }
 
