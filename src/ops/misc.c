@@ -619,7 +619,8 @@ static kiln_status_t unique_outputs(kiln_kernel_ctx_t *ctx, const slice_view_t *
         ((int64_t *)idx->data)[g] = first[g];
         ((int64_t *)cnt->data)[g] = count[g];
     }
-    memcpy(inv->data, group_of, sizeof(int64_t) * (size_t)v->n);
+    if (v->n > 0)
+        memcpy(inv->data, group_of, sizeof(int64_t) * (size_t)v->n);
     return KILN_OK;
 }
 
@@ -785,7 +786,7 @@ static kiln_status_t range_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "delta must be non-zero and all values finite");
     double steps = ceil((limit - start) / delta);
     if (steps > (double)MISC_MAX_GENERATED_ELEMS)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "range of %.0f elements is too large", steps);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "range of %g elements is too large", steps);
     int64_t n = steps > 0 ? (int64_t)steps : 0;
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, ts->dtype, 1, &n);
     if (!y)
