@@ -8,7 +8,9 @@
  * x[base[o] + roff[r]], which handles any axes set with one loop and
  * parallelizes over outputs.  Values are folded in double (float16 and ints
  * included), except the hot BERT case - float32 reduced over trailing
- * contiguous axes - which runs the vector row kernels of rowops.h.
+ * contiguous axes - which runs the vector row kernels of rowops.h - and
+ * float32 reduced over a block of middle axes (axis 1 of [B, S, H]), which
+ * folds whole contiguous rows into the output.
  *
  * ArgMax/ArgMin, CumSum and TopK work along one axis, viewing the shape as
  * (outer, axis, inner).
@@ -340,6 +342,91 @@ static bool dtype_reducible(kiln_dtype_t t)
     return kiln_dtype_is_float(t) || kiln_dtype_is_integer(t);
 }
 
+/* ---- float32 over a middle block of axes --------------------------------- */
+
+/* When the reduced axes form one block with kept axes after it, the input
+ * is (outer, r, inner) and each output row y[o, :] folds r contiguous input
+ * rows x[o, j, :] - vector-friendly, unlike a strided walk per output. */
+typedef struct middle_job {
+    reduce_kind_t kind;
+    const float *x;
+    float *y;
+    int64_t outer, r, inner, chunks; /* chunks of MIDDLE_CHUNK columns per row */
+} middle_job_t;
+
+enum { MIDDLE_CHUNK = 512 };
+
+static bool has_f32_middle_path(reduce_kind_t k)
+{
+    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_SUM_SQUARE;
+}
+
+/* Finds the (outer, r, inner) view; false unless the reduced axes are one
+ * block followed by kept axes of more than one element. */
+static bool middle_block_view(const kiln_tensor_t *x, const bool *mask, int64_t *outer, int64_t *r, int64_t *inner)
+{
+    int first = -1, last = -1;
+    for (int d = 0; d < x->rank; d++)
+        if (mask[d]) {
+            if (first < 0)
+                first = d;
+            last = d;
+        }
+    if (first < 0)
+        return false;
+    *outer = *r = *inner = 1;
+    for (int d = 0; d < x->rank; d++) {
+        if (d >= first && d <= last) {
+            if (!mask[d])
+                return false;
+            *r *= x->dims[d];
+        } else if (d < first) {
+            *outer *= x->dims[d];
+        } else {
+            *inner *= x->dims[d];
+        }
+    }
+    return *inner > 1 && *r > 0;
+}
+
+static void middle_range(void *arg, int64_t begin, int64_t end)
+{
+    const middle_job_t *j = arg;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o = t / j->chunks, c0 = (t % j->chunks) * MIDDLE_CHUNK;
+        int64_t w = j->inner - c0 < MIDDLE_CHUNK ? j->inner - c0 : MIDDLE_CHUNK;
+        float *y = j->y + o * j->inner + c0;
+        const float *x = j->x + o * j->r * j->inner + c0;
+        bool square = j->kind == REDUCE_SUM_SQUARE;
+        for (int64_t i = 0; i < w; i++)
+            y[i] = square ? x[i] * x[i] : x[i];
+        for (int64_t a = 1; a < j->r; a++) {
+            const float *row = x + a * j->inner;
+            switch (j->kind) {
+            case REDUCE_MAX:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] = row[i] > y[i] ? row[i] : y[i];
+                break;
+            case REDUCE_MIN:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] = row[i] < y[i] ? row[i] : y[i];
+                break;
+            case REDUCE_SUM_SQUARE:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] += row[i] * row[i];
+                break;
+            default:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] += row[i];
+                break;
+            }
+        }
+        if (j->kind == REDUCE_MEAN)
+            for (int64_t i = 0; i < w; i++)
+                y[i] /= (float)j->r;
+    }
+}
+
 static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -375,6 +462,13 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, yrank, ydims);
     if (!y)
         return kiln_ctx_status(ctx);
+    int64_t outer, r, inner;
+    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) && middle_block_view(x, mask, &outer, &r, &inner)) {
+        int64_t chunks = (inner + MIDDLE_CHUNK - 1) / MIDDLE_CHUNK;
+        middle_job_t job = {kind, x->data, y->data, outer, r, inner, chunks};
+        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range, &job);
+        return KILN_OK;
+    }
     reduce_plan_t plan;
     if ((st = plan_reduction(ctx, x, mask, &plan)) != KILN_OK)
         return st;

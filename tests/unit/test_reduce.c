@@ -401,6 +401,64 @@ static void test_reduce_sum_int64_exact(void)
     kiln_model_free(m);
 }
 
+/* Float32 reductions over a middle block of axes (the row-folding path),
+ * wider than one 512-column chunk, checked against a double loop. */
+static void check_middle_reduce(const char *op, int rank, const int64_t *dims, const int64_t *axes, int n_axes)
+{
+    node_attrs_t at = {axes, n_axes, 0, 0, 0, KILN_DTYPE_FLOAT32};
+    kiln_model_t *m = one_node_model(op, 13, &at, rank, dims);
+    if (!m)
+        return;
+    kiln_tensor_t *x = iota_tensor(rank, dims, 1.0f);
+    float *px = kiln_tensor_data(x);
+    for (int64_t i = 0; i < kiln_tensor_count(x); i++)
+        px[i] = (float)((i * 7919) % 101) / 10.0f - 5.0f;
+    kiln_tensor_t *y = run_one(m, 2, x);
+    CHECK_MSG(y != NULL, "%s", op);
+    bool mask[KILN_MAX_RANK];
+    kiln_axes_to_mask(axes, n_axes, rank, mask);
+    int64_t outer = 1, r = 1, inner = 1;
+    int first = -1;
+    for (int d = 0; d < rank; d++) {
+        if (mask[d]) {
+            r *= dims[d];
+            if (first < 0)
+                first = d;
+        } else if (first < 0) {
+            outer *= dims[d];
+        } else {
+            inner *= dims[d];
+        }
+    }
+    double worst = 0.0;
+    for (int64_t o = 0; y && o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double acc = strcmp(op, "ReduceMax") ? 0.0 : -INFINITY;
+            for (int64_t a = 0; a < r; a++) {
+                double v = px[(o * r + a) * inner + i];
+                acc = strcmp(op, "ReduceMax") ? acc + v : fmax(acc, v);
+            }
+            if (!strcmp(op, "ReduceMean"))
+                acc /= (double)r;
+            worst = fmax(worst, fabs(((const float *)kiln_tensor_data(y))[o * inner + i] - acc));
+        }
+    CHECK_MSG(worst < 1e-3, "%s off by %g", op, worst);
+    kiln_tensor_free(y);
+    kiln_tensor_free(x);
+    kiln_model_free(m);
+}
+
+static void test_reduce_middle_axes(void)
+{
+    const int64_t bsh[] = {3, 50, 600}, a1[] = {1};
+    check_middle_reduce("ReduceMean", 3, bsh, a1, 1);
+    check_middle_reduce("ReduceMax", 3, bsh, a1, 1);
+    const int64_t nd[] = {7, 1000}, a0[] = {0};
+    check_middle_reduce("ReduceSum", 2, nd, a0, 1);
+    const int64_t four[] = {2, 3, 4, 520}, a12[] = {1, 2};
+    check_middle_reduce("ReduceSum", 4, four, a12, 2);
+}
+
 /* Softmax over [2,3,4] at axis 1: opset 11 spans the last 12 elements of
  * each batch, opset 13 only the 3 along axis 1. */
 static void test_softmax_axis_semantics(void)
@@ -511,5 +569,6 @@ int main(void)
     test_reduce_sum_int64_exact();
     test_softmax_strided_tiles();
     test_einsum_gemm_path();
+    test_reduce_middle_axes();
     return check_finish();
 }
