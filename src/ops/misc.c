@@ -102,8 +102,8 @@ static int expand_term(const einsum_term_t *t, int e, int n_ell, int *labels)
     return r;
 }
 
-bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec, char *err,
-                       size_t err_size)
+bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec,
+                       char *err, size_t err_size)
 {
     char eq[512];
     size_t n = 0;
@@ -200,8 +200,8 @@ static kiln_status_t einsum_label_sizes(kiln_kernel_ctx_t *ctx, const kiln_einsu
                 size[l] = s;
             else if (s != size[l] && !(ell && s == 1))
                 return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                                     "input %d dim %d has size %lld, another use of its subscript has %lld", k, d,
-                                     (long long)s, (long long)size[l]);
+                                     "input %d dim %d has size %lld, another use of its subscript has %lld",
+                                     k, d, (long long)s, (long long)size[l]);
         }
     return KILN_OK;
 }
@@ -425,7 +425,8 @@ static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
     }
     kiln_einsum_spec_t spec;
     char err[256];
-    if (!kiln_einsum_parse(kiln_attr_string(kiln_ctx_node(ctx), "equation", ""), n_in, ranks, &spec, err, sizeof err))
+    if (!kiln_einsum_parse(kiln_attr_string(kiln_ctx_node(ctx), "equation", ""), n_in, ranks, &spec, err,
+                           sizeof err))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "equation: %s", err);
     int64_t size[KILN_EINSUM_MAX_LABELS];
     kiln_status_t st = einsum_label_sizes(ctx, &spec, in, size);
@@ -575,7 +576,8 @@ static void sort_slices(const slice_view_t *v, int64_t *order, int64_t *tmp, int
 }
 
 /* Copies slice src of view v into slice dst of y (which has n_y slices). */
-static kiln_status_t copy_slice(const slice_view_t *v, int64_t src, kiln_tensor_t *y, int64_t n_y, int64_t dst)
+static kiln_status_t copy_slice(const slice_view_t *v, int64_t src, kiln_tensor_t *y, int64_t n_y,
+                                int64_t dst)
 {
     size_t es = kiln_dtype_size(v->x->dtype);
     for (int64_t o = 0; o < v->outer; o++)
@@ -640,11 +642,13 @@ static kiln_status_t unique_run(kiln_kernel_ctx_t *ctx)
         v.n = x->dims[axis];
     }
     size_t nb = sizeof(int64_t) * (size_t)(v.n + 1);
-    int64_t *order = malloc(nb), *tmp = malloc(nb), *first = malloc(nb), *count = malloc(nb), *group_of = malloc(nb);
+    int64_t *order = malloc(nb), *tmp = malloc(nb), *first = malloc(nb), *count = malloc(nb),
+            *group_of = malloc(nb);
     int64_t *rank_of = malloc(nb);
     kiln_status_t st = KILN_OK;
     if (!order || !tmp || !first || !count || !group_of || !rank_of) {
-        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for Unique over %lld items", (long long)v.n);
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for Unique over %lld items",
+                           (long long)v.n);
         goto done;
     }
     for (int64_t i = 0; i < v.n; i++)
@@ -778,10 +782,13 @@ static bool is_scalar_like(const kiln_tensor_t *t)
 
 static kiln_status_t range_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *ts = kiln_ctx_input(ctx, 0), *tl = kiln_ctx_input(ctx, 1), *td = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *ts = kiln_ctx_input(ctx, 0), *tl = kiln_ctx_input(ctx, 1),
+                        *td = kiln_ctx_input(ctx, 2);
     if (!is_scalar_like(ts) || !is_scalar_like(tl) || !is_scalar_like(td))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "start, limit and delta must be numeric scalars");
-    double start = kiln_tensor_get_f64(ts, 0), limit = kiln_tensor_get_f64(tl, 0), delta = kiln_tensor_get_f64(td, 0);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "start, limit and delta must be numeric scalars");
+    double start = kiln_tensor_get_f64(ts, 0), limit = kiln_tensor_get_f64(tl, 0),
+           delta = kiln_tensor_get_f64(td, 0);
     if (delta == 0.0 || !isfinite(start) || !isfinite(limit) || !isfinite(delta))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "delta must be non-zero and all values finite");
     double steps = ceil((limit - start) / delta);
@@ -806,7 +813,8 @@ static kiln_status_t range_run(kiln_kernel_ctx_t *ctx)
 
 static kiln_status_t onehot_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *ind = kiln_ctx_input(ctx, 0), *dt = kiln_ctx_input(ctx, 1), *vals = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *ind = kiln_ctx_input(ctx, 0), *dt = kiln_ctx_input(ctx, 1),
+                        *vals = kiln_ctx_input(ctx, 2);
     if (!ind || !is_scalar_like(dt) || !vals || vals->count != 2 || vals->dtype == KILN_DTYPE_STRING ||
         !(kiln_dtype_is_float(ind->dtype) || kiln_dtype_is_integer(ind->dtype)))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,

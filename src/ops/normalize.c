@@ -32,7 +32,8 @@ typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind_t;
 
 /* One float32 row: Softmax and LogSoftmax by the vector row kernels,
  * Hardmax by a scan for the first maximum. */
-static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y, int64_t n)
+static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y,
+                            int64_t n)
 {
     if (n == 0)
         return;
@@ -69,9 +70,15 @@ static void softmax_slice(softmax_kind_t kind, const kiln_tensor_t *x, kiln_tens
     for (int64_t i = 0; i < n; i++) {
         double v;
         switch (kind) {
-        case SOFTMAX: v = exp(buf[i] - m) / sum; break;
-        case LOG_SOFTMAX: v = buf[i] - m - log(sum); break;
-        default: v = i == arg ? 1.0 : 0.0; break;
+        case SOFTMAX:
+            v = exp(buf[i] - m) / sum;
+            break;
+        case LOG_SOFTMAX:
+            v = buf[i] - m - log(sum);
+            break;
+        default:
+            v = i == arg ? 1.0 : 0.0;
+            break;
         }
         kiln_tensor_set_f64(y, base + i * stride, v);
     }
@@ -98,8 +105,8 @@ enum { SOFTMAX_COL_TILE = 64 };
 /* Softmax along a non-last axis in float32: the block of one outer index
  * is n rows of `inner` contiguous floats; a tile of columns is swept row by
  * row so every access is contiguous. */
-static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner, int64_t c0,
-                             int64_t w)
+static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner,
+                             int64_t c0, int64_t w)
 {
     float mx[SOFTMAX_COL_TILE], sm[SOFTMAX_COL_TILE];
     int64_t arg[SOFTMAX_COL_TILE];
@@ -208,9 +215,18 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
     return KILN_OK;
 }
 
-static kiln_status_t softmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, SOFTMAX); }
-static kiln_status_t log_softmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, LOG_SOFTMAX); }
-static kiln_status_t hardmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, HARDMAX); }
+static kiln_status_t softmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, SOFTMAX);
+}
+static kiln_status_t log_softmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, LOG_SOFTMAX);
+}
+static kiln_status_t hardmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, HARDMAX);
+}
 
 /* ---- per-channel normalizations ---------------------------------------- */
 
@@ -221,7 +237,8 @@ static bool has_count(const kiln_tensor_t *t, int64_t n)
 }
 
 /* Mean and population variance of n values x[base + i*stride]. */
-static void mean_var(const kiln_tensor_t *x, int64_t base, int64_t stride, int64_t n, double *mean, double *var)
+static void mean_var(const kiln_tensor_t *x, int64_t base, int64_t stride, int64_t n, double *mean,
+                     double *var)
 {
     double s = 0.0, ss = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -276,7 +293,8 @@ static void apply_channel_affine(void *arg, int64_t begin, int64_t end)
                 y[i] = x[i] * mul + add;
         } else {
             for (int64_t i = 0; i < a->S; i++)
-                kiln_tensor_set_f64(a->y, base + i, kiln_tensor_get_f64(a->x, base + i) * a->mul[c] + a->add[c]);
+                kiln_tensor_set_f64(a->y, base + i,
+                                    kiln_tensor_get_f64(a->x, base + i) * a->mul[c] + a->add[c]);
         }
     }
 }
@@ -284,8 +302,9 @@ static void apply_channel_affine(void *arg, int64_t begin, int64_t end)
 static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2),
-                        *mean = kiln_ctx_input(ctx, 3), *var = kiln_ctx_input(ctx, 4);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2), *mean = kiln_ctx_input(ctx, 3),
+                        *var = kiln_ctx_input(ctx, 4);
     if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a float tensor of rank >= 1");
     int64_t N = x->dims[0], C = x->rank > 1 ? x->dims[1] : 1, S = 1;
@@ -307,7 +326,11 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
         if (!run_var)
             return kiln_ctx_status(ctx);
     }
-    channel_affine_t aff = {x, y, C, S, malloc(sizeof(double) * (size_t)(C ? C : 1)),
+    channel_affine_t aff = {x,
+                            y,
+                            C,
+                            S,
+                            malloc(sizeof(double) * (size_t)(C ? C : 1)),
                             malloc(sizeof(double) * (size_t)(C ? C : 1))};
     if (!aff.mul || !aff.add) {
         free(aff.mul);
@@ -335,19 +358,25 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
 
 static kiln_status_t instance_norm_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 2)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must be a float tensor of rank >= 2");
     int64_t N = x->dims[0], C = x->dims[1], S = 1;
     for (int d = 2; d < x->rank; d++)
         S *= x->dims[d];
     if (!has_count(scale, C) || !has_count(bias, C))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale and B must have %lld elements", (long long)C);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale and B must have %lld elements",
+                             (long long)C);
     double eps = kiln_attr_float(kiln_ctx_node(ctx), "epsilon", 1e-5f);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
-    channel_affine_t aff = {x, y, C, S, malloc(sizeof(double) * ((size_t)(N * C) + 1)),
+    channel_affine_t aff = {x,
+                            y,
+                            C,
+                            S,
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1)),
                             malloc(sizeof(double) * ((size_t)(N * C) + 1))};
     if (!aff.mul || !aff.add) {
         free(aff.mul);
@@ -382,9 +411,9 @@ typedef struct layer_norm_job {
 static void layer_norm_row_f32(const kiln_rowops_t *ops, const layer_norm_job_t *j, int64_t r)
 {
     float m, inv;
-    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n, j->scale->data,
-                    j->scale->count, j->bias ? j->bias->data : NULL, j->bias ? j->bias->count : 1, (float)j->eps, &m,
-                    &inv);
+    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n,
+                    j->scale->data, j->scale->count, j->bias ? j->bias->data : NULL,
+                    j->bias ? j->bias->count : 1, (float)j->eps, &m, &inv);
     if (j->mean_out)
         kiln_tensor_set_f64(j->mean_out, r, m);
     if (j->inv_std_out)
@@ -425,7 +454,8 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end)
 static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     if (!x || !scale || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X and Scale must be float tensors");
     int axis;
@@ -435,8 +465,8 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
     kiln_axis_split(x->rank, x->dims, axis, &rows, &n);
     n *= x->dims[axis];
     if (scale->count == 0 || n % scale->count != 0 || (bias && (bias->count == 0 || n % bias->count != 0)))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Scale and B must broadcast to the normalized %lld elements",
-                             (long long)n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "Scale and B must broadcast to the normalized %lld elements", (long long)n);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -487,7 +517,8 @@ static kiln_status_t lrn_run(kiln_kernel_ctx_t *ctx)
                     sq += v * v;
                 }
                 int64_t idx = (n * C + c) * S + i;
-                kiln_tensor_set_f64(y, idx, kiln_tensor_get_f64(x, idx) / pow(bias + alpha / (double)size * sq, beta));
+                kiln_tensor_set_f64(
+                    y, idx, kiln_tensor_get_f64(x, idx) / pow(bias + alpha / (double)size * sq, beta));
             }
     return KILN_OK;
 }
@@ -542,7 +573,8 @@ static kiln_status_t mvn_run(kiln_kernel_ctx_t *ctx)
             n_groups *= x->dims[d];
     }
     int64_t *group = malloc(sizeof(int64_t) * (size_t)(x->count + 1));
-    double *sum = calloc((size_t)n_groups + 1, sizeof(double)), *sumsq = calloc((size_t)n_groups + 1, sizeof(double));
+    double *sum = calloc((size_t)n_groups + 1, sizeof(double)),
+           *sumsq = calloc((size_t)n_groups + 1, sizeof(double));
     if (!group || !sum || !sumsq) {
         free(group);
         free(sum);
@@ -597,17 +629,20 @@ static kiln_status_t nll_loss(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *logp,
     const kiln_attr_t *ii_attr = kiln_node_attr(node, "ignore_index");
     int64_t ignore = ii_attr ? ii_attr->i : 0;
     if (logp->rank < 2 || !target || target->rank != logp->rank - 1 || !kiln_dtype_is_integer(target->dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must be (N, C, d...) and target (N, d...)");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "input must be (N, C, d...) and target (N, d...)");
     int64_t N = logp->dims[0], C = logp->dims[1], D = 1;
     for (int d = 2; d < logp->rank; d++) {
         if (target->dims[d - 1] != logp->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target dim %d does not match the input", d - 1);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target dim %d does not match the input",
+                                 d - 1);
         D *= logp->dims[d];
     }
     if (target->dims[0] != N)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target batch does not match the input");
     if (weight && weight->count != C)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "weight must have C=%lld elements", (long long)C);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "weight must have C=%lld elements",
+                             (long long)C);
     kiln_tensor_t *loss = red == LOSS_NONE ? kiln_ctx_output(ctx, 0, out_dtype, target->rank, target->dims)
                                            : kiln_ctx_output(ctx, 0, out_dtype, 0, NULL);
     if (!loss)

@@ -161,16 +161,24 @@ static kiln_status_t plan_reduction(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
 static double reduce_identity(reduce_kind_t k)
 {
     switch (k) {
-    case REDUCE_MAX: case REDUCE_LOG_SUM: case REDUCE_LOG_SUM_EXP: return -INFINITY;
-    case REDUCE_MIN: return INFINITY;
-    case REDUCE_PROD: return 1.0;
-    case REDUCE_MEAN: return NAN;
-    default: return 0.0;
+    case REDUCE_MAX:
+    case REDUCE_LOG_SUM:
+    case REDUCE_LOG_SUM_EXP:
+        return -INFINITY;
+    case REDUCE_MIN:
+        return INFINITY;
+    case REDUCE_PROD:
+        return 1.0;
+    case REDUCE_MEAN:
+        return NAN;
+    default:
+        return 0.0;
     }
 }
 
 /* Folds the n values v(0..n) where v(r) = x[base + (roff ? roff[r] : r)]. */
-static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff,
+                         int64_t n)
 {
     if (n == 0)
         return reduce_identity(k);
@@ -210,18 +218,31 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
     for (int64_t r = 0; r < n; r++) {
         double v = AT(r);
         switch (k) {
-        case REDUCE_PROD: acc *= v; break;
-        case REDUCE_L1: acc += fabs(v); break;
-        case REDUCE_L2: case REDUCE_SUM_SQUARE: acc += v * v; break;
-        default: acc += v; break;
+        case REDUCE_PROD:
+            acc *= v;
+            break;
+        case REDUCE_L1:
+            acc += fabs(v);
+            break;
+        case REDUCE_L2:
+        case REDUCE_SUM_SQUARE:
+            acc += v * v;
+            break;
+        default:
+            acc += v;
+            break;
         }
     }
 #undef AT
     switch (k) {
-    case REDUCE_MEAN: return acc / (double)n;
-    case REDUCE_L2: return sqrt(acc);
-    case REDUCE_LOG_SUM: return log(acc);
-    default: return acc;
+    case REDUCE_MEAN:
+        return acc / (double)n;
+    case REDUCE_L2:
+        return sqrt(acc);
+    case REDUCE_LOG_SUM:
+        return log(acc);
+    default:
+        return acc;
     }
 }
 
@@ -229,11 +250,16 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
 static float fold_row_f32(const kiln_rowops_t *ops, reduce_kind_t k, const float *row, int64_t n)
 {
     switch (k) {
-    case REDUCE_SUM: return ops->sum(row, n);
-    case REDUCE_MEAN: return n ? ops->sum(row, n) / (float)n : NAN;
-    case REDUCE_SUM_SQUARE: return ops->sum_squares(row, n);
-    case REDUCE_MAX: return n ? ops->max(row, n) : -INFINITY;
-    default: break;
+    case REDUCE_SUM:
+        return ops->sum(row, n);
+    case REDUCE_MEAN:
+        return n ? ops->sum(row, n) / (float)n : NAN;
+    case REDUCE_SUM_SQUARE:
+        return ops->sum_squares(row, n);
+    case REDUCE_MAX:
+        return n ? ops->max(row, n) : -INFINITY;
+    default:
+        break;
     }
     float acc = n ? row[0] : INFINITY; /* REDUCE_MIN */
     for (int64_t r = 1; r < n; r++)
@@ -249,7 +275,8 @@ static bool has_exact_int_path(reduce_kind_t k)
            k == REDUCE_SUM_SQUARE;
 }
 
-static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff,
+                              int64_t n)
 {
     uint64_t acc = k == REDUCE_PROD ? 1u : 0u;
     if (k == REDUCE_MAX || k == REDUCE_MIN) {
@@ -263,10 +290,18 @@ static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t b
     for (int64_t r = 0; r < n; r++) {
         uint64_t v = (uint64_t)kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
         switch (k) {
-        case REDUCE_PROD: acc *= v; break;
-        case REDUCE_SUM_SQUARE: acc += v * v; break;
-        case REDUCE_L1: acc += (int64_t)v < 0 ? (uint64_t)0 - v : v; break;
-        default: acc += v; break;
+        case REDUCE_PROD:
+            acc *= v;
+            break;
+        case REDUCE_SUM_SQUARE:
+            acc += v * v;
+            break;
+        case REDUCE_L1:
+            acc += (int64_t)v < 0 ? (uint64_t)0 - v : v;
+            break;
+        default:
+            acc += v;
+            break;
         }
     }
     return (int64_t)acc;
@@ -276,21 +311,40 @@ static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t b
 static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
 {
     switch (t->dtype) {
-    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
-    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
-    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    default: kiln_tensor_set_f64(t, i, (double)v); break;
+    case KILN_DTYPE_INT64:
+        ((int64_t *)t->data)[i] = v;
+        break;
+    case KILN_DTYPE_UINT64:
+        ((uint64_t *)t->data)[i] = (uint64_t)v;
+        break;
+    case KILN_DTYPE_INT32:
+        ((int32_t *)t->data)[i] = (int32_t)v;
+        break;
+    case KILN_DTYPE_UINT32:
+        ((uint32_t *)t->data)[i] = (uint32_t)v;
+        break;
+    case KILN_DTYPE_INT16:
+        ((int16_t *)t->data)[i] = (int16_t)v;
+        break;
+    case KILN_DTYPE_UINT16:
+        ((uint16_t *)t->data)[i] = (uint16_t)v;
+        break;
+    case KILN_DTYPE_INT8:
+        ((int8_t *)t->data)[i] = (int8_t)v;
+        break;
+    case KILN_DTYPE_UINT8:
+        ((uint8_t *)t->data)[i] = (uint8_t)v;
+        break;
+    default:
+        kiln_tensor_set_f64(t, i, (double)v);
+        break;
     }
 }
 
 static bool has_f32_fast_path(reduce_kind_t k)
 {
-    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_SUM_SQUARE;
+    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN ||
+           k == REDUCE_SUM_SQUARE;
 }
 
 /* Writes a folded double into an output of any numeric dtype, saturating
@@ -358,12 +412,14 @@ enum { MIDDLE_CHUNK = 512 };
 
 static bool has_f32_middle_path(reduce_kind_t k)
 {
-    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_SUM_SQUARE;
+    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN ||
+           k == REDUCE_SUM_SQUARE;
 }
 
 /* Finds the (outer, r, inner) view; false unless the reduced axes are one
  * block followed by kept axes of more than one element. */
-static bool middle_block_view(const kiln_tensor_t *x, const bool *mask, int64_t *outer, int64_t *r, int64_t *inner)
+static bool middle_block_view(const kiln_tensor_t *x, const bool *mask, int64_t *outer, int64_t *r,
+                              int64_t *inner)
 {
     int first = -1, last = -1;
     for (int d = 0; d < x->rank; d++)
@@ -455,7 +511,8 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
         for (int d = 0; d < x->rank; d++)
             mask[d] = true;
     } else if (!kiln_axes_to_mask(axes, n_axes, x->rank, mask)) {
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axes out of range or repeated for rank %d", x->rank);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axes out of range or repeated for rank %d",
+                             x->rank);
     }
     int64_t ydims[KILN_MAX_RANK];
     int yrank = reduced_shape(x->rank, x->dims, mask, keepdims, ydims);
@@ -463,10 +520,12 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
     if (!y)
         return kiln_ctx_status(ctx);
     int64_t outer, r, inner;
-    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) && middle_block_view(x, mask, &outer, &r, &inner)) {
+    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) &&
+        middle_block_view(x, mask, &outer, &r, &inner)) {
         int64_t chunks = (inner + MIDDLE_CHUNK - 1) / MIDDLE_CHUNK;
         middle_job_t job = {kind, x->data, y->data, outer, r, inner, chunks};
-        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range, &job);
+        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range,
+                              &job);
         return KILN_OK;
     }
     reduce_plan_t plan;
@@ -480,16 +539,46 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
     return KILN_OK;
 }
 
-static kiln_status_t reduce_sum_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_SUM); }
-static kiln_status_t reduce_mean_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MEAN); }
-static kiln_status_t reduce_max_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MAX); }
-static kiln_status_t reduce_min_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MIN); }
-static kiln_status_t reduce_prod_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_PROD); }
-static kiln_status_t reduce_l1_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_L1); }
-static kiln_status_t reduce_l2_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_L2); }
-static kiln_status_t reduce_log_sum_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_LOG_SUM); }
-static kiln_status_t reduce_log_sum_exp_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_LOG_SUM_EXP); }
-static kiln_status_t reduce_sum_square_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_SUM_SQUARE); }
+static kiln_status_t reduce_sum_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_SUM);
+}
+static kiln_status_t reduce_mean_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MEAN);
+}
+static kiln_status_t reduce_max_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MAX);
+}
+static kiln_status_t reduce_min_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MIN);
+}
+static kiln_status_t reduce_prod_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_PROD);
+}
+static kiln_status_t reduce_l1_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_L1);
+}
+static kiln_status_t reduce_l2_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_L2);
+}
+static kiln_status_t reduce_log_sum_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_LOG_SUM);
+}
+static kiln_status_t reduce_log_sum_exp_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_LOG_SUM_EXP);
+}
+static kiln_status_t reduce_sum_square_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_SUM_SQUARE);
+}
 
 /* ---- ArgMax / ArgMin --------------------------------------------------- */
 
@@ -534,8 +623,14 @@ static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
     return KILN_OK;
 }
 
-static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, true); }
-static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, false); }
+static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return arg_extreme_run(ctx, true);
+}
+static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx)
+{
+    return arg_extreme_run(ctx, false);
+}
 
 /* ---- CumSum ------------------------------------------------------------ */
 
@@ -600,8 +695,10 @@ static int topk_cmp_largest(const void *pa, const void *pb)
 {
     const topk_item_t *a = pa, *b = pb;
     if (a->v != b->v) {
-        if (isnan(a->v)) return -1;
-        if (isnan(b->v)) return 1;
+        if (isnan(a->v))
+            return -1;
+        if (isnan(b->v))
+            return 1;
         return a->v > b->v ? -1 : 1;
     }
     return (a->idx > b->idx) - (a->idx < b->idx);
@@ -611,11 +708,54 @@ static int topk_cmp_smallest(const void *pa, const void *pb)
 {
     const topk_item_t *a = pa, *b = pb;
     if (a->v != b->v) {
-        if (isnan(a->v)) return 1;
-        if (isnan(b->v)) return -1;
+        if (isnan(a->v))
+            return 1;
+        if (isnan(b->v))
+            return -1;
         return a->v < b->v ? -1 : 1;
     }
     return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+typedef int (*topk_cmp_fn)(const void *, const void *);
+
+/* Restores the heap property below slot i of a heap whose root is the
+ * item that sorts last (so the root is the first to drop out). */
+static void topk_sift_down(topk_item_t *h, int64_t k, int64_t i, topk_cmp_fn cmp)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, worst = i;
+        if (l < k && cmp(&h[l], &h[worst]) > 0)
+            worst = l;
+        if (r < k && cmp(&h[r], &h[worst]) > 0)
+            worst = r;
+        if (worst == i)
+            return;
+        topk_item_t t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+/* Leaves the k items that sort first in items[0..k), sorted.  Small k
+ * keeps a k-item heap (n log k); otherwise the whole slice is sorted. */
+static void topk_select(topk_item_t *items, int64_t n, int64_t k, topk_cmp_fn cmp)
+{
+    if (k == 0)
+        return;
+    if (k * 8 > n) {
+        qsort(items, (size_t)n, sizeof *items, cmp);
+        return;
+    }
+    for (int64_t i = k / 2 - 1; i >= 0; i--)
+        topk_sift_down(items, k, i, cmp);
+    for (int64_t a = k; a < n; a++)
+        if (cmp(&items[a], &items[0]) < 0) {
+            items[0] = items[a];
+            topk_sift_down(items, k, 0, cmp);
+        }
+    qsort(items, (size_t)k, sizeof *items, cmp);
 }
 
 static kiln_status_t read_topk_k(kiln_kernel_ctx_t *ctx, int64_t *k)
@@ -637,7 +777,7 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x || !dtype_reducible(x->dtype) || x->rank == 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a numeric tensor of rank >= 1");
-    int64_t k;
+    int64_t k = -1;
     kiln_status_t st = read_topk_k(ctx, &k);
     if (st != KILN_OK)
         return st;
@@ -646,7 +786,8 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis out of range for rank %d", x->rank);
     int64_t n = x->dims[axis];
     if (k < 0 || k > n)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "k=%lld is outside [0, %lld]", (long long)k, (long long)n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "k=%lld is outside [0, %lld]", (long long)k,
+                             (long long)n);
     bool largest = kiln_attr_int(node, "largest", 1) != 0;
     int64_t ydims[KILN_MAX_RANK];
     memcpy(ydims, x->dims, sizeof(int64_t) * (size_t)x->rank);
@@ -669,7 +810,7 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
                 items[a].v = kiln_tensor_get_f64(x, (o * n + a) * inner + i);
                 items[a].idx = a;
             }
-            qsort(items, (size_t)n, sizeof *items, largest ? topk_cmp_largest : topk_cmp_smallest);
+            topk_select(items, n, k, largest ? topk_cmp_largest : topk_cmp_smallest);
             for (int64_t j = 0; j < k; j++) {
                 int64_t dst = (o * k + j) * inner + i;
                 int64_t src = (o * n + items[j].idx) * inner + i;

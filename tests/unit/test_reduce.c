@@ -55,9 +55,10 @@ static bool labels_are(const int *labels, int rank, const char *letters)
         return false;
     for (int i = 0; i < rank; i++) {
         char c = letters[i];
-        int want = c == '0' ? KILN_EINSUM_ELLIPSIS_LABEL
-                 : c == '1' ? KILN_EINSUM_ELLIPSIS_LABEL + 1
-                 : c >= 'a' ? 26 + (c - 'a') : c - 'A';
+        int want = c == '0'   ? KILN_EINSUM_ELLIPSIS_LABEL
+                   : c == '1' ? KILN_EINSUM_ELLIPSIS_LABEL + 1
+                   : c >= 'a' ? 26 + (c - 'a')
+                              : c - 'A';
         if (labels[i] != want)
             return false;
     }
@@ -82,7 +83,8 @@ static void test_einsum_parse_valid(void)
 
     int r3[] = {3};
     CHECK(kiln_einsum_parse("...ii->...i", 1, r3, &s, err, sizeof err));
-    CHECK(s.n_ellipsis_dims == 1 && labels_are(s.in_labels[0], 3, "0ii") && labels_are(s.out_labels, 2, "0i"));
+    CHECK(s.n_ellipsis_dims == 1 && labels_are(s.in_labels[0], 3, "0ii") &&
+          labels_are(s.out_labels, 2, "0i"));
 
     /* Ellipses of different lengths are right-aligned. */
     int r43[] = {4, 3};
@@ -142,6 +144,8 @@ typedef struct node_attrs {
     int64_t axis;
     int64_t keepdims;
     kiln_dtype_t dtype; /* of x and y */
+    int64_t topk_k;     /* > 0: a "k" attribute (TopK opset 1) */
+    bool topk_smallest; /* TopK: largest = 0 */
 } node_attrs_t;
 
 static void put_int_attr(pb_writer_t *node, const char *name, int64_t v)
@@ -155,7 +159,8 @@ static void put_int_attr(pb_writer_t *node, const char *name, int64_t v)
 
 /* A model "x -> op -> y" at the given opset; returns a loaded model or
  * NULL. */
-static kiln_model_t *one_node_model(const char *op, int opset, const node_attrs_t *at, int rank, const int64_t *dims)
+static kiln_model_t *one_node_model(const char *op, int opset, const node_attrs_t *at, int rank,
+                                    const int64_t *dims)
 {
     pb_writer_t model = {0}, graph = {0}, node = {0}, opset_msg = {0};
     pb_put_string_field(&node, 1, "x");
@@ -173,6 +178,10 @@ static kiln_model_t *one_node_model(const char *op, int opset, const node_attrs_
     if (at->has_axis)
         put_int_attr(&node, "axis", at->axis);
     put_int_attr(&node, "keepdims", at->keepdims);
+    if (at->topk_k > 0)
+        put_int_attr(&node, "k", at->topk_k);
+    if (at->topk_smallest)
+        put_int_attr(&node, "largest", 0);
     pb_put_message_field(&graph, 1, &node);
     pb_put_string_field(&graph, 2, "g");
     kiln_dtype_t dt = at->dtype;
@@ -218,7 +227,8 @@ static kiln_tensor_t *iota_tensor(int rank, const int64_t *dims, float scale)
 static void test_reduce_sum_scattered_axes(void)
 {
     const int64_t dims[] = {2, 3, 4}, axes[] = {0, -1};
-    node_attrs_t at = {axes, 2, 0, 0, 0, KILN_DTYPE_FLOAT32};
+    node_attrs_t at = {
+        .axes = axes, .n_axes = 2, .has_axis = 0, .axis = 0, .keepdims = 0, .dtype = KILN_DTYPE_FLOAT32};
     kiln_model_t *m = one_node_model("ReduceSum", 11, &at, 3, dims);
     if (!m)
         return;
@@ -239,7 +249,8 @@ static void test_reduce_sum_scattered_axes(void)
 static void test_reduce_mean_fast_path_threaded(void)
 {
     const int64_t dims[] = {64, 1000}, axes[] = {1};
-    node_attrs_t at = {axes, 1, 0, 0, 1, KILN_DTYPE_FLOAT32};
+    node_attrs_t at = {
+        .axes = axes, .n_axes = 1, .has_axis = 0, .axis = 0, .keepdims = 1, .dtype = KILN_DTYPE_FLOAT32};
     kiln_model_t *m = one_node_model("ReduceMean", 13, &at, 2, dims);
     if (!m)
         return;
@@ -266,7 +277,8 @@ static void test_softmax_strided_tiles(void)
     const float *px = kiln_tensor_data(x);
     const char *ops[] = {"Softmax", "LogSoftmax"};
     for (int k = 0; k < 2; k++) {
-        node_attrs_t at = {NULL, 0, 1, 1, 1, KILN_DTYPE_FLOAT32};
+        node_attrs_t at = {
+            .axes = NULL, .n_axes = 0, .has_axis = 1, .axis = 1, .keepdims = 1, .dtype = KILN_DTYPE_FLOAT32};
         kiln_model_t *m = one_node_model(ops[k], 13, &at, 3, dims);
         if (!m)
             continue;
@@ -322,12 +334,15 @@ static kiln_model_t *einsum_model(const char *equation, kiln_dtype_t dt, int ra,
 
 /* Runs equation on float32 (the sgemm path where it applies) and float64
  * (the reference loop) copies of the same values and compares. */
-static void check_einsum_paths_agree(const char *equation, int ra, const int64_t *da, int rb, const int64_t *db)
+static void check_einsum_paths_agree(const char *equation, int ra, const int64_t *da, int rb,
+                                     const int64_t *db)
 {
     kiln_model_t *m32 = einsum_model(equation, KILN_DTYPE_FLOAT32, ra, da, rb, db);
     kiln_model_t *m64 = einsum_model(equation, KILN_DTYPE_FLOAT64, ra, da, rb, db);
-    kiln_tensor_t *in32[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT32, ra, da), kiln_tensor_create(KILN_DTYPE_FLOAT32, rb, db)};
-    kiln_tensor_t *in64[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT64, ra, da), kiln_tensor_create(KILN_DTYPE_FLOAT64, rb, db)};
+    kiln_tensor_t *in32[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT32, ra, da),
+                              kiln_tensor_create(KILN_DTYPE_FLOAT32, rb, db)};
+    kiln_tensor_t *in64[2] = {kiln_tensor_create(KILN_DTYPE_FLOAT64, ra, da),
+                              kiln_tensor_create(KILN_DTYPE_FLOAT64, rb, db)};
     for (int k = 0; k < 2; k++) {
         float *p32 = kiln_tensor_data(in32[k]);
         double *p64 = kiln_tensor_data(in64[k]);
@@ -337,11 +352,12 @@ static void check_einsum_paths_agree(const char *equation, int ra, const int64_t
     const char *names[] = {"a", "b"};
     kiln_tensor_t *y32 = NULL, *y64 = NULL;
     kiln_session_t *s32 = NULL, *s64 = NULL;
-    if (m32 && m64 && kiln_session_create(m32, NULL, &s32) == KILN_OK && kiln_session_create(m64, NULL, &s64) == KILN_OK) {
-        CHECK_MSG(kiln_session_run(s32, 2, names, (const kiln_tensor_t *const *)in32, 1, &y32) == KILN_OK, "%s: %s",
-                  equation, kiln_last_error());
-        CHECK_MSG(kiln_session_run(s64, 2, names, (const kiln_tensor_t *const *)in64, 1, &y64) == KILN_OK, "%s: %s",
-                  equation, kiln_last_error());
+    if (m32 && m64 && kiln_session_create(m32, NULL, &s32) == KILN_OK &&
+        kiln_session_create(m64, NULL, &s64) == KILN_OK) {
+        CHECK_MSG(kiln_session_run(s32, 2, names, (const kiln_tensor_t *const *)in32, 1, &y32) == KILN_OK,
+                  "%s: %s", equation, kiln_last_error());
+        CHECK_MSG(kiln_session_run(s64, 2, names, (const kiln_tensor_t *const *)in64, 1, &y64) == KILN_OK,
+                  "%s: %s", equation, kiln_last_error());
     }
     CHECK_MSG(y32 && y64 && kiln_tensor_count(y32) == kiln_tensor_count(y64) &&
                   kiln_tensor_rank(y32) == kiln_tensor_rank(y64),
@@ -349,7 +365,8 @@ static void check_einsum_paths_agree(const char *equation, int ra, const int64_t
     if (y32 && y64 && kiln_tensor_count(y32) == kiln_tensor_count(y64)) {
         double worst = 0.0;
         for (int64_t i = 0; i < kiln_tensor_count(y32); i++)
-            worst = fmax(worst, fabs(((const float *)kiln_tensor_data(y32))[i] - ((const double *)kiln_tensor_data(y64))[i]));
+            worst = fmax(worst, fabs(((const float *)kiln_tensor_data(y32))[i] -
+                                     ((const double *)kiln_tensor_data(y64))[i]));
         CHECK_MSG(worst < 1e-4, "%s: float32 and float64 differ by %g", equation, worst);
     }
     kiln_tensor_free(y32);
@@ -367,26 +384,29 @@ static void check_einsum_paths_agree(const char *equation, int ra, const int64_t
 static void test_einsum_gemm_path(void)
 {
     const int64_t q[] = {2, 3, 5, 4}, k[] = {2, 3, 6, 4}, v[] = {2, 3, 6, 4};
-    check_einsum_paths_agree("bhqd,bhkd->bhqk", 4, q, 4, k);   /* B transposed in place */
+    check_einsum_paths_agree("bhqd,bhkd->bhqk", 4, q, 4, k); /* B transposed in place */
     check_einsum_paths_agree("bhqk,bhkd->bhqd", 4, (const int64_t[]){2, 3, 5, 6}, 4, v);
     const int64_t ij[] = {5, 7}, jk[] = {7, 3}, ji[] = {7, 5};
     check_einsum_paths_agree("ij,jk->ik", 2, ij, 2, jk);
-    check_einsum_paths_agree("ji,jk->ik", 2, ji, 2, jk);       /* A transposed in place */
-    check_einsum_paths_agree("ij,jk->ki", 2, ij, 2, jk);       /* output permuted */
+    check_einsum_paths_agree("ji,jk->ik", 2, ji, 2, jk); /* A transposed in place */
+    check_einsum_paths_agree("ij,jk->ki", 2, ij, 2, jk); /* output permuted */
     check_einsum_paths_agree("i,j->ij", 1, (const int64_t[]){4}, 1, (const int64_t[]){3});
     check_einsum_paths_agree("bij,bjk", 3, (const int64_t[]){2, 3, 4}, 3, (const int64_t[]){2, 4, 5});
     check_einsum_paths_agree("ijk,ikl->jl", 3, (const int64_t[]){3, 4, 5}, 3, (const int64_t[]){3, 5, 2});
-    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){2, 3, 4}, 3, (const int64_t[]){2, 4, 5});
+    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){2, 3, 4}, 3,
+                             (const int64_t[]){2, 4, 5});
     /* Not matmul-shaped: a label summed inside one input, a broadcast batch. */
     check_einsum_paths_agree("ij,jk->k", 2, ij, 2, jk);
-    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){1, 3, 4}, 3, (const int64_t[]){2, 4, 5});
+    check_einsum_paths_agree("...ij,...jk->...ik", 3, (const int64_t[]){1, 3, 4}, 3,
+                             (const int64_t[]){2, 4, 5});
 }
 
 /* int64 sums past 2^53 stay exact (no detour through double). */
 static void test_reduce_sum_int64_exact(void)
 {
     const int64_t dims[] = {3}, axes[] = {0};
-    node_attrs_t at = {axes, 1, 0, 0, 0, KILN_DTYPE_INT64};
+    node_attrs_t at = {
+        .axes = axes, .n_axes = 1, .has_axis = 0, .axis = 0, .keepdims = 0, .dtype = KILN_DTYPE_INT64};
     kiln_model_t *m = one_node_model("ReduceSum", 11, &at, 1, dims);
     if (!m)
         return;
@@ -403,9 +423,11 @@ static void test_reduce_sum_int64_exact(void)
 
 /* Float32 reductions over a middle block of axes (the row-folding path),
  * wider than one 512-column chunk, checked against a double loop. */
-static void check_middle_reduce(const char *op, int rank, const int64_t *dims, const int64_t *axes, int n_axes)
+static void check_middle_reduce(const char *op, int rank, const int64_t *dims, const int64_t *axes,
+                                int n_axes)
 {
-    node_attrs_t at = {axes, n_axes, 0, 0, 0, KILN_DTYPE_FLOAT32};
+    node_attrs_t at = {
+        .axes = axes, .n_axes = n_axes, .has_axis = 0, .axis = 0, .keepdims = 0, .dtype = KILN_DTYPE_FLOAT32};
     kiln_model_t *m = one_node_model(op, 13, &at, rank, dims);
     if (!m)
         return;
@@ -459,12 +481,57 @@ static void test_reduce_middle_axes(void)
     check_middle_reduce("ReduceSum", 4, four, a12, 2);
 }
 
+/* TopK with k much smaller than the axis (the heap path) against a full
+ * sort, with many ties: equal values must come out by lower index. */
+static void test_topk_heap_path(void)
+{
+    const int64_t dims[] = {2, 1000};
+    kiln_tensor_t *x = iota_tensor(2, dims, 1.0f);
+    float *px = kiln_tensor_data(x);
+    for (int64_t i = 0; i < 2000; i++)
+        px[i] = (float)((i * 7919) % 37);
+    for (int largest = 0; largest <= 1; largest++) {
+        node_attrs_t at = {.has_axis = 1,
+                           .axis = -1,
+                           .keepdims = 1,
+                           .dtype = KILN_DTYPE_FLOAT32,
+                           .topk_k = 5,
+                           .topk_smallest = !largest};
+        kiln_model_t *m = one_node_model("TopK", 1, &at, 2, dims);
+        if (!m)
+            continue;
+        /* TopK has two outputs; the model declares only "y" (values). */
+        kiln_tensor_t *y = run_one(m, 1, x);
+        CHECK(y && kiln_tensor_dims(y)[1] == 5);
+        for (int r = 0; y && r < 2; r++) {
+            /* Expected: values sorted, ties by index; recompute by selection. */
+            bool used[1000] = {false};
+            for (int j = 0; j < 5; j++) {
+                int best = -1;
+                for (int a = 0; a < 1000; a++) {
+                    if (used[a])
+                        continue;
+                    float v = px[r * 1000 + a];
+                    if (best < 0 || (largest ? v > px[r * 1000 + best] : v < px[r * 1000 + best]))
+                        best = a;
+                }
+                used[best] = true;
+                CHECK_NEAR(((const float *)kiln_tensor_data(y))[r * 5 + j], px[r * 1000 + best], 0);
+            }
+        }
+        kiln_tensor_free(y);
+        kiln_model_free(m);
+    }
+    kiln_tensor_free(x);
+}
+
 /* Softmax over [2,3,4] at axis 1: opset 11 spans the last 12 elements of
  * each batch, opset 13 only the 3 along axis 1. */
 static void test_softmax_axis_semantics(void)
 {
     const int64_t dims[] = {2, 3, 4};
-    node_attrs_t at = {NULL, 0, 1, 1, 1, KILN_DTYPE_FLOAT32};
+    node_attrs_t at = {
+        .axes = NULL, .n_axes = 0, .has_axis = 1, .axis = 1, .keepdims = 1, .dtype = KILN_DTYPE_FLOAT32};
     kiln_tensor_t *x = iota_tensor(3, dims, 0.1f);
     for (int opset = 11; opset <= 13; opset += 2) {
         kiln_model_t *m = one_node_model("Softmax", opset, &at, 3, dims);
@@ -508,7 +575,8 @@ static void compare_rowops_on(const kiln_rowops_t *ref, const kiln_rowops_t *vec
 {
     float yr[1024], yv[1024], w[1024], b[1024], mr, iv_r, mv, iv_v;
     CHECK_MSG(relative_gap(vec->sum(x, n), ref->sum(x, n)) < 1e-5f, "sum n=%lld", (long long)n);
-    CHECK_MSG(relative_gap(vec->sum_squares(x, n), ref->sum_squares(x, n)) < 1e-5f, "sum_squares n=%lld", (long long)n);
+    CHECK_MSG(relative_gap(vec->sum_squares(x, n), ref->sum_squares(x, n)) < 1e-5f, "sum_squares n=%lld",
+              (long long)n);
     CHECK_MSG(vec->max(x, n) == ref->max(x, n), "max n=%lld", (long long)n);
     for (int log_out = 0; log_out <= 1; log_out++) {
         ref->softmax(x, yr, n, log_out);
@@ -570,5 +638,6 @@ int main(void)
     test_softmax_strided_tiles();
     test_einsum_gemm_path();
     test_reduce_middle_axes();
+    test_topk_heap_path();
     return check_finish();
 }
