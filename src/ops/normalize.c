@@ -1,6 +1,6 @@
 /*
  * normalize.c - Softmax, LogSoftmax, Hardmax; BatchNormalization,
- * LayerNormalization, InstanceNormalization, LRN,
+ * LayerNormalization, GroupNormalization, InstanceNormalization, LRN,
  * MeanVarianceNormalization; NegativeLogLikelihoodLoss and
  * SoftmaxCrossEntropyLoss.
  *
@@ -398,6 +398,60 @@ static kiln_status_t instance_norm_run(kiln_kernel_ctx_t *ctx)
     return KILN_OK;
 }
 
+/* GroupNormalization: statistics over each group of C/G channels (and the
+ * spatial dims) of one batch item.  Scale and bias are per group in opset
+ * 18 and per channel from 21; the tensor's length says which. */
+static kiln_status_t group_norm_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
+    if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 2 || !scale || !bias)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "needs X (N, C, ...), scale and bias");
+    int64_t N = x->dims[0], C = x->dims[1], S = 1, G = kiln_attr_int(node, "num_groups", 0);
+    for (int d = 2; d < x->rank; d++)
+        S *= x->dims[d];
+    if (G <= 0 || C % G != 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "num_groups=%lld must divide C=%lld",
+                             (long long)G, (long long)C);
+    bool per_channel = scale->count == C && bias->count == C;
+    if (!per_channel && !(scale->count == G && bias->count == G))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "scale and bias must have C=%lld or G=%lld elements", (long long)C,
+                             (long long)G);
+    double eps = kiln_attr_float(node, "epsilon", 1e-5f);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    channel_affine_t aff = {x,
+                            y,
+                            N * C,
+                            S,
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1)),
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld planes", (long long)(N * C));
+    }
+    int64_t cpg = C / G;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < G; g++) {
+            double m, v;
+            mean_var(x, (n * C + g * cpg) * S, 1, cpg * S, &m, &v);
+            double inv = 1.0 / sqrt(v + eps);
+            for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+                int64_t k = per_channel ? c : g;
+                aff.mul[n * C + c] = kiln_tensor_get_f64(scale, k) * inv;
+                aff.add[n * C + c] = kiln_tensor_get_f64(bias, k) - m * aff.mul[n * C + c];
+            }
+        }
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
+    return KILN_OK;
+}
+
 /* ---- LayerNormalization ------------------------------------------------ */
 
 typedef struct layer_norm_job {
@@ -725,6 +779,7 @@ void kiln_ops_register_normalize(kiln_registry_t *reg)
     register_op(reg, "BatchNormalization", 1, batch_norm_run);
     register_op(reg, "InstanceNormalization", 1, instance_norm_run);
     register_op(reg, "LayerNormalization", 1, layer_norm_run);
+    register_op(reg, "GroupNormalization", 18, group_norm_run);
     register_op(reg, "LRN", 1, lrn_run);
     register_op(reg, "MeanVarianceNormalization", 1, mvn_run);
     register_op(reg, "NegativeLogLikelihoodLoss", 12, nll_loss_run);
