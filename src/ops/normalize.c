@@ -1,8 +1,8 @@
 /*
  * normalize.c - Softmax, LogSoftmax, Hardmax; BatchNormalization,
- * LayerNormalization, GroupNormalization, InstanceNormalization, LRN,
- * MeanVarianceNormalization; NegativeLogLikelihoodLoss and
- * SoftmaxCrossEntropyLoss.
+ * LayerNormalization, GroupNormalization, RMSNormalization,
+ * InstanceNormalization, LRN, MeanVarianceNormalization;
+ * NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
  *
  * The softmax family views its input as (outer, n, inner) and works on each
  * of the outer*inner slices of length n.  Before opset 13 the input is
@@ -541,6 +541,71 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
     return KILN_OK;
 }
 
+/* ---- RMSNormalization --------------------------------------------------- */
+
+typedef struct rms_norm_job {
+    const kiln_tensor_t *x, *scale;
+    kiln_tensor_t *y;
+    int64_t n;
+    double eps;
+} rms_norm_job_t;
+
+static void rms_norm_rows(void *arg, int64_t begin, int64_t end)
+{
+    const rms_norm_job_t *j = arg;
+    bool f32 = j->x->dtype == KILN_DTYPE_FLOAT32 && j->scale->dtype == KILN_DTYPE_FLOAT32;
+    const kiln_rowops_t *ops = kiln_rowops();
+    int64_t wn = j->scale->count;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t base = r * j->n;
+        if (f32) {
+            const float *x = (const float *)j->x->data + base, *w = j->scale->data;
+            float *y = (float *)j->y->data + base;
+            float inv = (float)(1.0 / sqrt(ops->sum_squares(x, j->n) / (double)j->n + j->eps));
+            for (int64_t i = 0; i < j->n; i++)
+                y[i] = x[i] * inv * w[i % wn];
+            continue;
+        }
+        double ss = 0.0;
+        for (int64_t i = 0; i < j->n; i++) {
+            double v = kiln_tensor_get_f64(j->x, base + i);
+            ss += v * v;
+        }
+        double inv = 1.0 / sqrt(ss / (double)j->n + j->eps);
+        for (int64_t i = 0; i < j->n; i++)
+            kiln_tensor_set_f64(j->y, base + i,
+                                kiln_tensor_get_f64(j->x, base + i) * inv *
+                                    kiln_tensor_get_f64(j->scale, i % wn));
+    }
+}
+
+/* RMSNormalization (opset 23): y = x / sqrt(mean(x^2) + epsilon) * scale
+ * over the dims from axis on. */
+static kiln_status_t rms_norm_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1);
+    if (!x || !scale || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X and scale must be float tensors");
+    int axis;
+    if (!kiln_axis_normalize(kiln_attr_int(node, "axis", -1), x->rank, &axis))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis out of range for rank %d", x->rank);
+    int64_t rows, n;
+    kiln_axis_split(x->rank, x->dims, axis, &rows, &n);
+    n *= x->dims[axis];
+    if (scale->count == 0 || n % scale->count != 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "scale must broadcast to the normalized %lld elements", (long long)n);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    if (n == 0)
+        return KILN_OK;
+    rms_norm_job_t job = {x, scale, y, n, kiln_attr_float(node, "epsilon", 1e-5f)};
+    kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, rms_norm_rows, &job);
+    return KILN_OK;
+}
+
 /* ---- LRN and MeanVarianceNormalization --------------------------------- */
 
 static kiln_status_t lrn_run(kiln_kernel_ctx_t *ctx)
@@ -780,6 +845,7 @@ void kiln_ops_register_normalize(kiln_registry_t *reg)
     register_op(reg, "InstanceNormalization", 1, instance_norm_run);
     register_op(reg, "LayerNormalization", 1, layer_norm_run);
     register_op(reg, "GroupNormalization", 18, group_norm_run);
+    register_op(reg, "RMSNormalization", 23, rms_norm_run);
     register_op(reg, "LRN", 1, lrn_run);
     register_op(reg, "MeanVarianceNormalization", 1, mvn_run);
     register_op(reg, "NegativeLogLikelihoodLoss", 12, nll_loss_run);
