@@ -1,12 +1,15 @@
 /*
  * test_reduce.c - unit tests of the reduction / normalization / misc kernel
- * families: the axis helpers (ops/axes.h), the Einsum equation parser and
- * its errors (ops/misc.h), and a few kernels run end to end through the
- * public API on one-node models written in memory with the protobuf
- * writer: ReduceSum over scattered axes, ReduceMean on the float32 fast
- * path with several threads, and Softmax under both axis semantics (opset
- * 11 coerces to 2-D at axis, opset 13 works on one axis); and the vector
- * row kernels (ops/rowops.h) against the portable reference.
+ * families.  Direct: the axis helpers (ops/axes.h), the Einsum equation
+ * parser and its errors (ops/misc.h), and the vector row kernels
+ * (ops/rowops.h) against the portable reference.  End to end through the
+ * public API, on one-node models written in memory with the protobuf
+ * writer: ReduceSum over scattered axes and exactly in int64, ReduceMean on
+ * the float32 row path with several threads, reductions over middle axes,
+ * Softmax under both axis semantics (opset 11 coerces to 2-D at axis,
+ * opset 13 works on one axis) and along a strided axis, Einsum's sgemm path
+ * against its float64 reference loop, TopK's heap selection with ties,
+ * GroupNormalization and RMSNormalization.
  */
 #include <math.h>
 #include <stdio.h>
@@ -401,6 +404,122 @@ static void test_einsum_gemm_path(void)
                              (const int64_t[]){2, 4, 5});
 }
 
+/* A float32 model with three inputs "x", "s", "b" (b omitted when rank_b
+ * < 0) feeding op, with one int attribute (name NULL: none). */
+static kiln_model_t *three_input_model(const char *op, int opset, const char *attr, int64_t attr_value,
+                                       int rx, const int64_t *dx, int rs, const int64_t *ds, int rb,
+                                       const int64_t *db)
+{
+    pb_writer_t model = {0}, graph = {0}, node = {0}, opset_msg = {0};
+    pb_put_string_field(&node, 1, "x");
+    pb_put_string_field(&node, 1, "s");
+    if (rb >= 0)
+        pb_put_string_field(&node, 1, "b");
+    pb_put_string_field(&node, 2, "y");
+    pb_put_string_field(&node, 3, "n0");
+    pb_put_string_field(&node, 4, op);
+    if (attr)
+        put_int_attr(&node, attr, attr_value);
+    pb_put_message_field(&graph, 1, &node);
+    pb_put_string_field(&graph, 2, "g");
+    put_value_info(&graph, 11, "x", KILN_DTYPE_FLOAT32, rx, dx);
+    put_value_info(&graph, 11, "s", KILN_DTYPE_FLOAT32, rs, ds);
+    if (rb >= 0)
+        put_value_info(&graph, 11, "b", KILN_DTYPE_FLOAT32, rb, db);
+    put_value_info(&graph, 12, "y", KILN_DTYPE_FLOAT32, -1, NULL);
+    pb_put_varint_field(&model, 1, 8);
+    pb_put_string_field(&opset_msg, 1, "");
+    pb_put_varint_field(&opset_msg, 2, (uint64_t)opset);
+    pb_put_message_field(&model, 8, &opset_msg);
+    pb_put_message_field(&model, 7, &graph);
+    kiln_model_t *m = NULL;
+    kiln_status_t st = kiln_model_load_bytes(model.buf, model.len, &m);
+    CHECK_MSG(st == KILN_OK, "%s model: %s", op, kiln_last_error());
+    pb_writer_free(&model);
+    return st == KILN_OK ? m : NULL;
+}
+
+/* Runs a three-input model on x, s, b (b may be NULL). */
+static kiln_tensor_t *run_three(kiln_model_t *m, kiln_tensor_t *x, kiln_tensor_t *s, kiln_tensor_t *b)
+{
+    kiln_session_t *ses = NULL;
+    kiln_tensor_t *y = NULL;
+    const char *names[] = {"x", "s", "b"};
+    const kiln_tensor_t *in[] = {x, s, b};
+    if (kiln_session_create(m, NULL, &ses) != KILN_OK ||
+        kiln_session_run(ses, b ? 3 : 2, names, in, 1, &y) != KILN_OK)
+        fprintf(stderr, "run failed: %s\n", kiln_last_error());
+    kiln_session_free(ses);
+    return y;
+}
+
+/* GroupNormalization over [2, 6, 5] with 3 groups, per-group (opset 18)
+ * and per-channel (opset 21) scale and bias, against a double loop. */
+static void test_group_norm(void)
+{
+    const int64_t dx[] = {2, 6, 5};
+    kiln_tensor_t *x = iota_tensor(3, dx, 1.0f);
+    float *px = kiln_tensor_data(x);
+    for (int i = 0; i < 60; i++)
+        px[i] = (float)((i * 13) % 11) - 4.0f;
+    for (int opset = 18; opset <= 21; opset += 3) {
+        int64_t k = opset == 18 ? 3 : 6;
+        kiln_tensor_t *s = iota_tensor(1, &k, 0.5f), *b = iota_tensor(1, &k, -0.25f);
+        kiln_model_t *m =
+            three_input_model("GroupNormalization", opset, "num_groups", 3, 3, dx, 1, &k, 1, &k);
+        kiln_tensor_t *y = m ? run_three(m, x, s, b) : NULL;
+        CHECK_MSG(y != NULL, "GroupNormalization opset %d", opset);
+        double worst = 0.0;
+        for (int n = 0; y && n < 2; n++)
+            for (int g = 0; g < 3; g++) {
+                const float *blk = px + (n * 6 + g * 2) * 5;
+                double mean = 0.0, var = 0.0;
+                for (int i = 0; i < 10; i++)
+                    mean += blk[i] / 10.0;
+                for (int i = 0; i < 10; i++)
+                    var += (blk[i] - mean) * (blk[i] - mean) / 10.0;
+                for (int i = 0; i < 10; i++) {
+                    int c = g * 2 + i / 5, p = opset == 18 ? g : c;
+                    double want = (blk[i] - mean) / sqrt(var + 1e-5) * (0.5 * p) + (-0.25 * p);
+                    double got = ((const float *)kiln_tensor_data(y))[(n * 6 + g * 2) * 5 + i];
+                    worst = fmax(worst, fabs(got - want));
+                }
+            }
+        CHECK_MSG(worst < 1e-5, "GroupNormalization opset %d off by %g", opset, worst);
+        kiln_tensor_free(y);
+        kiln_tensor_free(s);
+        kiln_tensor_free(b);
+        kiln_model_free(m);
+    }
+    kiln_tensor_free(x);
+}
+
+/* RMSNormalization along the last axis (vector sum of squares, odd width). */
+static void test_rms_norm(void)
+{
+    const int64_t dx[] = {3, 37}, ds[] = {37};
+    kiln_tensor_t *x = iota_tensor(2, dx, 0.1f), *s = iota_tensor(1, ds, 0.01f);
+    kiln_model_t *m = three_input_model("RMSNormalization", 23, NULL, 0, 2, dx, 1, ds, -1, NULL);
+    kiln_tensor_t *y = m ? run_three(m, x, s, NULL) : NULL;
+    CHECK(y != NULL);
+    const float *px = kiln_tensor_data(x), *ps = kiln_tensor_data(s);
+    double worst = 0.0;
+    for (int r = 0; y && r < 3; r++) {
+        double ss = 0.0;
+        for (int i = 0; i < 37; i++)
+            ss += (double)px[r * 37 + i] * px[r * 37 + i];
+        double inv = 1.0 / sqrt(ss / 37.0 + 1e-5);
+        for (int i = 0; i < 37; i++)
+            worst = fmax(
+                worst, fabs(((const float *)kiln_tensor_data(y))[r * 37 + i] - px[r * 37 + i] * inv * ps[i]));
+    }
+    CHECK_MSG(worst < 1e-5, "RMSNormalization off by %g", worst);
+    kiln_tensor_free(y);
+    kiln_tensor_free(x);
+    kiln_tensor_free(s);
+    kiln_model_free(m);
+}
+
 /* int64 sums past 2^53 stay exact (no detour through double). */
 static void test_reduce_sum_int64_exact(void)
 {
@@ -639,5 +758,7 @@ int main(void)
     test_einsum_gemm_path();
     test_reduce_middle_axes();
     test_topk_heap_path();
+    test_group_norm();
+    test_rms_norm();
     return check_finish();
 }
