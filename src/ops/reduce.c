@@ -381,7 +381,8 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
             y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
         return;
     }
-    bool exact_int = kiln_dtype_is_integer(job->x->dtype) && has_exact_int_path(job->kind) && p->n_red > 0;
+    bool exact_int = (kiln_dtype_is_integer(job->x->dtype) || job->x->dtype == KILN_DTYPE_BOOL) &&
+                     has_exact_int_path(job->kind) && p->n_red > 0;
     for (int64_t o = begin; o < end; o++) {
         int64_t base = p->n_red ? p->base[o] : 0;
         if (exact_int)
@@ -489,7 +490,8 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "missing input");
-    if (!dtype_reducible(x->dtype))
+    bool bool_ok = x->dtype == KILN_DTYPE_BOOL && (kind == REDUCE_MAX || kind == REDUCE_MIN); /* opset 20 */
+    if (!dtype_reducible(x->dtype) && !bool_ok)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not supported", (int)x->dtype);
     bool keepdims = kiln_attr_int(node, "keepdims", 1) != 0;
     bool noop_empty = kiln_attr_int(node, "noop_with_empty_axes", 0) != 0;
