@@ -711,7 +711,9 @@ static kiln_status_t nonzero_run(kiln_kernel_ctx_t *ctx)
     int64_t nnz = 0;
     for (int64_t i = 0; i < x->count; i++)
         nnz += element_nonzero(x, i);
-    int64_t ydims[2] = {x->rank, nnz};
+    /* A scalar counts as a one-element 1-D tensor, as numpy.nonzero (the
+     * reference) treats it: shape (1, nnz) with index 0. */
+    int64_t ydims[2] = {x->rank > 0 ? x->rank : 1, nnz};
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_INT64, 2, ydims);
     if (!y)
         return kiln_ctx_status(ctx);
