@@ -584,6 +584,22 @@ static kiln_status_t reduce_sum_square_run(kiln_kernel_ctx_t *ctx)
 
 /* ---- ArgMax / ArgMin --------------------------------------------------- */
 
+/* ArgMax/ArgMin of one contiguous float32 row (the classifier-head case). */
+static int64_t arg_extreme_row_f32(const float *x, int64_t n, bool want_max, bool last)
+{
+    int64_t best = 0;
+    float bv = x[0];
+    for (int64_t a = 1; a < n; a++) {
+        float v = x[a];
+        bool better = want_max ? (v > bv || (last && v == bv)) : (v < bv || (last && v == bv));
+        if (better) {
+            bv = v;
+            best = a;
+        }
+    }
+    return best;
+}
+
 static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -607,6 +623,11 @@ static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
     if (n == 0 && outer * inner > 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot take an arg-extreme over an empty axis");
     int64_t *out = y->data;
+    if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
+        for (int64_t o = 0; o < outer; o++)
+            out[o] = arg_extreme_row_f32((const float *)x->data + o * n, n, want_max, last);
+        return KILN_OK;
+    }
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * n * inner + i, best = 0;
