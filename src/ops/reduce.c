@@ -176,47 +176,52 @@ static double reduce_identity(reduce_kind_t k)
     }
 }
 
+/* Element r of the reduced block starting at base. */
+static inline double block_value(const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t r)
+{
+    return kiln_tensor_get_f64(x, base + (roff ? roff[r] : r));
+}
+
 /* Folds the n values v(0..n) where v(r) = x[base + (roff ? roff[r] : r)]. */
 static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff,
                          int64_t n)
 {
     if (n == 0)
         return reduce_identity(k);
-#define AT(r) kiln_tensor_get_f64(x, base + (roff ? roff[(r)] : (r)))
     double acc = (k == REDUCE_PROD) ? 1.0 : 0.0;
     switch (k) {
     case REDUCE_MAX:
-        acc = AT(0);
+        acc = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++) {
-            double v = AT(r);
+            double v = block_value(x, base, roff, r);
             if (v > acc || isnan(v))
                 acc = v;
         }
         return acc;
     case REDUCE_MIN:
-        acc = AT(0);
+        acc = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++) {
-            double v = AT(r);
+            double v = block_value(x, base, roff, r);
             if (v < acc || isnan(v))
                 acc = v;
         }
         return acc;
     case REDUCE_LOG_SUM_EXP: {
-        double m = AT(0);
+        double m = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++)
-            if (AT(r) > m)
-                m = AT(r);
+            if (block_value(x, base, roff, r) > m)
+                m = block_value(x, base, roff, r);
         if (isinf(m))
             m = 0.0;
         for (int64_t r = 0; r < n; r++)
-            acc += exp(AT(r) - m);
+            acc += exp(block_value(x, base, roff, r) - m);
         return log(acc) + m;
     }
     default:
         break;
     }
     for (int64_t r = 0; r < n; r++) {
-        double v = AT(r);
+        double v = block_value(x, base, roff, r);
         switch (k) {
         case REDUCE_PROD:
             acc *= v;
@@ -233,7 +238,6 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
             break;
         }
     }
-#undef AT
     switch (k) {
     case REDUCE_MEAN:
         return acc / (double)n;
