@@ -12,19 +12,59 @@
  * parallel over rows; so does LayerNormalization in float32.  Float32 along
  * another axis sweeps tiles of 64 columns row by row (contiguous loads).
  *
- * Other dtypes (float16, float64) are computed in double through
- * kiln_tensor_get_f64/set_f64: simple, and exact enough for every dtype.
+ * float16/bfloat16 Softmax and LayerNormalization widen to a float32 copy
+ * and take the float32 paths.  Everything else (float64, the other ops'
+ * 16-bit inputs) is computed in double through kiln_tensor_get_f64/set_f64:
+ * simple, and exact enough for every dtype.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "ops/axes.h"
 #include "ops/kernel.h"
 #include "ops/rowops.h"
 
 /* Rows of at least this many elements per chunk are worth a thread. */
 #define NORMALIZE_GRAIN_ELEMS 16384
+
+/* ---- 16-bit floats ------------------------------------------------------ */
+
+static bool is_half(kiln_dtype_t t)
+{
+    return t == KILN_DTYPE_FLOAT16 || t == KILN_DTYPE_BFLOAT16;
+}
+
+/* Copies a float16/bfloat16 tensor's elements into dst as float32. */
+static void widen_to_f32(const kiln_tensor_t *t, float *dst)
+{
+    const uint16_t *src = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        dst[i] = t->dtype == KILN_DTYPE_FLOAT16 ? kiln_f16_to_f32(src[i]) : kiln_bf16_to_f32(src[i]);
+}
+
+static void narrow_from_f32(kiln_tensor_t *t, const float *src)
+{
+    uint16_t *dst = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        dst[i] = t->dtype == KILN_DTYPE_FLOAT16 ? kiln_f32_to_f16(src[i]) : kiln_f32_to_bf16(src[i]);
+}
+
+/* A float32 copy of a 16-bit float tensor (NULL when t is NULL or on
+ * failure: check the input was non-NULL). Free with kiln_tensor_free. */
+static kiln_tensor_t *widened_copy(const kiln_tensor_t *t)
+{
+    if (!t)
+        return NULL;
+    kiln_tensor_t *w = kiln_tensor_new(KILN_DTYPE_FLOAT32, t->rank, t->dims);
+    if (w && is_half(t->dtype))
+        widen_to_f32(t, w->data);
+    else if (w)
+        for (int64_t i = 0; i < t->count; i++)
+            ((float *)w->data)[i] = (float)kiln_tensor_get_f64(t, i);
+    return w;
+}
 
 /* ---- the softmax family ------------------------------------------------ */
 
@@ -167,6 +207,21 @@ static void softmax_strided_f32(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* The float32 softmax family over (outer, n, inner); y may equal x. */
+static void softmax_f32(kiln_kernel_ctx_t *ctx, softmax_kind_t kind, const float *x, float *y, int64_t outer,
+                        int64_t n, int64_t inner)
+{
+    if (inner == 1) {
+        softmax_job_t job = {kind, x, y, n};
+        kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+        return;
+    }
+    int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
+    softmax_strided_job_t job = {kind, x, y, n, inner, tiles};
+    kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
+                          softmax_strided_f32, &job);
+}
+
 static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t kind)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
@@ -193,16 +248,20 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
         return kiln_ctx_status(ctx);
     if (x->count == 0)
         return KILN_OK;
-    if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
-        softmax_job_t job = {kind, x->data, y->data, n};
-        kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+    if (x->dtype == KILN_DTYPE_FLOAT32) {
+        softmax_f32(ctx, kind, x->data, y->data, outer, n, inner);
         return KILN_OK;
     }
-    if (x->dtype == KILN_DTYPE_FLOAT32) {
-        int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
-        softmax_strided_job_t job = {kind, x->data, y->data, n, inner, tiles};
-        kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
-                              softmax_strided_f32, &job);
+    if (is_half(x->dtype)) {
+        /* 16-bit floats: computed in float32 on a widened copy. */
+        float *tmp = malloc(sizeof(float) * (size_t)x->count);
+        if (!tmp)
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening %lld elements",
+                                 (long long)x->count);
+        widen_to_f32(x, tmp);
+        softmax_f32(ctx, kind, tmp, tmp, outer, n, inner);
+        narrow_from_f32(y, tmp);
+        free(tmp);
         return KILN_OK;
     }
     double *buf = malloc(sizeof(double) * (size_t)n);
@@ -537,8 +596,29 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (n == 0)
         return KILN_OK;
-    kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
-    return KILN_OK;
+    if (!is_half(x->dtype)) {
+        kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
+        return KILN_OK;
+    }
+    /* 16-bit floats: run the float32 rows on widened copies. */
+    kiln_tensor_t *x32 = widened_copy(x), *s32 = widened_copy(scale), *b32 = widened_copy(bias);
+    kiln_tensor_t *y32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, x->dims);
+    kiln_status_t st = KILN_OK;
+    if (!x32 || !s32 || (bias && !b32) || !y32) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening LayerNormalization inputs");
+    } else {
+        job.x = x32;
+        job.scale = s32;
+        job.bias = b32;
+        job.y = y32;
+        kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
+        narrow_from_f32(y, y32->data);
+    }
+    kiln_tensor_free(x32);
+    kiln_tensor_free(s32);
+    kiln_tensor_free(b32);
+    kiln_tensor_free(y32);
+    return st;
 }
 
 /* ---- RMSNormalization --------------------------------------------------- */
