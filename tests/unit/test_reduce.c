@@ -9,7 +9,7 @@
  * Softmax under both axis semantics (opset 11 coerces to 2-D at axis,
  * opset 13 works on one axis) and along a strided axis, Einsum's sgemm path
  * against its float64 reference loop, TopK's heap selection with ties,
- * GroupNormalization and RMSNormalization.
+ * GroupNormalization, RMSNormalization, and float16 Softmax.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "core/half.h"
 #include "kiln.h"
 #include "onnx/pb.h"
 #include "ops/axes.h"
@@ -520,6 +521,40 @@ static void test_rms_norm(void)
     kiln_model_free(m);
 }
 
+/* float16 Softmax (widened to float32 inside) against the float32 kernel on
+ * the same values, within float16 rounding. */
+static void test_softmax_float16(void)
+{
+    const int64_t dims[] = {3, 4, 21};
+    for (int axis = 1; axis <= 2; axis++) {
+        node_attrs_t a16 = {.has_axis = 1, .axis = axis, .keepdims = 1, .dtype = KILN_DTYPE_FLOAT16};
+        node_attrs_t a32 = {.has_axis = 1, .axis = axis, .keepdims = 1, .dtype = KILN_DTYPE_FLOAT32};
+        kiln_model_t *m16 = one_node_model("Softmax", 13, &a16, 3, dims);
+        kiln_model_t *m32 = one_node_model("Softmax", 13, &a32, 3, dims);
+        kiln_tensor_t *x32 = iota_tensor(3, dims, 0.05f);
+        kiln_tensor_t *x16 = kiln_tensor_create(KILN_DTYPE_FLOAT16, 3, dims);
+        float *p32 = kiln_tensor_data(x32);
+        uint16_t *p16 = kiln_tensor_data(x16);
+        for (int64_t i = 0; i < kiln_tensor_count(x32); i++) {
+            p16[i] = kiln_f32_to_f16(p32[i] - 3.0f);
+            p32[i] = kiln_f16_to_f32(p16[i]);
+        }
+        kiln_tensor_t *y16 = m16 ? run_one(m16, 2, x16) : NULL, *y32 = m32 ? run_one(m32, 2, x32) : NULL;
+        CHECK(y16 && y32 && kiln_tensor_dtype(y16) == KILN_DTYPE_FLOAT16);
+        double worst = 0.0;
+        for (int64_t i = 0; y16 && y32 && i < kiln_tensor_count(y32); i++)
+            worst = fmax(worst, fabs(kiln_f16_to_f32(((const uint16_t *)kiln_tensor_data(y16))[i]) -
+                                     ((const float *)kiln_tensor_data(y32))[i]));
+        CHECK_MSG(worst < 1e-3, "float16 softmax axis %d off by %g", axis, worst);
+        kiln_tensor_free(y16);
+        kiln_tensor_free(y32);
+        kiln_tensor_free(x16);
+        kiln_tensor_free(x32);
+        kiln_model_free(m16);
+        kiln_model_free(m32);
+    }
+}
+
 /* int64 sums past 2^53 stay exact (no detour through double). */
 static void test_reduce_sum_int64_exact(void)
 {
@@ -760,5 +795,6 @@ int main(void)
     test_topk_heap_path();
     test_group_norm();
     test_rms_norm();
+    test_softmax_float16();
     return check_finish();
 }
