@@ -6,11 +6,14 @@
  * element (the origin of its reduced block) and one offset per element inside
  * a reduced block.  An output element is then a fold over
  * x[base[o] + roff[r]], which handles any axes set with one loop and
- * parallelizes over outputs.  Values are folded in double (float16 and ints
- * included), except the hot BERT case - float32 reduced over trailing
- * contiguous axes - which runs the vector row kernels of rowops.h - and
- * float32 reduced over a block of middle axes (axis 1 of [B, S, H]), which
- * folds whole contiguous rows into the output.
+ * parallelizes over outputs.  Values are folded in double, and integer
+ * Sum/Prod/Max/Min/L1/SumSquare exactly in int64.
+ *
+ * Two float32 shapes have their own paths: reduced over trailing contiguous
+ * axes (the hot BERT case, ReduceMean over the hidden size) runs the vector
+ * row kernels of rowops.h; reduced over a block of middle axes (axis 1 of
+ * [B, S, H]) folds whole contiguous rows into the output.  float16 and
+ * bfloat16 inputs of those ops widen to float32 and take the same paths.
  *
  * ArgMax/ArgMin, CumSum and TopK work along one axis, viewing the shape as
  * (outer, axis, inner).
@@ -488,6 +491,61 @@ static void middle_range(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* Reduces x over mask into y (allocated, same dtype) by the best path. */
+static kiln_status_t reduce_compute(kiln_kernel_ctx_t *ctx, reduce_kind_t kind, const kiln_tensor_t *x,
+                                    const bool *mask, kiln_tensor_t *y)
+{
+    int64_t outer, r, inner;
+    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) &&
+        middle_block_view(x, mask, &outer, &r, &inner)) {
+        int64_t chunks = (inner + MIDDLE_CHUNK - 1) / MIDDLE_CHUNK;
+        middle_job_t job = {kind, x->data, y->data, outer, r, inner, chunks};
+        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range,
+                              &job);
+        return KILN_OK;
+    }
+    reduce_plan_t plan;
+    kiln_status_t st = plan_reduction(ctx, x, mask, &plan);
+    if (st != KILN_OK)
+        return st;
+    reduce_job_t job = {kind, x, y, &plan};
+    int64_t grain = REDUCE_GRAIN_ELEMS / (plan.n_red ? plan.n_red : 1) + 1;
+    kiln_ctx_parallel_for(ctx, plan.n_out, grain, reduce_range, &job);
+    free(plan.base);
+    free(plan.roff);
+    return KILN_OK;
+}
+
+static bool is_half(kiln_dtype_t t)
+{
+    return t == KILN_DTYPE_FLOAT16 || t == KILN_DTYPE_BFLOAT16;
+}
+
+/* float16/bfloat16: widen to float32, take the float32 paths, narrow back
+ * (as ONNX Runtime does; float16 accumulators would lose too much). */
+static kiln_status_t reduce_half(kiln_kernel_ctx_t *ctx, reduce_kind_t kind, const kiln_tensor_t *x,
+                                 const bool *mask, kiln_tensor_t *y)
+{
+    kiln_tensor_t *x32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, x->dims);
+    kiln_tensor_t *y32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, y->rank, y->dims);
+    kiln_status_t st;
+    if (!x32 || !y32) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening %lld elements",
+                           (long long)x->count);
+    } else {
+        const uint16_t *src = x->data;
+        float *wide = x32->data;
+        for (int64_t i = 0; i < x->count; i++)
+            wide[i] = x->dtype == KILN_DTYPE_FLOAT16 ? kiln_f16_to_f32(src[i]) : kiln_bf16_to_f32(src[i]);
+        st = reduce_compute(ctx, kind, x32, mask, y32);
+        for (int64_t i = 0; st == KILN_OK && i < y->count; i++)
+            kiln_tensor_set_f64(y, i, ((const float *)y32->data)[i]);
+    }
+    kiln_tensor_free(x32);
+    kiln_tensor_free(y32);
+    return st;
+}
+
 static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -525,24 +583,9 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, yrank, ydims);
     if (!y)
         return kiln_ctx_status(ctx);
-    int64_t outer, r, inner;
-    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) &&
-        middle_block_view(x, mask, &outer, &r, &inner)) {
-        int64_t chunks = (inner + MIDDLE_CHUNK - 1) / MIDDLE_CHUNK;
-        middle_job_t job = {kind, x->data, y->data, outer, r, inner, chunks};
-        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range,
-                              &job);
-        return KILN_OK;
-    }
-    reduce_plan_t plan;
-    if ((st = plan_reduction(ctx, x, mask, &plan)) != KILN_OK)
-        return st;
-    reduce_job_t job = {kind, x, y, &plan};
-    int64_t grain = REDUCE_GRAIN_ELEMS / (plan.n_red ? plan.n_red : 1) + 1;
-    kiln_ctx_parallel_for(ctx, plan.n_out, grain, reduce_range, &job);
-    free(plan.base);
-    free(plan.roff);
-    return KILN_OK;
+    if (is_half(x->dtype) && has_f32_fast_path(kind))
+        return reduce_half(ctx, kind, x, mask, y);
+    return reduce_compute(ctx, kind, x, mask, y);
 }
 
 static kiln_status_t reduce_sum_run(kiln_kernel_ctx_t *ctx)
