@@ -654,8 +654,8 @@ static kiln_status_t unique_run(kiln_kernel_ctx_t *ctx)
     for (int64_t i = 0; i < v.n; i++)
         order[i] = i;
     sort_slices(&v, order, tmp, v.n);
-    /* Groups in sorted order: rank_of[g] numbers them, first[] holds the
-     * earliest index thanks to the stable sort. */
+    /* Runs of equal slices are the groups, numbered in sorted order; the
+     * sort is stable, so a run starts at its group's first occurrence. */
     int64_t n_groups = 0;
     for (int64_t i = 0; i < v.n; i++) {
         if (i == 0 || compare_slices(&v, order[i - 1], order[i]) != 0) {
@@ -667,7 +667,7 @@ static kiln_status_t unique_run(kiln_kernel_ctx_t *ctx)
         group_of[order[i]] = n_groups - 1;
     }
     if (!sorted) {
-        /* Renumber groups by first occurrence. */
+        /* Renumber groups by first occurrence: rank_of[g] is the new number. */
         for (int64_t g = 0; g < n_groups; g++)
             rank_of[g] = -1;
         int64_t next = 0;
