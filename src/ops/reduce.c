@@ -385,7 +385,7 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
         const float *x = job->x->data;
         float *y = job->y->data;
         for (int64_t o = begin; o < end; o++)
-            y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
+            y[o] = fold_row_f32(ops, job->kind, p->n_red ? x + p->base[o] : x, p->n_red);
         return;
     }
     bool exact_int = (kiln_dtype_is_integer(job->x->dtype) || job->x->dtype == KILN_DTYPE_BOOL) &&
