@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
+
 /* Tile of the blocked 2-D transpose (elements): rows by columns of the
  * destination (the best mix measured on 64x128 to 2048x2048 planes). */
 #define TRANSPOSE_BLOCK 16
@@ -457,7 +459,7 @@ kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dty
     int64_t total = 1;
     for (int d = 0; d < v->rank; d++)
         total *= v->dims[d];
-    bool parallel = !job.strings && total * (int64_t)esize >= PARALLEL_MIN_BYTES;
+    bool parallel = ctx && !job.strings && total * (int64_t)esize >= PARALLEL_MIN_BYTES;
 
     if (!job.strings && is_inner_transpose(v, esize)) {
         job.outer_rank = v->rank - 2;
@@ -482,6 +484,7 @@ kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dty
         copy_rows(&job, 0, rows);
     }
     if (job.failed)
-        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory copying strings");
+        return ctx ? kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory copying strings")
+                   : kiln_fail(KILN_ERR_NO_MEMORY, "out of memory copying strings");
     return KILN_OK;
 }

@@ -101,8 +101,10 @@ typedef struct tops_view {
 } tops_view_t;
 
 /* Copies a view.  src_offset and dst_offset are element offsets of index 0.
- * Uses the context's threads for large copies.  Fails only when out of
- * memory for strings.  The view is modified (simplified) in place. */
+ * Uses the context's threads for large copies; ctx may be NULL (then it
+ * runs on the calling thread and reports errors with kiln_fail).  Fails
+ * only when out of memory for strings.  The view is modified (simplified)
+ * in place. */
 kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *view, kiln_dtype_t dtype,
                                 void *dst, int64_t dst_offset, const void *src, int64_t src_offset);
 
