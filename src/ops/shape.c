@@ -78,10 +78,13 @@ static kiln_status_t reshape_run(kiln_kernel_ctx_t *ctx)
     int64_t rank;
     if (kiln_ctx_opset(ctx) >= 5) {
         rank = tops_read_ints(ctx, kiln_ctx_input(ctx, 1), "input shape", dims, KILN_MAX_RANK);
-    } else {
-        rank = tops_axes_attr_or_input(ctx, "shape", 1000, 0, dims, KILN_MAX_RANK);
-        if (rank == -2)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute shape is missing");
+    } else { /* Reshape-1: the shape is an attribute */
+        const int64_t *attr;
+        rank = kiln_attr_ints(kiln_ctx_node(ctx), "shape", &attr);
+        if (rank < 0 || rank > KILN_MAX_RANK)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute shape is missing or longer than %d",
+                                 KILN_MAX_RANK);
+        memcpy(dims, attr, (size_t)rank * sizeof *dims);
     }
     if (rank < 0)
         return kiln_ctx_status(ctx);
