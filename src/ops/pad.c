@@ -424,7 +424,7 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
 void tops_register_pad(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "Pad", .since = 1, .run = pad_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "Tile", .since = 1, .run = tile_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Tile", .since = 6, .run = tile_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Expand", .since = 8, .run = expand_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ReverseSequence", .since = 10, .run = reverse_sequence_run});
 }

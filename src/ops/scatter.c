@@ -242,7 +242,7 @@ static kiln_status_t scatter_nd_run(kiln_kernel_ctx_t *ctx)
 
 void tops_register_scatter(kiln_registry_t *reg)
 {
-    kiln_register(reg, &(kiln_kernel_t){.op = "Scatter", .since = 9, .until = 10, .run = scatter_elements_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Scatter", .since = 9, .run = scatter_elements_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ScatterElements", .since = 11, .run = scatter_elements_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ScatterND", .since = 11, .run = scatter_nd_run});
 }
