@@ -28,9 +28,37 @@ typedef struct slice_gather {
     bool failed;
 } slice_gather_t;
 
+/* Slices of one element: a typed loop instead of a memcpy call each. */
+static bool gather_elements_by_size(slice_gather_t *g, int64_t begin, int64_t end)
+{
+    const int64_t *o = g->src_offsets;
+    switch (g->dtype == KILN_DTYPE_STRING ? 0 : g->esize) {
+    case 1:
+        for (int64_t i = begin; i < end; i++)
+            ((uint8_t *)g->dst)[i] = ((const uint8_t *)g->src)[o[i]];
+        return true;
+    case 2:
+        for (int64_t i = begin; i < end; i++)
+            ((uint16_t *)g->dst)[i] = ((const uint16_t *)g->src)[o[i]];
+        return true;
+    case 4:
+        for (int64_t i = begin; i < end; i++)
+            ((uint32_t *)g->dst)[i] = ((const uint32_t *)g->src)[o[i]];
+        return true;
+    case 8:
+        for (int64_t i = begin; i < end; i++)
+            ((uint64_t *)g->dst)[i] = ((const uint64_t *)g->src)[o[i]];
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void gather_slices(void *arg, int64_t begin, int64_t end)
 {
     slice_gather_t *g = arg;
+    if (g->slice == 1 && gather_elements_by_size(g, begin, end))
+        return;
     int64_t bytes = g->slice * (int64_t)g->esize;
     for (int64_t i = begin; i < end; i++) {
         if (!tops_copy_elems(g->dst + i * bytes, g->src + g->src_offsets[i] * (int64_t)g->esize, g->slice,
