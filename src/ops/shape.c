@@ -121,7 +121,7 @@ static kiln_status_t squeeze_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int64_t axes[KILN_MAX_RANK];
-    int64_t n = tops_axes_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
+    int64_t n = tops_ints_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
     if (n == -1)
         return kiln_ctx_status(ctx);
     bool drop[KILN_MAX_RANK] = {false};
@@ -152,7 +152,7 @@ static kiln_status_t unsqueeze_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int64_t axes[KILN_MAX_RANK];
-    int64_t n = tops_axes_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
+    int64_t n = tops_ints_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
     if (n == -1)
         return kiln_ctx_status(ctx);
     if (n == -2)

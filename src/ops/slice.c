@@ -215,7 +215,7 @@ static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int
     int64_t given[SPLIT_MAX_OUTPUTS];
     /* Split-1 took the sizes as an attribute or an optional input. */
     int input_since = kiln_ctx_opset(ctx) < 2 && kiln_ctx_input(ctx, 1) ? 1 : 13;
-    int64_t count = tops_axes_attr_or_input(ctx, "split", input_since, 1, given, SPLIT_MAX_OUTPUTS);
+    int64_t count = tops_ints_attr_or_input(ctx, "split", input_since, 1, given, SPLIT_MAX_OUTPUTS);
     if (count == -1)
         return kiln_ctx_status(ctx);
     if (count >= 0) {

@@ -70,7 +70,7 @@ int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const cha
     return t->count;
 }
 
-int64_t tops_axes_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
+int64_t tops_ints_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
                                 int input_index, int64_t *out, int64_t max)
 {
     if (kiln_ctx_opset(ctx) >= input_since) {

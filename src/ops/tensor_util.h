@@ -51,11 +51,11 @@ void tops_strides(int rank, const int64_t *dims, int64_t *strides);
 int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const char *what,
                        int64_t *out, int64_t max);
 
-/* The axes of a node that takes them as an attribute before opset
- * `input_since` and as input `input_index` from then on.  Returns the count
+/* An integer list (axes, split sizes) that a node takes as attribute
+ * `name` before opset `input_since` and as input `input_index` from then on.  Returns the count
  * (0..max), -2 when the node has none (absent attribute or omitted input),
  * or -1 after failing the context. */
-int64_t tops_axes_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
+int64_t tops_ints_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
                                 int input_index, int64_t *out, int64_t max);
 
 /* Reads an index tensor (int32 or int64) into a new int64 array,
