@@ -67,8 +67,8 @@ static kiln_status_t tile_run(kiln_kernel_ctx_t *ctx)
     if (n < 0)
         return kiln_ctx_status(ctx);
     if (n != x->rank)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "repeats has %lld values for an input of rank %d",
-                             (long long)n, x->rank);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "repeats has %lld values for an input of rank %d", (long long)n, x->rank);
     int64_t dims[KILN_MAX_RANK];
     for (int d = 0; d < x->rank; d++) {
         if (reps[d] < 0)
@@ -133,8 +133,8 @@ static kiln_status_t read_pads(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, i
         memcpy(pads, a, (size_t)n * sizeof *a);
     }
     if (n != 2 * n_axes)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads has %lld values, expected %lld", (long long)n,
-                             (long long)(2 * n_axes));
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads has %lld values, expected %lld",
+                             (long long)n, (long long)(2 * n_axes));
     for (int d = 0; d < x->rank; d++)
         begin[d] = end[d] = 0;
     for (int64_t i = 0; i < n_axes; i++) {
@@ -176,7 +176,8 @@ static bool pad_value(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, void *dst)
         *(char **)dst = strdup("");
         return *(char **)dst != NULL;
     }
-    double v = c && c->count >= 1 ? kiln_tensor_get_f64(c, 0) : kiln_attr_float(kiln_ctx_node(ctx), "value", 0.0f);
+    double v =
+        c && c->count >= 1 ? kiln_tensor_get_f64(c, 0) : kiln_attr_float(kiln_ctx_node(ctx), "value", 0.0f);
     kiln_tensor_t one = {.dtype = dtype, .rank = 0, .count = 1, .data = dst};
     kiln_tensor_set_f64(&one, 0, v);
     return true;
@@ -235,8 +236,10 @@ static int64_t pad_source_index(int64_t i, int64_t begin, int64_t dim, pad_mode_
     if (j >= 0 && j < dim)
         return j;
     switch (mode) {
-    case PAD_EDGE: return j < 0 ? 0 : dim - 1;
-    case PAD_WRAP: return ((j % dim) + dim) % dim;
+    case PAD_EDGE:
+        return j < 0 ? 0 : dim - 1;
+    case PAD_WRAP:
+        return ((j % dim) + dim) % dim;
     default: { /* reflect without repeating the edge: period 2*(dim-1) */
         if (dim == 1)
             return 0;
@@ -293,7 +296,8 @@ static kiln_status_t pad_by_tables(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
         return tops_copy_tensor(ctx, y, x);
     for (int d = 0; d < x->rank; d++)
         if (x->dims[d] == 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot pad an empty axis %d in this mode", d);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot pad an empty axis %d in this mode",
+                                 d);
     int64_t total = 0;
     for (int d = 0; d < y->rank; d++)
         total += y->dims[d];
@@ -336,9 +340,11 @@ static kiln_status_t pad_run(kiln_kernel_ctx_t *ctx)
     if (read_pads(ctx, x, begin, end) != KILN_OK || read_pad_mode(ctx, &mode) != KILN_OK)
         return kiln_ctx_status(ctx);
     for (int d = 0; d < x->rank; d++) {
-        if (begin[d] > INT64_MAX / 4 || end[d] > INT64_MAX / 4 || begin[d] < -x->dims[d] || end[d] < -x->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads %lld, %lld do not fit axis %d of size %lld",
-                                 (long long)begin[d], (long long)end[d], d, (long long)x->dims[d]);
+        if (begin[d] > INT64_MAX / 4 || end[d] > INT64_MAX / 4 || begin[d] < -x->dims[d] ||
+            end[d] < -x->dims[d])
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "pads %lld, %lld do not fit axis %d of size %lld", (long long)begin[d],
+                                 (long long)end[d], d, (long long)x->dims[d]);
         dims[d] = x->dims[d] + begin[d] + end[d];
     }
     if (tops_check_shape(ctx, x->dtype, x->rank, dims, "output shape") != KILN_OK)
@@ -386,14 +392,17 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
     if (x->rank < 2)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must have rank >= 2, it has %d", x->rank);
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    int64_t time_axis = kiln_attr_int(node, "time_axis", 0), batch_axis = kiln_attr_int(node, "batch_axis", 1);
+    int64_t time_axis = kiln_attr_int(node, "time_axis", 0),
+            batch_axis = kiln_attr_int(node, "batch_axis", 1);
     if (!((time_axis == 0 && batch_axis == 1) || (time_axis == 1 && batch_axis == 0)))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "time_axis %lld and batch_axis %lld must be 0 and 1",
-                             (long long)time_axis, (long long)batch_axis);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL,
+                             "time_axis %lld and batch_axis %lld must be 0 and 1", (long long)time_axis,
+                             (long long)batch_axis);
     int64_t steps = x->dims[time_axis], batch = x->dims[batch_axis];
     if (lens_t->count != batch)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens has %lld values for a batch of %lld",
-                             (long long)lens_t->count, (long long)batch);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "sequence_lens has %lld values for a batch of %lld", (long long)lens_t->count,
+                             (long long)batch);
     int64_t *lens = read_sequence_lens(ctx, lens_t, steps);
     if (!lens)
         return kiln_ctx_status(ctx);

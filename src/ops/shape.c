@@ -31,8 +31,8 @@ static kiln_status_t copy_with_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t
 
 /* Resolves a requested shape: 0 copies the input dim (unless allowzero),
  * one -1 is inferred from the element count. */
-static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, int rank,
-                                     int64_t *dims, bool allowzero)
+static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, int rank, int64_t *dims,
+                                     bool allowzero)
 {
     int infer = -1;
     int64_t known = 1;
@@ -50,8 +50,7 @@ static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t
             continue;
         }
         if (dims[d] < 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape[%d] is %lld", d,
-                                 (long long)dims[d]);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape[%d] is %lld", d, (long long)dims[d]);
         if (dims[d] > 0 && known > INT64_MAX / dims[d])
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape is too large");
         known *= dims[d];

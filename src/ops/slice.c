@@ -153,7 +153,8 @@ static kiln_status_t copy_columns(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, in
                                   void *dst, int64_t dst_row, int64_t dst_col, const void *src,
                                   int64_t src_row, int64_t src_col)
 {
-    tops_view_t v = {.rank = 2, .dims = {rows, cols}, .src_strides = {src_row, 1}, .dst_strides = {dst_row, 1}};
+    tops_view_t v = {
+        .rank = 2, .dims = {rows, cols}, .src_strides = {src_row, 1}, .dst_strides = {dst_row, 1}};
     return tops_strided_copy(ctx, &v, dtype, dst, dst_col, src, src_col);
 }
 
@@ -231,8 +232,9 @@ static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int
             sum += given[i];
         }
         if (sum != dim)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "split sizes add up to %lld, the axis has %lld",
-                                 (long long)sum, (long long)dim);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "split sizes add up to %lld, the axis has %lld", (long long)sum,
+                                 (long long)dim);
         return KILN_OK;
     }
     if (kiln_ctx_opset(ctx) >= 18) { /* num_outputs: equal chunks, the last one smaller */
@@ -244,8 +246,8 @@ static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int
         return KILN_OK;
     }
     if (dim % n != 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis of size %lld does not split into %d equal parts",
-                             (long long)dim, n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "axis of size %lld does not split into %d equal parts", (long long)dim, n);
     for (int i = 0; i < n; i++)
         sizes[i] = dim / n;
     return KILN_OK;

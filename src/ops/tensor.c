@@ -188,7 +188,8 @@ static kiln_status_t dropout_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int opset = kiln_ctx_opset(ctx);
-    double ratio = opset >= 12 ? scalar_or(kiln_ctx_input(ctx, 1), 0.5) : kiln_attr_float(node, "ratio", 0.5f);
+    double ratio =
+        opset >= 12 ? scalar_or(kiln_ctx_input(ctx, 1), 0.5) : kiln_attr_float(node, "ratio", 0.5f);
     /* Before opset 12 an inference engine always runs Dropout in test mode
      * (opset < 7 had an is_test attribute for training graphs). */
     bool training = opset >= 12 && scalar_or(kiln_ctx_input(ctx, 2), 0.0) != 0.0;

@@ -35,11 +35,16 @@ static void naive_copy(const tops_view_t *v, size_t esize, char *dst, int64_t ds
 static kiln_dtype_t dtype_of_size(size_t esize)
 {
     switch (esize) {
-    case 1: return KILN_DTYPE_UINT8;
-    case 2: return KILN_DTYPE_FLOAT16;
-    case 4: return KILN_DTYPE_FLOAT32;
-    case 8: return KILN_DTYPE_INT64;
-    default: return KILN_DTYPE_COMPLEX128;
+    case 1:
+        return KILN_DTYPE_UINT8;
+    case 2:
+        return KILN_DTYPE_FLOAT16;
+    case 4:
+        return KILN_DTYPE_FLOAT32;
+    case 8:
+        return KILN_DTYPE_INT64;
+    default:
+        return KILN_DTYPE_COMPLEX128;
     }
 }
 
@@ -48,7 +53,8 @@ static kiln_dtype_t dtype_of_size(size_t esize)
 static void check_view(const tops_view_t *v, size_t esize, int64_t src_n, int64_t src_off, int64_t dst_n,
                        const char *what)
 {
-    char *src = malloc((size_t)src_n * esize), *a = calloc((size_t)dst_n, esize), *b = calloc((size_t)dst_n, esize);
+    char *src = malloc((size_t)src_n * esize), *a = calloc((size_t)dst_n, esize),
+         *b = calloc((size_t)dst_n, esize);
     for (int64_t i = 0; i < src_n * (int64_t)esize; i++)
         src[i] = (char)(i * 7 + 3);
     tops_view_t copy = *v;
@@ -71,7 +77,8 @@ static void test_transposes(void)
             tops_view_t v = {.rank = 2, .dims = {c, r}, .src_strides = {1, c}, .dst_strides = {r, 1}};
             check_view(&v, esizes[e], r * c, 0, r * c, "2-D transpose");
             /* a batch of them, as a 3-D permutation (0, 2, 1) */
-            tops_view_t b = {.rank = 3, .dims = {3, c, r}, .src_strides = {r * c, 1, c}, .dst_strides = {r * c, r, 1}};
+            tops_view_t b = {
+                .rank = 3, .dims = {3, c, r}, .src_strides = {r * c, 1, c}, .dst_strides = {r * c, r, 1}};
             check_view(&b, esizes[e], 3 * r * c, 0, 3 * r * c, "batched transpose");
         }
 }
@@ -89,7 +96,8 @@ static void test_views(void)
     tops_view_t neg = {.rank = 2, .dims = {2, 6}, .src_strides = {-12, -1}, .dst_strides = {6, 1}};
     check_view(&neg, 8, 30, 4 * 6 + 5, 12, "negative steps");
     /* tile [2,3] by (2,3): view [2,2,3,3] */
-    tops_view_t tile = {.rank = 4, .dims = {2, 2, 3, 3}, .src_strides = {0, 3, 0, 1}, .dst_strides = {18, 9, 3, 1}};
+    tops_view_t tile = {
+        .rank = 4, .dims = {2, 2, 3, 3}, .src_strides = {0, 3, 0, 1}, .dst_strides = {18, 9, 3, 1}};
     check_view(&tile, 1, 6, 0, 36, "tile");
     /* unit dims and a single element */
     tops_view_t one = {.rank = 3, .dims = {1, 1, 1}, .src_strides = {5, 5, 5}, .dst_strides = {1, 1, 1}};
