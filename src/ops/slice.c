@@ -26,6 +26,8 @@ typedef struct slice_axis {
 static slice_axis_t clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim)
 {
     slice_axis_t s = {.step = step};
+    if (dim == 0) /* nothing to take, whichever the direction */
+        return s;
     if (start < 0)
         start += dim;
     if (end < 0)

@@ -94,6 +94,10 @@ def slices(out):
         save_case(out, f"slice_{i}", "Slice",
                   [("x", x), ("s", ints(*st)), ("e", ints(*en)), ("a", ints(*ax)), ("p", ints(*sp))],
                   [("y", x[tuple(index)])])
+    empty = rand((3, 0, 2))
+    save_case(out, "slice_empty_axis_negative_step", "Slice",
+              [("x", empty), ("s", ints(-1, 5)), ("e", ints(-10, -10)), ("a", ints(1, 0)), ("p", ints(-1, -2))],
+              [("y", empty[::-2, ::-1])])
     xs = rand((4, 5), object)
     save_case(out, "slice_strings", "Slice",
               [("x", xs), ("s", ints(3, 1)), ("e", ints(0, 5)), ("a", ints(0, 1)), ("p", ints(-1, 2))],
