@@ -22,7 +22,9 @@ typedef struct slice_axis {
 } slice_axis_t;
 
 /* Clamps start/end to the axis as the ONNX spec says (negative values count
- * from the end; a negative step walks from start down to end exclusive). */
+ * from the end; a negative step walks from start down to end exclusive).
+ * As in the spec and ONNX Runtime, a negative-step start below -dim clamps
+ * to 0 (one element), where NumPy's x[-5::-1] on a short axis is empty. */
 static slice_axis_t clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim)
 {
     slice_axis_t s = {.step = step};
