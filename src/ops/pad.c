@@ -228,24 +228,25 @@ static kiln_status_t pad_constant(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x
     return tops_strided_copy(ctx, &v, x->dtype, y->data, dst_off, x->data, src_off);
 }
 
-/* Input position read for output position i of an axis of size dim padded
- * by `begin` in the given mode (dim > 0). */
-static int64_t pad_source_index(int64_t i, int64_t begin, int64_t dim, pad_mode_t mode)
+/* Position in the kept part of an axis (of length n > 0, after negative
+ * pads cropped it) read for output position i, with `grow` elements padded
+ * before it in the given mode. */
+static int64_t pad_source_index(int64_t i, int64_t grow, int64_t n, pad_mode_t mode)
 {
-    int64_t j = i - begin;
-    if (j >= 0 && j < dim)
+    int64_t j = i - grow;
+    if (j >= 0 && j < n)
         return j;
     switch (mode) {
     case PAD_EDGE:
-        return j < 0 ? 0 : dim - 1;
+        return j < 0 ? 0 : n - 1;
     case PAD_WRAP:
-        return ((j % dim) + dim) % dim;
-    default: { /* reflect without repeating the edge: period 2*(dim-1) */
-        if (dim == 1)
+        return ((j % n) + n) % n;
+    default: { /* reflect without repeating the edge: period 2*(n-1) */
+        if (n == 1)
             return 0;
-        int64_t period = 2 * (dim - 1);
+        int64_t period = 2 * (n - 1);
         j = ((j % period) + period) % period;
-        return j < dim ? j : period - j;
+        return j < n ? j : period - j;
     }
     }
 }
@@ -286,18 +287,23 @@ static bool copy_mapped_row(char *dst, const char *src, const int64_t *map, int6
 }
 
 /* Reflect, edge and wrap: every output element reads an input element
- * chosen per axis by a table. */
+ * chosen per axis by a table.  Negative pads crop the input first and the
+ * modes then see only the kept part (as ONNX Runtime and the ONNX
+ * reference do). */
 static kiln_status_t pad_by_tables(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kiln_tensor_t *y,
-                                   const int64_t *begin, pad_mode_t mode)
+                                   const int64_t *begin, const int64_t *end, pad_mode_t mode)
 {
     if (y->count == 0)
         return KILN_OK;
     if (x->rank == 0)
         return tops_copy_tensor(ctx, y, x);
-    for (int d = 0; d < x->rank; d++)
-        if (x->dims[d] == 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot pad an empty axis %d in this mode",
-                                 d);
+    int64_t kept[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++) {
+        kept[d] = x->dims[d] - (begin[d] < 0 ? -begin[d] : 0) - (end[d] < 0 ? -end[d] : 0);
+        if (kept[d] <= 0)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "cannot pad axis %d in this mode: nothing of it is left after cropping", d);
+    }
     int64_t total = 0;
     for (int d = 0; d < y->rank; d++)
         total += y->dims[d];
@@ -309,7 +315,8 @@ static kiln_status_t pad_by_tables(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
     for (int64_t d = 0, at = 0; d < y->rank; at += y->dims[d], d++) {
         map[d] = tables + at;
         for (int64_t i = 0; i < y->dims[d]; i++)
-            map[d][i] = pad_source_index(i, begin[d], x->dims[d], mode);
+            map[d][i] = pad_source_index(i, begin[d] > 0 ? begin[d] : 0, kept[d], mode) +
+                        (begin[d] < 0 ? -begin[d] : 0);
     }
     int last = y->rank - 1;
     int64_t row = y->dims[last], rows = y->count / row, pos[KILN_MAX_RANK] = {0};
@@ -354,7 +361,7 @@ static kiln_status_t pad_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (mode == PAD_CONSTANT)
         return pad_constant(ctx, x, y, begin, end);
-    return pad_by_tables(ctx, x, y, begin, mode);
+    return pad_by_tables(ctx, x, y, begin, end, mode);
 }
 
 /* ---- ReverseSequence ---------------------------------------------------- */

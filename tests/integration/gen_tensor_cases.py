@@ -288,6 +288,78 @@ def shapes_and_values(out):
               {"ratio": 0.3}, opset=7)
 
 
+def spec_slice(dim, start, end, step):
+    """The ONNX spec's clamping of one Slice axis, as a Python slice."""
+    if dim == 0:
+        return slice(0, 0)
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return slice(start, end if end >= 0 else None, step)
+
+
+def table_pad(x, pads, mode):
+    """Reference for edge, reflect and wrap pads: negative pads crop first,
+    then each output position reads the kept position its mode maps it to."""
+    r = x.ndim
+    x = x[tuple(slice(max(-pads[k], 0), x.shape[k] - max(-pads[k + r], 0)) for k in range(r))]
+    for k in range(r):
+        n, a, b = x.shape[k], max(pads[k], 0), max(pads[k + r], 0)
+        pos = np.arange(-a, n + b)
+        if mode == "edge":
+            pos = np.clip(pos, 0, n - 1)
+        elif mode == "wrap":
+            pos = pos % n
+        elif n == 1:
+            pos = pos * 0
+        else:
+            period = 2 * (n - 1)
+            pos = pos % period
+            pos = np.where(pos < n, pos, period - pos)
+        x = np.take(x, pos, axis=k)
+    return x
+
+
+def random_slices_and_pads(out):
+    """Random bounds (including +-2^63 and 0-sized axes) and random pads in
+    every mode, with references written from the spec's rules."""
+    rng = np.random.default_rng(99)
+    bounds = [-2**63, -100, -7, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 100, 2**63 - 1]
+    for c in range(80):
+        rank = int(rng.integers(1, 4))
+        shape = tuple(int(v) for v in rng.integers(0, 5, rank))
+        x = rand(shape)
+        k = int(rng.integers(1, rank + 1))
+        axes = [int(a) for a in rng.permutation(rank)[:k]]
+        st = [int(rng.choice(bounds)) for _ in range(k)]
+        en = [int(rng.choice(bounds)) for _ in range(k)]
+        sp = [int(rng.choice([-3, -2, -1, 1, 2, 3])) for _ in range(k)]
+        index = [slice(None)] * rank
+        for s_, e_, a, p in zip(st, en, axes, sp):
+            index[a] = spec_slice(shape[a], s_, e_, p)
+        named_axes = [a - rank if rng.random() < 0.5 else a for a in axes]
+        save_case(out, f"slice_random_{c}", "Slice",
+                  [("x", x), ("s", ints(*st)), ("e", ints(*en)), ("a", ints(*named_axes)), ("p", ints(*sp))],
+                  [("y", x[tuple(index)])])
+    made = 0
+    while made < 60:
+        rank = int(rng.integers(1, 4))
+        shape = tuple(int(v) for v in rng.integers(1, 5, rank))
+        mode = str(rng.choice(["constant", "edge", "reflect", "wrap"]))
+        p = [int(rng.integers(-shape[i % rank] + 1, 2 * shape[i % rank] + 1)) for i in range(2 * rank)]
+        if mode == "reflect":
+            p = [min(v, shape[i % rank] - 1) for i, v in enumerate(p)]
+        if any(max(-p[i], 0) + max(-p[i + rank], 0) >= shape[i] for i in range(rank)):
+            continue
+        x = rand(shape)
+        ref = crop_and_pad(x, p, "constant", 0) if mode == "constant" else table_pad(x, p, mode)
+        save_case(out, f"pad_random_{mode}_{made}", "Pad", [("x", x), ("p", ints(*p))], [("y", ref)],
+                  {"mode": mode}, opset=19)
+        made += 1
+
+
 def bad_cases(out):
     """Each returns (case, message substring)."""
     x, y = rand((3, 4)), rand((3, 4))
@@ -338,7 +410,7 @@ def main():
     os.makedirs(ok, exist_ok=True)
     os.makedirs(bad, exist_ok=True)
     for make in (transposes, slices, gathers, pads, expands_and_tiles, joins_and_splits, scatters,
-                 depth_and_space, shapes_and_values):
+                 depth_and_space, shapes_and_values, random_slices_and_pads):
         make(ok)
     bad_cases(bad)
 
