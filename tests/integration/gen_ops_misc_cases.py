@@ -333,6 +333,13 @@ def signal_cases(outdir):
               [("x", x20), ("axis", np.array(-3, dtype=np.int64))],
               [("y", as_pairs(np.fft.fft(x20[..., 0].astype(np.float64), axis=1)))], 20)
 
+    for n_fft in (1000, 1024, 1):  # Bluestein, radix-2, trivial
+        xl = RNG.standard_normal((1, n_fft, 2)).astype(np.float32)
+        cl = xl[..., 0].astype(np.float64) + 1j * xl[..., 1]
+        n = helper.make_node("DFT", ["x"], ["y"], axis=1)
+        save_case(outdir, f"dft_complex_length_{n_fft}", n, [("x", xl)],
+                  [("y", as_pairs(np.fft.fft(cl, axis=1)))], 17)
+
     sig = RNG.standard_normal((2, 40, 2)).astype(np.float32)
     frame, step = 8, 5
     sc = sig[..., 0].astype(np.float64) + 1j * sig[..., 1]
