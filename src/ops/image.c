@@ -47,20 +47,24 @@ typedef struct resize_params {
     nearest_mode_t nearest;
     double cubic_a;
     bool exclude_outside;
+    bool antialias; /* linear/cubic: widen the filter by 1/scale when downscaling */
     double extrapolation;
 } resize_params_t;
 
-#define MAX_TAPS 4
+/* Most taps one output index may read on one axis (antialiased filters
+ * have about 4/scale taps; a scale needing more is refused). */
+#define MAX_TAPS 4096
 
 /* Input coordinates are clamped to +-COORD_LIMIT before conversion to an
  * index, so hostile scales, rois or grids cannot overflow the cast. */
 #define COORD_LIMIT 1e15
 
-/* The input taps of one output index along one axis. */
+/* The input taps of one output index along one axis: n (index, weight)
+ * pairs in storage owned by the caller. */
 typedef struct axis_taps {
     int n;
-    int64_t index[MAX_TAPS];
-    double weight[MAX_TAPS];
+    int64_t *index;
+    double *weight;
     bool outside; /* tf_crop_and_resize: the coordinate fell outside the input */
 } axis_taps_t;
 
@@ -121,7 +125,66 @@ static void cubic_coeffs(double a, double r, double *c)
     c[3] = ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a;
 }
 
-/* Builds the taps of output index x on an axis. */
+/* The filter of antialiased linear (support 1) and cubic (support 2)
+ * resizing, evaluated at distance d. */
+static double antialias_filter(const resize_params_t *p, double d)
+{
+    double a = p->cubic_a, x = fabs(d);
+    if (p->mode == RESIZE_LINEAR)
+        return x < 1 ? 1 - x : 0;
+    if (x <= 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+/* First tap offset (relative to the left neighbour, <= 0) of the
+ * antialiased filter at this scale; the filter has 2 - 2 * start taps. */
+static int64_t antialias_start(const resize_params_t *p, double scale)
+{
+    double support = p->mode == RESIZE_LINEAR ? 1.0 : 2.0;
+    return (int64_t)floor(-support / fmin(scale, 1.0)) + 1;
+}
+
+static bool uses_antialias(const resize_params_t *p, double scale)
+{
+    return p->antialias && p->mode != RESIZE_NEAREST && scale < 1.0;
+}
+
+/* How many taps an output index reads at most on an axis of this scale. */
+static int64_t taps_per_index(const resize_params_t *p, double scale)
+{
+    if (uses_antialias(p, scale))
+        return 2 - 2 * antialias_start(p, scale);
+    return p->mode == RESIZE_CUBIC ? 4 : 2;
+}
+
+/* Raw coefficients of the n taps around the left neighbour for a ratio in
+ * (0, 1] (the ONNX reference's get_coeffs). */
+static void tap_coeffs(const resize_params_t *p, double ratio, double scale, int n, double *c)
+{
+    if (uses_antialias(p, scale)) {
+        int64_t start = antialias_start(p, scale);
+        double sum = 0;
+        for (int k = 0; k < n; k++) {
+            c[k] = antialias_filter(p, scale * ((double)(start + k) - ratio));
+            sum += c[k];
+        }
+        for (int k = 0; k < n && sum != 0; k++)
+            c[k] /= sum;
+        return;
+    }
+    switch (p->mode) {
+    case RESIZE_NEAREST: nearest_coeffs(p, ratio, scale, c); break;
+    case RESIZE_LINEAR: c[0] = 1 - ratio, c[1] = ratio; break;
+    case RESIZE_CUBIC:
+    default: cubic_coeffs(p->cubic_a, ratio, c); break;
+    }
+}
+
+/* Builds the taps of output index x on an axis; taps->index/weight must
+ * have room for taps_per_index() entries. */
 static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_t in, int64_t out,
                        double roi_start, double roi_end, axis_taps_t *taps)
 {
@@ -141,14 +204,9 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
         base -= 1;
         ratio = 1.0;
     }
-    double c[MAX_TAPS];
-    int n;
-    switch (p->mode) {
-    case RESIZE_NEAREST: n = 2, nearest_coeffs(p, ratio, scale, c); break;
-    case RESIZE_LINEAR: n = 2, c[0] = 1 - ratio, c[1] = ratio; break;
-    case RESIZE_CUBIC:
-    default: n = 4, cubic_coeffs(p->cubic_a, ratio, c); break;
-    }
+    int n = (int)taps_per_index(p, scale);
+    double *c = taps->weight; /* coefficients computed in place, then compacted */
+    tap_coeffs(p, ratio, scale, n, c);
     int64_t first = (int64_t)base - (n / 2 - 1);
     if (p->exclude_outside) {
         double sum = 0;
@@ -170,6 +228,24 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
         taps->weight[taps->n] = c[k];
         taps->n++;
     }
+}
+
+/* Clamps v to the range of an integer dtype (cubic overshoot on uint8
+ * images must not wrap). */
+static double saturate_integer(kiln_dtype_t dtype, double v)
+{
+    double lo, hi;
+    switch (dtype) {
+    case KILN_DTYPE_UINT8: lo = 0, hi = 255; break;
+    case KILN_DTYPE_INT8: lo = -128, hi = 127; break;
+    case KILN_DTYPE_UINT16: lo = 0, hi = 65535; break;
+    case KILN_DTYPE_INT16: lo = -32768, hi = 32767; break;
+    case KILN_DTYPE_UINT32: lo = 0, hi = 4294967295.0; break;
+    case KILN_DTYPE_INT32: lo = -2147483648.0, hi = 2147483647.0; break;
+    case KILN_DTYPE_UINT64: lo = 0, hi = 18446744073709549568.0; break;
+    default: lo = -9223372036854775808.0, hi = 9223372036854774784.0; break;
+    }
+    return isnan(v) ? 0 : v < lo ? lo : v > hi ? hi : v;
 }
 
 /* Computes the whole output from the per-axis taps. */
@@ -216,7 +292,7 @@ static void resize_compute(const kiln_tensor_t *x, kiln_tensor_t *y, axis_taps_t
             }
         }
         if (integer_out)
-            v = nearbyint(v);
+            v = saturate_integer(y->dtype, nearbyint(v));
         kiln_tensor_set_f64(y, o, v);
         for (int a = rank - 1; a >= 0 && ++pos[a] == y->dims[a]; a--)
             pos[a] = 0;
@@ -237,21 +313,38 @@ static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *
     if (x->count == 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot resize an empty input");
     axis_taps_t *taps[KILN_MAX_RANK] = {0};
+    int64_t *indices[KILN_MAX_RANK] = {0};
+    double *weights[KILN_MAX_RANK] = {0};
     kiln_status_t st = KILN_OK;
     for (int a = 0; a < rank && st == KILN_OK; a++) {
+        int64_t n = taps_per_index(p, scales[a]);
+        if (n > MAX_TAPS) {
+            st = kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED,
+                               "antialiasing at scale %g needs %lld taps (at most %d)", scales[a],
+                               (long long)n, MAX_TAPS);
+            break;
+        }
         taps[a] = malloc((size_t)out_dims[a] * sizeof *taps[a]);
-        if (!taps[a]) {
+        indices[a] = malloc((size_t)(out_dims[a] * n) * sizeof *indices[a]);
+        weights[a] = malloc((size_t)(out_dims[a] * n) * sizeof *weights[a]);
+        if (!taps[a] || !indices[a] || !weights[a]) {
             st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for resize taps");
             break;
         }
-        for (int64_t i = 0; i < out_dims[a]; i++)
+        for (int64_t i = 0; i < out_dims[a]; i++) {
+            taps[a][i].index = indices[a] + i * n;
+            taps[a][i].weight = weights[a] + i * n;
             build_taps(p, i, scales[a], x->dims[a], out_dims[a], roi[a], roi[rank + a],
                        &taps[a][i]);
+        }
     }
     if (st == KILN_OK)
         resize_compute(x, y, taps, p->extrapolation);
-    for (int a = 0; a < rank; a++)
+    for (int a = 0; a < rank; a++) {
         free(taps[a]);
+        free(indices[a]);
+        free(weights[a]);
+    }
     return st;
 }
 
@@ -377,8 +470,7 @@ static kiln_status_t read_resize_params(kiln_kernel_ctx_t *ctx, resize_params_t 
     p->cubic_a = kiln_attr_float(node, "cubic_coeff_a", -0.75f);
     p->exclude_outside = kiln_attr_int(node, "exclude_outside", 0) != 0;
     p->extrapolation = kiln_attr_float(node, "extrapolation_value", 0.0f);
-    if (kiln_attr_int(node, "antialias", 0) != 0 && p->mode != RESIZE_NEAREST)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "antialias is not supported");
+    p->antialias = kiln_attr_int(node, "antialias", 0) != 0;
     return KILN_OK;
 }
 
@@ -630,8 +722,12 @@ static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
     for (int64_t n = 0; n < N; n++) {
         for (int64_t o = 0; o < out_spatial; o++) {
             axis_taps_t taps[KILN_MAX_RANK];
+            int64_t tap_index[KILN_MAX_RANK][4];
+            double tap_weight[KILN_MAX_RANK][4];
             const int64_t g = (n * out_spatial + o) * k;
             for (int i = 0; i < k; i++) {
+                taps[i].index = tap_index[i];
+                taps[i].weight = tap_weight[i];
                 int64_t size = x->dims[2 + i];
                 double v = kiln_tensor_get_f64(grid, g + (k - 1 - i));
                 double c = grid_unnormalize(v, size, p.align_corners);

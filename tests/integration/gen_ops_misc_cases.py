@@ -291,7 +291,51 @@ def resize_case(outdir, name, x, mode, opset=18, scales=None, sizes=None, axes=N
     save_case(outdir, name, node, inputs, [("Y", y)], opset)
 
 
+def antialias_coeffs(mode, scale, A=-0.75):
+    """The newer ONNX reference's antialiased filters (Resize-18)."""
+    def linear(ratio):
+        sc = min(scale, 1.0)
+        start = int(np.floor(-1 / sc) + 1)
+        args = (np.arange(start, 2 - start) - ratio) * sc
+        c = np.clip(1 - np.abs(args), 0, 1)
+        return c / c.sum()
+
+    def cubic(ratio):
+        sc = min(scale, 1.0)
+
+        def f(x):
+            x = abs(x)
+            if x <= 1:
+                return (A + 2) * x ** 3 - (A + 3) * x ** 2 + 1
+            if x < 2:
+                return A * x ** 3 - 5 * A * x ** 2 + 8 * A * x - 4 * A
+            return 0.0
+        start = int(np.floor(-2 / sc) + 1)
+        c = np.array([f(sc * (i - ratio)) for i in range(start, 2 - start)])
+        return c / c.sum()
+    return linear if mode == "linear" else cubic
+
+
+def antialias_case(outdir, name, x, mode, scale):
+    y = resize_ref.interpolate_nd(x, antialias_coeffs(mode, scale),
+                                  scale_factors=np.array([scale] * x.ndim)).astype(x.dtype)
+    node = helper.make_node("Resize", ["X", "", "scales"], ["Y"], mode=mode, antialias=1)
+    save_case(outdir, name, node, [("X", x), ("scales", np.array([scale] * x.ndim, np.float32))],
+              [("Y", y)], 18)
+
+
 def resize_cases(outdir):
+    xa = RNG.standard_normal((9, 13)).astype(np.float32)
+    antialias_case(outdir, "resize_antialias_linear_third", xa, "linear", 1 / 3)
+    antialias_case(outdir, "resize_antialias_cubic_0p6", xa, "cubic", 0.6)
+    xu = np.array([[0, 255, 0, 255], [255, 0, 255, 0], [0, 0, 255, 255]], dtype=np.uint8)
+    yu = resize_ref.interpolate_nd(xu.astype(np.float64), resize_ref.cubic_coeffs,
+                                   scale_factors=np.array([2.0, 1.5]))
+    yu = np.clip(np.rint(yu), 0, 255).astype(np.uint8)
+    node = helper.make_node("Resize", ["X", "", "scales"], ["Y"], mode="cubic")
+    save_case(outdir, "resize_cubic_uint8_saturates", node,
+              [("X", xu), ("scales", np.array([2.0, 1.5], np.float32))], [("Y", yu)], 13)
+
     x4 = RNG.standard_normal((1, 2, 4, 5)).astype(np.float32)
     x3 = RNG.standard_normal((2, 6, 7)).astype(np.float32)
     resize_case(outdir, "resize_axes_linear_scales", x4, "linear", scales=[1.5, 0.8], axes=[2, 3])
