@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_ops_misc_cases.py OUTDIR - writes ONNX test cases (model.onnx plus
+"""gen_ops_misc_cases.py OUTDIR [BADDIR] - writes ONNX test cases (model.onnx plus
 test_data_set_0/{input,output}_N.pb, the layout of the ONNX backend tests)
 for the features of RNN/GRU/LSTM, Resize, DFT/STFT, the window ops and the
 text ops that Debian's conformance data leaves untested: bidirectional and
@@ -11,6 +11,11 @@ Expected outputs come from NumPy (np.fft, the ONNX backend's Resize
 reference) or from plain-NumPy references written here, independent of the
 C kernels' structure (the recurrent reference masks finished sequences over
 the whole batch instead of looping per batch item).
+
+BADDIR receives hostile cases (BADDIR/NAME/model.onnx, INPUT.pb files and
+`expect`, a substring the error must hold, or empty when the model must run
+cleanly): NaN and absurd sizes, shapes that do not match, indices out of
+range, unknown activations.
 """
 import os
 import sys
@@ -435,6 +440,98 @@ def text_cases(outdir):
     save_case(outdir, "tfidf_strings_tfidf_skip1", n, [("x", x)], [("y", out)], 9)
 
 
+# ---- Hostile inputs -----------------------------------------------------------------
+
+def bad_case(outdir, name, node, inputs, opset, expect):
+    """A model `kiln run` must refuse with a message holding `expect` ('' =
+    it must run cleanly).  Inputs are written as NAME.pb next to the model."""
+    case = os.path.join(outdir, name)
+    os.makedirs(case, exist_ok=True)
+    vi = [helper.make_tensor_value_info(n, onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[a.dtype], a.shape)
+          for n, a in inputs]
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in node.output if o]
+    graph = helper.make_graph([node], name, vi, outs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(case, "model.onnx"))
+    for n, a in inputs:
+        with open(os.path.join(case, n + ".pb"), "wb") as f:
+            f.write(numpy_helper.from_array(a, n).SerializeToString())
+    with open(os.path.join(case, "expect"), "w") as f:
+        f.write(expect)
+
+
+def bad_cases(outdir):
+    f32 = lambda *shape: RNG.standard_normal(shape).astype(np.float32)
+    i64 = lambda *v: np.array(v, dtype=np.int64)
+    x = f32(1, 1, 4, 4)
+    resize_s = helper.make_node("Resize", ["X", "", "scales"], ["Y"], mode="linear")
+    resize_z = helper.make_node("Resize", ["X", "", "", "sizes"], ["Y"])
+    bad_case(outdir, "resize_nan_scale", resize_s,
+             [("X", x), ("scales", np.array([1, 1, np.nan, 2], np.float32))], 13,
+             "must be positive")
+    bad_case(outdir, "resize_negative_size", resize_z, [("X", x), ("sizes", i64(1, 1, -3, 4))],
+             13, "size -3 is invalid")
+    bad_case(outdir, "resize_absurd_size", resize_z,
+             [("X", x), ("sizes", i64(1, 1, 1 << 41, 4))], 13, "is invalid")
+    bad_case(outdir, "resize_scales_and_sizes",
+             helper.make_node("Resize", ["X", "", "scales", "sizes"], ["Y"]),
+             [("X", x), ("scales", np.ones(4, np.float32)), ("sizes", i64(1, 1, 4, 4))], 13,
+             "exactly one of scales and sizes")
+    lstm_in = [("X", f32(4, 2, 3)), ("W", f32(1, 8, 3)), ("R", f32(1, 8, 2)), ("B", f32(1, 16))]
+    bad_case(outdir, "lstm_seq_lens_too_long",
+             helper.make_node("LSTM", ["X", "W", "R", "B", "L"], ["Y"], hidden_size=2),
+             lstm_in + [("L", np.array([4, 9], np.int32))], 14,
+             "sequence_lens[1] = 9 is outside [0, 4]")
+    bad_case(outdir, "lstm_w_shape",
+             helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=3), lstm_in[:3], 14,
+             "W/R shapes do not match")
+    bad_case(outdir, "gru_unknown_activation",
+             helper.make_node("GRU", ["X", "W", "R"], ["Y"], hidden_size=2,
+                              activations=["Sigmoid", "Frob"]),
+             [("X", f32(2, 1, 3)), ("W", f32(1, 6, 3)), ("R", f32(1, 6, 2))], 14,
+             "unknown activation 'Frob'")
+    roi_node = helper.make_node("RoiAlign", ["X", "rois", "idx"], ["Y"], output_height=2,
+                                output_width=2)
+    bad_case(outdir, "roialign_batch_index", roi_node,
+             [("X", f32(1, 1, 5, 5)), ("rois", np.array([[0, 0, 3, 3]], np.float32)),
+              ("idx", i64(3))], 16, "batch_indices[0] = 3 is out of range")
+    bad_case(outdir, "roialign_nan_roi", roi_node,
+             [("X", f32(1, 1, 5, 5)), ("rois", np.array([[0, np.nan, 3, 3]], np.float32)),
+              ("idx", i64(0))], 16, "is not finite")
+    bad_case(outdir, "nms_boxes_shape",
+             helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["Y"]),
+             [("boxes", f32(1, 3, 5)), ("scores", f32(1, 1, 3))], 11,
+             "expected boxes [B, N, 4]")
+    bad_case(outdir, "nms_nan_scores_run",
+             helper.make_node("NonMaxSuppression", ["boxes", "scores", "m"], ["Y"]),
+             [("boxes", f32(1, 3, 4)), ("scores", np.array([[[np.nan, 1, np.nan]]], np.float32)),
+              ("m", i64(5))], 11, "")
+    bad_case(outdir, "dft_zero_length", helper.make_node("DFT", ["x", "n"], ["y"]),
+             [("x", f32(1, 8, 1)), ("n", i64(0))], 17, "dft_length 0 is invalid")
+    bad_case(outdir, "stft_frame_too_long",
+             helper.make_node("STFT", ["s", "step", "", "len"], ["y"]),
+             [("s", f32(1, 20, 1)), ("step", i64(4)), ("len", i64(100))], 17,
+             "frame_step 4 and frame_length 100 are invalid")
+    bad_case(outdir, "hann_negative_size", helper.make_node("HannWindow", ["n"], ["y"]),
+             [("n", i64(-1))], 17, "size -1 is invalid")
+    bad_case(outdir, "mel_zero_bins",
+             helper.make_node("MelWeightMatrix", ["a", "b", "c", "d", "e"], ["y"]),
+             [("a", i64(0)), ("b", i64(16)), ("c", i64(8000)), ("d", np.array(0, np.float32)),
+              ("e", np.array(4000, np.float32))], 17, "must be positive")
+    bad_case(outdir, "tfidf_pool_mismatch",
+             helper.make_node("TfIdfVectorizer", ["x"], ["y"], mode="TF", min_gram_length=1,
+                              max_gram_length=1, max_skip_count=0, ngram_counts=[0],
+                              ngram_indexes=[0], pool_int64s=[1]),
+             [("x", np.array(["a", "b"], dtype=object))], 9, "string input needs pool_strings")
+    bad_case(outdir, "strnormalizer_rank3", helper.make_node("StringNormalizer", ["x"], ["y"]),
+             [("x", np.array([[["a"]]], dtype=object))], 10, "X must have shape [C] or [1, C]")
+    bad_case(outdir, "gridsample_nan_grid_runs",
+             helper.make_node("GridSample", ["X", "G"], ["Y"], padding_mode="reflection"),
+             [("X", f32(1, 1, 3, 3)), ("G", np.array([[[[np.nan, 1e30], [-1e30, np.inf]]]],
+                                                      np.float32))], 16, "")
+
+
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
@@ -442,6 +539,9 @@ def main():
     resize_cases(outdir)
     signal_cases(outdir)
     text_cases(outdir)
+    if len(sys.argv) > 2:
+        os.makedirs(sys.argv[2], exist_ok=True)
+        bad_cases(sys.argv[2])
 
 
 if __name__ == "__main__":
