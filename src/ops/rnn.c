@@ -5,10 +5,12 @@
  * arrays in the time-major layout ([seq][batch][...], whatever the `layout`
  * attribute says), each direction then runs its cell step by step for each
  * batch item, and the outputs are written back in the layout asked for.
- * Computing in double keeps float16/float32/float64 on one code path.  The
- * input projection W x_t of all steps is one matrix product (kiln_dgemm,
- * parallel over rows) before the time loop; each step then does one
- * batch-wide R h product and the per-item gate arithmetic.
+ * State and gate arithmetic are in double, which keeps float16/float32/
+ * float64 on one code path.  The matrix products run through gemm.h: in
+ * float32 (kiln_sgemm's packed, vectorised path) for all but float64 models,
+ * whose products stay in double.  The input projection W x_t of all steps
+ * is one product before the time loop; each step then does one batch-wide
+ * R h product and the per-item gate arithmetic.
  *
  * Gate order in W, R and B follows ONNX: RNN (i), GRU (z, r, h),
  * LSTM (i, o, f, c); LSTM peepholes P are (i, o, f).
@@ -53,6 +55,7 @@ typedef struct rnn_problem {
     int dirs;           /* 1 or 2 */
     bool reverse;       /* direction == "reverse" (with dirs == 1) */
     int layout;         /* 0: time-major, 1: batch-major */
+    bool single;        /* matrix products in float32 (all but float64 models) */
     double clip;        /* < 0 when no clip */
     bool linear_before_reset; /* GRU */
     bool input_forget;        /* LSTM */
@@ -264,6 +267,7 @@ static kiln_status_t read_problem(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown direction '%s'", direction);
     pb->reverse = !strcmp(direction, "reverse");
     pb->layout = (int)kiln_attr_int(node, "layout", 0);
+    pb->single = x->dtype != KILN_DTYPE_FLOAT64;
     pb->T = pb->layout ? x->dims[1] : x->dims[0];
     pb->B = pb->layout ? x->dims[0] : x->dims[1];
     pb->I = x->dims[2];
@@ -337,8 +341,20 @@ static double clip_value(const rnn_problem_t *pb, double v)
 }
 
 /* Per-direction weights and the batch-wide buffers of one direction. */
+/* One weight matrix ([rows][cols], one direction of W or R) ready for
+ * products a * M^T: float32 in M's own layout for kiln_sgemm (models in
+ * float32/float16/bfloat16), or double and transposed ([cols][rows], so
+ * kiln_dgemm streams along rows) for float64 models. */
+typedef struct rnn_weights {
+    float *f;  /* single-precision path, or NULL */
+    double *t; /* double-precision path: M^T, or NULL */
+    int64_t rows, cols;
+} rnn_weights_t;
+
 typedef struct direction_state {
-    const double *w, *r, *wb, *rb, *p; /* wb, rb: input and recurrent biases */
+    const double *wb, *rb, *p; /* wb, rb: input and recurrent biases */
+    rnn_weights_t w, r;
+    float *fa, *fc; /* single-precision scratch for the operand and the product */
     const activation_t *acts;
     double *xw;    /* [T][B][gates*H]: W x_t + Wb for every step, computed up front */
     double *hr;    /* [B][gates*H]: R h for the current step */
@@ -421,6 +437,52 @@ static void gru_finish(const rnn_problem_t *pb, direction_state_t *ds, int64_t t
     }
 }
 
+/* Prepares the [rows][cols] matrix m for products in the chosen precision.
+ * False when out of memory. */
+static bool weights_init(rnn_weights_t *w, const double *m, int64_t rows, int64_t cols,
+                         bool single)
+{
+    w->rows = rows;
+    w->cols = cols;
+    if (single) {
+        w->f = malloc((size_t)(rows * cols + 1) * sizeof *w->f);
+        for (int64_t i = 0; w->f && i < rows * cols; i++)
+            w->f[i] = (float)m[i];
+        return w->f != NULL;
+    }
+    w->t = malloc((size_t)(rows * cols + 1) * sizeof *w->t);
+    for (int64_t i = 0; w->t && i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            w->t[j * rows + i] = m[i * cols + j];
+    return w->t != NULL;
+}
+
+static void weights_free(rnn_weights_t *w)
+{
+    free(w->f);
+    free(w->t);
+}
+
+/* out[i][j] = sum_k a[i][k] * M[row0 + j][k] for i < m, j < n: the product
+ * with rows [row0, row0 + n) of M.  fa/fc: scratch of m*cols and m*n floats. */
+static void weights_product(const rnn_weights_t *w, int64_t row0, int64_t n, int64_t m,
+                            const double *a, int64_t lda, double *out, int64_t ldo, float *fa,
+                            float *fc, const kiln_gemm_parallel_t *par)
+{
+    int64_t k = w->cols;
+    if (!w->f) {
+        kiln_dgemm(false, false, m, n, k, 1.0, a, lda, w->t + row0, w->rows, 0.0, out, ldo, par);
+        return;
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t p = 0; p < k; p++)
+            fa[i * k + p] = (float)a[i * lda + p];
+    kiln_sgemm(false, true, m, n, k, 1.0f, fa, k, w->f + row0 * k, k, 0.0f, fc, n, par);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            out[i * ldo + j] = fc[i * n + j];
+}
+
 /* The time index batch item b reads at step s (sequences end at their own
  * length, so a backward pass starts at a different t for each item). */
 static int64_t step_time(const rnn_problem_t *pb, bool backward, int64_t s, int64_t b)
@@ -436,8 +498,6 @@ static kiln_status_t run_direction(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb, in
     int64_t H = pb->H, I = pb->I, GH = pb->gates * H, B = pb->B, T = pb->T;
     bool backward = (d == 1) || pb->reverse;
     direction_state_t ds = {
-        .w = pb->w + d * GH * I,
-        .r = pb->r + d * GH * H,
         .wb = pb->bias + d * 2 * GH,
         .rb = pb->bias + d * 2 * GH + GH,
         .p = pb->p ? pb->p + d * 3 * H : NULL,
@@ -449,13 +509,20 @@ static kiln_status_t run_direction(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb, in
     ds.c = calloc((size_t)(B * H + 1), sizeof(double));
     ds.gates = calloc((size_t)(B * 3 * H + 1), sizeof(double));
     ds.rh_r = calloc((size_t)(B * H + 1), sizeof(double));
+    bool single = pb->single;
+    int64_t widest = I > H ? I : H;
+    ds.fa = single ? malloc((size_t)(T * B * widest + 1) * sizeof(float)) : NULL;
+    ds.fc = single ? malloc((size_t)(T * B * GH + 1) * sizeof(float)) : NULL;
+    bool ok = weights_init(&ds.w, pb->w + d * GH * I, GH, I, single) &&
+              weights_init(&ds.r, pb->r + d * GH * H, GH, H, single);
     kiln_status_t st = KILN_OK;
-    if (!ds.xw || !ds.hr || !ds.h || !ds.c || !ds.gates || !ds.rh_r) {
+    if (!ok || !ds.xw || !ds.hr || !ds.h || !ds.c || !ds.gates || !ds.rh_r ||
+        (single && (!ds.fa || !ds.fc))) {
         st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for the recurrent state");
         goto done;
     }
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
-    kiln_dgemm(false, true, T * B, GH, I, 1.0, pb->x, I, ds.w, I, 0.0, ds.xw, GH, &par);
+    weights_product(&ds.w, 0, GH, T * B, pb->x, I, ds.xw, GH, ds.fa, ds.fc, &par);
     for (int64_t row = 0; row < T * B; row++)
         for (int64_t g = 0; g < GH; g++)
             ds.xw[row * GH + g] += ds.wb[g];
@@ -471,14 +538,14 @@ static kiln_status_t run_direction(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb, in
     /* Without linear_before_reset GRU's candidate needs (r (.) h) R_h^T, not R_h h. */
     int64_t hr_rows = gru_two_phase ? 2 * H : GH;
     for (int64_t s = 0; s < max_len; s++) {
-        kiln_dgemm(false, true, B, hr_rows, H, 1.0, ds.h, H, ds.r, H, 0.0, ds.hr, GH, &par);
+        weights_product(&ds.r, 0, hr_rows, B, ds.h, H, ds.hr, GH, ds.fa, ds.fc, &par);
         if (pb->cell == CELL_GRU) {
             for (int64_t b = 0; b < B; b++)
                 if (s < pb->seq_lens[b])
                     gru_gates(pb, &ds, step_time(pb, backward, s, b), b);
             if (gru_two_phase)
-                kiln_dgemm(false, true, B, H, H, 1.0, ds.gates + 2 * H, 3 * H, ds.r + 2 * H * H,
-                           H, 0.0, ds.rh_r, H, &par);
+                weights_product(&ds.r, 2 * H, H, B, ds.gates + 2 * H, 3 * H, ds.rh_r, H, ds.fa,
+                                ds.fc, &par);
         }
         for (int64_t b = 0; b < B; b++) {
             if (s >= pb->seq_lens[b])
@@ -502,6 +569,10 @@ done:
     free(ds.c);
     free(ds.gates);
     free(ds.rh_r);
+    free(ds.fa);
+    free(ds.fc);
+    weights_free(&ds.w);
+    weights_free(&ds.r);
     return st;
 }
 
