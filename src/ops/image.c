@@ -260,30 +260,42 @@ static bool taps_are_identity(const axis_taps_t *taps, int64_t in, int64_t out)
     return true;
 }
 
-/* One separable pass: resizes axis `axis` of src (dims) into dst, where
- * outer/inner are the element counts before/after the axis.  Inner rows
- * are contiguous, so each tap is one multiply-add over a row. */
-static void resize_axis(const double *src, double *dst, int64_t outer, int64_t in, int64_t out,
-                        int64_t inner, const axis_taps_t *taps, double extrapolation)
+/* One separable pass: resizes one axis of src into dst, where outer/inner
+ * are the element counts before/after the axis.  Inner rows are
+ * contiguous, so each tap is one multiply-add over a row. */
+typedef struct resize_pass {
+    const double *src;
+    double *dst;
+    int64_t in, out, inner;
+    const axis_taps_t *taps;
+    double extrapolation;
+} resize_pass_t;
+
+/* Output rows [begin, end) of a pass, row r = (outer index) * out + i. */
+static void resize_axis_rows(void *arg, int64_t begin, int64_t end)
 {
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < out; i++) {
-            double *row = dst + (o * out + i) * inner;
-            const axis_taps_t *t = &taps[i];
-            if (t->outside) {
-                for (int64_t q = 0; q < inner; q++)
-                    row[q] = extrapolation;
-                continue;
-            }
+    const resize_pass_t *ps = arg;
+    int64_t in = ps->in, out = ps->out, inner = ps->inner;
+    double extrapolation = ps->extrapolation;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t o = r / out, i = r % out;
+        const double *src = ps->src;
+        double *row = ps->dst + r * inner;
+        const axis_taps_t *t = &ps->taps[i];
+        if (t->outside) {
             for (int64_t q = 0; q < inner; q++)
-                row[q] = 0;
-            for (int k = 0; k < t->n; k++) {
-                const double *from = src + (o * in + t->index[k]) * inner;
-                double w = t->weight[k];
-                for (int64_t q = 0; q < inner; q++)
-                    row[q] += w * from[q];
-            }
+                row[q] = extrapolation;
+            continue;
         }
+        for (int64_t q = 0; q < inner; q++)
+            row[q] = 0;
+        for (int k = 0; k < t->n; k++) {
+            const double *from = src + (o * in + t->index[k]) * inner;
+            double w = t->weight[k];
+            for (int64_t q = 0; q < inner; q++)
+                row[q] += w * from[q];
+        }
+    }
 }
 
 /* Computes the output from the per-axis taps, one axis at a time from the
@@ -315,7 +327,8 @@ static kiln_status_t resize_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
             free(cur);
             return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for resize");
         }
-        resize_axis(cur, next, outer, dims[a], y->dims[a], inner, taps[a], extrapolation);
+        resize_pass_t pass = {cur, next, dims[a], y->dims[a], inner, taps[a], extrapolation};
+        kiln_ctx_parallel_for(ctx, outer * y->dims[a], 4096 / inner + 1, resize_axis_rows, &pass);
         free(cur);
         cur = next;
         dims[a] = y->dims[a];
