@@ -1,5 +1,5 @@
 /*
- * image.c - Image ops: Resize, Upsample, GridSample, RoiAlign,
+ * image.c - Image ops: Resize, Upsample, GridSample, AffineGrid, RoiAlign,
  * NonMaxSuppression.
  *
  * Resize (and Upsample, its older form) is separable: every output
@@ -1066,6 +1066,72 @@ static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
     return y ? KILN_OK : kiln_ctx_status(ctx);
 }
 
+/* ==== AffineGrid =========================================================== */
+
+/* AffineGrid (opset 20) makes the sampling grid GridSample reads: for each
+ * output position the normalised base coordinate (x, y[, z]) in [-1, 1]
+ * (pixel centres, or corners with align_corners) is mapped through the
+ * batch's affine matrix theta ([N, 2, 3] for 2-D, [N, 3, 4] for 3-D). */
+
+/* The normalised coordinate of index i of n positions. */
+static double base_coord(int64_t i, int64_t n, bool align_corners)
+{
+    if (align_corners)
+        return n > 1 ? -1.0 + 2.0 * (double)i / (double)(n - 1) : -1.0;
+    return (2.0 * (double)i + 1.0) / (double)n - 1.0;
+}
+
+static kiln_status_t affine_grid_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *theta = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *size = kiln_ctx_input(ctx, 1);
+    bool align_corners = kiln_attr_int(kiln_ctx_node(ctx), "align_corners", 0) != 0;
+    if (!theta || !size || size->rank != 1 || (size->count != 4 && size->count != 5))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "size must be [N, C, H, W] or [N, C, D, H, W]");
+    int k = (int)size->count - 2; /* spatial dims: 2 or 3 */
+    int64_t n = kiln_tensor_get_i64(size, 0);
+    if (theta->rank != 3 || theta->dims[0] != n || theta->dims[1] != k || theta->dims[2] != k + 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "theta must be [N, %d, %d]", k,
+                             k + 1);
+    int64_t dims[KILN_MAX_RANK], spatial[3] = {1, 1, 1}; /* D, H, W (D = 1 for 2-D) */
+    dims[0] = n;
+    for (int i = 0; i < k; i++) {
+        int64_t v = kiln_tensor_get_i64(size, 2 + i);
+        if (v < 0 || v > ((int64_t)1 << 24))
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
+                                 (long long)v);
+        dims[1 + i] = v;
+        spatial[3 - k + i] = v;
+    }
+    dims[1 + k] = k;
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, theta->dtype, k + 2, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    int64_t o = 0;
+    for (int64_t b = 0; b < n; b++) {
+        double m[3][4];
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c <= k; c++)
+                m[r][c] = kiln_tensor_get_f64(theta, (b * k + r) * (k + 1) + c);
+        for (int64_t d = 0; d < spatial[0]; d++)
+            for (int64_t h = 0; h < spatial[1]; h++)
+                for (int64_t w = 0; w < spatial[2]; w++) {
+                    /* Base coordinate in (x, y, z) order: x runs along W. */
+                    double base[3] = {base_coord(w, spatial[2], align_corners),
+                                      base_coord(h, spatial[1], align_corners),
+                                      base_coord(d, spatial[0], align_corners)};
+                    for (int r = 0; r < k; r++) {
+                        double v = m[r][k];
+                        for (int c = 0; c < k; c++)
+                            v += m[r][c] * base[c];
+                        kiln_tensor_set_f64(y, o++, v);
+                    }
+                }
+    }
+    return KILN_OK;
+}
+
 void kiln_ops_register_image(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8,
@@ -1075,6 +1141,7 @@ void kiln_ops_register_image(kiln_registry_t *reg)
                                         .run = resize10_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 11, .run = resize11_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "GridSample", .since = 16, .run = grid_sample_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "AffineGrid", .since = 20, .run = affine_grid_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "RoiAlign", .since = 10, .run = roi_align_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "NonMaxSuppression", .since = 10, .run = nms_run});
 }

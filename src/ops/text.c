@@ -1,5 +1,6 @@
 /*
- * text.c - Text ops: StringNormalizer and TfIdfVectorizer.
+ * text.c - Text ops: StringNormalizer, TfIdfVectorizer, StringConcat,
+ * StringSplit.
  *
  * StringNormalizer drops stopwords and changes case.  Case mapping is done
  * byte by byte on ASCII letters (the en_US behaviour for ASCII text; bytes
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ops/broadcast.h"
 #include "ops/kernel.h"
 
 /* ==== StringNormalizer ====================================================== */
@@ -277,9 +279,164 @@ static kiln_status_t tfidf_run(kiln_kernel_ctx_t *ctx)
     return KILN_OK;
 }
 
+/* ==== StringConcat ========================================================== */
+
+/* StringConcat (opset 20): Z = X + Y elementwise with numpy broadcasting. */
+
+typedef struct concat_job {
+    char *const *x, *const *y;
+    char **z;
+    bool failed; /* out of memory */
+} concat_job_t;
+
+static void concat_rows(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step,
+                        int64_t len)
+{
+    concat_job_t *j = arg;
+    for (int64_t i = 0; i < len; i++) {
+        const char *a = j->x[in_off[0] + i * step[0]], *b = j->y[in_off[1] + i * step[1]];
+        size_t la = strlen(a), lb = strlen(b);
+        char *s = malloc(la + lb + 1);
+        if (!s) {
+            j->failed = true;
+            return;
+        }
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+        free(j->z[out_off + i]);
+        j->z[out_off + i] = s;
+    }
+}
+
+static kiln_status_t string_concat_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *ts[2] = {kiln_ctx_input(ctx, 0), kiln_ctx_input(ctx, 1)};
+    if (!ts[0] || !ts[1] || ts[0]->dtype != KILN_DTYPE_STRING || ts[1]->dtype != KILN_DTYPE_STRING)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X and Y must be string tensors");
+    kiln_bcast_t bc;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_status_t st = kiln_bcast_tensors(&bc, 2, ts, &rank, dims);
+    if (st != KILN_OK)
+        return kiln_ctx_fail(ctx, st, "%s", kiln_last_error());
+    kiln_tensor_t *z = kiln_ctx_output(ctx, 0, KILN_DTYPE_STRING, rank, dims);
+    if (!z)
+        return kiln_ctx_status(ctx);
+    concat_job_t job = {ts[0]->data, ts[1]->data, z->data, false};
+    kiln_bcast_rows(&bc, 0, z->count, concat_rows, &job);
+    if (job.failed)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory concatenating strings");
+    return KILN_OK;
+}
+
+/* ==== StringSplit =========================================================== */
+
+/* StringSplit (opset 20) splits each string like Python's str.split: on
+ * every occurrence of `delimiter`, or, when it is unset or empty, on runs
+ * of whitespace ignoring leading and trailing whitespace; at most maxsplit
+ * splits, the rest staying in the last piece.  Y pads every row to the
+ * longest with empty strings; Z counts the pieces. */
+
+static bool is_split_space(char c)
+{
+    unsigned char u = (unsigned char)c;
+    return isspace(u) || (u >= 0x1c && u <= 0x1f); /* Python counts \x1c-\x1f too */
+}
+
+/* Splits s into pieces (each [start, end) offsets stored in spans, two per
+ * piece, when spans is not NULL).  Returns the number of pieces. */
+static int64_t split_string(const char *s, const char *delim, int64_t maxsplit, int64_t *spans)
+{
+    int64_t n = 0, len = (int64_t)strlen(s);
+    if (delim && *delim) {
+        int64_t dl = (int64_t)strlen(delim), start = 0;
+        for (int64_t i = 0; i + dl <= len && (maxsplit < 0 || n < maxsplit);) {
+            if (!memcmp(s + i, delim, (size_t)dl)) {
+                if (spans)
+                    spans[2 * n] = start, spans[2 * n + 1] = i;
+                n++;
+                i += dl;
+                start = i;
+            } else {
+                i++;
+            }
+        }
+        if (spans)
+            spans[2 * n] = start, spans[2 * n + 1] = len;
+        return n + 1;
+    }
+    int64_t i = 0;
+    for (;;) {
+        while (i < len && is_split_space(s[i]))
+            i++;
+        if (i == len)
+            return n;
+        int64_t start = i;
+        if (maxsplit >= 0 && n == maxsplit) {
+            /* The remainder, trailing whitespace kept as Python does. */
+            if (spans)
+                spans[2 * n] = start, spans[2 * n + 1] = len;
+            return n + 1;
+        }
+        while (i < len && !is_split_space(s[i]))
+            i++;
+        if (spans)
+            spans[2 * n] = start, spans[2 * n + 1] = i;
+        n++;
+    }
+}
+
+static kiln_status_t string_split_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
+    const char *delim = kiln_attr_string(node, "delimiter", NULL);
+    int64_t maxsplit = kiln_attr_int(node, "maxsplit", -1);
+    if (!x || x->dtype != KILN_DTYPE_STRING)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a string tensor");
+    if (x->rank >= KILN_MAX_RANK)
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "X has too many dimensions");
+    char *const *in = x->data;
+    int64_t widest = 0;
+    for (int64_t i = 0; i < x->count; i++) {
+        int64_t n = split_string(in[i], delim, maxsplit, NULL);
+        widest = n > widest ? n : widest;
+    }
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, x->dims, sizeof(int64_t) * (size_t)x->rank);
+    dims[x->rank] = widest;
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_STRING, x->rank + 1, dims);
+    kiln_tensor_t *z = y ? kiln_ctx_output(ctx, 1, KILN_DTYPE_INT64, x->rank, x->dims) : NULL;
+    if (!z)
+        return kiln_ctx_status(ctx);
+    int64_t *spans = malloc((size_t)(2 * widest + 2) * sizeof *spans);
+    if (!spans)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory splitting strings");
+    char **out = y->data;
+    kiln_status_t st = KILN_OK;
+    for (int64_t i = 0; i < x->count && st == KILN_OK; i++) {
+        int64_t n = split_string(in[i], delim, maxsplit, spans);
+        ((int64_t *)z->data)[i] = n;
+        for (int64_t p = 0; p < widest; p++) {
+            int64_t a = p < n ? spans[2 * p] : 0, b = p < n ? spans[2 * p + 1] : 0;
+            char *piece = strndup(in[i] + a, (size_t)(b - a));
+            if (!piece) {
+                st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory splitting strings");
+                break;
+            }
+            free(out[i * widest + p]);
+            out[i * widest + p] = piece;
+        }
+    }
+    free(spans);
+    return st;
+}
+
 void kiln_ops_register_text(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "StringNormalizer", .since = 10,
                                         .run = string_normalizer_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "TfIdfVectorizer", .since = 9, .run = tfidf_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "StringConcat", .since = 20, .run = string_concat_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "StringSplit", .since = 20, .run = string_split_run});
 }

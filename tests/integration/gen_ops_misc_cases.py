@@ -440,6 +440,55 @@ def text_cases(outdir):
     save_case(outdir, "tfidf_strings_tfidf_skip1", n, [("x", x)], [("y", out)], 9)
 
 
+# ---- Opset 20: AffineGrid, StringConcat, StringSplit ------------------------------
+
+def affine_grid_ref(theta, size, align_corners):
+    spatial = size[2:]
+    axes = []
+    for n in spatial:
+        if align_corners:
+            axes.append(np.linspace(-1, 1, n) if n > 1 else np.array([-1.0]))
+        else:
+            axes.append((2 * np.arange(n) + 1) / n - 1)
+    mesh = np.meshgrid(*axes, indexing="ij")           # D, H, W order
+    base = np.stack(mesh[::-1] + [np.ones_like(mesh[0])], axis=-1)  # (x, y[, z], 1)
+    return np.einsum("nrc,...c->n...r", theta.astype(np.float64), base).astype(np.float32)
+
+
+def opset20_cases(outdir):
+    for k, align in ((2, 0), (2, 1), (3, 0)):
+        size = [2, 3, 4, 5] if k == 2 else [2, 1, 3, 4, 2]
+        theta = RNG.standard_normal((2, k, k + 1)).astype(np.float32)
+        n = helper.make_node("AffineGrid", ["theta", "size"], ["grid"], align_corners=align)
+        save_case(outdir, f"affinegrid_{k}d_align{align}", n,
+                  [("theta", theta), ("size", np.array(size, np.int64))],
+                  [("grid", affine_grid_ref(theta, size, align))], 20)
+
+    x = np.array([["a", "bc"], ["", "d"]], dtype=object)
+    y = np.array(["_1", "_2"], dtype=object)
+    n = helper.make_node("StringConcat", ["x", "y"], ["z"])
+    want = np.array([[a + b for a, b in zip(row, y)] for row in x], dtype=object)
+    save_case(outdir, "stringconcat_broadcast", n, [("x", x), ("y", y)], [("z", want)], 20)
+
+    def split_case(name, strings, **attrs):
+        xs = np.array(strings, dtype=object)
+        sep = attrs.get("delimiter") or None
+        maxsplit = attrs.get("maxsplit", -1)
+        pieces = [v.split(sep, maxsplit) for v in xs.ravel()]
+        width = max([len(p) for p in pieces], default=0)
+        ys = np.array([p + [""] * (width - len(p)) for p in pieces], dtype=object)
+        ys = ys.reshape(xs.shape + (width,))
+        zs = np.array([len(p) for p in pieces], dtype=np.int64).reshape(xs.shape)
+        n = helper.make_node("StringSplit", ["x"], ["y", "z"], **attrs)
+        save_case(outdir, name, n, [("x", xs)], [("y", ys), ("z", zs)], 20)
+
+    split_case("stringsplit_delimiter", [["a,b,,c", ","], ["", "x"]], delimiter=",")
+    split_case("stringsplit_delimiter_maxsplit", ["a--b--c--d", "--", "e"], delimiter="--",
+               maxsplit=2)
+    split_case("stringsplit_whitespace", ["  hello   world ", "", "one", "\ta\nb  c"])
+    split_case("stringsplit_whitespace_maxsplit", ["  a b   c  ", "x  y"], maxsplit=1)
+
+
 # ---- Hostile inputs -----------------------------------------------------------------
 
 def bad_case(outdir, name, node, inputs, opset, expect):
@@ -539,6 +588,7 @@ def main():
     resize_cases(outdir)
     signal_cases(outdir)
     text_cases(outdir)
+    opset20_cases(outdir)
     if len(sys.argv) > 2:
         os.makedirs(sys.argv[2], exist_ok=True)
         bad_cases(sys.argv[2])
