@@ -266,7 +266,11 @@ static kiln_status_t read_problem(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb)
     else
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown direction '%s'", direction);
     pb->reverse = !strcmp(direction, "reverse");
-    pb->layout = (int)kiln_attr_int(node, "layout", 0);
+    int64_t layout = kiln_attr_int(node, "layout", 0);
+    if (layout != 0 && layout != 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "layout must be 0 or 1, got %lld",
+                             (long long)layout);
+    pb->layout = (int)layout;
     pb->single = x->dtype != KILN_DTYPE_FLOAT64;
     pb->T = pb->layout ? x->dims[1] : x->dims[0];
     pb->B = pb->layout ? x->dims[0] : x->dims[1];
