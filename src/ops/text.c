@@ -1,6 +1,6 @@
 /*
  * text.c - Text ops: StringNormalizer, TfIdfVectorizer, StringConcat,
- * StringSplit.
+ * StringSplit, RegexFullMatch.
  *
  * StringNormalizer drops stopwords and changes case.  Case mapping is done
  * byte by byte on ASCII letters (the en_US behaviour for ASCII text; bytes
@@ -14,6 +14,7 @@
  * small enough that an index would add code without a measurable gain.
  */
 #include <ctype.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -432,6 +433,205 @@ static kiln_status_t string_split_run(kiln_kernel_ctx_t *ctx)
     return st;
 }
 
+/* ==== RegexFullMatch ======================================================== */
+
+/* RegexFullMatch (opset 20) tells whether each string matches `pattern`
+ * entirely.  ONNX patterns use RE2 syntax; kiln translates the common
+ * subset to a POSIX extended expression anchored at both ends and runs the
+ * C library's regex (glibc supports \w \W \s \S \b \B outside brackets).
+ * Translated: \d \D, \w \s \d inside brackets, (?: groups, lazy
+ * quantifiers (they cannot change whether a full match exists), \n \t \r
+ * escapes and escaped punctuation.  Anything else RE2-specific (lookaround,
+ * \p classes, named groups, backreferences) fails as UNSUPPORTED.  Matching
+ * is byte-wise: '.' matches one byte of a multi-byte UTF-8 character. */
+
+/* A growing string for the translation. */
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} strbuf_t;
+
+static void sb_add(strbuf_t *b, const char *text, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->failed = true;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, text, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_puts(strbuf_t *b, const char *text)
+{
+    sb_add(b, text, strlen(text));
+}
+
+static void sb_putc(strbuf_t *b, char c)
+{
+    sb_add(b, &c, 1);
+}
+
+/* The character an escape like \n stands for, or 0 for none of these. */
+static char control_escape(char c)
+{
+    switch (c) {
+    case 'n': return '\n';
+    case 't': return '\t';
+    case 'r': return '\r';
+    case 'f': return '\f';
+    case 'v': return '\v';
+    default: return 0;
+    }
+}
+
+/* Translates the bracket expression starting after '[' at *pp; advances
+ * *pp past its ']'.  False when unsupported or unterminated. */
+static bool translate_bracket(const char **pp, strbuf_t *out)
+{
+    const char *p = *pp;
+    strbuf_t body = {0};
+    bool negate = false, dash = false, rbracket = false;
+    if (*p == '^')
+        negate = true, p++;
+    if (*p == ']')
+        rbracket = true, p++; /* a leading ']' is literal */
+    while (*p && *p != ']') {
+        if (p[0] == '[' && p[1] == ':') { /* [:class:] passes through */
+            const char *end = strstr(p + 2, ":]");
+            if (!end)
+                break;
+            sb_add(&body, p, (size_t)(end + 2 - p));
+            p = end + 2;
+        } else if (*p == '\\' && p[1]) {
+            char c = p[1];
+            if (c == 'd')
+                sb_puts(&body, "0-9");
+            else if (c == 'w')
+                sb_puts(&body, "[:alnum:]_");
+            else if (c == 's')
+                sb_puts(&body, "[:space:]");
+            else if (c == '-')
+                dash = true;
+            else if (c == ']')
+                rbracket = true;
+            else if (control_escape(c))
+                sb_putc(&body, control_escape(c));
+            else if (ispunct((unsigned char)c))
+                sb_putc(&body, c); /* literal inside POSIX brackets, '\\' included */
+            else
+                break; /* \D \W \S \p ... inside brackets */
+            p += 2;
+        } else {
+            sb_putc(&body, *p++);
+        }
+    }
+    bool ok = *p == ']' && !body.failed;
+    if (ok) {
+        sb_puts(out, negate ? "[^" : "[");
+        if (rbracket)
+            sb_putc(out, ']');
+        if (body.s)
+            sb_puts(out, body.s);
+        if (dash)
+            sb_putc(out, '-');
+        sb_putc(out, ']');
+        *pp = p + 1;
+    }
+    free(body.s);
+    return ok;
+}
+
+/* The POSIX extended form of an RE2 pattern, anchored at both ends
+ * (malloc'd), or NULL when the pattern uses what kiln cannot translate. */
+static char *re2_to_posix(const char *re)
+{
+    strbuf_t out = {0};
+    sb_puts(&out, "^(");
+    bool after_quantifier = false;
+    for (const char *p = re; *p && !out.failed;) {
+        char c = *p;
+        if (c == '?' && after_quantifier) { /* lazy quantifier: same full matches */
+            p++;
+            after_quantifier = false;
+            continue;
+        }
+        after_quantifier = c == '*' || c == '+' || c == '?' || c == '}';
+        if (c == '\\' && p[1]) {
+            char e = p[1];
+            if (e == 'd')
+                sb_puts(&out, "[0-9]");
+            else if (e == 'D')
+                sb_puts(&out, "[^0-9]");
+            else if (strchr("wWsSbB", e))
+                sb_add(&out, p, 2);
+            else if (control_escape(e))
+                sb_putc(&out, control_escape(e));
+            else if (ispunct((unsigned char)e))
+                sb_add(&out, p, 2);
+            else
+                goto unsupported;
+            p += 2;
+        } else if (c == '(' && p[1] == '?') {
+            if (p[2] != ':')
+                goto unsupported;
+            sb_putc(&out, '(');
+            p += 3;
+        } else if (c == '[') {
+            p++;
+            if (!translate_bracket(&p, &out))
+                goto unsupported;
+        } else {
+            sb_putc(&out, c);
+            p++;
+        }
+    }
+    sb_puts(&out, ")$");
+    if (out.failed)
+        goto unsupported;
+    return out.s;
+unsupported:
+    free(out.s);
+    return NULL;
+}
+
+static kiln_status_t regex_full_match_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
+    const char *pattern = kiln_attr_string(kiln_ctx_node(ctx), "pattern", NULL);
+    if (!x || x->dtype != KILN_DTYPE_STRING)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a string tensor");
+    if (!pattern)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "attribute pattern is required");
+    char *posix = re2_to_posix(pattern);
+    if (!posix)
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED,
+                             "pattern '%s' uses RE2 syntax kiln cannot translate", pattern);
+    regex_t re;
+    int rc = regcomp(&re, posix, REG_EXTENDED | REG_NOSUB);
+    free(posix);
+    if (rc != 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "pattern '%s' does not compile",
+                             pattern);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_BOOL, x->rank, x->dims);
+    if (y) {
+        char *const *in = x->data;
+        for (int64_t i = 0; i < x->count; i++)
+            ((uint8_t *)y->data)[i] = regexec(&re, in[i], 0, NULL, 0) == 0;
+    }
+    regfree(&re);
+    return y ? KILN_OK : kiln_ctx_status(ctx);
+}
+
 void kiln_ops_register_text(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "StringNormalizer", .since = 10,
@@ -439,4 +639,6 @@ void kiln_ops_register_text(kiln_registry_t *reg)
     kiln_register(reg, &(kiln_kernel_t){.op = "TfIdfVectorizer", .since = 9, .run = tfidf_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "StringConcat", .since = 20, .run = string_concat_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "StringSplit", .since = 20, .run = string_split_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "RegexFullMatch", .since = 20,
+                                        .run = regex_full_match_run});
 }

@@ -482,6 +482,22 @@ def opset20_cases(outdir):
         n = helper.make_node("StringSplit", ["x"], ["y", "z"], **attrs)
         save_case(outdir, name, n, [("x", xs)], [("y", ys), ("z", zs)], 20)
 
+    import re
+
+    def regex_case(name, strings, pattern):
+        xs = np.array(strings, dtype=object)
+        want = np.vectorize(lambda v: re.fullmatch(pattern, v) is not None, otypes=[bool])(xs)
+        n = helper.make_node("RegexFullMatch", ["x"], ["y"], pattern=pattern)
+        save_case(outdir, name, n, [("x", xs)], [("y", want.reshape(xs.shape))], 20)
+
+    regex_case("regex_full_match_basic", ["www.google.com", "www.facebook.com", "www.bbc.co.uk"],
+               r"www\.[\w.-]+\.\bcom\b")
+    regex_case("regex_full_match_email", [["account@gmail.com", "account@hotmail.com"],
+                                          ["not email", "account2@yahoo.com"]],
+               r"(\W|^)[\w.\-]{0,25}@(yahoo|gmail)\.com(\W|$)")
+    regex_case("regex_full_match_digits_lazy", ["a12", "a1b", "zz", "a", "7-8"],
+               r"(?:[a-z]\d+?)|\d-\d|z*?")
+
     split_case("stringsplit_delimiter", [["a,b,,c", ","], ["", "x"]], delimiter=",")
     split_case("stringsplit_delimiter_maxsplit", ["a--b--c--d", "--", "e"], delimiter="--",
                maxsplit=2)
@@ -575,6 +591,12 @@ def bad_cases(outdir):
              [("x", np.array(["a", "b"], dtype=object))], 9, "string input needs pool_strings")
     bad_case(outdir, "strnormalizer_rank3", helper.make_node("StringNormalizer", ["x"], ["y"]),
              [("x", np.array([[["a"]]], dtype=object))], 10, "X must have shape [C] or [1, C]")
+    bad_case(outdir, "regex_lookahead",
+             helper.make_node("RegexFullMatch", ["x"], ["y"], pattern="(?=a)a"),
+             [("x", np.array(["a"], dtype=object))], 20, "RE2 syntax kiln cannot translate")
+    bad_case(outdir, "regex_unbalanced",
+             helper.make_node("RegexFullMatch", ["x"], ["y"], pattern="(a"),
+             [("x", np.array(["a"], dtype=object))], 20, "does not compile")
     bad_case(outdir, "gridsample_nan_grid_runs",
              helper.make_node("GridSample", ["X", "G"], ["Y"], padding_mode="reflection"),
              [("X", f32(1, 1, 3, 3)), ("G", np.array([[[[np.nan, 1e30], [-1e30, np.inf]]]],
