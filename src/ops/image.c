@@ -721,6 +721,36 @@ static void grid_taps(const grid_params_t *p, double x, int64_t size, axis_taps_
     t->weight[1] = x - base;
 }
 
+/* The sampled value at one grid point of the channel plane starting at
+ * `base`: the sum over all tap combinations of the spatial axes, taps
+ * outside the input reading 0. */
+static double grid_sample_point(const kiln_tensor_t *x, int64_t base, const axis_taps_t *taps)
+{
+    int k = x->rank - 2;
+    int kk[KILN_MAX_RANK] = {0};
+    double sum = 0;
+    for (;;) {
+        double w = 1;
+        int64_t off = 0;
+        bool inside = true;
+        for (int i = 0; i < k; i++) {
+            int64_t idx = taps[i].index[kk[i]];
+            inside &= idx >= 0 && idx < x->dims[2 + i];
+            off = off * x->dims[2 + i] + idx;
+            w *= taps[i].weight[kk[i]];
+        }
+        if (inside)
+            sum += w * kiln_tensor_get_f64(x, base + off);
+        int i = k - 1;
+        while (i >= 0 && ++kk[i] == taps[i].n) {
+            kk[i] = 0;
+            i--;
+        }
+        if (i < 0)
+            return sum;
+    }
+}
+
 static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -776,32 +806,9 @@ static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
                 c = isfinite(c) ? fmax(fmin(c, COORD_LIMIT), -COORD_LIMIT) : -COORD_LIMIT;
                 grid_taps(&p, c, size, &taps[i]);
             }
-            for (int64_t c = 0; c < C; c++) {
-                const int64_t base = (n * C + c) * in_spatial;
-                int kk[KILN_MAX_RANK] = {0};
-                double sum = 0;
-                for (;;) {
-                    double w = 1;
-                    int64_t off = 0;
-                    bool inside = true;
-                    for (int i = 0; i < k; i++) {
-                        int64_t idx = taps[i].index[kk[i]];
-                        inside &= idx >= 0 && idx < x->dims[2 + i];
-                        off = off * x->dims[2 + i] + idx;
-                        w *= taps[i].weight[kk[i]];
-                    }
-                    if (inside)
-                        sum += w * kiln_tensor_get_f64(x, base + off);
-                    int i = k - 1;
-                    while (i >= 0 && ++kk[i] == taps[i].n) {
-                        kk[i] = 0;
-                        i--;
-                    }
-                    if (i < 0)
-                        break;
-                }
-                kiln_tensor_set_f64(y, (n * C + c) * out_spatial + o, sum);
-            }
+            for (int64_t c = 0; c < C; c++)
+                kiln_tensor_set_f64(y, (n * C + c) * out_spatial + o,
+                                    grid_sample_point(x, (n * C + c) * in_spatial, taps));
         }
     }
     return KILN_OK;
@@ -850,6 +857,43 @@ static roi_sample_t roi_bilinear(double y, double x, int64_t H, int64_t W)
     s.w[2] = ly * hx;
     s.w[3] = ly * lx;
     return s;
+}
+
+/* Where one roi lies: its top-left corner, bin size and samples per bin. */
+typedef struct roi_geometry {
+    double x1, y1, bin_w, bin_h;
+    int64_t grid_w, grid_h;
+} roi_geometry_t;
+
+/* The value of output bin (ph, pw) for the channel plane starting at
+ * `plane`: the mean of its samples, or with max mode the largest weighted
+ * corner value over them (as ONNX Runtime computes it). */
+static double roi_pool_bin(const kiln_tensor_t *x, int64_t plane, int64_t H, int64_t W,
+                           const roi_geometry_t *g, int64_t ph, int64_t pw, bool is_max)
+{
+    double acc = 0;
+    bool first = true;
+    for (int64_t iy = 0; iy < g->grid_h; iy++) {
+        double sy = g->y1 + (double)ph * g->bin_h + ((double)iy + 0.5) * g->bin_h / (double)g->grid_h;
+        for (int64_t ix = 0; ix < g->grid_w; ix++) {
+            double sx = g->x1 + (double)pw * g->bin_w + ((double)ix + 0.5) * g->bin_w / (double)g->grid_w;
+            roi_sample_t s = roi_bilinear(sy, sx, H, W);
+            if (is_max) {
+                double m = 0;
+                for (int q = 0; q < 4; q++) {
+                    double v = s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+                    m = q == 0 ? v : fmax(m, v);
+                }
+                acc = first ? m : fmax(acc, m);
+                first = false;
+            } else {
+                for (int q = 0; q < 4; q++)
+                    acc += s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+            }
+        }
+    }
+    int64_t count = g->grid_h * g->grid_w;
+    return is_max ? acc : acc / (double)(count > 1 ? count : 1);
 }
 
 static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
@@ -913,36 +957,13 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
         if (grid_h > 4096 || grid_w > 4096)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
                                  (long long)r);
-        double count = (double)(grid_h * grid_w > 1 ? grid_h * grid_w : 1);
+        roi_geometry_t geo = {x1, y1, bin_w, bin_h, grid_w, grid_h};
         for (int64_t c = 0; c < C; c++) {
             int64_t plane = (b * C + c) * H * W;
             for (int64_t ph = 0; ph < oh; ph++)
-                for (int64_t pw = 0; pw < ow; pw++) {
-                    double acc = 0;
-                    bool first = true;
-                    for (int64_t iy = 0; iy < grid_h; iy++) {
-                        double sy = y1 + (double)ph * bin_h + ((double)iy + 0.5) * bin_h / (double)grid_h;
-                        for (int64_t ix = 0; ix < grid_w; ix++) {
-                            double sx = x1 + (double)pw * bin_w + ((double)ix + 0.5) * bin_w / (double)grid_w;
-                            roi_sample_t s = roi_bilinear(sy, sx, H, W);
-                            if (is_max) {
-                                double m = 0;
-                                for (int q = 0; q < 4; q++) {
-                                    double v = s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
-                                    m = q == 0 ? v : fmax(m, v);
-                                }
-                                acc = first ? m : fmax(acc, m);
-                                first = false;
-                            } else {
-                                for (int q = 0; q < 4; q++)
-                                    acc += s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
-                            }
-                        }
-                    }
-                    if (!is_max)
-                        acc /= count;
-                    kiln_tensor_set_f64(y, ((r * C + c) * oh + ph) * ow + pw, acc);
-                }
+                for (int64_t pw = 0; pw < ow; pw++)
+                    kiln_tensor_set_f64(y, ((r * C + c) * oh + ph) * ow + pw,
+                                        roi_pool_bin(x, plane, H, W, &geo, ph, pw, is_max));
         }
     }
     return KILN_OK;

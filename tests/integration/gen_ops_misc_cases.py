@@ -505,6 +505,29 @@ def opset20_cases(outdir):
     split_case("stringsplit_whitespace_maxsplit", ["  a b   c  ", "x  y"], maxsplit=1)
 
 
+def gridsample_3d_case(outdir):
+    """Trilinear GridSample on a 5-D input (opset 20), zeros padding, written
+    as PyTorch defines it: grid[..., 0] indexes W, [..., 1] H, [..., 2] D."""
+    x = RNG.standard_normal((2, 2, 3, 4, 5)).astype(np.float32)
+    grid = RNG.uniform(-1.2, 1.2, (2, 2, 3, 2, 3)).astype(np.float32)
+    N, C, D, H, W = x.shape
+    y = np.zeros((N, C) + grid.shape[1:4])
+    for n in range(N):
+        for idx in np.ndindex(*grid.shape[1:4]):
+            gx, gy, gz = grid[(n,) + idx].astype(np.float64)
+            pos = [((gz + 1) * D - 1) / 2, ((gy + 1) * H - 1) / 2, ((gx + 1) * W - 1) / 2]
+            base = [int(np.floor(v)) for v in pos]
+            for corner in np.ndindex(2, 2, 2):
+                ijk = [b + c for b, c in zip(base, corner)]
+                w = np.prod([(v - b) if c else (1 - (v - b))
+                             for v, b, c in zip(pos, base, corner)])
+                if all(0 <= i < s for i, s in zip(ijk, (D, H, W))):
+                    y[(n, slice(None)) + idx] += w * x[n, :, ijk[0], ijk[1], ijk[2]]
+    node = helper.make_node("GridSample", ["X", "grid"], ["Y"], mode="linear")
+    save_case(outdir, "gridsample_3d_trilinear_zeros", node, [("X", x), ("grid", grid)],
+              [("Y", y.astype(np.float32))], 20)
+
+
 # ---- Hostile inputs -----------------------------------------------------------------
 
 def bad_case(outdir, name, node, inputs, opset, expect):
@@ -611,6 +634,7 @@ def main():
     signal_cases(outdir)
     text_cases(outdir)
     opset20_cases(outdir)
+    gridsample_3d_case(outdir)
     if len(sys.argv) > 2:
         os.makedirs(sys.argv[2], exist_ok=True)
         bad_cases(sys.argv[2])
