@@ -9,9 +9,10 @@
  *
  * TfIdfVectorizer counts, per input row, how often each n-gram of the pool
  * occurs (n-grams may skip up to max_skip_count items between their
- * elements) and turns the counts into TF, IDF or TF-IDF values.  The pool is
- * searched linearly per candidate n-gram; pools and rows in practice are
- * small enough that an index would add code without a measurable gain.
+ * elements) and turns the counts into TF, IDF or TF-IDF values.  The pool's
+ * n-grams of each size are sorted once per call, and every candidate n-gram
+ * of the input is found by binary search (pools of converted scikit-learn
+ * models hold tens of thousands of n-grams).
  */
 #include <ctype.h>
 #include <regex.h>
@@ -126,34 +127,98 @@ typedef struct tfidf {
     int64_t out_cols;
 } tfidf_t;
 
-/* True when input item `a` (of tensor x) equals pool item `p`. */
-static bool item_matches(const tfidf_t *t, const kiln_tensor_t *x, int64_t a, int64_t p)
+/* The pool n-grams of one size, sorted by content for binary search. */
+typedef struct gram_table {
+    int64_t start;    /* pool offset of the first n-gram of this size */
+    int64_t count;    /* how many n-grams of this size */
+    int64_t ordinal0; /* ordinal of the first (smaller sizes come first) */
+    int64_t *sorted;  /* k in [0, count), by content, then by k */
+} gram_table_t;
+
+/* Orders pool items p and q (both of the pool's kind). */
+static int pool_item_cmp(const tfidf_t *t, int64_t p, int64_t q)
 {
     if (t->pool_strs)
-        return x->dtype == KILN_DTYPE_STRING && !strcmp(((char *const *)x->data)[a], t->pool_strs[p]);
-    return x->dtype != KILN_DTYPE_STRING && kiln_tensor_get_i64(x, a) == t->pool_ints[p];
+        return strcmp(t->pool_strs[p], t->pool_strs[q]);
+    return (t->pool_ints[p] > t->pool_ints[q]) - (t->pool_ints[p] < t->pool_ints[q]);
+}
+
+/* Orders input item a of x against pool item p (x's kind matches the pool's). */
+static int input_item_cmp(const tfidf_t *t, const kiln_tensor_t *x, int64_t a, int64_t p)
+{
+    if (t->pool_strs)
+        return strcmp(((char *const *)x->data)[a], t->pool_strs[p]);
+    int64_t v = kiln_tensor_get_i64(x, a);
+    return (v > t->pool_ints[p]) - (v < t->pool_ints[p]);
+}
+
+typedef struct gram_sort_ctx {
+    const tfidf_t *t;
+    int64_t start, n;
+} gram_sort_ctx_t;
+
+static int gram_cmp(const void *a, const void *b, void *arg)
+{
+    const gram_sort_ctx_t *c = arg;
+    int64_t ka = *(const int64_t *)a, kb = *(const int64_t *)b;
+    for (int64_t i = 0; i < c->n; i++) {
+        int r = pool_item_cmp(c->t, c->start + ka * c->n + i, c->start + kb * c->n + i);
+        if (r)
+            return r;
+    }
+    return (ka > kb) - (ka < kb); /* duplicates: the first in the pool wins */
+}
+
+/* Builds the sorted tables of sizes 1..n_tables.  False when out of memory. */
+static bool build_gram_tables(const tfidf_t *t, gram_table_t *tables, int64_t n_tables)
+{
+    int64_t ordinal = 0;
+    for (int64_t n = 1; n <= n_tables; n++) {
+        gram_table_t *g = &tables[n - 1];
+        int64_t end = n < t->n_counts ? t->counts[n] : t->pool_len;
+        g->start = t->counts[n - 1];
+        g->count = (end - g->start) / n;
+        g->ordinal0 = ordinal;
+        ordinal += g->count;
+        g->sorted = malloc((size_t)(g->count + 1) * sizeof *g->sorted);
+        if (!g->sorted)
+            return false;
+        for (int64_t k = 0; k < g->count; k++)
+            g->sorted[k] = k;
+        gram_sort_ctx_t c = {t, g->start, n};
+        qsort_r(g->sorted, (size_t)g->count, sizeof *g->sorted, gram_cmp, &c);
+    }
+    return true;
+}
+
+/* Orders the input n-gram at pos[0..n) against pool n-gram k of table g. */
+static int input_gram_cmp(const tfidf_t *t, const kiln_tensor_t *x, const int64_t *pos,
+                          int64_t n, const gram_table_t *g, int64_t k)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int r = input_item_cmp(t, x, pos[i], g->start + k * n + i);
+        if (r)
+            return r;
+    }
+    return 0;
 }
 
 /* The ordinal (across all sizes, in pool order) of the n-gram made of the
  * input items at pos[0..n), or -1 when the pool lacks it. */
-static int64_t find_ngram(const tfidf_t *t, const kiln_tensor_t *x, const int64_t *pos, int64_t n)
+static int64_t find_ngram(const tfidf_t *t, const gram_table_t *tables, const kiln_tensor_t *x,
+                          const int64_t *pos, int64_t n)
 {
-    if (n > t->n_counts)
-        return -1;
-    int64_t start = t->counts[n - 1];
-    int64_t end = n < t->n_counts ? t->counts[n] : t->pool_len;
-    int64_t ordinal = 0; /* n-grams of smaller sizes come first */
-    for (int64_t m = 1; m < n; m++) {
-        int64_t s = t->counts[m - 1], e = m < t->n_counts ? t->counts[m] : t->pool_len;
-        ordinal += (e - s) / m;
+    const gram_table_t *g = &tables[n - 1];
+    int64_t lo = 0, hi = g->count; /* lower bound of the input n-gram */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (input_gram_cmp(t, x, pos, n, g, g->sorted[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    for (int64_t g = start, k = 0; g + n <= end; g += n, k++) {
-        int64_t i = 0;
-        while (i < n && item_matches(t, x, pos[i], g + i))
-            i++;
-        if (i == n)
-            return ordinal + k;
-    }
+    if (lo < g->count && input_gram_cmp(t, x, pos, n, g, g->sorted[lo]) == 0)
+        return g->ordinal0 + g->sorted[lo];
     return -1;
 }
 
@@ -220,13 +285,15 @@ static kiln_status_t read_tfidf(kiln_kernel_ctx_t *ctx, tfidf_t *t)
     return KILN_OK;
 }
 
-/* Counts the pool n-grams in row [begin, begin + len) into counts[ordinal]. */
-static void count_row(const tfidf_t *t, const kiln_tensor_t *x, int64_t begin, int64_t len,
-                      int64_t *counts)
+/* Counts the pool n-grams in row [begin, begin + len) into counts[ordinal];
+ * sizes above n_tables have no pool n-grams. */
+static void count_row(const tfidf_t *t, const gram_table_t *tables, int64_t n_tables,
+                      const kiln_tensor_t *x, int64_t begin, int64_t len, int64_t *counts)
 {
     int64_t pos[TFIDF_MAX_GRAM];
+    int64_t max_n = t->max_n < n_tables ? t->max_n : n_tables;
     for (int64_t s = 0; s < len; s++)
-        for (int64_t n = t->min_n; n <= t->max_n; n++)
+        for (int64_t n = t->min_n; n <= max_n; n++)
             for (int64_t skip = 0; skip <= t->max_skip; skip++) {
                 if (n == 1 && skip > 0)
                     break; /* a unigram is the same whatever the skip */
@@ -234,7 +301,7 @@ static void count_row(const tfidf_t *t, const kiln_tensor_t *x, int64_t begin, i
                     break;
                 for (int64_t i = 0; i < n; i++)
                     pos[i] = begin + s + i * (skip + 1);
-                int64_t ord = find_ngram(t, x, pos, n);
+                int64_t ord = find_ngram(t, tables, x, pos, n);
                 if (ord >= 0)
                     counts[ord]++;
             }
@@ -259,13 +326,19 @@ static kiln_status_t tfidf_run(kiln_kernel_ctx_t *ctx)
                                     : kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, 1, dims + 1);
     if (!y)
         return kiln_ctx_status(ctx);
+    int64_t n_tables = t.max_n < t.n_counts ? t.max_n : t.n_counts;
+    gram_table_t tables[TFIDF_MAX_GRAM] = {{0}};
     int64_t *counts = malloc((size_t)(t.n_indexes + 1) * sizeof *counts);
-    if (!counts)
+    if (!counts || !build_gram_tables(&t, tables, n_tables)) {
+        free(counts);
+        for (int64_t n = 0; n < n_tables; n++)
+            free(tables[n].sorted);
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for n-gram counts");
+    }
     float *out = y->data;
     for (int64_t r = 0; r < rows; r++) {
         memset(counts, 0, (size_t)(t.n_indexes + 1) * sizeof *counts);
-        count_row(&t, x, r * cols, cols, counts);
+        count_row(&t, tables, n_tables, x, r * cols, cols, counts);
         for (int64_t g = 0; g < t.n_indexes; g++) {
             if (!counts[g])
                 continue;
@@ -277,6 +350,8 @@ static kiln_status_t tfidf_run(kiln_kernel_ctx_t *ctx)
         }
     }
     free(counts);
+    for (int64_t n = 0; n < n_tables; n++)
+        free(tables[n].sorted);
     return KILN_OK;
 }
 

@@ -434,6 +434,44 @@ def text_cases(outdir):
     out = np.zeros((2, 5), dtype=np.float32)
     for g in range(5):
         out[:, idx[g]] = counts[:, g] * weights[g]
+    # A big int pool (with repeated n-grams: the first one counts) against a
+    # brute-force count, mode IDF, trigrams and skips.
+    vocab = 30
+    uni = list(RNG.integers(0, vocab, 25))
+    bi = [list(RNG.integers(0, vocab, 2)) for _ in range(300)]
+    tri = [list(RNG.integers(0, vocab, 3)) for _ in range(300)]
+    pool_grams = [[u] for u in uni] + bi + tri
+    pool_ints = [int(v) for g in pool_grams for v in g]
+    ngram_counts = [0, len(uni), len(uni) + 2 * len(bi)]
+    n_grams = len(pool_grams)
+    out_idx = list(RNG.permutation(n_grams))
+    wts = list(RNG.uniform(0.5, 2.0, n_grams).astype(np.float32))
+    rows = RNG.integers(0, vocab, (3, 40)).astype(np.int64)
+    first = {}
+    for o, g in enumerate(pool_grams):
+        first.setdefault(tuple(g), o)
+    big = np.zeros((3, n_grams), dtype=np.float32)
+    for r in range(3):
+        cnt = np.zeros(n_grams)
+        row = list(rows[r])
+        for st in range(len(row)):
+            for n in (2, 3):
+                for skip in range(3):
+                    pos = [st + i * (skip + 1) for i in range(n)]
+                    if pos[-1] >= len(row):
+                        break
+                    o = first.get(tuple(row[p] for p in pos))
+                    if o is not None:
+                        cnt[o] += 1
+        for o in range(n_grams):
+            if cnt[o]:
+                big[r, out_idx[o]] += wts[o]
+    n = helper.make_node("TfIdfVectorizer", ["x"], ["y"], mode="IDF", min_gram_length=2,
+                         max_gram_length=3, max_skip_count=2, ngram_counts=ngram_counts,
+                         ngram_indexes=[int(v) for v in out_idx], pool_int64s=pool_ints,
+                         weights=[float(w) for w in wts])
+    save_case(outdir, "tfidf_big_int_pool_idf_trigrams", n, [("x", rows)], [("y", big)], 9)
+
     n = helper.make_node("TfIdfVectorizer", ["x"], ["y"], mode="TFIDF", min_gram_length=1,
                          max_gram_length=2, max_skip_count=1, ngram_counts=[0, 3],
                          ngram_indexes=idx, pool_strings=pool, weights=weights)
