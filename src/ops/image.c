@@ -71,21 +71,24 @@ typedef struct axis_taps {
 
 /* Maps output index x to the input coordinate (the ONNX reference's x_ori).
  * `scale` is the axis scale, `in`/`out` the sizes, roi_start/end the roi. */
-static double original_coord(const resize_params_t *p, double x, double scale, int64_t in,
-                             int64_t out, double roi_start, double roi_end)
+static double original_coord(const resize_params_t *p, double x, double scale, int64_t in, int64_t out,
+                             double roi_start, double roi_end)
 {
     double out_width = scale * (double)in;
     switch (p->coord) {
     case COORD_ALIGN_CORNERS:
         return out_width == 1 ? 0.0 : x * (double)(in - 1) / (out_width - 1);
-    case COORD_ASYMMETRIC: return x / scale;
-    case COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
+    case COORD_ASYMMETRIC:
+        return x / scale;
+    case COORD_TF_HALF_PIXEL_FOR_NN:
+        return (x + 0.5) / scale;
     case COORD_TF_CROP_AND_RESIZE: {
         double v = out == 1 ? (roi_end - roi_start) * (double)(in - 1) / 2
                             : x * (roi_end - roi_start) * (double)(in - 1) / (double)(out - 1);
         return v + roi_start * (double)(in - 1);
     }
-    case COORD_PYTORCH_HALF_PIXEL: return out == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
+    case COORD_PYTORCH_HALF_PIXEL:
+        return out == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
     case COORD_HALF_PIXEL_SYMMETRIC: {
         double adjustment = (double)out / out_width;
         double center = (double)in / 2;
@@ -93,7 +96,8 @@ static double original_coord(const resize_params_t *p, double x, double scale, i
         return offset + (x + 0.5) / scale - 0.5;
     }
     case COORD_HALF_PIXEL:
-    default: return (x + 0.5) / scale - 0.5;
+    default:
+        return (x + 0.5) / scale - 0.5;
     }
 }
 
@@ -105,12 +109,22 @@ static void nearest_coeffs(const resize_params_t *p, double ratio, double scale,
         right = true;
     } else {
         switch (p->nearest) {
-        case NEAREST_ROUND_PREFER_CEIL: right = ratio >= 0.5; break;
-        case NEAREST_FLOOR: right = false; break;
-        case NEAREST_CEIL: right = true; break;
-        case NEAREST_SIMPLE: right = scale < 1.0; break;
+        case NEAREST_ROUND_PREFER_CEIL:
+            right = ratio >= 0.5;
+            break;
+        case NEAREST_FLOOR:
+            right = false;
+            break;
+        case NEAREST_CEIL:
+            right = true;
+            break;
+        case NEAREST_SIMPLE:
+            right = scale < 1.0;
+            break;
         case NEAREST_ROUND_PREFER_FLOOR:
-        default: right = ratio > 0.5; break;
+        default:
+            right = ratio > 0.5;
+            break;
         }
     }
     c[0] = right ? 0.0 : 1.0;
@@ -177,10 +191,16 @@ static void tap_coeffs(const resize_params_t *p, double ratio, double scale, int
         return;
     }
     switch (p->mode) {
-    case RESIZE_NEAREST: nearest_coeffs(p, ratio, scale, c); break;
-    case RESIZE_LINEAR: c[0] = 1 - ratio, c[1] = ratio; break;
+    case RESIZE_NEAREST:
+        nearest_coeffs(p, ratio, scale, c);
+        break;
+    case RESIZE_LINEAR:
+        c[0] = 1 - ratio, c[1] = ratio;
+        break;
     case RESIZE_CUBIC:
-    default: cubic_coeffs(p->cubic_a, ratio, c); break;
+    default:
+        cubic_coeffs(p->cubic_a, ratio, c);
+        break;
     }
 }
 
@@ -237,14 +257,30 @@ static double saturate_integer(kiln_dtype_t dtype, double v)
 {
     double lo, hi;
     switch (dtype) {
-    case KILN_DTYPE_UINT8: lo = 0, hi = 255; break;
-    case KILN_DTYPE_INT8: lo = -128, hi = 127; break;
-    case KILN_DTYPE_UINT16: lo = 0, hi = 65535; break;
-    case KILN_DTYPE_INT16: lo = -32768, hi = 32767; break;
-    case KILN_DTYPE_UINT32: lo = 0, hi = 4294967295.0; break;
-    case KILN_DTYPE_INT32: lo = -2147483648.0, hi = 2147483647.0; break;
-    case KILN_DTYPE_UINT64: lo = 0, hi = 18446744073709549568.0; break;
-    default: lo = -9223372036854775808.0, hi = 9223372036854774784.0; break;
+    case KILN_DTYPE_UINT8:
+        lo = 0, hi = 255;
+        break;
+    case KILN_DTYPE_INT8:
+        lo = -128, hi = 127;
+        break;
+    case KILN_DTYPE_UINT16:
+        lo = 0, hi = 65535;
+        break;
+    case KILN_DTYPE_INT16:
+        lo = -32768, hi = 32767;
+        break;
+    case KILN_DTYPE_UINT32:
+        lo = 0, hi = 4294967295.0;
+        break;
+    case KILN_DTYPE_INT32:
+        lo = -2147483648.0, hi = 2147483647.0;
+        break;
+    case KILN_DTYPE_UINT64:
+        lo = 0, hi = 18446744073709549568.0;
+        break;
+    default:
+        lo = -9223372036854775808.0, hi = 9223372036854774784.0;
+        break;
     }
     return isnan(v) ? 0 : v < lo ? lo : v > hi ? hi : v;
 }
@@ -302,9 +338,8 @@ static void resize_axis_rows(void *arg, int64_t begin, int64_t end)
  * last (the reference's nesting order), skipping axes that are copies.
  * Interpolation is separable, so this equals summing the tap products of
  * all axes per element at a fraction of the cost. */
-static kiln_status_t resize_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
-                                    kiln_tensor_t *y, axis_taps_t *const *taps,
-                                    double extrapolation)
+static kiln_status_t resize_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kiln_tensor_t *y,
+                                    axis_taps_t *const *taps, double extrapolation)
 {
     int rank = x->rank;
     int64_t dims[KILN_MAX_RANK];
@@ -341,9 +376,8 @@ static kiln_status_t resize_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
 }
 
 /* Runs the resize once the output sizes, scales and roi per axis are known. */
-static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *p,
-                                 const kiln_tensor_t *x, const int64_t *out_dims,
-                                 const double *scales, const double *roi)
+static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *p, const kiln_tensor_t *x,
+                                 const int64_t *out_dims, const double *scales, const double *roi)
 {
     int rank = x->rank;
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, rank, out_dims);
@@ -375,8 +409,7 @@ static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *
         for (int64_t i = 0; i < out_dims[a]; i++) {
             taps[a][i].index = indices[a] + i * n;
             taps[a][i].weight = weights[a] + i * n;
-            build_taps(p, i, scales[a], x->dims[a], out_dims[a], roi[a], roi[rank + a],
-                       &taps[a][i]);
+            build_taps(p, i, scales[a], x->dims[a], out_dims[a], roi[a], roi[rank + a], &taps[a][i]);
         }
     }
     if (st == KILN_OK)
@@ -440,15 +473,13 @@ static bool parse_resize_mode(const char *s, resize_mode_t *m)
 }
 
 /* An output size computed from a scale: floor(in * scale), checked. */
-static kiln_status_t size_from_scale(kiln_kernel_ctx_t *ctx, int64_t in, double scale,
-                                     int64_t *out)
+static kiln_status_t size_from_scale(kiln_kernel_ctx_t *ctx, int64_t in, double scale, int64_t *out)
 {
     if (!(scale > 0) || !isfinite(scale))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g must be positive", scale);
     double v = floor((double)in * scale);
     if (v > (double)((int64_t)1 << 40))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g gives an absurd size",
-                             scale);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g gives an absurd size", scale);
     *out = (int64_t)v;
     return KILN_OK;
 }
@@ -466,8 +497,7 @@ static kiln_status_t upsample_like_run(kiln_kernel_ctx_t *ctx, const kiln_tensor
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     int64_t n = scales_t ? scales_t->count : n_scales_attr;
     if (!x || n != x->rank)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "scales must have one value per input axis");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scales must have one value per input axis");
     double scales[KILN_MAX_RANK], roi[2 * KILN_MAX_RANK] = {0};
     int64_t out_dims[KILN_MAX_RANK];
     for (int a = 0; a < x->rank; a++) {
@@ -504,8 +534,8 @@ static kiln_status_t read_resize_params(kiln_kernel_ctx_t *ctx, resize_params_t 
     if (!parse_resize_mode(mode, &p->mode))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     if (!parse_coord_mode(coord, &p->coord))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown coordinate_transformation_mode '%s'", coord);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown coordinate_transformation_mode '%s'",
+                             coord);
     if (!parse_nearest_mode(nearest, &p->nearest))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown nearest_mode '%s'", nearest);
     p->cubic_a = kiln_attr_float(node, "cubic_coeff_a", -0.75f);
@@ -516,17 +546,15 @@ static kiln_status_t read_resize_params(kiln_kernel_ctx_t *ctx, resize_params_t 
 }
 
 /* Applies keep_aspect_ratio_policy (opset 18) to sizes given for `axes`. */
-static kiln_status_t apply_aspect_policy(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
-                                         const int *axes, int n_axes, int64_t *out_dims,
-                                         double *scales)
+static kiln_status_t apply_aspect_policy(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const int *axes,
+                                         int n_axes, int64_t *out_dims, double *scales)
 {
     const char *policy = kiln_attr_string(kiln_ctx_node(ctx), "keep_aspect_ratio_policy", "stretch");
     if (!strcmp(policy, "stretch"))
         return KILN_OK;
     bool larger = !strcmp(policy, "not_smaller");
     if (!larger && strcmp(policy, "not_larger"))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown keep_aspect_ratio_policy '%s'", policy);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown keep_aspect_ratio_policy '%s'", policy);
     double scale = larger ? 0 : INFINITY;
     for (int i = 0; i < n_axes; i++) {
         double s = (double)out_dims[axes[i]] / (double)x->dims[axes[i]];
@@ -560,8 +588,7 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
     if (roi_t && roi_t->count == 0)
         roi_t = NULL;
     if (!scales_t == !sizes_t)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "exactly one of scales and sizes must be given");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "exactly one of scales and sizes must be given");
 
     int rank = x->rank;
     int axes[KILN_MAX_RANK];
@@ -584,9 +611,8 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
     }
     const kiln_tensor_t *given = scales_t ? scales_t : sizes_t;
     if (given->count != n_axes)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "%s has %lld values, expected %lld", scales_t ? "scales" : "sizes",
-                             (long long)given->count, (long long)n_axes);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has %lld values, expected %lld",
+                             scales_t ? "scales" : "sizes", (long long)given->count, (long long)n_axes);
     if (roi_t && roi_t->count != 2 * n_axes)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi has %lld values, expected %lld",
                              (long long)roi_t->count, (long long)(2 * n_axes));
@@ -613,8 +639,7 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
         } else {
             int64_t size = kiln_tensor_get_i64(sizes_t, i);
             if (size < 0 || size > ((int64_t)1 << 40))
-                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
-                                     (long long)size);
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)size);
             out_dims[a] = size;
             scales[a] = x->dims[a] ? (double)size / (double)x->dims[a] : 1.0;
         }
@@ -680,8 +705,7 @@ static double pad_coord(const grid_params_t *p, double x, int64_t size)
     if (p->padding == GRID_PAD_BORDER)
         return clamp_coord(x, size);
     if (p->padding == GRID_PAD_REFLECTION) {
-        x = p->align_corners ? reflect_coord(x, 0, 2 * (size - 1))
-                             : reflect_coord(x, -1, 2 * size - 1);
+        x = p->align_corners ? reflect_coord(x, 0, 2 * (size - 1)) : reflect_coord(x, -1, 2 * size - 1);
         return clamp_coord(x, size);
     }
     return x;
@@ -904,8 +928,7 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *batch = kiln_ctx_input(ctx, 2);
     const char *mode = kiln_attr_string(node, "mode", "avg");
     const char *coord = kiln_attr_string(node, "coordinate_transformation_mode",
-                                         kiln_ctx_opset(ctx) >= 16 ? "half_pixel"
-                                                                   : "output_half_pixel");
+                                         kiln_ctx_opset(ctx) >= 16 ? "half_pixel" : "output_half_pixel");
     int64_t oh = kiln_attr_int(node, "output_height", 1);
     int64_t ow = kiln_attr_int(node, "output_width", 1);
     int64_t sampling = kiln_attr_int(node, "sampling_ratio", 0);
@@ -915,10 +938,10 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     if (!is_max && strcmp(mode, "avg"))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     if (!half_pixel && strcmp(coord, "output_half_pixel"))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown coordinate_transformation_mode '%s'", coord);
-    if (!x || !rois || !batch || x->rank != 4 || rois->rank != 2 || rois->dims[1] != 4 ||
-        batch->rank != 1 || batch->dims[0] != rois->dims[0])
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown coordinate_transformation_mode '%s'",
+                             coord);
+    if (!x || !rois || !batch || x->rank != 4 || rois->rank != 2 || rois->dims[1] != 4 || batch->rank != 1 ||
+        batch->dims[0] != rois->dims[0])
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "expected X [N,C,H,W], rois [R,4], batch_indices [R]");
     if (oh <= 0 || ow <= 0 || sampling < 0)
@@ -933,16 +956,14 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     for (int64_t r = 0; r < R; r++) {
         int64_t b = kiln_tensor_get_i64(batch, r);
         if (b < 0 || b >= x->dims[0])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                                 "batch_indices[%lld] = %lld is out of range", (long long)r,
-                                 (long long)b);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "batch_indices[%lld] = %lld is out of range",
+                                 (long long)r, (long long)b);
         double x1 = kiln_tensor_get_f64(rois, r * 4 + 0) * scale - offset;
         double y1 = kiln_tensor_get_f64(rois, r * 4 + 1) * scale - offset;
         double x2 = kiln_tensor_get_f64(rois, r * 4 + 2) * scale - offset;
         double y2 = kiln_tensor_get_f64(rois, r * 4 + 3) * scale - offset;
         if (!isfinite(x1) || !isfinite(y1) || !isfinite(x2) || !isfinite(y2))
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite",
-                                 (long long)r);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite", (long long)r);
         double roi_w = x2 - x1, roi_h = y2 - y1;
         if (!half_pixel) {
             roi_w = fmax(roi_w, 1.0);
@@ -950,13 +971,11 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
         }
         double bin_h = roi_h / (double)oh, bin_w = roi_w / (double)ow;
         if (fabs(roi_h) / (double)oh > 4096 || fabs(roi_w) / (double)ow > 4096 || sampling > 4096)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
-                                 (long long)r);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large", (long long)r);
         int64_t grid_h = sampling > 0 ? sampling : (int64_t)ceil(roi_h / (double)oh);
         int64_t grid_w = sampling > 0 ? sampling : (int64_t)ceil(roi_w / (double)ow);
         if (grid_h > 4096 || grid_w > 4096)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
-                                 (long long)r);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large", (long long)r);
         roi_geometry_t geo = {x1, y1, bin_w, bin_h, grid_w, grid_h};
         for (int64_t c = 0; c < C; c++) {
             int64_t plane = (b * C + c) * H * W;
@@ -1033,8 +1052,7 @@ static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
     bool center = kiln_attr_int(kiln_ctx_node(ctx), "center_point_box", 0) != 0;
     if (!boxes || !scores || boxes->rank != 3 || boxes->dims[2] != 4 || scores->rank != 3 ||
         scores->dims[0] != boxes->dims[0] || scores->dims[2] != boxes->dims[1])
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "expected boxes [B, N, 4] and scores [B, C, N]");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "expected boxes [B, N, 4] and scores [B, C, N]");
     int64_t max_out = max_t && max_t->count ? kiln_tensor_get_i64(max_t, 0) : 0;
     double iou = iou_t && iou_t->count ? kiln_tensor_get_f64(iou_t, 0) : 0.0;
     bool has_score = score_t && score_t->count;
@@ -1108,20 +1126,17 @@ static kiln_status_t affine_grid_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *size = kiln_ctx_input(ctx, 1);
     bool align_corners = kiln_attr_int(kiln_ctx_node(ctx), "align_corners", 0) != 0;
     if (!theta || !size || size->rank != 1 || (size->count != 4 && size->count != 5))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "size must be [N, C, H, W] or [N, C, D, H, W]");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size must be [N, C, H, W] or [N, C, D, H, W]");
     int k = (int)size->count - 2; /* spatial dims: 2 or 3 */
     int64_t n = kiln_tensor_get_i64(size, 0);
     if (theta->rank != 3 || theta->dims[0] != n || theta->dims[1] != k || theta->dims[2] != k + 1)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "theta must be [N, %d, %d]", k,
-                             k + 1);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "theta must be [N, %d, %d]", k, k + 1);
     int64_t dims[KILN_MAX_RANK], spatial[3] = {1, 1, 1}; /* D, H, W (D = 1 for 2-D) */
     dims[0] = n;
     for (int i = 0; i < k; i++) {
         int64_t v = kiln_tensor_get_i64(size, 2 + i);
         if (v < 0 || v > ((int64_t)1 << 24))
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
-                                 (long long)v);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)v);
         dims[1 + i] = v;
         spatial[3 - k + i] = v;
     }
@@ -1155,11 +1170,9 @@ static kiln_status_t affine_grid_run(kiln_kernel_ctx_t *ctx)
 
 void kiln_ops_register_image(kiln_registry_t *reg)
 {
-    kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8,
-                                        .run = upsample7_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8, .run = upsample7_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 9, .run = upsample9_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 10, .until = 10,
-                                        .run = resize10_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 10, .until = 10, .run = resize10_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 11, .run = resize11_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "GridSample", .since = 16, .run = grid_sample_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "AffineGrid", .since = 20, .run = affine_grid_run});

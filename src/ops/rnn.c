@@ -50,37 +50,37 @@ typedef struct activation {
 /* Everything one recurrent op needs, read from the node and its inputs. */
 typedef struct rnn_problem {
     cell_kind_t cell;
-    int gates;          /* 1 (RNN), 3 (GRU), 4 (LSTM) */
-    int64_t T, B, I, H; /* sequence length, batch, input size, hidden size */
-    int dirs;           /* 1 or 2 */
-    bool reverse;       /* direction == "reverse" (with dirs == 1) */
-    int layout;         /* 0: time-major, 1: batch-major */
-    bool single;        /* matrix products in float32 (all but float64 models) */
-    double clip;        /* < 0 when no clip */
+    int gates;                /* 1 (RNN), 3 (GRU), 4 (LSTM) */
+    int64_t T, B, I, H;       /* sequence length, batch, input size, hidden size */
+    int dirs;                 /* 1 or 2 */
+    bool reverse;             /* direction == "reverse" (with dirs == 1) */
+    int layout;               /* 0: time-major, 1: batch-major */
+    bool single;              /* matrix products in float32 (all but float64 models) */
+    double clip;              /* < 0 when no clip */
     bool linear_before_reset; /* GRU */
     bool input_forget;        /* LSTM */
     activation_t acts[MAX_DIRS][MAX_ACTS];
     /* Inputs converted to double, time-major. NULL when absent. */
-    double *x;   /* [T][B][I] */
-    double *w;   /* [dirs][gates*H][I] */
-    double *r;   /* [dirs][gates*H][H] */
-    double *bias; /* [dirs][2*gates*H] */
-    double *p;   /* [dirs][3*H] */
-    double *h0;  /* [dirs][B][H] */
-    double *c0;  /* [dirs][B][H] */
+    double *x;         /* [T][B][I] */
+    double *w;         /* [dirs][gates*H][I] */
+    double *r;         /* [dirs][gates*H][H] */
+    double *bias;      /* [dirs][2*gates*H] */
+    double *p;         /* [dirs][3*H] */
+    double *h0;        /* [dirs][B][H] */
+    double *c0;        /* [dirs][B][H] */
     int64_t *seq_lens; /* [B] */
     /* Outputs, time-major. */
-    double *y;   /* [T][dirs][B][H] */
-    double *yh;  /* [dirs][B][H] */
-    double *yc;  /* [dirs][B][H] */
+    double *y;  /* [T][dirs][B][H] */
+    double *yh; /* [dirs][B][H] */
+    double *yc; /* [dirs][B][H] */
 } rnn_problem_t;
 
 /* ---- Activations --------------------------------------------------------- */
 
 static bool needs_alpha(act_kind_t k)
 {
-    return k == ACT_AFFINE || k == ACT_LEAKY_RELU || k == ACT_THRESHOLDED_RELU ||
-           k == ACT_SCALED_TANH || k == ACT_HARD_SIGMOID || k == ACT_ELU;
+    return k == ACT_AFFINE || k == ACT_LEAKY_RELU || k == ACT_THRESHOLDED_RELU || k == ACT_SCALED_TANH ||
+           k == ACT_HARD_SIGMOID || k == ACT_ELU;
 }
 
 static bool needs_beta(act_kind_t k)
@@ -123,20 +123,30 @@ static bool parse_activation(const char *name, activation_t *a)
 static double activate(const activation_t *a, double x)
 {
     switch (a->kind) {
-    case ACT_RELU: return x > 0 ? x : 0;
-    case ACT_TANH: return tanh(x);
-    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case ACT_AFFINE: return a->alpha * x + a->beta;
-    case ACT_LEAKY_RELU: return x >= 0 ? x : a->alpha * x;
-    case ACT_THRESHOLDED_RELU: return x > a->alpha ? x : 0;
-    case ACT_SCALED_TANH: return a->alpha * tanh(a->beta * x);
+    case ACT_RELU:
+        return x > 0 ? x : 0;
+    case ACT_TANH:
+        return tanh(x);
+    case ACT_SIGMOID:
+        return 1.0 / (1.0 + exp(-x));
+    case ACT_AFFINE:
+        return a->alpha * x + a->beta;
+    case ACT_LEAKY_RELU:
+        return x >= 0 ? x : a->alpha * x;
+    case ACT_THRESHOLDED_RELU:
+        return x > a->alpha ? x : 0;
+    case ACT_SCALED_TANH:
+        return a->alpha * tanh(a->beta * x);
     case ACT_HARD_SIGMOID: {
         double v = a->alpha * x + a->beta;
         return v < 0 ? 0 : v > 1 ? 1 : v;
     }
-    case ACT_ELU: return x >= 0 ? x : a->alpha * (exp(x) - 1.0);
-    case ACT_SOFTSIGN: return x / (1.0 + fabs(x));
-    case ACT_SOFTPLUS: return log1p(exp(-fabs(x))) + (x > 0 ? x : 0);
+    case ACT_ELU:
+        return x >= 0 ? x : a->alpha * (exp(x) - 1.0);
+    case ACT_SOFTSIGN:
+        return x / (1.0 + fabs(x));
+    case ACT_SOFTPLUS:
+        return log1p(exp(-fabs(x))) + (x > 0 ? x : 0);
     }
     return x;
 }
@@ -155,8 +165,8 @@ static kiln_status_t read_activations(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb,
     int64_t ia = 0, ib = 0;
     if (n_names >= 0 && n_names != (int64_t)per_dir * pb->dirs && n_names != per_dir)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "activations has %lld names, expected %d per direction",
-                             (long long)n_names, per_dir);
+                             "activations has %lld names, expected %d per direction", (long long)n_names,
+                             per_dir);
     for (int d = 0; d < pb->dirs; d++) {
         for (int k = 0; k < per_dir; k++) {
             const char *name = defaults[k];
@@ -195,8 +205,7 @@ static double *swap_leading_axes(double *src, int64_t a, int64_t b, int64_t inne
     if (dst) {
         for (int64_t i = 0; i < a; i++)
             for (int64_t j = 0; j < b; j++)
-                memcpy(dst + (j * a + i) * inner, src + (i * b + j) * inner,
-                       (size_t)inner * sizeof *dst);
+                memcpy(dst + (j * a + i) * inner, src + (i * b + j) * inner, (size_t)inner * sizeof *dst);
     }
     free(src);
     return dst;
@@ -224,14 +233,13 @@ static void free_problem(rnn_problem_t *pb)
 
 /* Reads an optional initial state ([dirs][B][H], or [B][dirs][H] with
  * layout 1) into *out, time-major. */
-static kiln_status_t read_state(kiln_kernel_ctx_t *ctx, const rnn_problem_t *pb, int index,
-                                const char *what, double **out)
+static kiln_status_t read_state(kiln_kernel_ctx_t *ctx, const rnn_problem_t *pb, int index, const char *what,
+                                double **out)
 {
     const kiln_tensor_t *t = kiln_ctx_input(ctx, index);
     if (!t)
         return KILN_OK;
-    bool ok = pb->layout ? has_shape3(t, pb->B, pb->dirs, pb->H)
-                         : has_shape3(t, pb->dirs, pb->B, pb->H);
+    bool ok = pb->layout ? has_shape3(t, pb->B, pb->dirs, pb->H) : has_shape3(t, pb->dirs, pb->B, pb->H);
     if (!ok)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has the wrong shape", what);
     *out = tensor_to_doubles(t);
@@ -283,8 +291,7 @@ static kiln_status_t read_problem(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb)
     pb->input_forget = kiln_attr_int(node, "input_forget", 0) != 0;
 
     int64_t GH = pb->gates * pb->H;
-    if (hidden_attr != pb->H || !has_shape3(w, pb->dirs, GH, pb->I) ||
-        !has_shape3(r, pb->dirs, GH, pb->H))
+    if (hidden_attr != pb->H || !has_shape3(w, pb->dirs, GH, pb->I) || !has_shape3(r, pb->dirs, GH, pb->H))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "W/R shapes do not match hidden_size %lld, input size %lld and "
                              "%d direction(s)",
@@ -369,8 +376,7 @@ typedef struct direction_state {
 } direction_state_t;
 
 /* One step of batch item b at time t.  Row pointers into the state: */
-static const double *xw_row(const rnn_problem_t *pb, const direction_state_t *ds, int64_t t,
-                            int64_t b)
+static const double *xw_row(const rnn_problem_t *pb, const direction_state_t *ds, int64_t t, int64_t b)
 {
     return ds->xw + (t * pb->B + b) * pb->gates * pb->H;
 }
@@ -443,8 +449,7 @@ static void gru_finish(const rnn_problem_t *pb, direction_state_t *ds, int64_t t
 
 /* Prepares the [rows][cols] matrix m for products in the chosen precision.
  * False when out of memory. */
-static bool weights_init(rnn_weights_t *w, const double *m, int64_t rows, int64_t cols,
-                         bool single)
+static bool weights_init(rnn_weights_t *w, const double *m, int64_t rows, int64_t cols, bool single)
 {
     w->rows = rows;
     w->cols = cols;
@@ -469,9 +474,9 @@ static void weights_free(rnn_weights_t *w)
 
 /* out[i][j] = sum_k a[i][k] * M[row0 + j][k] for i < m, j < n: the product
  * with rows [row0, row0 + n) of M.  fa/fc: scratch of m*cols and m*n floats. */
-static void weights_product(const rnn_weights_t *w, int64_t row0, int64_t n, int64_t m,
-                            const double *a, int64_t lda, double *out, int64_t ldo, float *fa,
-                            float *fc, const kiln_gemm_parallel_t *par)
+static void weights_product(const rnn_weights_t *w, int64_t row0, int64_t n, int64_t m, const double *a,
+                            int64_t lda, double *out, int64_t ldo, float *fa, float *fc,
+                            const kiln_gemm_parallel_t *par)
 {
     int64_t k = w->cols;
     if (!w->f) {
@@ -548,20 +553,24 @@ static kiln_status_t run_direction(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb, in
                 if (s < pb->seq_lens[b])
                     gru_gates(pb, &ds, step_time(pb, backward, s, b), b);
             if (gru_two_phase)
-                weights_product(&ds.r, 2 * H, H, B, ds.gates + 2 * H, 3 * H, ds.rh_r, H, ds.fa,
-                                ds.fc, &par);
+                weights_product(&ds.r, 2 * H, H, B, ds.gates + 2 * H, 3 * H, ds.rh_r, H, ds.fa, ds.fc, &par);
         }
         for (int64_t b = 0; b < B; b++) {
             if (s >= pb->seq_lens[b])
                 continue;
             int64_t t = step_time(pb, backward, s, b);
             switch (pb->cell) {
-            case CELL_RNN: rnn_cell(pb, &ds, t, b); break;
-            case CELL_GRU: gru_finish(pb, &ds, t, b); break;
-            case CELL_LSTM: lstm_cell(pb, &ds, t, b); break;
+            case CELL_RNN:
+                rnn_cell(pb, &ds, t, b);
+                break;
+            case CELL_GRU:
+                gru_finish(pb, &ds, t, b);
+                break;
+            case CELL_LSTM:
+                lstm_cell(pb, &ds, t, b);
+                break;
             }
-            memcpy(pb->y + ((t * pb->dirs + d) * B + b) * H, ds.h + b * H,
-                   (size_t)H * sizeof(double));
+            memcpy(pb->y + ((t * pb->dirs + d) * B + b) * H, ds.h + b * H, (size_t)H * sizeof(double));
         }
     }
     memcpy(pb->yh + off, ds.h, (size_t)(B * H) * sizeof(double));
@@ -659,9 +668,18 @@ static kiln_status_t recurrent_run(kiln_kernel_ctx_t *ctx, cell_kind_t cell)
     return st;
 }
 
-static kiln_status_t rnn_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_RNN); }
-static kiln_status_t gru_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_GRU); }
-static kiln_status_t lstm_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_LSTM); }
+static kiln_status_t rnn_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_RNN);
+}
+static kiln_status_t gru_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_GRU);
+}
+static kiln_status_t lstm_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_LSTM);
+}
 
 void kiln_ops_register_rnn(kiln_registry_t *reg)
 {

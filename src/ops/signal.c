@@ -201,8 +201,7 @@ static kiln_status_t dft_run(kiln_kernel_ctx_t *ctx)
     int64_t L = x->dims[axis];
     int64_t n = scalar_i64(len_t, L);
     if (n <= 0 || n > MAX_DFT_LENGTH)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "dft_length %lld is invalid",
-                             (long long)n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "dft_length %lld is invalid", (long long)n);
     int64_t n_out = onesided ? n / 2 + 1 : n;
     int64_t comps = x->dims[rank - 1];
 
@@ -256,8 +255,7 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *len_t = kiln_ctx_input(ctx, 3);
     bool onesided = kiln_attr_int(kiln_ctx_node(ctx), "onesided", 1) != 0;
     if (!x || x->rank != 3 || (x->dims[2] != 1 && x->dims[2] != 2))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "signal must be [batch, length, 1 or 2]");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "signal must be [batch, length, 1 or 2]");
     if (!kiln_dtype_is_float(x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "signal must be a float tensor");
     int64_t step = scalar_i64(step_t, 0);
@@ -324,14 +322,12 @@ static kiln_status_t window_run(kiln_kernel_ctx_t *ctx, cosine_window_t w)
     bool periodic = kiln_attr_int(node, "periodic", 1) != 0;
     kiln_dtype_t dtype = (kiln_dtype_t)kiln_attr_int(node, "output_datatype", KILN_DTYPE_FLOAT32);
     if (!output_dtype_ok(dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric",
-                             (int)dtype);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric", (int)dtype);
     if (!size_t_ || size_t_->count != 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size must be a scalar");
     int64_t size = kiln_tensor_get_i64(size_t_, 0);
     if (size < 0 || size > ((int64_t)1 << 28))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
-                             (long long)size);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)size);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, dtype, 1, &size);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -376,8 +372,7 @@ static kiln_status_t mel_weight_matrix_run(kiln_kernel_ctx_t *ctx)
     double upper = kiln_tensor_get_f64(kiln_ctx_input(ctx, 4), 0);
     kiln_dtype_t dtype = (kiln_dtype_t)kiln_attr_int(node, "output_datatype", KILN_DTYPE_FLOAT32);
     if (!output_dtype_ok(dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric",
-                             (int)dtype);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric", (int)dtype);
     if (mel_bins <= 0 || dft_length <= 0 || sample_rate <= 0 || mel_bins > (1 << 20) ||
         dft_length > ((int64_t)1 << 24))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
@@ -423,6 +418,5 @@ void kiln_ops_register_signal(kiln_registry_t *reg)
     kiln_register(reg, &(kiln_kernel_t){.op = "HannWindow", .since = 17, .run = hann_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "HammingWindow", .since = 17, .run = hamming_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "BlackmanWindow", .since = 17, .run = blackman_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "MelWeightMatrix", .since = 17,
-                                        .run = mel_weight_matrix_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "MelWeightMatrix", .since = 17, .run = mel_weight_matrix_run});
 }

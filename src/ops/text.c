@@ -27,8 +27,7 @@
 
 typedef enum case_action { CASE_NONE, CASE_LOWER, CASE_UPPER } case_action_t;
 
-static bool is_stopword(const char *s, const char *const *stopwords, int64_t n,
-                        bool case_sensitive)
+static bool is_stopword(const char *s, const char *const *stopwords, int64_t n, bool case_sensitive)
 {
     for (int64_t i = 0; i < n; i++)
         if (case_sensitive ? !strcmp(s, stopwords[i]) : !strcasecmp(s, stopwords[i]))
@@ -68,8 +67,7 @@ static kiln_status_t string_normalizer_run(kiln_kernel_ctx_t *ctx)
     else if (!strcmp(action_s, "UPPER"))
         action = CASE_UPPER;
     else
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown case_change_action '%s'",
-                             action_s);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown case_change_action '%s'", action_s);
     if (!x || x->dtype != KILN_DTYPE_STRING)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a string tensor");
     if (!(x->rank == 1 || (x->rank == 2 && x->dims[0] == 1)))
@@ -192,8 +190,8 @@ static bool build_gram_tables(const tfidf_t *t, gram_table_t *tables, int64_t n_
 }
 
 /* Orders the input n-gram at pos[0..n) against pool n-gram k of table g. */
-static int input_gram_cmp(const tfidf_t *t, const kiln_tensor_t *x, const int64_t *pos,
-                          int64_t n, const gram_table_t *g, int64_t k)
+static int input_gram_cmp(const tfidf_t *t, const kiln_tensor_t *x, const int64_t *pos, int64_t n,
+                          const gram_table_t *g, int64_t k)
 {
     for (int64_t i = 0; i < n; i++) {
         int r = input_item_cmp(t, x, pos[i], g->start + k * n + i);
@@ -253,18 +251,16 @@ static kiln_status_t read_tfidf(kiln_kernel_ctx_t *ctx, tfidf_t *t)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "one of pool_int64s and pool_strings is required");
     }
-    if (t->min_n < 1 || t->max_n < t->min_n || t->max_skip < 0 || t->n_counts < 1 ||
-        t->n_indexes < 0)
+    if (t->min_n < 1 || t->max_n < t->min_n || t->max_skip < 0 || t->n_counts < 1 || t->n_indexes < 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "gram lengths, max_skip_count or ngram_counts/indexes are invalid");
     for (int64_t i = 0; i < t->n_counts; i++)
-        if (t->counts[i] < 0 || t->counts[i] > t->pool_len ||
-            (i > 0 && t->counts[i] < t->counts[i - 1]))
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "ngram_counts is not increasing "
-                                                                 "within the pool");
+        if (t->counts[i] < 0 || t->counts[i] > t->pool_len || (i > 0 && t->counts[i] < t->counts[i - 1]))
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "ngram_counts is not increasing "
+                                 "within the pool");
     if (t->max_n > TFIDF_MAX_GRAM)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "max_gram_length above %d",
-                             TFIDF_MAX_GRAM);
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "max_gram_length above %d", TFIDF_MAX_GRAM);
     int64_t n_ngrams = 0;
     for (int64_t m = 1; m <= t->n_counts; m++) {
         int64_t e = m < t->n_counts ? t->counts[m] : t->pool_len;
@@ -272,8 +268,8 @@ static kiln_status_t read_tfidf(kiln_kernel_ctx_t *ctx, tfidf_t *t)
     }
     if (t->n_indexes < n_ngrams)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "ngram_indexes has %lld entries for %lld pool n-grams",
-                             (long long)t->n_indexes, (long long)n_ngrams);
+                             "ngram_indexes has %lld entries for %lld pool n-grams", (long long)t->n_indexes,
+                             (long long)n_ngrams);
     t->out_cols = 0;
     for (int64_t i = 0; i < t->n_indexes; i++) {
         if (t->indexes[i] < 0 || t->indexes[i] > ((int64_t)1 << 32))
@@ -287,8 +283,8 @@ static kiln_status_t read_tfidf(kiln_kernel_ctx_t *ctx, tfidf_t *t)
 
 /* Counts the pool n-grams in row [begin, begin + len) into counts[ordinal];
  * sizes above n_tables have no pool n-grams. */
-static void count_row(const tfidf_t *t, const gram_table_t *tables, int64_t n_tables,
-                      const kiln_tensor_t *x, int64_t begin, int64_t len, int64_t *counts)
+static void count_row(const tfidf_t *t, const gram_table_t *tables, int64_t n_tables, const kiln_tensor_t *x,
+                      int64_t begin, int64_t len, int64_t *counts)
 {
     int64_t pos[TFIDF_MAX_GRAM];
     int64_t max_n = t->max_n < n_tables ? t->max_n : n_tables;
@@ -343,7 +339,7 @@ static kiln_status_t tfidf_run(kiln_kernel_ctx_t *ctx)
             if (!counts[g])
                 continue;
             double w = g < t.n_weights ? t.weights[g] : 1.0;
-            double v = t.mode == TFIDF_TF ? (double)counts[g]
+            double v = t.mode == TFIDF_TF    ? (double)counts[g]
                        : t.mode == TFIDF_IDF ? w
                                              : (double)counts[g] * w;
             out[r * t.out_cols + t.indexes[g]] += (float)v;
@@ -365,8 +361,7 @@ typedef struct concat_job {
     bool failed; /* out of memory */
 } concat_job_t;
 
-static void concat_rows(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step,
-                        int64_t len)
+static void concat_rows(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step, int64_t len)
 {
     concat_job_t *j = arg;
     for (int64_t i = 0; i < len; i++) {
@@ -560,12 +555,18 @@ static void sb_putc(strbuf_t *b, char c)
 static char control_escape(char c)
 {
     switch (c) {
-    case 'n': return '\n';
-    case 't': return '\t';
-    case 'r': return '\r';
-    case 'f': return '\f';
-    case 'v': return '\v';
-    default: return 0;
+    case 'n':
+        return '\n';
+    case 't':
+        return '\t';
+    case 'r':
+        return '\r';
+    case 'f':
+        return '\f';
+    case 'v':
+        return '\v';
+    default:
+        return 0;
     }
 }
 
@@ -689,14 +690,13 @@ static kiln_status_t regex_full_match_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "attribute pattern is required");
     char *posix = re2_to_posix(pattern);
     if (!posix)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED,
-                             "pattern '%s' uses RE2 syntax kiln cannot translate", pattern);
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "pattern '%s' uses RE2 syntax kiln cannot translate",
+                             pattern);
     regex_t re;
     int rc = regcomp(&re, posix, REG_EXTENDED | REG_NOSUB);
     free(posix);
     if (rc != 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "pattern '%s' does not compile",
-                             pattern);
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "pattern '%s' does not compile", pattern);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_BOOL, x->rank, x->dims);
     if (y) {
         char *const *in = x->data;
@@ -709,11 +709,9 @@ static kiln_status_t regex_full_match_run(kiln_kernel_ctx_t *ctx)
 
 void kiln_ops_register_text(kiln_registry_t *reg)
 {
-    kiln_register(reg, &(kiln_kernel_t){.op = "StringNormalizer", .since = 10,
-                                        .run = string_normalizer_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "StringNormalizer", .since = 10, .run = string_normalizer_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "TfIdfVectorizer", .since = 9, .run = tfidf_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "StringConcat", .since = 20, .run = string_concat_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "StringSplit", .since = 20, .run = string_split_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "RegexFullMatch", .since = 20,
-                                        .run = regex_full_match_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "RegexFullMatch", .since = 20, .run = regex_full_match_run});
 }
