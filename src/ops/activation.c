@@ -10,6 +10,13 @@
  * run function of their own.  PRelu is a broadcasting binary op (the slope
  * broadcasts to X).
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,10 +24,6 @@
 
 #include "kiln.h"
 #include "ops/elementwise.h"
-
-/* The build's -O2 only vectorises loops whose trip count is known; these
- * loops run over any n, so ask for the full cost model here. */
-#pragma GCC optimize("vect-cost-model=dynamic")
 
 #define UN_SAME(NAME, T, EXPR) KILN_UNARY_LOOP(NAME, T, T, EXPR)
 #define FLOAT_LOOPS(DEF, OP, EXPR) DEF(OP##_f32, float, EXPR) DEF(OP##_f64, double, EXPR)
@@ -42,11 +45,13 @@
 
 FLOAT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
 SINT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
-/* Split by sign so exp never overflows. */
-FLOAT_LOOPS(UN_SAME, sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
-FLOAT_LOOPS(UN_SAME, tanh, tanh(x))
-FLOAT_LOOPS(UN_SAME, elu, x < 0 ? alpha * (exp(x) - 1) : x)
-FLOAT_LOOPS(UN_SAME, selu, x > 0 ? gamma * x : gamma * (alpha * exp(x) - alpha))
+/* float32: one formula (kiln_expf saturates to inf, giving 0); double:
+ * split by sign so exp never overflows. */
+KILN_UNARY_LOOP(sigmoid_f32, float, float, 1 / (1 + kiln_expf(-x)))
+KILN_UNARY_LOOP(sigmoid_f64, double, double, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+FLOAT_LOOPS(UN_SAME, tanh, KILN_TANH(x))
+FLOAT_LOOPS(UN_SAME, elu, x < 0 ? alpha * (KILN_EXP(x) - 1) : x)
+FLOAT_LOOPS(UN_SAME, selu, x > 0 ? gamma * x : gamma * (alpha * KILN_EXP(x) - alpha))
 FLOAT_LOOPS(UN_SAME, leaky, x < 0 ? alpha * x : x)
 /* v clamped to [0, 1]; NaN stays NaN. */
 #define CLAMP01(v) ((v) < 0 ? 0 : (v) > 1 ? 1 : (v))
@@ -63,11 +68,11 @@ FLOAT_LOOPS(UN_SAME, threlu, x > alpha ? x : 0)
 FLOAT_LOOPS(UN_SAME, shrink, x < -alpha ? x + beta : x > alpha ? x - beta : 0)
 SINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
 UINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
-FLOAT_LOOPS(UN_SAME, celu, (x > 0 ? x : 0) + (x < 0 ? alpha * (exp(x / alpha) - 1) : 0))
+FLOAT_LOOPS(UN_SAME, celu, (x > 0 ? x : 0) + (x < 0 ? alpha * (KILN_EXP(x / alpha) - 1) : 0))
 /* Gelu: exact with erf, or the tanh approximation (p->flag = 1). */
 FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + erf(x * (elem_t)0.70710678118654752440)))
 FLOAT_LOOPS(UN_SAME, gelu_tanh,
-            (elem_t)0.5 * x * (1 + tanh((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
+            (elem_t)0.5 * x * (1 + KILN_TANH((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
 
 #define FLOAT_OP(NAME, LOOP) static const kiln_unary_op_t NAME = {{FLOAT_ENTRIES(LOOP)}, false}
 

@@ -15,6 +15,13 @@
  * overflow), Div truncates like C and gives 0 for a zero divisor instead of
  * trapping, Mod with fmod=0 takes the divisor's sign like Python.
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,10 +31,6 @@
 #include "kiln.h"
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
-
-/* The build's -O2 only vectorises loops whose trip count is known; these
- * loops run over any n, so ask for the full cost model here. */
-#pragma GCC optimize("vect-cost-model=dynamic")
 
 /* ---- Instantiating loops per dtype -------------------------------------- */
 
@@ -162,7 +165,7 @@ SINT_LOOPS(UN_SAME, sign, (x > 0) - (x < 0))
 UINT_LOOPS(UN_SAME, sign, x > 0)
 FLOAT_LOOPS(UN_SAME, recip, 1 / x)
 FLOAT_LOOPS(UN_SAME, sqrt, sqrt(x))
-FLOAT_LOOPS(UN_SAME, exp, exp(x))
+FLOAT_LOOPS(UN_SAME, exp, KILN_EXP(x))
 FLOAT_LOOPS(UN_SAME, log, log(x))
 FLOAT_LOOPS(UN_SAME, ceil, ceil(x))
 FLOAT_LOOPS(UN_SAME, floor, floor(x))

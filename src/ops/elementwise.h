@@ -12,7 +12,9 @@
 #define KILN_OPS_ELEMENTWISE_H
 
 #include <stdbool.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/kernel.h"
 
@@ -72,6 +74,60 @@ const kiln_tensor_t *kiln_legacy_broadcast_view(kiln_kernel_ctx_t *ctx, const ki
 /* Registers Where, Clip, Cast and CastLike (elementwise_cast.c); called by
  * kiln_ops_register_elementwise. */
 void kiln_register_elementwise_cast(kiln_registry_t *reg);
+
+/* ---- Vectorisable float32 math ------------------------------------------ */
+
+/* exp(x) for float32 in straight-line code the compiler vectorises (libm's
+ * expf is a call per element): x = k*ln2 + r, exp(r) by the Cephes
+ * polynomial, 2^k put into exponent bits.  Within a few ulp of expf over
+ * the normal range, gradual underflow below it, inf above FLT_MAX, NaN
+ * stays NaN. */
+static inline __attribute__((always_inline)) float kiln_expf(float x)
+{
+    const float hi = 88.72283f, lo = -103.9721f; /* beyond these: inf and 0 */
+    float c = x > hi ? hi : x < lo ? lo : x;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float kf = c * 1.44269504088896341f + shifter;
+    int32_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    int32_t k = kbits - 0x4b400000; /* the bits of shifter */
+    kf -= shifter;
+    float r = c - kf * 0.693359375f + kf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    /* 2^k as two factors 2^k1 * 2^k2, each a normal float, so k from -150
+     * (subnormal results) to 128 (near FLT_MAX) scales without overflow. */
+    int32_t k1 = k >> 1, k2 = k - k1;
+    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    y = y * s1 * s2;
+    y = x > hi ? (float)INFINITY : y;
+    return x < lo ? 0.0f : y; /* NaN fails every compare and flows through */
+}
+
+/* tanh(x) for float32, vectorisable: the Cephes odd polynomial for
+ * |x| < 0.625, 1 - 2 / (exp(2|x|) + 1) with the sign of x elsewhere. */
+static inline __attribute__((always_inline)) float kiln_tanhf(float x)
+{
+    float ax = x < 0 ? -x : x;
+    float z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float big = 1.0f - 2.0f / (kiln_expf(2.0f * ax) + 1.0f);
+    big = x < 0 ? -big : big;
+    return ax < 0.625f ? small : big;
+}
+
+/* In loop expressions: the fast float32 forms, libm for double. */
+#define KILN_EXP(x) _Generic((x), float: kiln_expf, default: exp)(x)
+#define KILN_TANH(x) _Generic((x), float: kiln_tanhf, default: tanh)(x)
 
 /* ---- Loop instantiation ------------------------------------------------ */
 

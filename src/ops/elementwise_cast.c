@@ -9,6 +9,13 @@
  * printed like numpy prints numbers (shortest text that reads back to the
  * same value) and parsed with strtod, which accepts "NaN", "INF", "-INF".
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +25,6 @@
 #include "kiln.h"
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
-
-/* The build's -O2 only vectorises loops whose trip count is known; these
- * loops run over any n, so ask for the full cost model here. */
-#pragma GCC optimize("vect-cost-model=dynamic")
 
 #define GRAIN 16384
 #define BLOCK 1024

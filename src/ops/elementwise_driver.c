@@ -4,6 +4,13 @@
  * allocates the output, splits the work across threads in chunks of about
  * GRAIN elements, and widens float16/bfloat16 to float32 in stack blocks.
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include "ops/elementwise.h"
 
 #include <stdio.h>
