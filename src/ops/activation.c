@@ -70,7 +70,7 @@ SINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
 UINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
 FLOAT_LOOPS(UN_SAME, celu, (x > 0 ? x : 0) + (x < 0 ? alpha * (KILN_EXP(x / alpha) - 1) : 0))
 /* Gelu: exact with erf, or the tanh approximation (p->flag = 1). */
-FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + erf(x * (elem_t)0.70710678118654752440)))
+FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + KILN_ERF(x * (elem_t)0.70710678118654752440)))
 FLOAT_LOOPS(UN_SAME, gelu_tanh,
             (elem_t)0.5 * x * (1 + KILN_TANH((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
 

@@ -181,7 +181,7 @@ FLOAT_LOOPS(UN_SAME, cosh, cosh(x))
 FLOAT_LOOPS(UN_SAME, asinh, asinh(x))
 FLOAT_LOOPS(UN_SAME, acosh, acosh(x))
 FLOAT_LOOPS(UN_SAME, atanh, atanh(x))
-FLOAT_LOOPS(UN_SAME, erf, erf(x))
+FLOAT_LOOPS(UN_SAME, erf, KILN_ERF(x))
 FLOAT_LOOPS(UN_BOOL, isnan, x != x)
 /* p->flag bit 0: detect +inf, bit 1: detect -inf. */
 FLOAT_LOOPS(UN_BOOL, isinf, ((p->flag & 1) && x == INFINITY) || ((p->flag & 2) && x == -INFINITY))

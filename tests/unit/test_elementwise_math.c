@@ -1,5 +1,5 @@
 /*
- * test_elementwise_math.c - the vectorisable float32 exp and tanh of
+ * test_elementwise_math.c - the vectorisable float32 exp, tanh and erf of
  * ops/elementwise.h against libm in double, over a dense sweep and at the
  * edges (overflow, underflow, NaN, signed zero).
  */
@@ -58,9 +58,33 @@ static void test_tanh(void)
     CHECK(isnan(kiln_tanhf(NAN)));
 }
 
+static void test_erf(void)
+{
+    double worst = 0, worst_x = 0, worst_abs = 0;
+    for (float x = -6.0f; x <= 6.0f; x += 0.00037f) {
+        double want = erf((double)x);
+        double got = kiln_erff(x);
+        double e = fabs(got - want) / (fabs(want) + 1e-30) / FLT_EPSILON;
+        if (fabs(got - want) > worst_abs)
+            worst_abs = fabs(got - want);
+        if (e > worst) {
+            worst = e;
+            worst_x = x;
+        }
+    }
+    printf("erf worst %.2f eps (abs %.3g)\n", worst, worst_abs);
+    CHECK_MSG(worst < 16, "worst %.2f eps at x=%g", worst, worst_x);
+    CHECK(kiln_erff(0.0f) == 0.0f);
+    CHECK(kiln_erff(10.0f) == 1.0f && kiln_erff(-10.0f) == -1.0f);
+    CHECK(kiln_erff(INFINITY) == 1.0f);
+    CHECK(isnan(kiln_erff(NAN)));
+    CHECK(kiln_erff(1e-7f) > 1.1e-7f && kiln_erff(1e-7f) < 1.13e-7f);
+}
+
 int main(void)
 {
     test_exp();
     test_tanh();
+    test_erf();
     return check_finish();
 }
