@@ -24,6 +24,7 @@
 #include "core/half.h"
 #include "kiln.h"
 #include "ops/broadcast.h"
+#include "ops/half_convert.h"
 #include "ops/elementwise.h"
 
 #define GRAIN 16384
@@ -263,11 +264,6 @@ static bool is_half(kiln_dtype_t dt)
     return dt == KILN_DTYPE_FLOAT16 || dt == KILN_DTYPE_BFLOAT16;
 }
 
-static float half_to_f32(uint16_t h, kiln_dtype_t dt)
-{
-    return dt == KILN_DTYPE_FLOAT16 ? kiln_f16_to_f32(h) : kiln_bf16_to_f32(h);
-}
-
 static uint16_t f32_to_half(float f, kiln_dtype_t dt)
 {
     return dt == KILN_DTYPE_FLOAT16 ? kiln_f32_to_f16(f) : kiln_f32_to_bf16(f);
@@ -294,20 +290,14 @@ static void cast_chunk(void *arg, int64_t begin, int64_t end)
     float buf[BLOCK];
     for (int64_t i = 0; i < end - begin; i += BLOCK) {
         int64_t n = end - begin - i < BLOCK ? end - begin - i : BLOCK;
-        if (is_half(j->from)) {
-            const uint16_t *h = (const uint16_t *)x + i;
-            for (int64_t k = 0; k < n; k++)
-                buf[k] = half_to_f32(h[k], j->from);
-        } else {
+        if (is_half(j->from))
+            kiln_half_to_f32_array(buf, (const uint16_t *)x + i, n, j->from);
+        else
             cast_table[j->from][KILN_DTYPE_FLOAT32](buf, x + i * j->xsz, n);
-        }
-        if (is_half(j->to)) {
-            uint16_t *h = (uint16_t *)y + i;
-            for (int64_t k = 0; k < n; k++)
-                h[k] = f32_to_half(buf[k], j->to);
-        } else {
+        if (is_half(j->to))
+            kiln_f32_to_half_array((uint16_t *)y + i, buf, n, j->to);
+        else
             cast_table[KILN_DTYPE_FLOAT32][j->to](y + i * j->ysz, buf, n);
-        }
     }
 }
 

@@ -15,7 +15,7 @@
 
 #include <stdio.h>
 
-#include "core/half.h"
+#include "ops/half_convert.h"
 #include "kiln.h"
 #include "ops/broadcast.h"
 
@@ -31,22 +31,12 @@ static bool is_half(kiln_dtype_t dt)
 
 static void widen(float *dst, const uint16_t *src, int64_t n, kiln_dtype_t dt)
 {
-    if (dt == KILN_DTYPE_FLOAT16)
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f16_to_f32(src[i]);
-    else
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_bf16_to_f32(src[i]);
+    kiln_half_to_f32_array(dst, src, n, dt);
 }
 
 static void narrow(uint16_t *dst, const float *src, int64_t n, kiln_dtype_t dt)
 {
-    if (dt == KILN_DTYPE_FLOAT16)
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f32_to_f16(src[i]);
-    else
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f32_to_bf16(src[i]);
+    kiln_f32_to_half_array(dst, src, n, dt);
 }
 
 /* The loop for dtype dt; 16-bit floats borrow the float32 loop. */

@@ -5,9 +5,12 @@
  */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "check.h"
+#include "core/half.h"
 #include "ops/elementwise.h"
+#include "ops/half_convert.h"
 
 /* Relative error in units of float32 epsilon. */
 static double rel_err_eps(double got, double want)
@@ -81,10 +84,49 @@ static void test_erf(void)
     CHECK(kiln_erff(1e-7f) > 1.1e-7f && kiln_erff(1e-7f) < 1.13e-7f);
 }
 
+/* The array conversions (F16C where present) match half.h bit for bit:
+ * every float16, and float32 values around every float16 (ties, subnormals,
+ * overflow, NaN). */
+static void test_half_arrays(void)
+{
+    static uint16_t h[65536], back[65536 * 4];
+    static float f[65536], g[65536 * 4];
+    for (int i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
+    kiln_half_to_f32_array(f, h, 65536, KILN_DTYPE_FLOAT16);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        float want = kiln_f16_to_f32(h[i]);
+        if (memcmp(&want, &f[i], sizeof want) && !(isnan(want) && isnan(f[i])))
+            bad++;
+    }
+    CHECK_MSG(bad == 0, "%d float16 -> float32 mismatches", bad);
+    for (int i = 0; i < 65536; i++) {
+        uint32_t bits;
+        memcpy(&bits, &f[i], sizeof bits);
+        for (int k = 0; k < 4; k++) {
+            uint32_t b = bits + (uint32_t)(k == 0 ? 0 : k == 1 ? 0x1000 : k == 2 ? 0xfff : 0x1001);
+            memcpy(&g[i * 4 + k], &b, sizeof b);
+        }
+    }
+    for (int dt = 0; dt < 2; dt++) {
+        kiln_dtype_t d = dt ? KILN_DTYPE_BFLOAT16 : KILN_DTYPE_FLOAT16;
+        kiln_f32_to_half_array(back, g, 65536 * 4, d);
+        bad = 0;
+        for (int i = 0; i < 65536 * 4; i++) {
+            uint16_t want = dt ? kiln_f32_to_bf16(g[i]) : kiln_f32_to_f16(g[i]);
+            if (want != back[i] && !isnan(g[i]))
+                bad++;
+        }
+        CHECK_MSG(bad == 0, "%d float32 -> %s mismatches", bad, dt ? "bfloat16" : "float16");
+    }
+}
+
 int main(void)
 {
     test_exp();
     test_tanh();
     test_erf();
+    test_half_arrays();
     return check_finish();
 }
