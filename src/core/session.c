@@ -47,6 +47,8 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
     *out = NULL;
     if (!model)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "kiln_session_create: model is NULL");
+    if (model->parse_only)
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "kiln_session_create: the model was loaded without a graph check");
     kiln_session_t *s = calloc(1, sizeof *s);
     if (!s)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory creating a session");
