@@ -88,9 +88,9 @@ static inline __attribute__((always_inline)) float kiln_expf(float x)
     float c = x > hi ? hi : x < lo ? lo : x;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float kf = c * 1.44269504088896341f + shifter;
-    int32_t kbits;
+    uint32_t kbits;
     memcpy(&kbits, &kf, sizeof kbits);
-    int32_t k = kbits - 0x4b400000; /* the bits of shifter */
+    int32_t k = (int32_t)(kbits - 0x4b400000u); /* minus the bits of shifter */
     kf -= shifter;
     float r = c - kf * 0.693359375f + kf * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -103,7 +103,7 @@ static inline __attribute__((always_inline)) float kiln_expf(float x)
     /* 2^k as two factors 2^k1 * 2^k2, each a normal float, so k from -150
      * (subnormal results) to 128 (near FLT_MAX) scales without overflow. */
     int32_t k1 = k >> 1, k2 = k - k1;
-    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
