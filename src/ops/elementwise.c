@@ -251,12 +251,54 @@ static const unary_entry_t unary_ops[] = {
 
 #define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* Equal on strings (opset 19): byte-wise comparison, broadcasting. */
+typedef struct str_eq_job {
+    char *const *a, *const *b;
+    bool *y;
+} str_eq_job_t;
+
+static void str_eq_row(void *arg, int64_t out, const int64_t *off, const int64_t *step,
+                       int64_t len)
+{
+    const str_eq_job_t *j = arg;
+    for (int64_t i = 0; i < len; i++) {
+        const char *a = j->a[off[0] + i * step[0]], *b = j->b[off[1] + i * step[1]];
+        j->y[out + i] = strcmp(a ? a : "", b ? b : "") == 0;
+    }
+}
+
+static kiln_status_t equal_strings(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                   const kiln_tensor_t *b)
+{
+    if (b->dtype != KILN_DTYPE_STRING)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "inputs are string and %s",
+                             kiln_dtype_name(b->dtype));
+    kiln_bcast_t bc;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    const kiln_tensor_t *ts[2] = {a, b};
+    if (kiln_bcast_tensors(&bc, 2, ts, &rank, dims) != KILN_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", kiln_last_error());
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s", why);
+    }
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_BOOL, rank, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    str_eq_job_t j = {a->data, b->data, y->data};
+    kiln_bcast_rows(&bc, 0, bc.count, str_eq_row, &j);
+    return KILN_OK;
+}
+
 static kiln_status_t binary_table_run(kiln_kernel_ctx_t *ctx)
 {
     const char *name = kiln_ctx_node(ctx)->op_type;
     for (int i = 0; i < COUNT_OF(binary_ops); i++)
         if (!strcmp(binary_ops[i].name, name)) {
             const kiln_tensor_t *a = kiln_ctx_input(ctx, 0);
+            if (a && a->dtype == KILN_DTYPE_STRING && binary_ops[i].op == &eq_op &&
+                kiln_ctx_input(ctx, 1))
+                return equal_strings(ctx, a, kiln_ctx_input(ctx, 1));
             kiln_tensor_t view;
             const kiln_tensor_t *b = kiln_legacy_broadcast_view(ctx, a, kiln_ctx_input(ctx, 1),
                                                                 &view);
