@@ -74,11 +74,15 @@ FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + KILN_ERF(x * (elem_t)0.707
 FLOAT_LOOPS(UN_SAME, gelu_tanh,
             (elem_t)0.5 * x * (1 + KILN_TANH((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
 
-#define FLOAT_OP(NAME, LOOP) static const kiln_unary_op_t NAME = {{FLOAT_ENTRIES(LOOP)}, false}
+#define FLOAT_OP(NAME, LOOP) static const kiln_unary_op_t NAME = {{FLOAT_ENTRIES(LOOP)}, false, NULL}
 
-static const kiln_unary_op_t relu_op = {{FLOAT_ENTRIES(relu), SINT_ENTRIES(relu)}, false};
-FLOAT_OP(sigmoid_op, sigmoid);
-FLOAT_OP(tanh_op, tanh);
+static const kiln_unary_op_t relu_op = {{FLOAT_ENTRIES(relu), SINT_ENTRIES(relu)}, false, NULL};
+/* Ops with an AVX2 build of their float32 loop (elementwise_avx2.c). */
+#define FLOAT_OP_AVX2(NAME, LOOP, FAST)                                                     \
+    static const kiln_unary_op_t NAME = {{FLOAT_ENTRIES(LOOP)}, false, FAST}
+
+FLOAT_OP_AVX2(sigmoid_op, sigmoid, kiln_sigmoid_f32_avx2);
+FLOAT_OP_AVX2(tanh_op, tanh, kiln_tanh_f32_avx2);
 FLOAT_OP(elu_op, elu);
 FLOAT_OP(selu_op, selu);
 FLOAT_OP(leaky_op, leaky);
@@ -88,10 +92,10 @@ FLOAT_OP(softplus_op, softplus);
 FLOAT_OP(softsign_op, softsign);
 FLOAT_OP(threlu_op, threlu);
 static const kiln_unary_op_t shrink_op = {
-    {FLOAT_ENTRIES(shrink), SINT_ENTRIES(shrink), UINT_ENTRIES(shrink)}, false};
+    {FLOAT_ENTRIES(shrink), SINT_ENTRIES(shrink), UINT_ENTRIES(shrink)}, false, NULL};
 FLOAT_OP(celu_op, celu);
-FLOAT_OP(gelu_erf_op, gelu_erf);
-FLOAT_OP(gelu_tanh_op, gelu_tanh);
+FLOAT_OP_AVX2(gelu_erf_op, gelu_erf, kiln_gelu_erf_f32_avx2);
+FLOAT_OP_AVX2(gelu_tanh_op, gelu_tanh, kiln_gelu_tanh_f32_avx2);
 
 /* PRelu: y = x < 0 ? slope * x : x, slope broadcasting to x. */
 KILN_BINARY_LOOP(prelu_f32, float, float, a < 0 ? a * b : a)

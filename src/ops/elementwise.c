@@ -189,32 +189,32 @@ UN_SAME(not_b, uint8_t, !x)
 /* Scaling by p->alpha (Mean's final divide). */
 FLOAT_LOOPS(UN_SAME, scale, x * (p->alpha))
 
-static const kiln_unary_op_t abs_op = {{NUMERIC_ENTRIES(abs)}, false};
-static const kiln_unary_op_t neg_op = {{FLOAT_ENTRIES(neg), SINT_ENTRIES(neg)}, false};
-static const kiln_unary_op_t sign_op = {{NUMERIC_ENTRIES(sign)}, false};
-static const kiln_unary_op_t recip_op = {{FLOAT_ENTRIES(recip)}, false};
-static const kiln_unary_op_t sqrt_op = {{FLOAT_ENTRIES(sqrt)}, false};
-static const kiln_unary_op_t exp_op = {{FLOAT_ENTRIES(exp)}, false};
-static const kiln_unary_op_t log_op = {{FLOAT_ENTRIES(log)}, false};
-static const kiln_unary_op_t ceil_op = {{FLOAT_ENTRIES(ceil)}, false};
-static const kiln_unary_op_t floor_op = {{FLOAT_ENTRIES(floor)}, false};
-static const kiln_unary_op_t round_op = {{FLOAT_ENTRIES(round)}, false};
-static const kiln_unary_op_t sin_op = {{FLOAT_ENTRIES(sin)}, false};
-static const kiln_unary_op_t cos_op = {{FLOAT_ENTRIES(cos)}, false};
-static const kiln_unary_op_t tan_op = {{FLOAT_ENTRIES(tan)}, false};
-static const kiln_unary_op_t asin_op = {{FLOAT_ENTRIES(asin)}, false};
-static const kiln_unary_op_t acos_op = {{FLOAT_ENTRIES(acos)}, false};
-static const kiln_unary_op_t atan_op = {{FLOAT_ENTRIES(atan)}, false};
-static const kiln_unary_op_t sinh_op = {{FLOAT_ENTRIES(sinh)}, false};
-static const kiln_unary_op_t cosh_op = {{FLOAT_ENTRIES(cosh)}, false};
-static const kiln_unary_op_t asinh_op = {{FLOAT_ENTRIES(asinh)}, false};
-static const kiln_unary_op_t acosh_op = {{FLOAT_ENTRIES(acosh)}, false};
-static const kiln_unary_op_t atanh_op = {{FLOAT_ENTRIES(atanh)}, false};
-static const kiln_unary_op_t erf_op = {{FLOAT_ENTRIES(erf)}, false};
-static const kiln_unary_op_t isnan_op = {{FLOAT_ENTRIES(isnan)}, true};
-static const kiln_unary_op_t isinf_op = {{FLOAT_ENTRIES(isinf)}, true};
-static const kiln_unary_op_t not_op = {{[KILN_DTYPE_BOOL] = not_b}, false};
-static const kiln_unary_op_t scale_op = {{FLOAT_ENTRIES(scale)}, false};
+static const kiln_unary_op_t abs_op = {{NUMERIC_ENTRIES(abs)}, false, NULL};
+static const kiln_unary_op_t neg_op = {{FLOAT_ENTRIES(neg), SINT_ENTRIES(neg)}, false, NULL};
+static const kiln_unary_op_t sign_op = {{NUMERIC_ENTRIES(sign)}, false, NULL};
+static const kiln_unary_op_t recip_op = {{FLOAT_ENTRIES(recip)}, false, NULL};
+static const kiln_unary_op_t sqrt_op = {{FLOAT_ENTRIES(sqrt)}, false, NULL};
+static const kiln_unary_op_t exp_op = {{FLOAT_ENTRIES(exp)}, false, kiln_exp_f32_avx2};
+static const kiln_unary_op_t log_op = {{FLOAT_ENTRIES(log)}, false, NULL};
+static const kiln_unary_op_t ceil_op = {{FLOAT_ENTRIES(ceil)}, false, NULL};
+static const kiln_unary_op_t floor_op = {{FLOAT_ENTRIES(floor)}, false, NULL};
+static const kiln_unary_op_t round_op = {{FLOAT_ENTRIES(round)}, false, NULL};
+static const kiln_unary_op_t sin_op = {{FLOAT_ENTRIES(sin)}, false, NULL};
+static const kiln_unary_op_t cos_op = {{FLOAT_ENTRIES(cos)}, false, NULL};
+static const kiln_unary_op_t tan_op = {{FLOAT_ENTRIES(tan)}, false, NULL};
+static const kiln_unary_op_t asin_op = {{FLOAT_ENTRIES(asin)}, false, NULL};
+static const kiln_unary_op_t acos_op = {{FLOAT_ENTRIES(acos)}, false, NULL};
+static const kiln_unary_op_t atan_op = {{FLOAT_ENTRIES(atan)}, false, NULL};
+static const kiln_unary_op_t sinh_op = {{FLOAT_ENTRIES(sinh)}, false, NULL};
+static const kiln_unary_op_t cosh_op = {{FLOAT_ENTRIES(cosh)}, false, NULL};
+static const kiln_unary_op_t asinh_op = {{FLOAT_ENTRIES(asinh)}, false, NULL};
+static const kiln_unary_op_t acosh_op = {{FLOAT_ENTRIES(acosh)}, false, NULL};
+static const kiln_unary_op_t atanh_op = {{FLOAT_ENTRIES(atanh)}, false, NULL};
+static const kiln_unary_op_t erf_op = {{FLOAT_ENTRIES(erf)}, false, kiln_erf_f32_avx2};
+static const kiln_unary_op_t isnan_op = {{FLOAT_ENTRIES(isnan)}, true, NULL};
+static const kiln_unary_op_t isinf_op = {{FLOAT_ENTRIES(isinf)}, true, NULL};
+static const kiln_unary_op_t not_op = {{[KILN_DTYPE_BOOL] = not_b}, false, NULL};
+static const kiln_unary_op_t scale_op = {{FLOAT_ENTRIES(scale)}, false, NULL};
 
 /* ---- Kernels ------------------------------------------------------------- */
 

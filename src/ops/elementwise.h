@@ -38,12 +38,23 @@ typedef void (*kiln_binary_loop_fn)(void *y, const void *a, const void *b, int64
 typedef struct kiln_unary_op {
     kiln_unary_loop_fn loops[KILN_DTYPE_COUNT_];
     bool out_bool;
+    kiln_unary_loop_fn f32_avx2; /* optional: the float32 loop built for AVX2, used when
+                                    the CPU has AVX2 and FMA */
 } kiln_unary_op_t;
 
 typedef struct kiln_binary_op {
     kiln_binary_loop_fn loops[KILN_DTYPE_COUNT_];
     bool out_bool;
 } kiln_binary_op_t;
+
+/* AVX2 builds of the compute-bound float32 loops (elementwise_avx2.c): the
+ * same expressions as the generic loops, 8 lanes wide. */
+void kiln_exp_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_sigmoid_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_tanh_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_gelu_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_gelu_tanh_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 
 /* Runs a unary op on x into output out_index (allocated here). */
 kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,

@@ -164,7 +164,8 @@ static const kiln_unary_op_t clip_op = {
         [KILN_DTYPE_UINT8] = clip_u8,    [KILN_DTYPE_UINT16] = clip_u16,
         [KILN_DTYPE_UINT32] = clip_u32,  [KILN_DTYPE_UINT64] = clip_u64,
     },
-    false};
+    false,
+    NULL};
 
 /* Reads the bound in input slot i (a scalar or one-element tensor); keeps
  * *bound when the input is omitted. */

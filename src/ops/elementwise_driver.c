@@ -51,6 +51,24 @@ static const void *pick_loop(const void *const *loops, kiln_dtype_t dt)
 
 /* ---- Unary ------------------------------------------------------------- */
 
+static bool have_avx2_fma(void)
+{
+    static int cached = -1; /* benign race: every thread computes the same */
+    if (cached < 0)
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cached;
+}
+
+/* The float32 loop of op: its AVX2 build when it has one and the CPU can. */
+static kiln_unary_loop_fn unary_loop(const kiln_unary_op_t *op, kiln_dtype_t dt)
+{
+    kiln_unary_loop_fn loop = (kiln_unary_loop_fn)pick_loop((const void *const *)op->loops, dt);
+    bool f32_loop = dt == KILN_DTYPE_FLOAT32 || is_half(dt);
+    if (loop && f32_loop && op->f32_avx2 && have_avx2_fma())
+        return op->f32_avx2;
+    return loop;
+}
+
 typedef struct unary_job {
     kiln_unary_loop_fn loop;
     const char *x;
@@ -87,7 +105,7 @@ kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
 {
     kiln_elem_params_t none = {0};
     unary_job_t j = {
-        .loop = (kiln_unary_loop_fn)pick_loop((const void *const *)op->loops, x->dtype),
+        .loop = unary_loop(op, x->dtype),
         .x = x->data,
         .y = y->data,
         .xsz = kiln_dtype_size(x->dtype),
