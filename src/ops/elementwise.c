@@ -187,7 +187,7 @@ FLOAT_LOOPS(UN_BOOL, isnan, x != x)
 FLOAT_LOOPS(UN_BOOL, isinf, ((p->flag & 1) && x == INFINITY) || ((p->flag & 2) && x == -INFINITY))
 UN_SAME(not_b, uint8_t, !x)
 /* Scaling by p->alpha (Mean's final divide). */
-FLOAT_LOOPS(UN_SAME, scale, x * (p->alpha))
+FLOAT_LOOPS(UN_SAME, scale, x * alpha)
 
 static const kiln_unary_op_t abs_op = {{NUMERIC_ENTRIES(abs)}, false, NULL};
 static const kiln_unary_op_t neg_op = {{FLOAT_ENTRIES(neg), SINT_ENTRIES(neg)}, false, NULL};

@@ -168,13 +168,16 @@ static inline __attribute__((always_inline)) float kiln_erff(float x)
 /* ---- Loop instantiation ------------------------------------------------ */
 
 /* Defines `static void NAME(...)`, a unary loop over T to TO where EXPR
- * computes from `x`, `p`, and alpha, beta, gamma: p's numbers as T (whose
- * name in EXPR is elem_t). */
+ * computes from `x` (of type elem_t, i.e. T), `p`, and alpha, beta, gamma:
+ * p's numbers as float (double when T is double; integer loops read p
+ * directly, so an infinite bound never converts to an integer). */
 #define KILN_UNARY_LOOP(NAME, T, TO, EXPR)                                                  \
     static void NAME(void *yv, const void *xv, int64_t n, const kiln_elem_params_t *p)     \
     {                                                                                       \
         typedef T elem_t;                                                                   \
-        const T alpha = (T)p->alpha, beta = (T)p->beta, gamma = (T)p->gamma;                \
+        typedef __typeof__((T)0 + 0.0f) param_t; /* float, or double for double */         \
+        const param_t alpha = (param_t)p->alpha, beta = (param_t)p->beta,                   \
+                      gamma = (param_t)p->gamma;                                            \
         (void)alpha, (void)beta, (void)gamma, (void)sizeof(elem_t);                         \
         if (yv == xv) { /* in place: one pointer, so no aliasing question */                \
             T *io = yv;                                                                     \
