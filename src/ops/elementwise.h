@@ -11,8 +11,8 @@
 #ifndef KILN_OPS_ELEMENTWISE_H
 #define KILN_OPS_ELEMENTWISE_H
 
-#include <stdbool.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,12 +25,11 @@ typedef struct kiln_elem_params {
 } kiln_elem_params_t;
 
 /* y[i] = f(x[i]) for i in [0, n).  y may alias x. */
-typedef void (*kiln_unary_loop_fn)(void *y, const void *x, int64_t n,
-                                   const kiln_elem_params_t *p);
+typedef void (*kiln_unary_loop_fn)(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 
 /* y[i] = f(a[i*sa], b[i*sb]) for i in [0, n), where sa and sb are 0 or 1. */
-typedef void (*kiln_binary_loop_fn)(void *y, const void *a, const void *b, int64_t sa, int64_t sb,
-                                    int64_t n, const kiln_elem_params_t *p);
+typedef void (*kiln_binary_loop_fn)(void *y, const void *a, const void *b, int64_t sa, int64_t sb, int64_t n,
+                                    const kiln_elem_params_t *p);
 
 /* Loops of one op indexed by input dtype; NULL = dtype not supported.  A
  * float32 loop serves float16 and bfloat16 too.  out_bool: the output is
@@ -57,23 +56,20 @@ void kiln_gelu_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_p
 void kiln_gelu_tanh_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 
 /* Runs a unary op on x into output out_index (allocated here). */
-kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                             const kiln_tensor_t *x, int out_index, const kiln_elem_params_t *p);
+kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                             int out_index, const kiln_elem_params_t *p);
 
 /* Runs a unary op from x into y (same shape; may be the same tensor). */
-kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                              const kiln_tensor_t *x, kiln_tensor_t *y,
-                              const kiln_elem_params_t *p);
+kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                              kiln_tensor_t *y, const kiln_elem_params_t *p);
 
 /* Runs a broadcasting binary op on a and b into output out_index. */
-kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                              const kiln_tensor_t *a, const kiln_tensor_t *b, int out_index,
-                              const kiln_elem_params_t *p);
+kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                              const kiln_tensor_t *b, int out_index, const kiln_elem_params_t *p);
 
 /* Same into a preallocated y whose shape is the broadcast shape of a, b. */
-kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                               const kiln_tensor_t *a, const kiln_tensor_t *b, kiln_tensor_t *y,
-                               const kiln_elem_params_t *p);
+kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                               const kiln_tensor_t *b, kiln_tensor_t *y, const kiln_elem_params_t *p);
 
 /* Opset < 7 binary ops broadcast B onto A only when broadcast=1, with B's
  * dims placed at A's dim `axis` (default: the trailing dims).  Fills *view
@@ -129,8 +125,12 @@ static inline __attribute__((always_inline)) float kiln_tanhf(float x)
 {
     float ax = x < 0 ? -x : x;
     float z = x * x;
-    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float small =
+        ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) *
+             z -
+         3.33332819422e-1f) *
+            z * x +
+        x;
     float big = 1.0f - 2.0f / (kiln_expf(2.0f * ax) + 1.0f);
     big = x < 0 ? -big : big;
     return ax < 0.625f ? small : big;
@@ -161,9 +161,9 @@ static inline __attribute__((always_inline)) float kiln_erff(float x)
 }
 
 /* In loop expressions: the fast float32 forms, libm for double. */
-#define KILN_EXP(x) _Generic((x), float: kiln_expf, default: exp)(x)
-#define KILN_TANH(x) _Generic((x), float: kiln_tanhf, default: tanh)(x)
-#define KILN_ERF(x) _Generic((x), float: kiln_erff, default: erf)(x)
+#define KILN_EXP(x) _Generic((x), float : kiln_expf, default : exp)(x)
+#define KILN_TANH(x) _Generic((x), float : kiln_tanhf, default : tanh)(x)
+#define KILN_ERF(x) _Generic((x), float : kiln_erff, default : erf)(x)
 
 /* ---- Loop instantiation ------------------------------------------------ */
 
@@ -171,63 +171,83 @@ static inline __attribute__((always_inline)) float kiln_erff(float x)
  * computes from `x` (of type elem_t, i.e. T), `p`, and alpha, beta, gamma:
  * p's numbers as float (double when T is double; integer loops read p
  * directly, so an infinite bound never converts to an integer). */
-#define KILN_UNARY_LOOP(NAME, T, TO, EXPR)                                                  \
-    static void NAME(void *yv, const void *xv, int64_t n, const kiln_elem_params_t *p)     \
-    {                                                                                       \
-        typedef T elem_t;                                                                   \
-        typedef __typeof__((T)0 + 0.0f) param_t; /* float, or double for double */         \
-        const param_t alpha = (param_t)p->alpha, beta = (param_t)p->beta,                   \
-                      gamma = (param_t)p->gamma;                                            \
-        (void)alpha, (void)beta, (void)gamma, (void)sizeof(elem_t);                         \
-        if (yv == xv) { /* in place: one pointer, so no aliasing question */                \
-            T *io = yv;                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                T x = io[i];                                                                \
-                io[i] = (T)(TO)(EXPR);                                                      \
-            }                                                                               \
-            return;                                                                         \
-        }                                                                                   \
-        TO *restrict y = yv;                                                                \
-        const T *restrict xs = xv;                                                          \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            T x = xs[i];                                                                    \
-            y[i] = (TO)(EXPR);                                                              \
-        }                                                                                   \
+#define KILN_UNARY_LOOP(NAME, T, TO, EXPR)                                                                   \
+    static void NAME(void *yv, const void *xv, int64_t n, const kiln_elem_params_t *p)                       \
+    {                                                                                                        \
+        typedef T elem_t;                                                                                    \
+        typedef __typeof__((T)0 + 0.0f) param_t; /* float, or double for double */                           \
+        const param_t alpha = (param_t)p->alpha, beta = (param_t)p->beta, gamma = (param_t)p->gamma;         \
+        (void)alpha, (void)beta, (void)gamma, (void)sizeof(elem_t);                                          \
+        if (yv == xv) { /* in place: one pointer, so no aliasing question */                                 \
+            T *io = yv;                                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                                \
+                T x = io[i];                                                                                 \
+                io[i] = (T)(TO)(EXPR);                                                                       \
+            }                                                                                                \
+            return;                                                                                          \
+        }                                                                                                    \
+        TO *restrict y = yv;                                                                                 \
+        const T *restrict xs = xv;                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                                    \
+            T x = xs[i];                                                                                     \
+            y[i] = (TO)(EXPR);                                                                               \
+        }                                                                                                    \
     }
 
 /* Defines a binary loop over T to TO where EXPR computes from `a` and `b`,
  * with one specialised loop per operand step so each vectorises. */
-#define KILN_BINARY_LOOP(NAME, T, TO, EXPR)                                                 \
-    static void NAME(void *yv, const void *av, const void *bv, int64_t sa, int64_t sb,     \
-                     int64_t n, const kiln_elem_params_t *p)                               \
-    {                                                                                       \
-        TO *restrict y = yv;                                                                \
-        const T *restrict as = av;                                                          \
-        const T *restrict bs = bv;                                                          \
-        (void)p;                                                                            \
-        if (sa && sb) {                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                T a = as[i], b = bs[i];                                                     \
-                y[i] = (TO)(EXPR);                                                          \
-            }                                                                               \
-        } else if (sa) {                                                                    \
-            const T b = bs[0];                                                              \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                T a = as[i];                                                                \
-                y[i] = (TO)(EXPR);                                                          \
-            }                                                                               \
-        } else if (sb) {                                                                    \
-            const T a = as[0];                                                              \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                T b = bs[i];                                                                \
-                y[i] = (TO)(EXPR);                                                          \
-            }                                                                               \
-        } else {                                                                            \
-            const T a = as[0], b = bs[0];                                                   \
-            const TO v = (TO)(EXPR);                                                        \
-            for (int64_t i = 0; i < n; i++)                                                 \
-                y[i] = v;                                                                   \
-        }                                                                                   \
+#define KILN_BINARY_LOOP(NAME, T, TO, EXPR)                                                                  \
+    static void NAME(void *yv, const void *av, const void *bv, int64_t sa, int64_t sb, int64_t n,            \
+                     const kiln_elem_params_t *p)                                                            \
+    {                                                                                                        \
+        TO *restrict y = yv;                                                                                 \
+        const T *restrict as = av;                                                                           \
+        const T *restrict bs = bv;                                                                           \
+        (void)p;                                                                                             \
+        if (sa && sb) {                                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                                \
+                T a = as[i], b = bs[i];                                                                      \
+                y[i] = (TO)(EXPR);                                                                           \
+            }                                                                                                \
+        } else if (sa) {                                                                                     \
+            const T b = bs[0];                                                                               \
+            for (int64_t i = 0; i < n; i++) {                                                                \
+                T a = as[i];                                                                                 \
+                y[i] = (TO)(EXPR);                                                                           \
+            }                                                                                                \
+        } else if (sb) {                                                                                     \
+            const T a = as[0];                                                                               \
+            for (int64_t i = 0; i < n; i++) {                                                                \
+                T b = bs[i];                                                                                 \
+                y[i] = (TO)(EXPR);                                                                           \
+            }                                                                                                \
+        } else {                                                                                             \
+            const T a = as[0], b = bs[0];                                                                    \
+            const TO v = (TO)(EXPR);                                                                         \
+            for (int64_t i = 0; i < n; i++)                                                                  \
+                y[i] = v;                                                                                    \
+        }                                                                                                    \
     }
+
+/* One loop per dtype family: DEF is a loop macro taking (NAME, T, EXPR)
+ * (e.g. a wrapper of KILN_BINARY_LOOP); the loops are named OP_f32,
+ * OP_i8, OP_u64...  The _ENTRIES macros list them as designated
+ * initializers of a loops[] table. */
+#define KILN_FLOAT_LOOPS(DEF, OP, EXPR) DEF(OP##_f32, float, EXPR) DEF(OP##_f64, double, EXPR)
+#define KILN_SINT_LOOPS(DEF, OP, EXPR)                                                                       \
+    DEF(OP##_i8, int8_t, EXPR)                                                                               \
+    DEF(OP##_i16, int16_t, EXPR) DEF(OP##_i32, int32_t, EXPR) DEF(OP##_i64, int64_t, EXPR)
+#define KILN_UINT_LOOPS(DEF, OP, EXPR)                                                                       \
+    DEF(OP##_u8, uint8_t, EXPR)                                                                              \
+    DEF(OP##_u16, uint16_t, EXPR) DEF(OP##_u32, uint32_t, EXPR) DEF(OP##_u64, uint64_t, EXPR)
+
+#define KILN_FLOAT_ENTRIES(OP) [KILN_DTYPE_FLOAT32] = OP##_f32, [KILN_DTYPE_FLOAT64] = OP##_f64
+#define KILN_SINT_ENTRIES(OP)                                                                                \
+    [KILN_DTYPE_INT8] = OP##_i8, [KILN_DTYPE_INT16] = OP##_i16, [KILN_DTYPE_INT32] = OP##_i32,               \
+    [KILN_DTYPE_INT64] = OP##_i64
+#define KILN_UINT_ENTRIES(OP)                                                                                \
+    [KILN_DTYPE_UINT8] = OP##_u8, [KILN_DTYPE_UINT16] = OP##_u16, [KILN_DTYPE_UINT32] = OP##_u32,            \
+    [KILN_DTYPE_UINT64] = OP##_u64
+#define KILN_NUMERIC_ENTRIES(OP) KILN_FLOAT_ENTRIES(OP), KILN_SINT_ENTRIES(OP), KILN_UINT_ENTRIES(OP)
 
 #endif

@@ -15,9 +15,9 @@
 
 #include <stdio.h>
 
-#include "ops/half_convert.h"
 #include "kiln.h"
 #include "ops/broadcast.h"
+#include "ops/half_convert.h"
 
 /* Smallest chunk of elements worth handing to another thread. */
 #define GRAIN 16384
@@ -99,9 +99,8 @@ static void unary_chunk(void *arg, int64_t begin, int64_t end)
     }
 }
 
-kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                              const kiln_tensor_t *x, kiln_tensor_t *y,
-                              const kiln_elem_params_t *p)
+kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                              kiln_tensor_t *y, const kiln_elem_params_t *p)
 {
     kiln_elem_params_t none = {0};
     unary_job_t j = {
@@ -122,8 +121,8 @@ kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
     return KILN_OK;
 }
 
-kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                             const kiln_tensor_t *x, int out_index, const kiln_elem_params_t *p)
+kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                             int out_index, const kiln_elem_params_t *p)
 {
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input 0 is missing");
@@ -153,8 +152,8 @@ typedef struct binary_job {
 /* One run of a 16-bit float op: widen each operand block (a stepped
  * operand's whole block, a fixed one's single element), run the float32
  * loop, narrow the result unless it is bool. */
-static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *off,
-                            const int64_t *step, int64_t len)
+static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *off, const int64_t *step,
+                            int64_t len)
 {
     float abuf[BLOCK], bbuf[BLOCK], ybuf[BLOCK];
     const uint16_t *a = (const uint16_t *)j->a + off[0];
@@ -172,16 +171,14 @@ static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *o
     }
 }
 
-static void binary_row(void *arg, int64_t out, const int64_t *off, const int64_t *step,
-                       int64_t len)
+static void binary_row(void *arg, int64_t out, const int64_t *off, const int64_t *step, int64_t len)
 {
     const binary_job_t *j = arg;
     if (j->half) {
         binary_row_half(j, out, off, step, len);
         return;
     }
-    j->loop(j->y + out * j->ysz, j->a + off[0] * j->asz, j->b + off[1] * j->bsz, step[0],
-            step[1], len, j->p);
+    j->loop(j->y + out * j->ysz, j->a + off[0] * j->asz, j->b + off[1] * j->bsz, step[0], step[1], len, j->p);
 }
 
 static void binary_chunk(void *arg, int64_t begin, int64_t end)
@@ -190,14 +187,13 @@ static void binary_chunk(void *arg, int64_t begin, int64_t end)
     kiln_bcast_rows(j->bc, begin, end, binary_row, arg);
 }
 
-static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                                  const kiln_tensor_t *a, const kiln_tensor_t *b)
+static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                                  const kiln_tensor_t *b)
 {
     if (!a || !b)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input %d is missing", a ? 1 : 0);
     if (a->dtype != b->dtype)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "inputs have different dtypes %s and %s",
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "inputs have different dtypes %s and %s",
                              kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
     if (!pick_loop((const void *const *)op->loops, a->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
@@ -205,9 +201,8 @@ static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t
     return KILN_OK;
 }
 
-kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                               const kiln_tensor_t *a, const kiln_tensor_t *b, kiln_tensor_t *y,
-                               const kiln_elem_params_t *p)
+kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                               const kiln_tensor_t *b, kiln_tensor_t *y, const kiln_elem_params_t *p)
 {
     kiln_status_t st = check_binary(ctx, op, a, b);
     if (st != KILN_OK)
@@ -235,9 +230,8 @@ kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *o
     return KILN_OK;
 }
 
-kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                              const kiln_tensor_t *a, const kiln_tensor_t *b, int out_index,
-                              const kiln_elem_params_t *p)
+kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                              const kiln_tensor_t *b, int out_index, const kiln_elem_params_t *p)
 {
     kiln_status_t st = check_binary(ctx, op, a, b);
     if (st != KILN_OK)
