@@ -175,6 +175,14 @@ KILN_FLOAT_LOOPS(UN_SAME, scale, x *alpha)
 static const kiln_unary_op_t abs_op = {{KILN_NUMERIC_ENTRIES(abs)}, false, NULL};
 static const kiln_unary_op_t neg_op = {{KILN_FLOAT_ENTRIES(neg), KILN_SINT_ENTRIES(neg)}, false, NULL};
 static const kiln_unary_op_t sign_op = {{KILN_NUMERIC_ENTRIES(sign)}, false, NULL};
+/* Pow by a constant exponent (see pow_shortcut). */
+KILN_FLOAT_LOOPS(UN_SAME, square, x *x)
+KILN_FLOAT_LOOPS(UN_SAME, cube, x *x *x)
+KILN_FLOAT_LOOPS(UN_SAME, identity, x)
+static const kiln_unary_op_t square_op = {{KILN_FLOAT_ENTRIES(square)}, false, NULL};
+static const kiln_unary_op_t cube_op = {{KILN_FLOAT_ENTRIES(cube)}, false, NULL};
+static const kiln_unary_op_t identity_op = {{KILN_FLOAT_ENTRIES(identity)}, false, NULL};
+
 static const kiln_unary_op_t recip_op = {{KILN_FLOAT_ENTRIES(recip)}, false, NULL};
 static const kiln_unary_op_t sqrt_op = {{KILN_FLOAT_ENTRIES(sqrt)}, false, NULL};
 static const kiln_unary_op_t exp_op = {{KILN_FLOAT_ENTRIES(exp)}, false, kiln_exp_f32_avx2};
@@ -342,6 +350,29 @@ static void pow_mixed_row(void *arg, int64_t out, const int64_t *off, const int6
     }
 }
 
+/* Pow of a float tensor by one constant exponent that has a cheaper exact
+ * form (x^2 in exported LayerNorm and variance code, x^0.5, x^-1...): the
+ * unary loop for it, or NULL.  The exponent must not broadcast x to a
+ * larger rank. */
+static const kiln_unary_op_t *pow_shortcut(const kiln_tensor_t *x, const kiln_tensor_t *e)
+{
+    if (!kiln_dtype_is_float(x->dtype) || e->count != 1 || e->rank > x->rank ||
+        e->dtype == KILN_DTYPE_STRING || e->dtype == KILN_DTYPE_BOOL)
+        return NULL;
+    double v = kiln_tensor_get_f64(e, 0);
+    if (v == 2)
+        return &square_op;
+    if (v == 3)
+        return &cube_op;
+    if (v == 1)
+        return &identity_op;
+    if (v == 0.5)
+        return &sqrt_op;
+    if (v == -1)
+        return &recip_op;
+    return NULL;
+}
+
 static kiln_status_t pow_run(kiln_kernel_ctx_t *ctx)
 {
     kiln_tensor_t view;
@@ -349,6 +380,9 @@ static kiln_status_t pow_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *e = kiln_legacy_broadcast_view(ctx, x, kiln_ctx_input(ctx, 1), &view);
     if (!x || !e)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "Pow needs two inputs");
+    const kiln_unary_op_t *shortcut = pow_shortcut(x, e);
+    if (shortcut)
+        return kiln_unary_run(ctx, shortcut, x, 0, NULL);
     if (x->dtype == e->dtype && kiln_dtype_is_float(x->dtype))
         return kiln_binary_run(ctx, &pow_op, x, e, 0, NULL);
     if (x->dtype == KILN_DTYPE_STRING || e->dtype == KILN_DTYPE_STRING || x->dtype == KILN_DTYPE_BOOL)
