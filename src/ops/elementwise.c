@@ -179,9 +179,12 @@ static const kiln_unary_op_t sign_op = {{KILN_NUMERIC_ENTRIES(sign)}, false, NUL
 KILN_FLOAT_LOOPS(UN_SAME, square, x *x)
 KILN_FLOAT_LOOPS(UN_SAME, cube, x *x *x)
 KILN_FLOAT_LOOPS(UN_SAME, identity, x)
+/* pow(x, 0.5) differs from sqrt at -0 (gives +0) and -inf (gives +inf). */
+KILN_FLOAT_LOOPS(UN_SAME, sqrt_pow, x == -INFINITY ? INFINITY : sqrt(x) + 0)
 static const kiln_unary_op_t square_op = {{KILN_FLOAT_ENTRIES(square)}, false, NULL};
 static const kiln_unary_op_t cube_op = {{KILN_FLOAT_ENTRIES(cube)}, false, NULL};
 static const kiln_unary_op_t identity_op = {{KILN_FLOAT_ENTRIES(identity)}, false, NULL};
+static const kiln_unary_op_t sqrt_pow_op = {{KILN_FLOAT_ENTRIES(sqrt_pow)}, false, NULL};
 
 static const kiln_unary_op_t recip_op = {{KILN_FLOAT_ENTRIES(recip)}, false, NULL};
 static const kiln_unary_op_t sqrt_op = {{KILN_FLOAT_ENTRIES(sqrt)}, false, NULL};
@@ -367,7 +370,7 @@ static const kiln_unary_op_t *pow_shortcut(const kiln_tensor_t *x, const kiln_te
     if (v == 1)
         return &identity_op;
     if (v == 0.5)
-        return &sqrt_op;
+        return &sqrt_pow_op;
     if (v == -1)
         return &recip_op;
     return NULL;
