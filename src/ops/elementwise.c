@@ -353,9 +353,9 @@ static void pow_mixed_row(void *arg, int64_t out, const int64_t *off, const int6
     }
 }
 
-/* Pow of a float tensor by one constant exponent that has a cheaper exact
- * form (x^2 in exported LayerNorm and variance code, x^0.5, x^-1...): the
- * unary loop for it, or NULL.  The exponent must not broadcast x to a
+/* Pow of a float tensor by one constant exponent that has a cheaper form
+ * (x^2 in exported LayerNorm and variance code, x^0.5, x^-1...; exact but
+ * for x^3, within an ulp): the unary loop for it, or NULL.  The exponent must not broadcast x to a
  * larger rank. */
 static const kiln_unary_op_t *pow_shortcut(const kiln_tensor_t *x, const kiln_tensor_t *e)
 {
