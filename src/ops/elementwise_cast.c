@@ -227,10 +227,10 @@ typedef void (*cast_fn)(void *y, const void *x, int64_t n);
     }
 #define CAST_FROM(S, TS)                                                                                     \
     CAST_LOOP(S, TS, f32, float)                                                                             \
-    CAST_LOOP(S, TS, f64, double) CAST_LOOP(S, TS, i8, int8_t) CAST_LOOP(S, TS, i16, int16_t)                \
-        CAST_LOOP(S, TS, i32, int32_t) CAST_LOOP(S, TS, i64, int64_t) CAST_LOOP(S, TS, u8, uint8_t)          \
-            CAST_LOOP(S, TS, u16, uint16_t) CAST_LOOP(S, TS, u32, uint32_t) CAST_LOOP(S, TS, u64, uint64_t)  \
-                CAST_LOOP(S, TS, b, bool)
+    CAST_LOOP(S, TS, f64, double)                                                                            \
+    CAST_LOOP(S, TS, i8, int8_t) CAST_LOOP(S, TS, i16, int16_t) CAST_LOOP(S, TS, i32, int32_t)               \
+        CAST_LOOP(S, TS, i64, int64_t) CAST_LOOP(S, TS, u8, uint8_t) CAST_LOOP(S, TS, u16, uint16_t)         \
+            CAST_LOOP(S, TS, u32, uint32_t) CAST_LOOP(S, TS, u64, uint64_t) CAST_LOOP(S, TS, b, bool)
 
 CAST_FROM(f32, float)
 CAST_FROM(f64, double)
@@ -467,11 +467,38 @@ static kiln_status_t cast_to(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kil
     return KILN_OK;
 }
 
+/* Cast-1 named the target type as a string ("FLOAT", "INT64"...); later
+ * versions use the TensorProto number.  UNDEFINED for an unknown name. */
+static kiln_dtype_t dtype_from_type_name(const char *name)
+{
+    static const struct {
+        const char *name;
+        kiln_dtype_t dtype;
+    } names[] = {
+        {"FLOAT", KILN_DTYPE_FLOAT32},   {"UINT8", KILN_DTYPE_UINT8},       {"INT8", KILN_DTYPE_INT8},
+        {"UINT16", KILN_DTYPE_UINT16},   {"INT16", KILN_DTYPE_INT16},       {"INT32", KILN_DTYPE_INT32},
+        {"INT64", KILN_DTYPE_INT64},     {"STRING", KILN_DTYPE_STRING},     {"BOOL", KILN_DTYPE_BOOL},
+        {"FLOAT16", KILN_DTYPE_FLOAT16}, {"DOUBLE", KILN_DTYPE_FLOAT64},    {"UINT32", KILN_DTYPE_UINT32},
+        {"UINT64", KILN_DTYPE_UINT64},   {"BFLOAT16", KILN_DTYPE_BFLOAT16},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(names[i].name, name))
+            return names[i].dtype;
+    return KILN_DTYPE_UNDEFINED;
+}
+
 static kiln_status_t cast_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_attr_t *to = kiln_node_attr(kiln_ctx_node(ctx), "to");
     if (!to)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute 'to' is missing");
+    if (to->type == KILN_ATTR_STRING) {
+        kiln_dtype_t dt = dtype_from_type_name(to->s ? to->s : "");
+        if (dt == KILN_DTYPE_UNDEFINED)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown type name '%s' in 'to'",
+                                 to->s ? to->s : "");
+        return cast_to(ctx, kiln_ctx_input(ctx, 0), dt);
+    }
     return cast_to(ctx, kiln_ctx_input(ctx, 0), (kiln_dtype_t)to->i);
 }
 
