@@ -44,10 +44,19 @@ typedef struct where_job {
  * size so the copy is a plain load and store. */
 #define WHERE_ROW(T)                                                                                         \
     do {                                                                                                     \
-        const T *xs = (const T *)j->x + off[1], *ys = (const T *)j->y + off[2];                              \
-        T *o = (T *)j->out + out;                                                                            \
-        for (int64_t i = 0; i < len; i++)                                                                    \
-            o[i] = c[i * step[0]] ? xs[i * step[1]] : ys[i * step[2]];                                       \
+        const T *restrict xs = (const T *)j->x + off[1];                                                     \
+        const T *restrict ys = (const T *)j->y + off[2];                                                     \
+        const uint8_t *restrict cs = c;                                                                      \
+        T *restrict o = (T *)j->out + out;                                                                   \
+        if (step[0] && step[1] && step[2]) { /* same shapes: a loop that vectorises */                       \
+            for (int64_t i = 0; i < len; i++) {                                                              \
+                T xv = xs[i], yv = ys[i]; /* both loaded, so the select needs no branch */                   \
+                o[i] = cs[i] ? xv : yv;                                                                      \
+            }                                                                                                \
+        } else {                                                                                             \
+            for (int64_t i = 0; i < len; i++)                                                                \
+                o[i] = cs[i * step[0]] ? xs[i * step[1]] : ys[i * step[2]];                                  \
+        }                                                                                                    \
     } while (0)
 
 static void where_row(void *arg, int64_t out, const int64_t *off, const int64_t *step, int64_t len)
@@ -228,9 +237,10 @@ typedef void (*cast_fn)(void *y, const void *x, int64_t n);
 #define CAST_FROM(S, TS)                                                                                     \
     CAST_LOOP(S, TS, f32, float)                                                                             \
     CAST_LOOP(S, TS, f64, double)                                                                            \
-    CAST_LOOP(S, TS, i8, int8_t) CAST_LOOP(S, TS, i16, int16_t) CAST_LOOP(S, TS, i32, int32_t)               \
-        CAST_LOOP(S, TS, i64, int64_t) CAST_LOOP(S, TS, u8, uint8_t) CAST_LOOP(S, TS, u16, uint16_t)         \
-            CAST_LOOP(S, TS, u32, uint32_t) CAST_LOOP(S, TS, u64, uint64_t) CAST_LOOP(S, TS, b, bool)
+    CAST_LOOP(S, TS, i8, int8_t)                                                                             \
+    CAST_LOOP(S, TS, i16, int16_t) CAST_LOOP(S, TS, i32, int32_t) CAST_LOOP(S, TS, i64, int64_t)             \
+        CAST_LOOP(S, TS, u8, uint8_t) CAST_LOOP(S, TS, u16, uint16_t) CAST_LOOP(S, TS, u32, uint32_t)        \
+            CAST_LOOP(S, TS, u64, uint64_t) CAST_LOOP(S, TS, b, bool)
 
 CAST_FROM(f32, float)
 CAST_FROM(f64, double)
