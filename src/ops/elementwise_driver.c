@@ -51,12 +51,10 @@ static const void *pick_loop(const void *const *loops, kiln_dtype_t dt)
 
 /* ---- Unary ------------------------------------------------------------- */
 
+/* __builtin_cpu_supports reads flags libgcc fills at start-up: cheap. */
 static bool have_avx2_fma(void)
 {
-    static int cached = -1; /* benign race: every thread computes the same */
-    if (cached < 0)
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return cached;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 /* The float32 loop of op: its AVX2 build when it has one and the CPU can. */

@@ -11,12 +11,10 @@
 
 #include "core/half.h"
 
+/* __builtin_cpu_supports reads flags libgcc fills at start-up: cheap. */
 static bool have_f16c(void)
 {
-    static int cached = -1; /* benign race: every thread computes the same */
-    if (cached < 0)
-        cached = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-    return cached;
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
 }
 
 /* bfloat16 is the top half of a float32. */
