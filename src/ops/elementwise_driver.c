@@ -39,14 +39,25 @@ static void narrow(uint16_t *dst, const float *src, int64_t n, kiln_dtype_t dt)
     kiln_f32_to_half_array(dst, src, n, dt);
 }
 
-/* The loop for dtype dt; 16-bit floats borrow the float32 loop. */
-static const void *pick_loop(const void *const *loops, kiln_dtype_t dt)
+/* The table slot holding the loop for dtype dt: 16-bit floats borrow the
+ * float32 loop; -1 for a dtype outside the table. */
+static int loop_slot(kiln_dtype_t dt)
 {
     if ((int)dt <= 0 || dt >= KILN_DTYPE_COUNT_)
-        return NULL;
-    if (is_half(dt))
-        return loops[KILN_DTYPE_FLOAT32];
-    return loops[dt];
+        return -1;
+    return is_half(dt) ? KILN_DTYPE_FLOAT32 : (int)dt;
+}
+
+static kiln_unary_loop_fn pick_unary(const kiln_unary_op_t *op, kiln_dtype_t dt)
+{
+    int slot = loop_slot(dt);
+    return slot < 0 ? NULL : op->loops[slot];
+}
+
+static kiln_binary_loop_fn pick_binary(const kiln_binary_op_t *op, kiln_dtype_t dt)
+{
+    int slot = loop_slot(dt);
+    return slot < 0 ? NULL : op->loops[slot];
 }
 
 /* ---- Unary ------------------------------------------------------------- */
@@ -60,7 +71,7 @@ static bool have_avx2_fma(void)
 /* The float32 loop of op: its AVX2 build when it has one and the CPU can. */
 static kiln_unary_loop_fn unary_loop(const kiln_unary_op_t *op, kiln_dtype_t dt)
 {
-    kiln_unary_loop_fn loop = (kiln_unary_loop_fn)pick_loop((const void *const *)op->loops, dt);
+    kiln_unary_loop_fn loop = pick_unary(op, dt);
     bool f32_loop = dt == KILN_DTYPE_FLOAT32 || is_half(dt);
     if (loop && f32_loop && op->f32_avx2 && have_avx2_fma())
         return op->f32_avx2;
@@ -124,7 +135,7 @@ kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, 
 {
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input 0 is missing");
-    if (!pick_loop((const void *const *)op->loops, x->dtype))
+    if (!pick_unary(op, x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
                              kiln_dtype_name(x->dtype));
     kiln_dtype_t out_dt = op->out_bool ? KILN_DTYPE_BOOL : x->dtype;
@@ -193,7 +204,7 @@ static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t
     if (a->dtype != b->dtype)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "inputs have different dtypes %s and %s",
                              kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
-    if (!pick_loop((const void *const *)op->loops, a->dtype))
+    if (!pick_binary(op, a->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
                              kiln_dtype_name(a->dtype));
     return KILN_OK;
@@ -212,7 +223,7 @@ kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *o
     kiln_elem_params_t none = {0};
     binary_job_t j = {
         .bc = &bc,
-        .loop = (kiln_binary_loop_fn)pick_loop((const void *const *)op->loops, a->dtype),
+        .loop = pick_binary(op, a->dtype),
         .a = a->data,
         .b = b->data,
         .y = y->data,
