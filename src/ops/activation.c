@@ -43,7 +43,8 @@ KILN_FLOAT_LOOPS(UN_SAME, leaky, x < 0 ? alpha * x : x)
 KILN_FLOAT_LOOPS(UN_SAME, hsigmoid, CLAMP01(alpha *x + beta))
 KILN_FLOAT_LOOPS(UN_SAME, hswish, x *CLAMP01(x / 6 + (elem_t)0.5))
 /* log(1 + e^x) without overflow for large x. */
-KILN_FLOAT_LOOPS(UN_SAME, softplus, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
+KILN_UNARY_LOOP(softplus_f32, float, float, kiln_softplusf(x))
+KILN_UNARY_LOOP(softplus_f64, double, double, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
 KILN_FLOAT_LOOPS(UN_SAME, softsign, x / (1 + fabs(x)))
 KILN_FLOAT_LOOPS(UN_SAME, threlu, x > alpha ? x : 0)
 /* Shrink: alpha = lambd, beta = bias; integers compare in double so a
@@ -73,7 +74,7 @@ FLOAT_OP(selu_op, selu);
 FLOAT_OP(leaky_op, leaky);
 FLOAT_OP(hsigmoid_op, hsigmoid);
 FLOAT_OP(hswish_op, hswish);
-FLOAT_OP(softplus_op, softplus);
+FLOAT_OP_AVX2(softplus_op, softplus, kiln_softplus_f32_avx2);
 FLOAT_OP(softsign_op, softsign);
 FLOAT_OP(threlu_op, threlu);
 static const kiln_unary_op_t shrink_op = {

@@ -149,7 +149,7 @@ KILN_UINT_LOOPS(UN_SAME, sign, x > 0)
 KILN_FLOAT_LOOPS(UN_SAME, recip, 1 / x)
 KILN_FLOAT_LOOPS(UN_SAME, sqrt, sqrt(x))
 KILN_FLOAT_LOOPS(UN_SAME, exp, KILN_EXP(x))
-KILN_FLOAT_LOOPS(UN_SAME, log, log(x))
+KILN_FLOAT_LOOPS(UN_SAME, log, KILN_LOG(x))
 KILN_FLOAT_LOOPS(UN_SAME, ceil, ceil(x))
 KILN_FLOAT_LOOPS(UN_SAME, floor, floor(x))
 KILN_FLOAT_LOOPS(UN_SAME, round, rint(x)) /* default rounding mode: half to even */
@@ -189,7 +189,7 @@ static const kiln_unary_op_t sqrt_pow_op = {{KILN_FLOAT_ENTRIES(sqrt_pow)}, fals
 static const kiln_unary_op_t recip_op = {{KILN_FLOAT_ENTRIES(recip)}, false, NULL};
 static const kiln_unary_op_t sqrt_op = {{KILN_FLOAT_ENTRIES(sqrt)}, false, NULL};
 static const kiln_unary_op_t exp_op = {{KILN_FLOAT_ENTRIES(exp)}, false, kiln_exp_f32_avx2};
-static const kiln_unary_op_t log_op = {{KILN_FLOAT_ENTRIES(log)}, false, NULL};
+static const kiln_unary_op_t log_op = {{KILN_FLOAT_ENTRIES(log)}, false, kiln_log_f32_avx2};
 static const kiln_unary_op_t ceil_op = {{KILN_FLOAT_ENTRIES(ceil)}, false, NULL};
 static const kiln_unary_op_t floor_op = {{KILN_FLOAT_ENTRIES(floor)}, false, NULL};
 static const kiln_unary_op_t round_op = {{KILN_FLOAT_ENTRIES(round)}, false, NULL};

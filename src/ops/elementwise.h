@@ -50,6 +50,8 @@ typedef struct kiln_binary_op {
  * same expressions as the generic loops, 8 lanes wide. */
 void kiln_exp_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 void kiln_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_log_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
+void kiln_softplus_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 void kiln_sigmoid_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 void kiln_tanh_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
 void kiln_gelu_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p);
@@ -160,10 +162,59 @@ static inline __attribute__((always_inline)) float kiln_erff(float x)
     return p / q;
 }
 
+/* log(x) for float32, vectorisable: x = m * 2^e with m in [sqrt(1/2),
+ * sqrt(2)), log(m) by the Cephes polynomial in m - 1.  Subnormals are
+ * scaled up first; 0 gives -inf, negatives NaN, inf inf, NaN NaN. */
+static inline __attribute__((always_inline)) float kiln_logf(float x)
+{
+    bool tiny = x < 1.17549435e-38f;     /* FLT_MIN: subnormal, zero or negative */
+    float v = tiny ? x * 8388608.0f : x; /* * 2^23 */
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    float e = (float)((int32_t)((bits >> 23) & 0xffu) - 126) - (tiny ? 23.0f : 0.0f);
+    bits = (bits & 0x007fffffu) | 0x3f000000u; /* mantissa in [0.5, 1) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    bool low = m < 0.707106781186547524f;
+    e = low ? e - 1.0f : e;
+    float t = low ? m + m - 1.0f : m - 1.0f;
+    float z = t * t;
+    float p = 7.0376836292e-2f;
+    p = p * t - 1.1514610310e-1f;
+    p = p * t + 1.1676998740e-1f;
+    p = p * t - 1.2420140846e-1f;
+    p = p * t + 1.4249322787e-1f;
+    p = p * t - 1.6668057665e-1f;
+    p = p * t + 2.0000714765e-1f;
+    p = p * t - 2.4999993993e-1f;
+    p = p * t + 3.3333331174e-1f;
+    float y = p * t * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    y = t + y + 0.693359375f * e;
+    y = x == (float)INFINITY ? x : y;
+    y = x == 0.0f ? -(float)INFINITY : y;
+    return x < 0.0f || x != x ? (float)NAN : y;
+}
+
+/* log(1 + e^x) for float32 without overflow: max(x, 0) + log1p(e^-|x|),
+ * with log1p(t) = log(u) * t / (u - 1), u = 1 + t, which stays accurate
+ * when t is tiny. */
+static inline __attribute__((always_inline)) float kiln_softplusf(float x)
+{
+    float ax = x < 0 ? -x : x;
+    float t = kiln_expf(-ax);
+    float u = 1.0f + t;
+    float d = u - 1.0f;
+    float l = d == 0.0f ? t : kiln_logf(u) * (t / (d == 0.0f ? 1.0f : d));
+    return (x > 0 ? x : 0.0f) + l;
+}
+
 /* In loop expressions: the fast float32 forms, libm for double. */
 #define KILN_EXP(x) _Generic((x), float : kiln_expf, default : exp)(x)
 #define KILN_TANH(x) _Generic((x), float : kiln_tanhf, default : tanh)(x)
 #define KILN_ERF(x) _Generic((x), float : kiln_erff, default : erf)(x)
+#define KILN_LOG(x) _Generic((x), float : kiln_logf, default : log)(x)
 
 /* ---- Loop instantiation ------------------------------------------------ */
 

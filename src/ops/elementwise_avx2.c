@@ -1,6 +1,6 @@
 /*
- * elementwise_avx2.c - the compute-bound float32 loops (exp, erf, sigmoid,
- * tanh, gelu) built again with AVX2 (the Makefile compiles *_avx2.c with
+ * elementwise_avx2.c - the compute-bound float32 loops (exp, erf, log,
+ * softplus, sigmoid, tanh, gelu) built again with AVX2 (the Makefile compiles *_avx2.c with
  * -mavx2 -mfma), so they run 8 lanes wide instead of 4.  The expressions
  * are the ones of elementwise.c and activation.c; the driver uses these
  * only after a run-time CPU check (elementwise_driver.c).
@@ -13,6 +13,8 @@
 
 KILN_UNARY_LOOP(exp_loop, float, float, kiln_expf(x))
 KILN_UNARY_LOOP(erf_loop, float, float, kiln_erff(x))
+KILN_UNARY_LOOP(log_loop, float, float, kiln_logf(x))
+KILN_UNARY_LOOP(softplus_loop, float, float, kiln_softplusf(x))
 KILN_UNARY_LOOP(sigmoid_loop, float, float, 1 / (1 + kiln_expf(-x)))
 KILN_UNARY_LOOP(tanh_loop, float, float, kiln_tanhf(x))
 KILN_UNARY_LOOP(gelu_erf_loop, float, float, 0.5f * x * (1 + kiln_erff(x * 0.70710678118654752440f)))
@@ -27,6 +29,16 @@ void kiln_exp_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params
 void kiln_erf_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p)
 {
     erf_loop(y, x, n, p);
+}
+
+void kiln_log_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p)
+{
+    log_loop(y, x, n, p);
+}
+
+void kiln_softplus_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p)
+{
+    softplus_loop(y, x, n, p);
 }
 
 void kiln_sigmoid_f32_avx2(void *y, const void *x, int64_t n, const kiln_elem_params_t *p)

@@ -234,13 +234,20 @@ typedef void (*cast_fn)(void *y, const void *x, int64_t n);
         for (int64_t i = 0; i < n; i++)                                                                      \
             y[i] = (TD)x[i];                                                                                 \
     }
+/* clang-format off */
 #define CAST_FROM(S, TS)                                                                                     \
     CAST_LOOP(S, TS, f32, float)                                                                             \
     CAST_LOOP(S, TS, f64, double)                                                                            \
     CAST_LOOP(S, TS, i8, int8_t)                                                                             \
-    CAST_LOOP(S, TS, i16, int16_t) CAST_LOOP(S, TS, i32, int32_t) CAST_LOOP(S, TS, i64, int64_t)             \
-        CAST_LOOP(S, TS, u8, uint8_t) CAST_LOOP(S, TS, u16, uint16_t) CAST_LOOP(S, TS, u32, uint32_t)        \
-            CAST_LOOP(S, TS, u64, uint64_t) CAST_LOOP(S, TS, b, bool)
+    CAST_LOOP(S, TS, i16, int16_t)                                                                           \
+    CAST_LOOP(S, TS, i32, int32_t)                                                                           \
+    CAST_LOOP(S, TS, i64, int64_t)                                                                           \
+    CAST_LOOP(S, TS, u8, uint8_t)                                                                            \
+    CAST_LOOP(S, TS, u16, uint16_t)                                                                          \
+    CAST_LOOP(S, TS, u32, uint32_t)                                                                          \
+    CAST_LOOP(S, TS, u64, uint64_t)                                                                          \
+    CAST_LOOP(S, TS, b, bool)
+/* clang-format on */
 
 CAST_FROM(f32, float)
 CAST_FROM(f64, double)

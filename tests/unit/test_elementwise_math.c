@@ -1,5 +1,5 @@
 /*
- * test_elementwise_math.c - the vectorisable float32 exp, tanh and erf of
+ * test_elementwise_math.c - the vectorisable float32 exp, tanh, erf, log and softplus of
  * ops/elementwise.h against libm in double, over a dense sweep and at the
  * edges (overflow, underflow, NaN, signed zero).
  */
@@ -84,6 +84,44 @@ static void test_erf(void)
     CHECK(kiln_erff(1e-7f) > 1.1e-7f && kiln_erff(1e-7f) < 1.13e-7f);
 }
 
+static void test_log_softplus(void)
+{
+    double worst = 0, worst_x = 0;
+    for (float x = 1e-30f; x < 1e30f; x *= 1.0137f) {
+        double want = log((double)x);
+        double e = fabs(kiln_logf(x) - want) / (fabs(want) + 1e-30) / FLT_EPSILON;
+        if (fabs(want) > 1e-3 && e > worst) {
+            worst = e;
+            worst_x = x;
+        }
+    }
+    printf("log worst %.2f eps\n", worst);
+    CHECK_MSG(worst < 4, "worst %.2f eps at x=%g", worst, worst_x);
+    int bad = 0; /* near 1 the absolute error matters */
+    for (float x = 0.5f; x < 2.0f; x += 0.0001f)
+        bad += fabs(kiln_logf(x) - log((double)x)) >= 2e-7;
+    CHECK_MSG(bad == 0, "%d values near 1 off by 2e-7 or more", bad);
+    CHECK(kiln_logf(1.0f) == 0.0f);
+    CHECK(fabs(kiln_logf(1e-40f) - log(1e-40)) < 1e-4); /* subnormal */
+    CHECK(isinf(kiln_logf(0.0f)) && kiln_logf(0.0f) < 0);
+    CHECK(isnan(kiln_logf(-1.0f)) && isnan(kiln_logf(NAN)));
+    CHECK(isinf(kiln_logf(INFINITY)) && kiln_logf(INFINITY) > 0);
+
+    worst = 0;
+    for (float x = -87.0f; x <= 100.0f; x += 0.0031f) { /* normal-range results */
+        double want = x > 0 ? x + log1p(exp(-(double)x)) : log1p(exp((double)x));
+        double e = fabs(kiln_softplusf(x) - want) / want / FLT_EPSILON;
+        if (e > worst) {
+            worst = e;
+            worst_x = x;
+        }
+    }
+    printf("softplus worst %.2f eps\n", worst);
+    CHECK_MSG(worst < 8, "worst %.2f eps at x=%g", worst, worst_x);
+    CHECK(kiln_softplusf(INFINITY) == INFINITY);
+    CHECK(kiln_softplusf(-INFINITY) == 0.0f);
+}
+
 /* The array conversions (F16C where present) match half.h bit for bit:
  * every float16, and float32 values around every float16 (ties, subnormals,
  * overflow, NaN). */
@@ -128,5 +166,6 @@ int main(void)
     test_tanh();
     test_erf();
     test_half_arrays();
+    test_log_softplus();
     return check_finish();
 }
