@@ -172,7 +172,7 @@ static kiln_tensor_t *take_range(const kiln_tensor_t *t, int axis, int64_t begin
         if (t->dtype == KILN_DTYPE_STRING)
             for (int64_t k = 0; k < len * inner; k++)
                 ((char **)dst)[k] = strdup(((char *const *)src)[k]);
-        else
+        else if (len * inner > 0) /* empty pieces have no storage to copy */
             memcpy(dst, src, (size_t)(len * inner) * es);
     }
     return out;
