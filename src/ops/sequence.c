@@ -295,7 +295,8 @@ static kiln_status_t concat_from_sequence_run(kiln_kernel_ctx_t *ctx)
                 for (int64_t k = 0; k < len * inner; k++)
                     ((char **)dst)[k] = strdup(((char *const *)src)[k]);
             else
-                memcpy(dst, src, (size_t)(len * inner) * es);
+                if (len * inner > 0)
+                    memcpy(dst, src, (size_t)(len * inner) * es);
         }
         offset += len;
     }
