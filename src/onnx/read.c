@@ -626,6 +626,8 @@ static kiln_status_t parse_type(kiln_arena_t *arena, const uint8_t *msg, size_t 
                 }
             type->kind = KILN_VALUE_SEQUENCE;
             type->dtype = elem.dtype;
+            type->rank = elem.rank; /* the elements' shape, when declared */
+            memcpy(type->dims, elem.dims, sizeof type->dims);
         } else if (f.number == TYPE_OPTIONAL) {
             pb_reader_t s = pb_reader(f.data, f.len);
             pb_field_t sf;

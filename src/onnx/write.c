@@ -129,12 +129,12 @@ static void write_tensor(pb_writer_t *w, const kiln_tensor_t *t, const char *nam
 
 /* ---- types ---------------------------------------------------------------- */
 
-static void write_tensor_type(pb_writer_t *w, const kiln_type_t *type, bool with_shape)
+static void write_tensor_type(pb_writer_t *w, const kiln_type_t *type)
 {
     pb_writer_t tt = {0};
     if (type->dtype != KILN_DTYPE_UNDEFINED)
         pb_put_varint_field(&tt, W_TTYPE_ELEM_TYPE, (uint64_t)type->dtype);
-    if (with_shape && type->rank >= 0) {
+    if (type->rank >= 0) {
         pb_writer_t shape = {0};
         for (int d = 0; d < type->rank && d < KILN_MAX_RANK; d++) {
             pb_writer_t dim = {0};
@@ -156,11 +156,10 @@ static bool write_type(pb_writer_t *w, const kiln_type_t *type)
     pb_writer_t inner = {0};
     bool known = true;
     if (type->kind == KILN_VALUE_TENSOR) {
-        write_tensor_type(&inner, type, true);
+        write_tensor_type(&inner, type);
     } else if (type->kind == KILN_VALUE_SEQUENCE) {
-        /* The IR keeps the element dtype of a sequence, not its shape. */
-        pb_writer_t elem = {0};
-        write_tensor_type(&elem, type, false);
+        pb_writer_t elem = {0}; /* a sequence of tensors: dtype and shape are the elements' */
+        write_tensor_type(&elem, type);
         pb_writer_t seq = {0};
         pb_put_message_field(&seq, W_SEQTYPE_ELEM, &elem);
         pb_put_message_field(&inner, W_TYPE_SEQUENCE, &seq);
