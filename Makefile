@@ -18,7 +18,8 @@ BUILD     := build
 # Every Debian package the build, the tests, the demo and the benchmarks need.
 PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
-        libncurses-dev libopenblas-dev pkg-config nodejs npm prometheus curl sqlite3
+        libncurses-dev libopenblas-dev pkg-config nodejs npm prometheus curl sqlite3 \
+        prometheus-alertmanager chromium tmux
 
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CSTD      := -std=c11 -D_GNU_SOURCE
@@ -43,7 +44,7 @@ SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all deps run test unit unit-asan conformance bench fuzz clean examples
 
-all: $(BUILD)/kiln $(BUILD)/libkiln.a examples
+all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 
 # Installs what is missing; a machine that has everything runs no apt-get.
 deps:
@@ -105,6 +106,22 @@ examples: $(EXAMPLE_BIN)
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libkiln.a $(LIBS)
+
+# The dashboard's front end: web/ holds the page, its script and style and a
+# package.json for uPlot (and playwright-core, for the dashboard test).  npm
+# install runs when web/node_modules is missing or package.json changed; the
+# assets are copied next to the binary, where kiln serves them from.
+DASH_SRC    := web/dashboard.html web/dashboard.js web/dashboard.css
+UPLOT_DIST  := web/node_modules/uplot/dist
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BUILD)/dashboard/.stamp: $(DASH_SRC) web/node_modules/.package-lock.json
+	@mkdir -p $(BUILD)/dashboard
+	cp $(DASH_SRC) $(UPLOT_DIST)/uPlot.iife.min.js $(UPLOT_DIST)/uPlot.min.css $(BUILD)/dashboard/
+	@touch $@
 
 # Small models generated at build time (never committed).
 $(BUILD)/models/.stamp: tools/make_demo_models.py

@@ -56,6 +56,10 @@ int main(int argc, char **argv)
     printf("reference 1 thread:  %7.2f GFLOP/s\n", gflops(PATH_REFERENCE, n, NULL, 2));
     printf("fast      1 thread:  %7.2f GFLOP/s\n", gflops(PATH_FAST, n, NULL, 10));
     printf("fast      %d threads: %7.2f GFLOP/s\n", cores, gflops(PATH_FAST, n, pool, 10));
+    kiln_sgemm_avoid_avx512(true);
+    printf("path=%s\n", kiln_sgemm_path());
+    printf("fast      1 thread:  %7.2f GFLOP/s\n", gflops(PATH_FAST, n, NULL, 10));
+    printf("fast      %d threads: %7.2f GFLOP/s\n", cores, gflops(PATH_FAST, n, pool, 10));
     kiln_threadpool_free(pool);
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "monitor/api.h"
+#include "monitor/dashboard.h"
 #include "monitor/http.h"
 #include "monitor/monitor.h"
 #include "monitor/monitor_alerts.h"
@@ -35,7 +36,7 @@ static void usage(FILE *out)
             "  Samples GPUs (NVML; $KILN_NVML_LIBRARY or libnvidia-ml.so.1), the host and kiln\n"
             "  itself every --interval-ms (default 1000), serves /metrics (Prometheus text),\n"
             "  /api/v1/query_range, /api/v1/query, /api/v1/series, /api/v1/labels,\n"
-            "  /api/v1/alerts and /api/v1/rules on HOST:PORT, and keeps the history in\n"
+            "  /api/v1/alerts, /api/v1/rules and /dashboard on HOST:PORT, and keeps the history in\n"
             "  FILE (SQLite; default in memory): raw samples for --raw-retention (24h),\n"
             "  per-minute min/avg/max for --rollup-retention (30d).  SIGINT or SIGTERM stop it.\n");
 }
@@ -178,6 +179,8 @@ int kiln_cmd_monitor(int argc, char **argv)
         kiln_metrics_server_stop(srv);
         return KILN_EXIT_BAD_INPUT;
     }
+    if (kiln_dashboard_register(srv))
+        fprintf(stderr, "kiln monitor: dashboard not served: %s\n", kiln_last_error());
     printf("kiln monitor: listening on %s (history %s)\n", external, history ? history : "in memory");
     fflush(stdout);
 
@@ -186,6 +189,7 @@ int kiln_cmd_monitor(int argc, char **argv)
     }
     if (!quiet)
         fprintf(stderr, "kiln monitor: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    kiln_dashboard_unregister(srv);
     kiln_monitor_alerts_stop(alerts);
     kiln_monitor_stop(mon);
     kiln_metrics_server_stop(srv);

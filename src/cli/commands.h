@@ -14,5 +14,7 @@ int kiln_cmd_conformance(int argc, char **argv);
 int kiln_cmd_optimize(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
 int kiln_cmd_monitor(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
+int kiln_cmd_top(int argc, char **argv);
 
 #endif

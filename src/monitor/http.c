@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/keyvalq_struct.h>
@@ -48,10 +47,13 @@ struct kiln_metrics_server {
     size_t n_routes, cap_routes;
 };
 
+#define MAX_PARAMS 256
+
 struct kiln_http_request {
     struct evhttp_request *req;
     char *path;
-    struct evkeyvalq params;
+    size_t n_params;
+    char *keys[MAX_PARAMS], *values[MAX_PARAMS]; /* decoded, from URL then form body */
     char *body;
     size_t body_len;
     int responded;
@@ -94,19 +96,21 @@ const char *kiln_http_request_path(const kiln_http_request_t *r) { return r->pat
 
 const char *kiln_http_request_param(const kiln_http_request_t *r, const char *name)
 {
-    return evhttp_find_header(&r->params, name);
+    for (size_t i = 0; i < r->n_params; i++)
+        if (!strcmp(r->keys[i], name))
+            return r->values[i];
+    return NULL;
 }
 
 size_t kiln_http_request_params(const kiln_http_request_t *r, const char *name,
                                 const char **values, size_t max)
 {
     size_t n = 0;
-    struct evkeyval *kv;
-    for (kv = r->params.tqh_first; kv; kv = kv->next.tqe_next) {
-        if (strcmp(kv->key, name))
+    for (size_t i = 0; i < r->n_params; i++) {
+        if (strcmp(r->keys[i], name))
             continue;
         if (n < max)
-            values[n] = kv->value;
+            values[n] = r->values[i];
         n++;
     }
     return n;
@@ -152,6 +156,41 @@ void kiln_http_respond_error(kiln_http_request_t *r, int status, const char *mes
     json_decref(obj);
 }
 
+/* Adds the pairs of an application/x-www-form-urlencoded text (len bytes),
+ * decoding '+' and %XX in keys and values alike (libevent's own parser
+ * leaves keys encoded, and clients send "match%5B%5D").  -1 when the text
+ * has a NUL byte or more than MAX_PARAMS pairs. */
+static int parse_params(kiln_http_request_t *r, const char *text, size_t len)
+{
+    if (memchr(text, '\0', len))
+        return -1;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if (stop > p) {
+            if (r->n_params == MAX_PARAMS)
+                return -1;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            char *k = strndup(p, (size_t)((eq ? eq : stop) - p));
+            char *v = eq ? strndup(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+            char *dk = k ? evhttp_uridecode(k, 1, NULL) : NULL;
+            char *dv = v ? evhttp_uridecode(v, 1, NULL) : NULL;
+            free(k);
+            free(v);
+            if (!dk || !dv) {
+                free(dk);
+                free(dv);
+                return -1;
+            }
+            r->keys[r->n_params] = dk;
+            r->values[r->n_params++] = dv;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
 /* The route for path: exact match first, then the longest prefix ending in '/'. */
 static route_t *find_route(kiln_metrics_server_t *srv, const char *path)
 {
@@ -173,14 +212,14 @@ static route_t *find_route(kiln_metrics_server_t *srv, const char *path)
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     kiln_metrics_server_t *srv = arg;
-    kiln_http_request_t r = {.req = req};
-    r.params.tqh_first = NULL;
-    r.params.tqh_last = &r.params.tqh_first;
+    kiln_http_request_t r;
+    memset(&r, 0, sizeof r);
+    r.req = req;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
     r.path = evhttp_uridecode(raw_path && raw_path[0] ? raw_path : "/", 0, NULL);
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (!r.path || (query && evhttp_parse_query_str(query, &r.params))) {
+    if (!r.path || (query && parse_params(&r, query, strlen(query)))) {
         kiln_http_respond_error(&r, 400, "malformed URL or query string");
         goto done;
     }
@@ -196,7 +235,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     const char *ctype = kiln_http_request_header(&r, "Content-Type");
     if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && ctype &&
         !strncmp(ctype, "application/x-www-form-urlencoded", 33) && r.body_len &&
-        (memchr(r.body, '\0', r.body_len) || evhttp_parse_query_str(r.body, &r.params))) {
+        parse_params(&r, r.body, r.body_len)) {
         kiln_http_respond_error(&r, 400, "malformed form body");
         goto done;
     }
@@ -214,7 +253,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
         kiln_http_respond_error(&r, 404, msg);
     }
 done:
-    evhttp_clear_headers(&r.params);
+    for (size_t i = 0; i < r.n_params; i++) {
+        free(r.keys[i]);
+        free(r.values[i]);
+    }
     free(r.path);
     free(r.body);
 }

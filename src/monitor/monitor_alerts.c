@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "monitor/alerts.h"
+#include "monitor/dashboard.h"
 
 #define MAX_SERIES_LABELS 32
 
@@ -98,6 +99,24 @@ static void send_owned_json(kiln_http_request_t *req, char *json)
     free(json);
 }
 
+/* Transition hook: every state change becomes one sample of
+ * kiln_alert_transition{alertname, from, to, labels=<alert labels as JSON>}
+ * in the history, valued with the new state (1 pending, 2 firing,
+ * 3 resolved, 0 inactive) because the store keeps no NaN and the alert's
+ * own value is NaN once its series is gone. */
+static void record_transition(void *ctx, const kiln_alert_transition_t *tr)
+{
+    kiln_store_t *store = ctx;
+    kiln_label_t labels[4] = {{"alertname", tr->alertname},
+                              {"from", kiln_alert_state_name(tr->from)},
+                              {"labels", tr->labels_json},
+                              {"to", kiln_alert_state_name(tr->to)}};
+    kiln_sample_t sample = {"kiln_alert_transition", labels, 4, (double)tr->to};
+    if (kiln_store_append(store, (int64_t)(tr->time * 1000.0), &sample, 1))
+        fprintf(stderr, "kiln: alerts: cannot record a transition of %s: %s\n", tr->alertname,
+                kiln_last_error());
+}
+
 static void alerts_handler(kiln_http_request_t *req, void *user)
 {
     kiln_monitor_alerts_t *a = user;
@@ -117,6 +136,7 @@ void kiln_monitor_alerts_stop(kiln_monitor_alerts_t *a)
     if (a->srv) {
         kiln_metrics_server_unhandle(a->srv, "/api/v1/alerts");
         kiln_metrics_server_unhandle(a->srv, "/api/v1/rules");
+        kiln_dashboard_unregister(a->srv);
     }
     if (a->mon)
         kiln_exporter_remove_collector(kiln_monitor_exporter(a->mon), alerts_collect, a);
@@ -164,12 +184,15 @@ kiln_status_t kiln_monitor_alerts_start(kiln_monitor_t *mon, kiln_metrics_server
         }
         kiln_alert_engine_set_notifier(a->engine, a->notifier);
     }
+    kiln_alert_engine_set_transition_hook(a->engine, record_transition, kiln_monitor_store(mon));
     kiln_status_t st = kiln_exporter_add_collector(kiln_monitor_exporter(mon), alerts_collect, a);
     if (!st && srv) {
         a->srv = srv;
         st = kiln_metrics_server_handle(srv, "/api/v1/alerts", alerts_handler, a);
         if (!st)
             st = kiln_metrics_server_handle(srv, "/api/v1/rules", rules_handler, a);
+        if (!st)
+            st = kiln_dashboard_register(srv);
     }
     if (!st && kiln_alert_engine_start(a->engine, opts->interval_ms > 0 ? opts->interval_ms : 1000,
                                        err, sizeof err))

@@ -136,17 +136,29 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
     .name = "avx2", .mr = 6, .nr = 16, .kc = 256, .mc = 144, .nc = 2048,
     .run = kiln_sgemm_ukernel_6x16_avx2};
 
+static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
+    .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
+    .run = kiln_sgemm_ukernel_12x32_avx512};
+
 static bool g_force_portable;
+static bool g_avoid_avx512;
 
 void kiln_sgemm_force_portable(bool force_portable)
 {
     g_force_portable = force_portable;
 }
 
+void kiln_sgemm_avoid_avx512(bool avoid)
+{
+    g_avoid_avx512 = avoid;
+}
+
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
 {
     if (g_force_portable)
         return &UKERNEL_PORTABLE;
+    if (!g_avoid_avx512 && __builtin_cpu_supports("avx512f"))
+        return &UKERNEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return &UKERNEL_AVX2;
     return &UKERNEL_PORTABLE;

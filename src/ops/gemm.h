@@ -12,7 +12,7 @@
  *
  * Two paths: a portable C reference (kiln_sgemm_reference) and a blocked
  * path that packs panels of A and B and runs a register-tile microkernel
- * (AVX2+FMA 6x16 when the CPU has it).  kiln_sgemm picks at run time and
+ * (AVX-512F 12x32 or AVX2+FMA 6x16, whichever the CPU has).  kiln_sgemm picks at run time and
  * splits the output over threads through a kiln_gemm_parallel_t, so it can
  * be called from a kernel (kiln_gemm_parallel_ctx) or from anywhere with a
  * thread pool (kiln_gemm_parallel_pool) or single-threaded (NULL).
@@ -57,10 +57,12 @@ void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, dou
                 const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                 double *c, int64_t ldc, const kiln_gemm_parallel_t *par);
 
-/* Which path kiln_sgemm uses: "avx2" or "portable".  Setting
- * force_portable (tests, benchmarks) makes kiln_sgemm use the blocked path
- * with the portable C microkernel. */
+/* Which microkernel kiln_sgemm uses: "avx512", "avx2" or "portable".
+ * For tests and benchmarks: force_portable makes kiln_sgemm use the
+ * blocked path with the portable C microkernel; avoid_avx512 keeps it on
+ * AVX2 on a CPU that has AVX-512. */
 const char *kiln_sgemm_path(void);
 void kiln_sgemm_force_portable(bool force_portable);
+void kiln_sgemm_avoid_avx512(bool avoid);
 
 #endif

@@ -29,4 +29,9 @@ typedef struct kiln_sgemm_ukernel {
 void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *b_pack, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta);
 
+/* AVX-512F 12x32 tile (gemm_avx512.c); call only when the CPU has avx512f. */
+void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a_pack, const float *b_pack,
+                                     float *c, int64_t ldc, int mr, int nr, float alpha,
+                                     float beta);
+
 #endif

@@ -52,6 +52,10 @@ typedef struct resize_params {
 
 #define MAX_TAPS 4
 
+/* Input coordinates are clamped to +-COORD_LIMIT before conversion to an
+ * index, so hostile scales, rois or grids cannot overflow the cast. */
+#define COORD_LIMIT 1e15
+
 /* The input taps of one output index along one axis. */
 typedef struct axis_taps {
     int n;
@@ -123,9 +127,12 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
 {
     double xo = original_coord(p, (double)x, scale, in, out, roi_start, roi_end);
     taps->n = 0;
-    taps->outside = p->coord == COORD_TF_CROP_AND_RESIZE && (xo < 0 || xo > (double)(in - 1));
+    taps->outside = p->coord == COORD_TF_CROP_AND_RESIZE &&
+                    (!(xo >= 0) || xo > (double)(in - 1)); /* NaN roi counts as outside */
     if (taps->outside)
         return;
+    /* Far-away coordinates only ever read the edge; keep them castable. */
+    xo = isfinite(xo) ? fmax(fmin(xo, COORD_LIMIT), -COORD_LIMIT) : 0.0;
     /* The left neighbour and the ratio in (0, 1] (an exact hit counts as the
      * right neighbour, as in the reference). */
     double base = floor(xo);
@@ -495,6 +502,433 @@ static kiln_status_t resize10_run(kiln_kernel_ctx_t *ctx)
     return upsample_like_run(ctx, scales, NULL, 0);
 }
 
+/* ==== GridSample ============================================================ */
+
+/* GridSample follows PyTorch's grid_sampler (the source of the ONNX tests):
+ * grid values in [-1, 1] map to input coordinates; border and reflection
+ * padding move the coordinate into the image, zeros padding reads zeros
+ * outside.  It works for any number of spatial axes; grid[..., 0] is the
+ * last (width) axis. */
+
+typedef enum grid_pad { GRID_PAD_ZEROS, GRID_PAD_BORDER, GRID_PAD_REFLECTION } grid_pad_t;
+
+typedef struct grid_params {
+    resize_mode_t mode;
+    grid_pad_t padding;
+    bool align_corners;
+} grid_params_t;
+
+static double grid_unnormalize(double v, int64_t size, bool align_corners)
+{
+    return align_corners ? (v + 1) / 2 * (double)(size - 1) : ((v + 1) * (double)size - 1) / 2;
+}
+
+static double clamp_coord(double x, int64_t size)
+{
+    return x < 0 ? 0 : x > (double)(size - 1) ? (double)(size - 1) : x;
+}
+
+/* PyTorch's reflect_coordinates over [twice_low/2, twice_high/2]. */
+static double reflect_coord(double x, int64_t twice_low, int64_t twice_high)
+{
+    if (twice_low == twice_high)
+        return 0;
+    double min = (double)twice_low / 2;
+    double span = (double)(twice_high - twice_low) / 2;
+    x = fabs(x - min);
+    double extra = fmod(x, span);
+    int64_t flips = (int64_t)floor(x / span);
+    return flips % 2 == 0 ? extra + min : span - extra + min;
+}
+
+/* Applies border/reflection padding to a coordinate (no-op for zeros). */
+static double pad_coord(const grid_params_t *p, double x, int64_t size)
+{
+    if (p->padding == GRID_PAD_BORDER)
+        return clamp_coord(x, size);
+    if (p->padding == GRID_PAD_REFLECTION) {
+        x = p->align_corners ? reflect_coord(x, 0, 2 * (size - 1))
+                             : reflect_coord(x, -1, 2 * size - 1);
+        return clamp_coord(x, size);
+    }
+    return x;
+}
+
+/* Taps of one sampling coordinate along one axis (indices may be out of
+ * range with zeros padding; such taps read 0). */
+static void grid_taps(const grid_params_t *p, double x, int64_t size, axis_taps_t *t)
+{
+    t->outside = false;
+    if (p->mode == RESIZE_CUBIC) {
+        double base = floor(x);
+        double c[4];
+        cubic_coeffs(-0.75, x - base, c);
+        t->n = 4;
+        for (int k = 0; k < 4; k++) {
+            double idx = base - 1 + k;
+            if (p->padding != GRID_PAD_ZEROS)
+                idx = pad_coord(p, idx, size);
+            t->index[k] = (int64_t)idx;
+            t->weight[k] = c[k];
+        }
+        return;
+    }
+    x = pad_coord(p, x, size);
+    if (p->mode == RESIZE_NEAREST) {
+        t->n = 1;
+        t->index[0] = (int64_t)nearbyint(x);
+        t->weight[0] = 1.0;
+        return;
+    }
+    double base = floor(x);
+    t->n = 2;
+    t->index[0] = (int64_t)base;
+    t->index[1] = (int64_t)base + 1;
+    t->weight[0] = 1 - (x - base);
+    t->weight[1] = x - base;
+}
+
+static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *grid = kiln_ctx_input(ctx, 1);
+    grid_params_t p = {.align_corners = kiln_attr_int(node, "align_corners", 0) != 0};
+    const char *mode = kiln_attr_string(node, "mode", kiln_ctx_opset(ctx) >= 20 ? "linear" : "bilinear");
+    const char *padding = kiln_attr_string(node, "padding_mode", "zeros");
+    if (!strcmp(mode, "bicubic"))
+        mode = "cubic";
+    if (!parse_resize_mode(mode, &p.mode))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
+    if (!strcmp(padding, "zeros"))
+        p.padding = GRID_PAD_ZEROS;
+    else if (!strcmp(padding, "border"))
+        p.padding = GRID_PAD_BORDER;
+    else if (!strcmp(padding, "reflection"))
+        p.padding = GRID_PAD_REFLECTION;
+    else
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown padding_mode '%s'", padding);
+    if (!x || !grid || x->rank < 3 || grid->rank != x->rank || grid->dims[0] != x->dims[0] ||
+        grid->dims[grid->rank - 1] != x->rank - 2)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "X must be [N, C, D1..Dk] and grid [N, O1..Ok, k]");
+    int k = x->rank - 2;
+    int64_t dims[KILN_MAX_RANK];
+    dims[0] = x->dims[0];
+    dims[1] = x->dims[1];
+    for (int i = 0; i < k; i++)
+        dims[2 + i] = grid->dims[1 + i];
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    int64_t N = x->dims[0], C = x->dims[1];
+    int64_t in_spatial = 1, out_spatial = 1;
+    for (int i = 0; i < k; i++) {
+        in_spatial *= x->dims[2 + i];
+        out_spatial *= dims[2 + i];
+    }
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t o = 0; o < out_spatial; o++) {
+            axis_taps_t taps[KILN_MAX_RANK];
+            const int64_t g = (n * out_spatial + o) * k;
+            for (int i = 0; i < k; i++) {
+                int64_t size = x->dims[2 + i];
+                double v = kiln_tensor_get_f64(grid, g + (k - 1 - i));
+                double c = grid_unnormalize(v, size, p.align_corners);
+                /* NaN or huge grid values sample outside the image. */
+                c = isfinite(c) ? fmax(fmin(c, COORD_LIMIT), -COORD_LIMIT) : -COORD_LIMIT;
+                grid_taps(&p, c, size, &taps[i]);
+            }
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t base = (n * C + c) * in_spatial;
+                int kk[KILN_MAX_RANK] = {0};
+                double sum = 0;
+                for (;;) {
+                    double w = 1;
+                    int64_t off = 0;
+                    bool inside = true;
+                    for (int i = 0; i < k; i++) {
+                        int64_t idx = taps[i].index[kk[i]];
+                        inside &= idx >= 0 && idx < x->dims[2 + i];
+                        off = off * x->dims[2 + i] + idx;
+                        w *= taps[i].weight[kk[i]];
+                    }
+                    if (inside)
+                        sum += w * kiln_tensor_get_f64(x, base + off);
+                    int i = k - 1;
+                    while (i >= 0 && ++kk[i] == taps[i].n) {
+                        kk[i] = 0;
+                        i--;
+                    }
+                    if (i < 0)
+                        break;
+                }
+                kiln_tensor_set_f64(y, (n * C + c) * out_spatial + o, sum);
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+/* ==== RoiAlign ============================================================== */
+
+/* RoiAlign as in ONNX Runtime (and Caffe2/Detectron): each output bin
+ * averages (or takes the max of) sampling_ratio^2 bilinear samples. */
+
+typedef struct roi_sample {
+    int64_t offs[4]; /* y_low*W+x_low, y_low*W+x_high, y_high*W+x_low, y_high*W+x_high */
+    double w[4];
+} roi_sample_t;
+
+/* The bilinear sample at (y, x); all weights 0 when it falls outside. */
+static roi_sample_t roi_bilinear(double y, double x, int64_t H, int64_t W)
+{
+    roi_sample_t s = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    if (y < -1.0 || y > (double)H || x < -1.0 || x > (double)W)
+        return s;
+    if (y <= 0)
+        y = 0;
+    if (x <= 0)
+        x = 0;
+    int64_t y_low = (int64_t)y, x_low = (int64_t)x, y_high, x_high;
+    if (y_low >= H - 1) {
+        y_high = y_low = H - 1;
+        y = (double)y_low;
+    } else {
+        y_high = y_low + 1;
+    }
+    if (x_low >= W - 1) {
+        x_high = x_low = W - 1;
+        x = (double)x_low;
+    } else {
+        x_high = x_low + 1;
+    }
+    double ly = y - (double)y_low, lx = x - (double)x_low, hy = 1 - ly, hx = 1 - lx;
+    s.offs[0] = y_low * W + x_low;
+    s.offs[1] = y_low * W + x_high;
+    s.offs[2] = y_high * W + x_low;
+    s.offs[3] = y_high * W + x_high;
+    s.w[0] = hy * hx;
+    s.w[1] = hy * lx;
+    s.w[2] = ly * hx;
+    s.w[3] = ly * lx;
+    return s;
+}
+
+static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *rois = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *batch = kiln_ctx_input(ctx, 2);
+    const char *mode = kiln_attr_string(node, "mode", "avg");
+    const char *coord = kiln_attr_string(node, "coordinate_transformation_mode",
+                                         kiln_ctx_opset(ctx) >= 16 ? "half_pixel"
+                                                                   : "output_half_pixel");
+    int64_t oh = kiln_attr_int(node, "output_height", 1);
+    int64_t ow = kiln_attr_int(node, "output_width", 1);
+    int64_t sampling = kiln_attr_int(node, "sampling_ratio", 0);
+    double scale = kiln_attr_float(node, "spatial_scale", 1.0f);
+    bool is_max = !strcmp(mode, "max");
+    bool half_pixel = !strcmp(coord, "half_pixel");
+    if (!is_max && strcmp(mode, "avg"))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
+    if (!half_pixel && strcmp(coord, "output_half_pixel"))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "unknown coordinate_transformation_mode '%s'", coord);
+    if (!x || !rois || !batch || x->rank != 4 || rois->rank != 2 || rois->dims[1] != 4 ||
+        batch->rank != 1 || batch->dims[0] != rois->dims[0])
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "expected X [N,C,H,W], rois [R,4], batch_indices [R]");
+    if (oh <= 0 || ow <= 0 || sampling < 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "output_height/width must be positive, sampling_ratio >= 0");
+    int64_t R = rois->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3];
+    int64_t dims[4] = {R, C, oh, ow};
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, 4, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    double offset = half_pixel ? 0.5 : 0.0;
+    for (int64_t r = 0; r < R; r++) {
+        int64_t b = kiln_tensor_get_i64(batch, r);
+        if (b < 0 || b >= x->dims[0])
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "batch_indices[%lld] = %lld is out of range", (long long)r,
+                                 (long long)b);
+        double x1 = kiln_tensor_get_f64(rois, r * 4 + 0) * scale - offset;
+        double y1 = kiln_tensor_get_f64(rois, r * 4 + 1) * scale - offset;
+        double x2 = kiln_tensor_get_f64(rois, r * 4 + 2) * scale - offset;
+        double y2 = kiln_tensor_get_f64(rois, r * 4 + 3) * scale - offset;
+        if (!isfinite(x1) || !isfinite(y1) || !isfinite(x2) || !isfinite(y2))
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite",
+                                 (long long)r);
+        double roi_w = x2 - x1, roi_h = y2 - y1;
+        if (!half_pixel) {
+            roi_w = fmax(roi_w, 1.0);
+            roi_h = fmax(roi_h, 1.0);
+        }
+        double bin_h = roi_h / (double)oh, bin_w = roi_w / (double)ow;
+        if (fabs(roi_h) / (double)oh > 4096 || fabs(roi_w) / (double)ow > 4096 || sampling > 4096)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
+                                 (long long)r);
+        int64_t grid_h = sampling > 0 ? sampling : (int64_t)ceil(roi_h / (double)oh);
+        int64_t grid_w = sampling > 0 ? sampling : (int64_t)ceil(roi_w / (double)ow);
+        if (grid_h > 4096 || grid_w > 4096)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
+                                 (long long)r);
+        double count = (double)(grid_h * grid_w > 1 ? grid_h * grid_w : 1);
+        for (int64_t c = 0; c < C; c++) {
+            int64_t plane = (b * C + c) * H * W;
+            for (int64_t ph = 0; ph < oh; ph++)
+                for (int64_t pw = 0; pw < ow; pw++) {
+                    double acc = 0;
+                    bool first = true;
+                    for (int64_t iy = 0; iy < grid_h; iy++) {
+                        double sy = y1 + (double)ph * bin_h + ((double)iy + 0.5) * bin_h / (double)grid_h;
+                        for (int64_t ix = 0; ix < grid_w; ix++) {
+                            double sx = x1 + (double)pw * bin_w + ((double)ix + 0.5) * bin_w / (double)grid_w;
+                            roi_sample_t s = roi_bilinear(sy, sx, H, W);
+                            if (is_max) {
+                                double m = 0;
+                                for (int q = 0; q < 4; q++) {
+                                    double v = s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+                                    m = q == 0 ? v : fmax(m, v);
+                                }
+                                acc = first ? m : fmax(acc, m);
+                                first = false;
+                            } else {
+                                for (int q = 0; q < 4; q++)
+                                    acc += s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+                            }
+                        }
+                    }
+                    if (!is_max)
+                        acc /= count;
+                    kiln_tensor_set_f64(y, ((r * C + c) * oh + ph) * ow + pw, acc);
+                }
+        }
+    }
+    return KILN_OK;
+}
+
+/* ==== NonMaxSuppression ===================================================== */
+
+/* Per batch and class: take the boxes scoring above score_threshold in
+ * descending score order (ties: lower box index first), keep a box unless it
+ * overlaps a kept one with IoU > iou_threshold, stop at
+ * max_output_boxes_per_class.  Output rows are [batch, class, box]. */
+
+typedef struct nms_box {
+    double y1, x1, y2, x2; /* normalised: y1 <= y2, x1 <= x2 */
+} nms_box_t;
+
+typedef struct nms_candidate {
+    double score;
+    int64_t index;
+} nms_candidate_t;
+
+static int compare_candidates(const void *a, const void *b)
+{
+    const nms_candidate_t *p = a, *q = b;
+    if (p->score != q->score)
+        return p->score > q->score ? -1 : 1;
+    return p->index < q->index ? -1 : p->index > q->index;
+}
+
+static nms_box_t read_box(const kiln_tensor_t *boxes, int64_t off, bool center)
+{
+    double a = kiln_tensor_get_f64(boxes, off), b = kiln_tensor_get_f64(boxes, off + 1);
+    double c = kiln_tensor_get_f64(boxes, off + 2), d = kiln_tensor_get_f64(boxes, off + 3);
+    nms_box_t box;
+    if (center) { /* [x_center, y_center, width, height] */
+        box.x1 = a - c / 2, box.x2 = a + c / 2;
+        box.y1 = b - d / 2, box.y2 = b + d / 2;
+    } else { /* [y1, x1, y2, x2], either corner first */
+        box.y1 = fmin(a, c), box.y2 = fmax(a, c);
+        box.x1 = fmin(b, d), box.x2 = fmax(b, d);
+    }
+    return box;
+}
+
+static bool suppressed_by_iou(const nms_box_t *p, const nms_box_t *q, double threshold)
+{
+    double ix1 = fmax(p->x1, q->x1), iy1 = fmax(p->y1, q->y1);
+    double ix2 = fmin(p->x2, q->x2), iy2 = fmin(p->y2, q->y2);
+    if (ix2 <= ix1 || iy2 <= iy1)
+        return false;
+    double inter = (ix2 - ix1) * (iy2 - iy1);
+    double area_p = (p->x2 - p->x1) * (p->y2 - p->y1);
+    double area_q = (q->x2 - q->x1) * (q->y2 - q->y1);
+    double uni = area_p + area_q - inter;
+    if (area_p <= 0 || area_q <= 0 || uni <= 0)
+        return false;
+    return inter / uni > threshold;
+}
+
+static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *boxes = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *scores = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *max_t = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *iou_t = kiln_ctx_input(ctx, 3);
+    const kiln_tensor_t *score_t = kiln_ctx_input(ctx, 4);
+    bool center = kiln_attr_int(kiln_ctx_node(ctx), "center_point_box", 0) != 0;
+    if (!boxes || !scores || boxes->rank != 3 || boxes->dims[2] != 4 || scores->rank != 3 ||
+        scores->dims[0] != boxes->dims[0] || scores->dims[2] != boxes->dims[1])
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "expected boxes [B, N, 4] and scores [B, C, N]");
+    int64_t max_out = max_t && max_t->count ? kiln_tensor_get_i64(max_t, 0) : 0;
+    double iou = iou_t && iou_t->count ? kiln_tensor_get_f64(iou_t, 0) : 0.0;
+    bool has_score = score_t && score_t->count;
+    double score_min = has_score ? kiln_tensor_get_f64(score_t, 0) : 0.0;
+    int64_t B = boxes->dims[0], N = boxes->dims[1], C = scores->dims[1];
+    if (max_out < 0)
+        max_out = 0;
+    if (max_out > N)
+        max_out = N;
+
+    nms_box_t *all = malloc((size_t)(N + 1) * sizeof *all);
+    nms_candidate_t *cand = malloc((size_t)(N + 1) * sizeof *cand);
+    int64_t *kept = malloc((size_t)(N + 1) * sizeof *kept);
+    int64_t cap = B * C * max_out + 1, n_sel = 0;
+    int64_t *sel = malloc((size_t)cap * 3 * sizeof *sel);
+    if (!all || !cand || !kept || !sel) {
+        free(all), free(cand), free(kept), free(sel);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for NMS");
+    }
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t i = 0; i < N; i++)
+            all[i] = read_box(boxes, (b * N + i) * 4, center);
+        for (int64_t c = 0; c < C; c++) {
+            int64_t n_cand = 0, n_kept = 0;
+            for (int64_t i = 0; i < N; i++) {
+                double s = kiln_tensor_get_f64(scores, (b * C + c) * N + i);
+                if (!isnan(s) && (!has_score || s > score_min)) /* NaN would break the sort */
+                    cand[n_cand++] = (nms_candidate_t){s, i};
+            }
+            qsort(cand, (size_t)n_cand, sizeof *cand, compare_candidates);
+            for (int64_t i = 0; i < n_cand && n_kept < max_out; i++) {
+                bool keep = true;
+                for (int64_t j = 0; j < n_kept && keep; j++)
+                    keep = !suppressed_by_iou(&all[cand[i].index], &all[kept[j]], iou);
+                if (!keep)
+                    continue;
+                kept[n_kept++] = cand[i].index;
+                sel[n_sel * 3] = b;
+                sel[n_sel * 3 + 1] = c;
+                sel[n_sel * 3 + 2] = cand[i].index;
+                n_sel++;
+            }
+        }
+    }
+    int64_t dims[2] = {n_sel, 3};
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_INT64, 2, dims);
+    if (y)
+        memcpy(y->data, sel, (size_t)(n_sel * 3) * sizeof *sel);
+    free(all), free(cand), free(kept), free(sel);
+    return y ? KILN_OK : kiln_ctx_status(ctx);
+}
+
 void kiln_ops_register_image(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8,
@@ -503,4 +937,7 @@ void kiln_ops_register_image(kiln_registry_t *reg)
     kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 10, .until = 10,
                                         .run = resize10_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 11, .run = resize11_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "GridSample", .since = 16, .run = grid_sample_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "RoiAlign", .since = 10, .run = roi_align_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "NonMaxSuppression", .since = 10, .run = nms_run});
 }

@@ -8,7 +8,9 @@
  * of the outer*inner slices of length n.  Before opset 13 the input is
  * coerced to 2-D at `axis` (n = product of dims from axis on, inner = 1);
  * from 13 on, n is the one axis.  The contiguous float32 case (inner == 1,
- * BERT's attention scores) has its own row loop run in parallel over rows.
+ * BERT's attention scores) runs the vector row kernels of rowops.h in
+ * parallel over rows; so does LayerNormalization in float32.  Float32 along
+ * another axis sweeps tiles of 64 columns row by row (contiguous loads).
  *
  * Other dtypes (float16, float64) are computed in double through
  * kiln_tensor_get_f64/set_f64: simple, and exact enough for every dtype.
@@ -19,6 +21,7 @@
 
 #include "ops/axes.h"
 #include "ops/kernel.h"
+#include "ops/rowops.h"
 
 /* Rows of at least this many elements per chunk are worth a thread. */
 #define NORMALIZE_GRAIN_ELEMS 16384
@@ -27,39 +30,22 @@
 
 typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind_t;
 
-/* One float32 row in place from src to dst. */
-static void softmax_row_f32(softmax_kind_t kind, const float *x, float *y, int64_t n)
+/* One float32 row: Softmax and LogSoftmax by the vector row kernels,
+ * Hardmax by a scan for the first maximum. */
+static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y, int64_t n)
 {
     if (n == 0)
         return;
-    float m = x[0];
-    int64_t arg = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > m) {
-            m = x[i];
-            arg = i;
-        }
-    if (kind == HARDMAX) {
-        for (int64_t i = 0; i < n; i++)
-            y[i] = i == arg ? 1.0f : 0.0f;
+    if (kind != HARDMAX) {
+        ops->softmax(x, y, n, kind == LOG_SOFTMAX);
         return;
     }
-    float sum = 0.0f;
-    if (kind == SOFTMAX) {
-        for (int64_t i = 0; i < n; i++) {
-            y[i] = expf(x[i] - m);
-            sum += y[i];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t i = 0; i < n; i++)
-            y[i] *= inv;
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            sum += expf(x[i] - m);
-        float lse = m + logf(sum);
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] - lse;
-    }
+    int64_t arg = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[arg])
+            arg = i;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = i == arg ? 1.0f : 0.0f;
 }
 
 /* One strided slice in double: v[0..n) read from x at base + i*stride. */
@@ -101,8 +87,77 @@ typedef struct softmax_job {
 static void softmax_rows_f32(void *arg, int64_t begin, int64_t end)
 {
     const softmax_job_t *job = arg;
+    const kiln_rowops_t *ops = kiln_rowops();
     for (int64_t r = begin; r < end; r++)
-        softmax_row_f32(job->kind, job->x + r * job->n, job->y + r * job->n, job->n);
+        softmax_row_f32(ops, job->kind, job->x + r * job->n, job->y + r * job->n, job->n);
+}
+
+/* Columns handled together by the strided float32 path (stack scratch). */
+enum { SOFTMAX_COL_TILE = 64 };
+
+/* Softmax along a non-last axis in float32: the block of one outer index
+ * is n rows of `inner` contiguous floats; a tile of columns is swept row by
+ * row so every access is contiguous. */
+static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner, int64_t c0,
+                             int64_t w)
+{
+    float mx[SOFTMAX_COL_TILE], sm[SOFTMAX_COL_TILE];
+    int64_t arg[SOFTMAX_COL_TILE];
+    for (int64_t j = 0; j < w; j++) {
+        mx[j] = x[c0 + j];
+        arg[j] = 0;
+        sm[j] = 0.0f;
+    }
+    for (int64_t a = 1; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        for (int64_t j = 0; j < w; j++)
+            if (row[j] > mx[j]) {
+                mx[j] = row[j];
+                arg[j] = a;
+            }
+    }
+    if (kind == HARDMAX) {
+        for (int64_t a = 0; a < n; a++)
+            for (int64_t j = 0; j < w; j++)
+                y[a * inner + c0 + j] = arg[j] == a ? 1.0f : 0.0f;
+        return;
+    }
+    for (int64_t a = 0; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        float *out = y + a * inner + c0;
+        for (int64_t j = 0; j < w; j++) {
+            float e = expf(row[j] - mx[j]);
+            sm[j] += e;
+            if (kind == SOFTMAX)
+                out[j] = e;
+        }
+    }
+    for (int64_t j = 0; j < w; j++)
+        sm[j] = kind == SOFTMAX ? 1.0f / sm[j] : mx[j] + logf(sm[j]);
+    for (int64_t a = 0; a < n; a++) {
+        const float *row = x + a * inner + c0;
+        float *out = y + a * inner + c0;
+        for (int64_t j = 0; j < w; j++)
+            out[j] = kind == SOFTMAX ? out[j] * sm[j] : row[j] - sm[j];
+    }
+}
+
+typedef struct softmax_strided_job {
+    softmax_kind_t kind;
+    const float *x;
+    float *y;
+    int64_t n, inner, tiles; /* tiles of columns per outer block */
+} softmax_strided_job_t;
+
+static void softmax_strided_f32(void *arg, int64_t begin, int64_t end)
+{
+    const softmax_strided_job_t *job = arg;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o = t / job->tiles, c0 = (t % job->tiles) * SOFTMAX_COL_TILE;
+        int64_t w = job->inner - c0 < SOFTMAX_COL_TILE ? job->inner - c0 : SOFTMAX_COL_TILE;
+        size_t block = (size_t)(o * job->n * job->inner);
+        softmax_cols_f32(job->kind, job->x + block, job->y + block, job->n, job->inner, c0, w);
+    }
 }
 
 static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t kind)
@@ -134,6 +189,13 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
     if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
         softmax_job_t job = {kind, x->data, y->data, n};
         kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+        return KILN_OK;
+    }
+    if (x->dtype == KILN_DTYPE_FLOAT32) {
+        int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
+        softmax_strided_job_t job = {kind, x->data, y->data, n, inner, tiles};
+        kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
+                              softmax_strided_f32, &job);
         return KILN_OK;
     }
     double *buf = malloc(sizeof(double) * (size_t)n);
@@ -274,24 +336,13 @@ typedef struct layer_norm_job {
     double eps;
 } layer_norm_job_t;
 
-/* The float32 row, both passes in float32 accumulated in double. */
-static void layer_norm_row_f32(const layer_norm_job_t *j, int64_t r)
+/* The float32 row by the vector row kernel. */
+static void layer_norm_row_f32(const kiln_rowops_t *ops, const layer_norm_job_t *j, int64_t r)
 {
-    const float *x = (const float *)j->x->data + r * j->n;
-    float *y = (float *)j->y->data + r * j->n;
-    const float *w = j->scale->data;
-    const float *b = j->bias ? j->bias->data : NULL;
-    int64_t wn = j->scale->count, bn = j->bias ? j->bias->count : 1;
-    double s = 0.0;
-    for (int64_t i = 0; i < j->n; i++)
-        s += x[i];
-    float m = (float)(s / (double)j->n);
-    double ss = 0.0;
-    for (int64_t i = 0; i < j->n; i++)
-        ss += (double)(x[i] - m) * (x[i] - m);
-    float inv = (float)(1.0 / sqrt(ss / (double)j->n + j->eps));
-    for (int64_t i = 0; i < j->n; i++)
-        y[i] = (x[i] - m) * inv * w[i % wn] + (b ? b[i % bn] : 0.0f);
+    float m, inv;
+    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n, j->scale->data,
+                    j->scale->count, j->bias ? j->bias->data : NULL, j->bias ? j->bias->count : 1, (float)j->eps, &m,
+                    &inv);
     if (j->mean_out)
         kiln_tensor_set_f64(j->mean_out, r, m);
     if (j->inv_std_out)
@@ -320,9 +371,10 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end)
     const layer_norm_job_t *j = arg;
     bool f32 = j->x->dtype == KILN_DTYPE_FLOAT32 && j->scale->dtype == KILN_DTYPE_FLOAT32 &&
                (!j->bias || j->bias->dtype == KILN_DTYPE_FLOAT32);
+    const kiln_rowops_t *ops = kiln_rowops();
     for (int64_t r = begin; r < end; r++) {
         if (f32)
-            layer_norm_row_f32(j, r);
+            layer_norm_row_f32(ops, j, r);
         else
             layer_norm_row_any(j, r);
     }

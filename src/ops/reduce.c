@@ -8,7 +8,7 @@
  * x[base[o] + roff[r]], which handles any axes set with one loop and
  * parallelizes over outputs.  Values are folded in double (float16 and ints
  * included), except the hot BERT case - float32 reduced over trailing
- * contiguous axes - which reads the row directly.
+ * contiguous axes - which runs the vector row kernels of rowops.h.
  *
  * ArgMax/ArgMin, CumSum and TopK work along one axis, viewing the shape as
  * (outer, axis, inner).
@@ -20,6 +20,7 @@
 #include "core/half.h"
 #include "ops/axes.h"
 #include "ops/kernel.h"
+#include "ops/rowops.h"
 
 /* Below this many input elements per output, a thread is not worth it. */
 #define REDUCE_GRAIN_ELEMS 32768
@@ -222,24 +223,67 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
     }
 }
 
-/* Hot path: a float32 row reduced to a sum or mean. */
-static float fold_row_f32(reduce_kind_t k, const float *row, int64_t n)
+/* Hot path: a float32 row folded by the vector row kernels (rowops.h). */
+static float fold_row_f32(const kiln_rowops_t *ops, reduce_kind_t k, const float *row, int64_t n)
 {
-    float acc = 0.0f;
+    switch (k) {
+    case REDUCE_SUM: return ops->sum(row, n);
+    case REDUCE_MEAN: return n ? ops->sum(row, n) / (float)n : NAN;
+    case REDUCE_SUM_SQUARE: return ops->sum_squares(row, n);
+    case REDUCE_MAX: return n ? ops->max(row, n) : -INFINITY;
+    default: break;
+    }
+    float acc = n ? row[0] : INFINITY; /* REDUCE_MIN */
+    for (int64_t r = 1; r < n; r++)
+        acc = row[r] < acc ? row[r] : acc;
+    return acc;
+}
+
+/* Integer folds that stay exact in int64 (wrapping like the integer
+ * types themselves); the others go through double. */
+static bool has_exact_int_path(reduce_kind_t k)
+{
+    return k == REDUCE_SUM || k == REDUCE_PROD || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_L1 ||
+           k == REDUCE_SUM_SQUARE;
+}
+
+static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+{
+    uint64_t acc = k == REDUCE_PROD ? 1u : 0u;
     if (k == REDUCE_MAX || k == REDUCE_MIN) {
-        acc = n ? row[0] : (k == REDUCE_MAX ? -INFINITY : INFINITY);
-        for (int64_t r = 1; r < n; r++)
-            acc = (k == REDUCE_MAX) ? (row[r] > acc ? row[r] : acc) : (row[r] < acc ? row[r] : acc);
-        return acc;
+        int64_t best = k == REDUCE_MAX ? INT64_MIN : INT64_MAX;
+        for (int64_t r = 0; r < n; r++) {
+            int64_t v = kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
+            best = (k == REDUCE_MAX) ? (v > best ? v : best) : (v < best ? v : best);
+        }
+        return best;
     }
-    if (k == REDUCE_SUM_SQUARE) {
-        for (int64_t r = 0; r < n; r++)
-            acc += row[r] * row[r];
-        return acc;
+    for (int64_t r = 0; r < n; r++) {
+        uint64_t v = (uint64_t)kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
+        switch (k) {
+        case REDUCE_PROD: acc *= v; break;
+        case REDUCE_SUM_SQUARE: acc += v * v; break;
+        case REDUCE_L1: acc += (int64_t)v < 0 ? (uint64_t)0 - v : v; break;
+        default: acc += v; break;
+        }
     }
-    for (int64_t r = 0; r < n; r++)
-        acc += row[r];
-    return k == REDUCE_MEAN ? (n ? acc / (float)n : NAN) : acc;
+    return (int64_t)acc;
+}
+
+/* Writes an exact int64 into an integer tensor of any width. */
+static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
+{
+    switch (t->dtype) {
+    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
+    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
+    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
+    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
+    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    default: kiln_tensor_set_f64(t, i, (double)v); break;
+    }
 }
 
 static bool has_f32_fast_path(reduce_kind_t k)
@@ -274,14 +318,21 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
     const reduce_job_t *job = arg;
     const reduce_plan_t *p = job->plan;
     if (job->x->dtype == KILN_DTYPE_FLOAT32 && p->contiguous && has_f32_fast_path(job->kind)) {
+        const kiln_rowops_t *ops = kiln_rowops();
         const float *x = job->x->data;
         float *y = job->y->data;
         for (int64_t o = begin; o < end; o++)
-            y[o] = fold_row_f32(job->kind, x + p->base[o], p->n_red);
+            y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
         return;
     }
-    for (int64_t o = begin; o < end; o++)
-        store_result(job->y, o, fold_block(job->kind, job->x, p->n_red ? p->base[o] : 0, p->roff, p->n_red));
+    bool exact_int = kiln_dtype_is_integer(job->x->dtype) && has_exact_int_path(job->kind) && p->n_red > 0;
+    for (int64_t o = begin; o < end; o++) {
+        int64_t base = p->n_red ? p->base[o] : 0;
+        if (exact_int)
+            store_i64(job->y, o, fold_block_i64(job->kind, job->x, base, p->roff, p->n_red));
+        else
+            store_result(job->y, o, fold_block(job->kind, job->x, base, p->roff, p->n_red));
+    }
 }
 
 static bool dtype_reducible(kiln_dtype_t t)
@@ -393,22 +444,6 @@ static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run
 static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, false); }
 
 /* ---- CumSum ------------------------------------------------------------ */
-
-/* Writes an exact int64 into an integer tensor of any width. */
-static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
-{
-    switch (t->dtype) {
-    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
-    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
-    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    default: kiln_tensor_set_f64(t, i, (double)v); break;
-    }
-}
 
 static kiln_status_t cumsum_run(kiln_kernel_ctx_t *ctx)
 {

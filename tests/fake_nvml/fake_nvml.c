@@ -183,6 +183,8 @@ static void load_script(void)
         if (hash)
             *hash = '\0';
         line[strcspn(line, "\r\n")] = '\0';
+        for (size_t n = strlen(line); n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'); n--)
+            line[n - 1] = '\0';
         char w1[32] = "", w2[32] = "", key[32] = "";
         int off = 0;
         if (sscanf(line, "%31s %31s %31s %n", w1, w2, key, &off) >= 2 && !strcmp(w1, "gpu")) {

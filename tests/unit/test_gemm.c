@@ -3,7 +3,8 @@
  * time, threaded) against kiln_sgemm_reference on odd sizes, every
  * transpose combination, leading dimensions wider than the matrix and
  * alpha/beta variants, including beta == 0 over a C full of NaN.  The same
- * sizes run again with the portable microkernel forced.
+ * sizes run again with AVX-512 avoided (the AVX2 kernel) and with the
+ * portable microkernel forced.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -86,6 +87,9 @@ int main(void)
     kiln_threadpool_t *pool = kiln_threadpool_create(3);
     check_sizes(NULL);
     check_sizes(pool);
+    kiln_sgemm_avoid_avx512(true); /* the AVX2 kernel too, on an AVX-512 CPU */
+    check_sizes(pool);
+    kiln_sgemm_avoid_avx512(false);
     kiln_sgemm_force_portable(true);
     check_sizes(pool);
     kiln_sgemm_force_portable(false);
