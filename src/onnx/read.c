@@ -477,6 +477,19 @@ static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
     return p;
 }
 
+/* After a copy out of a file mapping, hands the source pages that the
+ * tensor covers entirely back to the kernel: the copy is what will be used,
+ * and a private, unmodified file mapping simply reads them again if ever
+ * touched.  Without this a copied weight costs its size twice in RSS. */
+static void release_mapped_pages(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 /* Builds an initializer tensor that borrows file bytes where it can. */
 static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_view_t *v, kiln_tensor_t **out)
 {
@@ -550,6 +563,8 @@ static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_vie
     if (src) {
         if (t->nbytes)
             memcpy(buf, src, t->nbytes);
+        if (t->nbytes && (v->external || !m->file.is_malloc))
+            release_mapped_pages(src, t->nbytes);
         if (v->dtype == KILN_DTYPE_BOOL)
             for (int64_t i = 0; i < t->count; i++)
                 ((uint8_t *)buf)[i] = ((uint8_t *)buf)[i] != 0;
