@@ -429,6 +429,11 @@ static kiln_status_t external_file(struct kiln_model *m, const tensor_view_t *v,
         return bad("tensor", "'%.*s' has external data without a location", (int)v->name_len, v->name ? v->name : "");
     memcpy(loc, v->ext_location, v->ext_location_len);
     loc[v->ext_location_len] = '\0';
+    /* Bytes in memory have no directory: resolving against the working
+     * directory would let model bytes read whatever files lie there. */
+    if (!m->dir[0])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "tensor '%.*s': external data '%s' needs a model loaded from a file",
+                         (int)v->name_len, v->name ? v->name : "", loc);
     /* The location must name a file beside (or below) the model. */
     if (loc[0] == '/' || strstr(loc, "..") || memchr(loc, '\0', v->ext_location_len))
         return bad("tensor", "'%.*s' external data location '%s' is outside the model's directory",
