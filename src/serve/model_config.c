@@ -245,7 +245,7 @@ static bool parse_message(pbtxt_parser_t *ps, pbtxt_field_t *msg, char close, in
         if (colon)
             ps->p++;
         skip_space(ps);
-        if (!colon && (ps->p >= ps->end || (*ps->p != '{' && *ps->p != '<'))) {
+        if (!colon && (ps->p >= ps->end || (*ps->p != '{' && *ps->p != '<' && *ps->p != '['))) {
             free(name);
             return fail(ps, "expected ':' or '{' after a field name");
         }

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "monitor/inference_stats.h"
 
 #define DEFAULT_MAX_QUEUE 1024
 
@@ -39,6 +40,7 @@ struct kiln_runner {
     int max_queue;
     bool stopping;
     kiln_runner_stats_t stats;   /* under lock */
+    kiln_model_stats_t *monitor_stats; /* lock-free counters for /metrics, or NULL */
 };
 
 uint64_t kiln_monotonic_ns(void)
@@ -320,6 +322,8 @@ static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
         }
     }
     pthread_mutex_unlock(&r->lock);
+    if (r->monitor_stats)
+        kiln_model_stats_execution(r->monitor_stats, (uint64_t)rows);
     for (int k = 0; k < n; k++)
         batch[k]->done(batch[k], batch[k]->user);
 }
@@ -489,3 +493,5 @@ void kiln_runner_stats(kiln_runner_t *r, kiln_runner_stats_t *out)
     *out = r->stats;
     pthread_mutex_unlock(&r->lock);
 }
+
+void kiln_runner_set_monitor_stats(kiln_runner_t *r, struct kiln_model_stats *stats) { r->monitor_stats = stats; }

@@ -82,6 +82,11 @@ const kiln_model_config_t *kiln_runner_config(const kiln_runner_t *r);
 kiln_session_t *kiln_runner_session(kiln_runner_t *r); /* instance 0, for metadata */
 void kiln_runner_stats(kiln_runner_t *r, kiln_runner_stats_t *out);
 
+/* Counts each execution (and its batch size) in the monitoring registry
+ * too; stats may be NULL.  Call before the first submit. */
+struct kiln_model_stats;
+void kiln_runner_set_monitor_stats(kiln_runner_t *r, struct kiln_model_stats *stats);
+
 /* Frees what a request owns (inputs, outputs, names) and the request. */
 void kiln_infer_request_free(kiln_infer_request_t *req);
 

@@ -218,6 +218,7 @@ static loaded_version_t *load_version(struct kiln_server *s, const char *name, i
     char vs[32];
     snprintf(vs, sizeof vs, "%lld", (long long)version);
     lv->stats = kiln_inference_stats_model(s->inference, name, vs);
+    kiln_runner_set_monitor_stats(lv->runner, lv->stats);
     return lv;
 }
 
