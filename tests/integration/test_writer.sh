@@ -36,6 +36,29 @@ skipped=$((skipped + $(grep -c '^SKIP' "$out/check.out")))
 if ! grep -qE '^(PASS|FAIL|SKIP)' "$out/check.out" && [ -s "$pairs" ]; then
     echo "check_models.py did not run:"; tail -n 5 "$out/check.out"; failed=$((failed + 1))
 fi
+
+# The rewritten demo MLP (default level) runs and gives the same output; --json is JSON;
+# bad usage exits 2.
+/usr/bin/python3 tools/make_demo_models.py "$out/demo" >/dev/null
+if ./build/kiln optimize "$out/demo/demo_mlp.onnx" -o "$out/demo/mlp_kiln.onnx" --json >"$out/demo/report.json" 2>&1 &&
+   /usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if r["nodes_after"] == 6 else 1)' "$out/demo/report.json"; then
+    passed=$((passed + 1)); echo "PASS optimize --json"
+else
+    failed=$((failed + 1)); echo "FAIL optimize --json: $(head -c 300 "$out/demo/report.json")"
+fi
+for m in demo_mlp mlp_kiln; do
+    ./build/kiln run "$out/demo/$m.onnx" --input input="$out/demo/demo_mlp_input.npy" --output-dir "$out/demo/$m" >/dev/null 2>&1
+done
+if [ -f "$out/demo/demo_mlp/output.npy" ] && cmp -s "$out/demo/demo_mlp/output.npy" "$out/demo/mlp_kiln/output.npy"; then
+    passed=$((passed + 1)); echo "PASS rewritten demo MLP gives the same output"
+elif [ ! -f "$out/demo/demo_mlp/output.npy" ]; then
+    skipped=$((skipped + 1)); echo "SKIP rewritten demo MLP: kiln cannot run the demo MLP"
+else
+    failed=$((failed + 1)); echo "FAIL rewritten demo MLP output differs"
+fi
+./build/kiln optimize "$out/demo/demo_mlp.onnx" --level 7 -o "$out/x.onnx" >/dev/null 2>&1; rc=$?
+if [ "$rc" -eq 2 ]; then passed=$((passed + 1)); echo "PASS optimize bad level exits 2"
+else failed=$((failed + 1)); echo "FAIL optimize bad level exits $rc"; fi
 echo "$skipped skipped"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
