@@ -8,7 +8,9 @@
 # nodes, inputs, outputs, opsets and initializer values
 # (tests/integration/check_models.py).  Models kiln's reader refuses
 # (unsupported features) and originals the checker itself rejects are
-# skipped.  Last line: "N passed, N failed" (plus skips).
+# skipped.  Then `kiln optimize` itself: --json, the rewritten demo MLP gives
+# byte-identical output, a bad --level exits 2.
+# Last line: "N passed, N failed" (plus skips).
 set -u
 cd "$(dirname "$0")/../.."
 data=/usr/share/libonnx-testdata/data
