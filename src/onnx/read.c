@@ -445,6 +445,17 @@ static kiln_status_t external_file(struct kiln_model *m, const tensor_view_t *v,
         }
     char path[PATH_MAX * 2];
     snprintf(path, sizeof path, "%s%s%s", m->dir, m->dir[0] ? "/" : "", loc);
+    /* A symbolic link beside the model may still lead elsewhere: compare
+     * the resolved paths. */
+    char *real_dir = realpath(m->dir, NULL), *real_file = realpath(path, NULL);
+    bool inside = real_dir && real_file && !strncmp(real_file, real_dir, strlen(real_dir)) &&
+                  (real_file[strlen(real_dir)] == '/' || !strcmp(real_dir, "/"));
+    bool resolved = real_dir && real_file;
+    free(real_dir);
+    free(real_file);
+    if (resolved && !inside)
+        return bad("tensor", "'%.*s' external data location '%s' leads outside the model's directory",
+                   (int)v->name_len, v->name ? v->name : "", loc);
     kiln_mapping_t map;
     kiln_status_t st = kiln_map_file(path, &map);
     if (st)
