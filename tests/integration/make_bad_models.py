@@ -15,6 +15,7 @@ Every file is generated here at test time (nothing binary is committed):
   a_truncated.npy      a.npy missing its last 8 bytes; a_bad.pb a [2,3] TensorProto with 20 raw bytes
   cycle.onnx           Softmax nodes feeding each other; dangling.onnx a node input nobody makes;
   no_import.onnx       a node in a domain the model does not import
+  escape_link.onnx     external data through local_weights.bin, a link to ../escape_secret.bin
 """
 import os
 import sys
@@ -109,3 +110,15 @@ save(helper.make_model(dangling, opset_imports=OPSET), "dangling.onnx")
 no_import = helper.make_graph([helper.make_node("Softmax", ["X"], ["Y"], name="s", domain="com.example")],
                               "no_import", [x2], [y2])
 save(helper.make_model(no_import, opset_imports=OPSET), "no_import.onnx")
+
+# The same escape through a symbolic link that looks local.
+link = os.path.join(out, "local_weights.bin")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(os.path.join("..", "escape_secret.bin"), link)
+esc_link = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4])
+esc_link.data_location = TensorProto.EXTERNAL
+for k, v in (("location", "local_weights.bin"), ("offset", "0"), ("length", "16")):
+    e = esc_link.external_data.add()
+    e.key, e.value = k, v
+save(add_model(inits=[esc_link]), "escape_link.onnx")
