@@ -59,6 +59,8 @@ enum {
 #define WRITE_ALIGN 8
 /* A varint may take up to 10 bytes; data_type's minimal form is 1 byte. */
 #define MAX_VARINT_PAD 9
+/* Deepest subgraph nesting written (the recursion's guard). */
+#define MAX_WRITE_NESTING 64
 /* Protobuf messages are limited to 2 GiB. */
 #define PB_MAX_MESSAGE ((size_t)INT32_MAX)
 
@@ -314,6 +316,8 @@ static kiln_status_t write_node(pb_writer_t *w, const kiln_graph_t *g, const kil
  * writes its own, aligned, after everything else). */
 static kiln_status_t write_graph_body(pb_writer_t *w, const kiln_graph_t *g, bool with_initializers, int depth)
 {
+    if (depth > MAX_WRITE_NESTING) /* read.c allows less; this guards hand-built IR */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "subgraphs nested more than %d deep", MAX_WRITE_NESTING);
     if (g->name && g->name[0])
         pb_put_string_field(w, W_GRAPH_NAME, g->name);
     for (int i = 0; i < g->n_nodes; i++) {
@@ -346,8 +350,6 @@ static kiln_status_t write_graph_body(pb_writer_t *w, const kiln_graph_t *g, boo
         write_tensor(&t, g->initializers[i], g->values[g->initializer_values[i]].name);
         pb_put_message_field(w, W_GRAPH_INITIALIZER, &t);
     }
-    if (depth > 64)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "subgraphs nested too deep to write");
     return w->failed ? kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing graph '%s'", g->name) : KILN_OK;
 }
 
