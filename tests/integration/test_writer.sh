@@ -8,11 +8,13 @@
 # nodes, inputs, outputs, opsets and initializer values
 # (tests/integration/check_models.py).  Models kiln's reader refuses
 # (unsupported features) and originals the checker itself rejects are
-# skipped.  Then `kiln optimize` itself: --json, the rewritten demo MLP gives
+# skipped.  `kiln conformance` must give every rewritten model (run on the
+# original test data) the verdict it gives the original.  Then `kiln optimize` itself: --json, the rewritten demo MLP gives
 # byte-identical output, a bad --level exits 2.
 # Last line: "N passed, N failed" (plus skips).
 set -u
 cd "$(dirname "$0")/../.."
+root=$(pwd)
 data=/usr/share/libonnx-testdata/data
 out=build/test_writer
 rm -rf "$out"; mkdir -p "$out"
@@ -21,7 +23,10 @@ pairs=$out/pairs.tsv; : >"$pairs"
 skipped=0; failed=0; i=0
 while read -r m; do
     i=$((i + 1))
-    dst=$out/m$i.onnx
+    # written into a mirror of the test tree, beside links to its test data
+    rel=${m#"$data"/}; dst=$out/mirror/$rel
+    mkdir -p "$(dirname "$dst")"
+    for set in "$(dirname "$m")"/test_data_set_*; do [ -e "$set" ] && ln -s "$set" "$(dirname "$dst")/"; done
     if ./build/kiln optimize "$m" -o "$dst" --level 0 >/dev/null 2>"$out/err"; then
         printf '%s\t%s\n' "$m" "$dst" >>"$pairs"
     elif grep -q 'not supported' "$out/err"; then
@@ -37,6 +42,16 @@ failed=$((failed + $(grep -c '^FAIL' "$out/check.out")))
 skipped=$((skipped + $(grep -c '^SKIP' "$out/check.out")))
 if ! grep -qE '^(PASS|FAIL|SKIP)' "$out/check.out" && [ -s "$pairs" ]; then
     echo "check_models.py did not run:"; tail -n 5 "$out/check.out"; failed=$((failed + 1))
+fi
+
+# kiln itself must judge the rewritten models exactly as the originals.
+(cd "$data" && "$root/build/kiln" conformance node simple pytorch-converted pytorch-operator) >"$out/conf_orig.txt" 2>&1
+(cd "$out/mirror" && "$root/build/kiln" conformance node simple pytorch-converted pytorch-operator) >"$out/conf_written.txt" 2>&1
+verdicts() { grep -oE '^(PASS|FAIL|SKIP) [^:]*' "$1" | sort; }
+if [ -s "$out/conf_orig.txt" ] && diff <(verdicts "$out/conf_orig.txt") <(verdicts "$out/conf_written.txt") >"$out/conf.diff"; then
+    passed=$((passed + 1)); echo "PASS kiln conformance on the rewritten models: $(tail -n 1 "$out/conf_written.txt")"
+else
+    failed=$((failed + 1)); echo "FAIL kiln conformance differs on the rewritten models:"; head -n 10 "$out/conf.diff"
 fi
 
 # The rewritten demo MLP (default level) runs and gives the same output; --json is JSON;
