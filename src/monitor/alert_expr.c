@@ -218,6 +218,80 @@ static char *read_string(parser_t *p)
 
 /* ---- Selector ---------------------------------------------------------------- */
 
+/* The longest regular expression a matcher may hold, and the largest
+ * repetition count, as RE2 (Prometheus's engine) allows. */
+#define REGEX_MAX_LEN 1024
+#define REGEX_MAX_REPEAT 1000
+
+/* Refuses what RE2 refuses and what makes glibc's regcomp blow up in time
+ * or memory: a repetition operator right after another ("a++", "a*{2}"),
+ * and counts {n,m} whose product over the expression passes
+ * REGEX_MAX_REPEAT (so "(a{100}){100}" is refused as RE2 refuses it; a
+ * threshold rule's label matcher never needs that).  Returns NULL when
+ * fine, else the problem. */
+static const char *regex_precheck(const char *re)
+{
+    if (strlen(re) > REGEX_MAX_LEN)
+        return "longer than 1024 characters";
+    int after_repeat = 0, in_class = 0, depth = 0;
+    double product = 1;
+    for (const char *p = re; *p; p++) {
+        if (in_class) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == ']')
+                in_class = 0;
+            continue;
+        }
+        int repeat = 0;
+        switch (*p) {
+        case '\\':
+            if (p[1])
+                p++;
+            break;
+        case '[':
+            in_class = 1;
+            if (p[1] == ']')
+                p++;
+            break;
+        case '(':
+            if (++depth > 100)
+                return "nested too deeply";
+            break;
+        case ')':
+            depth--;
+            break;
+        case '*':
+        case '+':
+        case '?':
+            repeat = 1;
+            break;
+        case '{': {
+            char *end;
+            long lo = strtol(p + 1, &end, 10), hi = lo;
+            if (end == p + 1 || lo < 0)
+                break; /* a literal '{' */
+            if (*end == ',')
+                hi = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : (end++, lo);
+            if (*end != '}')
+                break;
+            if (lo > REGEX_MAX_REPEAT || hi > REGEX_MAX_REPEAT)
+                return "repetition count above 1000";
+            product *= (double)(hi > 1 ? hi : 1);
+            if (product > REGEX_MAX_REPEAT)
+                return "repetition counts multiply above 1000";
+            p = end;
+            repeat = 1;
+            break;
+        }
+        }
+        if (repeat && after_repeat)
+            return "bad repetition operator (two in a row)";
+        after_repeat = repeat;
+    }
+    return NULL;
+}
+
 static int add_matcher(parser_t *p, struct kiln_alert_selector *sel, char *name, alert_match_op_t op, char *value,
                        size_t value_pos)
 {
@@ -235,6 +309,9 @@ static int add_matcher(parser_t *p, struct kiln_alert_selector *sel, char *name,
     mt->op = op;
     sel->nmatchers++;
     if (op == ALERT_MATCH_RE || op == ALERT_MATCH_NRE) {
+        const char *why = regex_precheck(value);
+        if (why)
+            return fail_at(p, value_pos, "invalid regular expression: %s", why);
         size_t n = strlen(value) + 5;
         char *anchored = malloc(n);
         if (!anchored)

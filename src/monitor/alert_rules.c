@@ -117,6 +117,22 @@ static void scalar_position(const loader_t *L, const yaml_node_t *n, size_t off,
     *col = lines_before ? (off - line_start) + 1 : n->start_mark.column + quote + off + 1;
 }
 
+/* Fails when the key of pair p already appeared earlier in the mapping:
+ * YAML forbids it and Prometheus refuses it, and taking the last one would
+ * hide a typo. */
+static int dup_key(loader_t *L, const yaml_node_t *map, const yaml_node_pair_t *p)
+{
+    const yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
+    const char *key = scalar(k);
+    for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; key && q < p; q++) {
+        const yaml_node_t *qk = yaml_document_get_node(L->doc, q->key);
+        const char *other = scalar(qk);
+        if (other && !strcmp(other, key))
+            return lfail(L, k, "duplicate key '%s' (first on line %zu)", key, qk->start_mark.line + 1);
+    }
+    return 0;
+}
+
 static void kv_clear(alert_kv_template_t *kv, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -211,6 +227,8 @@ static int load_rule(loader_t *L, const yaml_node_t *node, alert_rule_t *r)
         const char *key = scalar(k);
         if (!key)
             return lfail(L, k, "rule keys must be strings");
+        if (dup_key(L, node, p) != 0)
+            return -1;
         if (!strcmp(key, "alert")) {
             alert_node = v;
         } else if (!strcmp(key, "expr")) {
@@ -287,6 +305,8 @@ static int load_group(loader_t *L, const yaml_node_t *node, alert_group_t *g)
         const char *key = scalar(k);
         if (!key)
             return lfail(L, k, "group keys must be strings");
+        if (dup_key(L, node, p) != 0)
+            return -1;
         if (!strcmp(key, "name")) {
             name = v;
         } else if (!strcmp(key, "interval")) {
@@ -392,6 +412,8 @@ int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(&doc, p->key);
         const char *key = scalar(k);
+        if (key && !strcmp(key, "groups") && dup_key(&L, root, p) != 0)
+            goto done;
         if (!key || strcmp(key, "groups")) {
             lfail(&L, k, "unknown top-level field '%s' (a rule file has only 'groups:')", key ? key : "(not a string)");
             goto done;

@@ -41,6 +41,7 @@ static void test_expr_valid(void)
         "foo > NaN",
         "foo == 0x10",
         "foo # a comment\n > 1",
+        "foo{a=~\"x{2,3}[+*]\\\\+?(b|c)*\"} > 1",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char err[300] = "";
@@ -79,6 +80,10 @@ static void test_expr_errors(void)
     expect_expr_error("foo{a=b} > 1", 7, "quoted label value");
     expect_expr_error("foo{a=~\"(\"} > 1", 8, "invalid regular expression");
     expect_expr_error("{a=~\".*\"} > 1", 1, "needs a metric name");
+    expect_expr_error("foo{a=~\"z+++\"} > 1", 8, "bad repetition operator");
+    expect_expr_error("foo{a=~\"z*{2}\"} > 1", 8, "bad repetition operator");
+    expect_expr_error("foo{a=~\"z{1001}\"} > 1", 8, "repetition count above 1000");
+    expect_expr_error("foo{a=~\"((z{50}){50})\"} > 1", 8, "multiply above 1000");
     expect_expr_error("foo > 1 and bar > 2", 9, "unexpected 'and'");
     expect_expr_error("foo > bool 1", 7, "'bool' modifier");
     expect_expr_error("foo > 1x", 7, "bad number");
@@ -235,6 +240,11 @@ static void test_rule_files(void)
 
     /* Structure errors name line and column. */
     expect_file_error("rules: []\n", "rules.yml:1:1:", "unknown top-level field 'rules'");
+    expect_file_error("groups: []\ngroups: []\n", "rules.yml:2:1:", "duplicate key 'groups' (first on line 1)");
+    expect_file_error("groups:\n  - name: a\n    name: b\n", "rules.yml:3:5:", "duplicate key 'name'");
+    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels: {}\n"
+                      "        labels: {a: b}\n",
+                      "rules.yml:7:9:", "duplicate key 'labels' (first on line 6)");
     expect_file_error("- a\n", "rules.yml:1:1:", "must be a mapping with 'groups:'");
     expect_file_error("groups: 3\n", "rules.yml:1:9:", "'groups' must be a list");
     expect_file_error("groups:\n  - rules: []\n", "rules.yml:2:5:", "group has no 'name'");
