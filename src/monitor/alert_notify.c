@@ -53,7 +53,12 @@ struct kiln_alert_notifier {
     int in_flight;
     int stop;
     kiln_alert_notifier_stats_t stats;
+    double last_log[2];          /* per target: when a failure was last logged (monotonic) */
+    unsigned long unlogged[2];   /* failures not logged since */
 };
+
+/* How often at most a failing target is reported on stderr. */
+#define LOG_EVERY_SECONDS 60.0
 
 static double mono_now(void)
 {
@@ -290,9 +295,9 @@ static void *notifier_thread(void *arg)
          * will refuse it again, so retrying is pointless.  Else retry. */
         int ok = rc == 0 && status >= 200 && status < 300;
         int permanent = rc == 0 && status >= 400 && status < 500 && status != 429;
+        char why[300];
         if (!ok)
-            fprintf(stderr, "kiln: alert notifier: POST %s: %s\n", url->text,
-                    rc != 0 ? err : permanent ? "refused by the receiver" : "receiver error");
+            snprintf(why, sizeof why, "%s", rc != 0 ? err : permanent ? "refused by the receiver" : "receiver error");
 
         pthread_mutex_lock(&n->mu);
         n->in_flight = 0;
@@ -301,6 +306,20 @@ static void *notifier_thread(void *arg)
             n->stats.sent++;
         } else if (permanent || m->attempts >= n->max_attempts || stopping) {
             n->stats.failed++;
+            /* Only final failures are reported, at most once a minute per
+             * target, so a dead receiver does not flood the log. */
+            double t = mono_now();
+            if (n->last_log[m->target] == 0 || t - n->last_log[m->target] >= LOG_EVERY_SECONDS) {
+                fprintf(stderr, "kiln: alert notifier: POST %s failed after %d attempt%s: %s", url->text, m->attempts,
+                        m->attempts == 1 ? "" : "s", why);
+                if (n->unlogged[m->target])
+                    fprintf(stderr, " (and %lu more failures since the last report)", n->unlogged[m->target]);
+                fputc('\n', stderr);
+                n->last_log[m->target] = t;
+                n->unlogged[m->target] = 0;
+            } else {
+                n->unlogged[m->target]++;
+            }
         } else {
             n->stats.retried++;
             m->next_try = mono_now() + n->backoff * pow(2, m->attempts - 1);
