@@ -60,18 +60,20 @@ isa_flags = $(if $(findstring _avx512,$1),-mavx512f -mavx512bw -mavx512vl -mavx5
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
 
 $(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(INCLUDES) $(DEPFLAGS) -pthread $(SAN_FLAGS) $(call isa_flags,$<) -c $< -o $@
+	@echo "  CC-SAN  $<"
+	@$(CC) $(CSTD) $(WARN) $(INCLUDES) $(DEPFLAGS) -pthread $(SAN_FLAGS) $(call isa_flags,$<) -c $< -o $@
 
 $(BUILD)/libkiln.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/asan/libkiln.a: $(SAN_LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/kiln: $(CLI_OBJ) $(BUILD)/libkiln.a
 	$(CC) $(OPT) -pthread -o $@ $(CLI_OBJ) $(BUILD)/libkiln.a $(LIBS)
@@ -96,7 +98,10 @@ $(BUILD)/tests/libfake_nvml_old.so: tests/fake_nvml/fake_nvml.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -DFAKE_NVML_OLD_API -o $@ $<
 
-examples: $(BUILD)/examples/simple_run
+
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+examples: $(EXAMPLE_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)

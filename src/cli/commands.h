@@ -11,7 +11,10 @@ enum { KILN_EXIT_OK = 0, KILN_EXIT_CHECK_FAILED = 1, KILN_EXIT_BAD_INPUT = 2 };
 
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_conformance(int argc, char **argv);
+int kiln_cmd_optimize(int argc, char **argv);
+int kiln_cmd_bench(int argc, char **argv);
 int kiln_cmd_monitor(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_top(int argc, char **argv);
 
 #endif

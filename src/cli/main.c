@@ -16,6 +16,9 @@ typedef struct subcommand {
 static const subcommand_t subcommands[] = {
     {"run", kiln_cmd_run, "run a model on inputs and print or save its outputs"},
     {"conformance", kiln_cmd_conformance, "check kiln against ONNX backend-test directories"},
+    {"optimize", kiln_cmd_optimize, "rewrite a model as a standard ONNX file (no passes yet)"},
+    {"bench", kiln_cmd_bench, "measure latency, throughput and memory of a model"},
+    {"serve", kiln_cmd_serve, "serve a model repository over KServe v2 HTTP (Triton-compatible)"},
     {"monitor", kiln_cmd_monitor, "sample GPUs and host, serve /metrics, history and alerts"},
     {"top", kiln_cmd_top, "live terminal view of GPUs, host, models and alerts"},
 };

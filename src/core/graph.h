@@ -56,6 +56,7 @@ typedef struct kiln_attr {
     const char **strings;  /* STRINGS */
     kiln_tensor_t **tensors; /* TENSORS */
     kiln_graph_t **graphs;   /* GRAPHS */
+    struct kiln_type *tp;    /* TYPE_PROTO (Optional's `type`), NULL otherwise */
     const char *ref_attr_name; /* in functions: refers to a caller attribute */
 } kiln_attr_t;
 

@@ -47,6 +47,8 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
     *out = NULL;
     if (!model)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "kiln_session_create: model is NULL");
+    if (model->parse_only)
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "kiln_session_create: the model was loaded without a graph check");
     kiln_session_t *s = calloc(1, sizeof *s);
     if (!s)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory creating a session");
@@ -327,7 +329,7 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
         const kiln_node_t *node = &g->nodes[i];
         for (int k = 0; k < node->n_inputs; k++) {
             int v = node->inputs[k];
-            if (v >= 0 && !f.slots[v]) {
+            if (v >= 0 && !f.slots[v] && !(g->values[v].is_graph_input && g->values[v].type.optional)) {
                 st = kiln_fail(KILN_ERR_INVALID_ARGUMENT, "node '%s' (%s): input '%s' has no value", node->name,
                                node->op_type, g->values[v].name);
                 break;

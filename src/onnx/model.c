@@ -1,6 +1,7 @@
 /*
  * model.c - the public model API: load an ONNX file (mmap'd) or bytes,
- * free it.  Errors name the file.
+ * free it; and the internal parse-only load used by model rewriting tools.
+ * Errors name the file.
  */
 #include "onnx/model.h"
 
@@ -37,7 +38,7 @@ static kiln_status_t load_common(kiln_model_t *m, const char *what)
     return KILN_OK;
 }
 
-kiln_status_t kiln_model_load(const char *path, kiln_model_t **out)
+static kiln_status_t load_path(const char *path, bool parse_only, kiln_model_t **out)
 {
     *out = NULL;
     if (!path)
@@ -45,6 +46,7 @@ kiln_status_t kiln_model_load(const char *path, kiln_model_t **out)
     kiln_model_t *m = calloc(1, sizeof *m);
     if (!m)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory loading %s", path);
+    m->parse_only = parse_only;
     char *copy = strdup(path);
     m->dir = copy ? strdup(dirname(copy)) : NULL;
     free(copy);
@@ -66,6 +68,16 @@ kiln_status_t kiln_model_load(const char *path, kiln_model_t **out)
     }
     *out = m;
     return KILN_OK;
+}
+
+kiln_status_t kiln_model_load(const char *path, kiln_model_t **out)
+{
+    return load_path(path, false, out);
+}
+
+kiln_status_t kiln_model_load_unchecked(const char *path, kiln_model_t **out)
+{
+    return load_path(path, true, out);
 }
 
 kiln_status_t kiln_model_load_bytes(const void *bytes, size_t size, kiln_model_t **out)

@@ -35,6 +35,7 @@ struct kiln_model {
     int n_copies;
     void **copies;               /* heap buffers holding copied initializer data */
     size_t copied_bytes;         /* total of those, reported by kiln bench */
+    bool parse_only;             /* built by kiln_model_load_unchecked: no graph check */
 };
 
 /* Parses ModelProto bytes into m->ir (m->file must hold the bytes, m->dir
@@ -49,6 +50,20 @@ kiln_status_t kiln_onnx_parse_tensor_owned(const uint8_t *bytes, size_t len, kil
  * (kind says which to expect) into a new value the caller frees. */
 kiln_status_t kiln_onnx_parse_value_owned(const uint8_t *bytes, size_t len, kiln_value_kind_t kind,
                                           bool optional, kiln_value_t **out);
+
+/* Loads a model like kiln_model_load() but stops after building the IR:
+ * the graph is not checked, so nodes keep their file order and have no
+ * kernel (node->kernel is NULL), and no session may be created on it.  For
+ * tools that read and rewrite models (kiln optimize, the writer tests), which
+ * must work on ops kiln cannot run.  Free with kiln_model_free(). */
+kiln_status_t kiln_model_load_unchecked(const char *path, kiln_model_t **out_model);
+
+/* Serializes a model's IR as ONNX ModelProto bytes (see write.c): *out is
+ * malloc'd and the caller frees it. */
+kiln_status_t kiln_onnx_write_bytes(const kiln_model_ir_t *ir, uint8_t **out, size_t *out_len);
+
+/* Same, into a file (replaced if it exists; removed again on failure). */
+kiln_status_t kiln_onnx_write_file(const kiln_model_ir_t *ir, const char *path);
 
 /* Maps a whole file read-only. */
 kiln_status_t kiln_map_file(const char *path, kiln_mapping_t *out);

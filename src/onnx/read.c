@@ -310,6 +310,30 @@ static kiln_status_t size_mismatch(const tensor_view_t *v, const char *field, in
                kiln_dtype_name(v->dtype), (long long)want, field, (long long)have);
 }
 
+/* Checks that the tensor's data fields hold exactly the elements its shape
+ * declares, before anything is allocated from that shape: a few bytes can
+ * declare billions of elements.  External data is checked against its file
+ * later. */
+static kiln_status_t check_view_data(const tensor_view_t *v)
+{
+    if (v->external)
+        return KILN_OK;
+    if (v->has_raw) {
+        size_t want = (size_t)v->count * kiln_dtype_size(v->dtype);
+        if (v->dtype != KILN_DTYPE_STRING && v->raw_len != want)
+            return size_mismatch(v, "raw bytes", (int64_t)v->raw_len, (int64_t)want);
+        return KILN_OK;
+    }
+    bool strings = v->dtype == KILN_DTYPE_STRING;
+    int64_t n = strings ? decode_strings(v, NULL, 0, NULL) : decode_typed(v, NULL, 0);
+    if (n < 0)
+        return bad("tensor", "'%.*s' has a malformed %s field", (int)v->name_len, v->name ? v->name : "",
+                   strings ? "string_data" : "typed data");
+    if (n != v->count)
+        return size_mismatch(v, strings ? "strings" : "elements", n, v->count);
+    return KILN_OK;
+}
+
 /* Fills an owning tensor (data allocated by kiln_tensor_new) from the view;
  * external data is not allowed here (test files never use it). */
 static kiln_status_t fill_owned(const tensor_view_t *v, kiln_tensor_t *t)
@@ -345,6 +369,8 @@ kiln_status_t kiln_onnx_parse_tensor_owned(const uint8_t *bytes, size_t len, kil
     tensor_view_t v;
     *out = NULL;
     kiln_status_t st = view_tensor(bytes, len, &v);
+    if (!st)
+        st = check_view_data(&v);
     if (st)
         return st;
     kiln_tensor_t *t = kiln_tensor_new(v.dtype, v.rank, v.dims);
@@ -454,6 +480,9 @@ static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
 /* Builds an initializer tensor that borrows file bytes where it can. */
 static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_view_t *v, kiln_tensor_t **out)
 {
+    kiln_status_t cst = check_view_data(v);
+    if (cst)
+        return cst;
     kiln_tensor_t *t = kiln_arena_alloc(&m->arena, sizeof *t);
     if (!t)
         return KILN_ERR_NO_MEMORY;
@@ -747,7 +776,7 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
                 n_ints++;
             }
             break;
-        case ATTR_STRINGS: n_strings++; break;
+        case ATTR_STRINGS: n_strings += f.wire == PB_WIRE_LEN; break;
         case ATTR_TENSORS: n_tensors++; break;
         case ATTR_GRAPHS: n_graphs++; break;
         default: break;
@@ -757,6 +786,9 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
         return bad("attribute", "malformed AttributeProto");
     if (!a->name)
         return bad("attribute", "attribute without a name");
+    /* One list per attribute: a->n counts the elements of that one list. */
+    if ((n_floats > 0) + (n_ints > 0) + (n_strings > 0) + (n_tensors > 0) + (n_graphs > 0) > 1)
+        return bad("attribute", "'%s' holds lists of more than one type", a->name);
     if ((n_floats && !(a->floats = kiln_arena_array(arena, (size_t)n_floats, sizeof(float)))) ||
         (n_ints && !(a->ints = kiln_arena_array(arena, (size_t)n_ints, sizeof(int64_t)))) ||
         (n_strings && !(a->strings = kiln_arena_array(arena, (size_t)n_strings, sizeof(char *)))) ||
@@ -789,7 +821,7 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
             }
             break;
         case ATTR_STRINGS:
-            if (!(a->strings[si++] = kiln_arena_strndup(arena, (const char *)f.data, f.len)))
+            if (f.wire == PB_WIRE_LEN && !(a->strings[si++] = kiln_arena_strndup(arena, (const char *)f.data, f.len)))
                 return KILN_ERR_NO_MEMORY;
             break;
         case ATTR_T:
@@ -819,6 +851,15 @@ static kiln_status_t parse_attr(graph_builder_t *b, const uint8_t *msg, size_t l
                 a->graphs[gi++] = sub;
             break;
         }
+        case ATTR_TP:
+            if (f.wire != PB_WIRE_LEN)
+                return bad("attribute", "'%s' has a malformed type", a->name);
+            if (!(a->tp = kiln_arena_alloc(arena, sizeof *a->tp)))
+                return KILN_ERR_NO_MEMORY;
+            a->tp->rank = -1;
+            if ((st = parse_type(arena, f.data, f.len, a->tp, 0)))
+                return kiln_fail_prefix(st, "attribute '%s'", a->name);
+            break;
         case ATTR_SPARSE_TENSOR:
             return kiln_fail(KILN_ERR_UNSUPPORTED, "attribute '%s': sparse tensors are not supported", a->name);
         default: break;
@@ -1267,7 +1308,7 @@ kiln_status_t kiln_onnx_parse_model(struct kiln_model *m, const uint8_t *bytes, 
         return st;
     if ((st = assign_opsets(ir, ir->graph)))
         return st;
-    return kiln_graph_check(ir->graph);
+    return m->parse_only ? KILN_OK : kiln_graph_check(ir->graph);
 }
 
 /* ---- test-data values ------------------------------------------------------ */

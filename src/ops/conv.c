@@ -1,0 +1,382 @@
+/*
+ * conv.c - Conv and ConvTranspose for float32 (1-D to 3-D, groups,
+ * dilations, strides, pads, auto_pad, bias).
+ *
+ * Conv lowers each (image, group) to one GEMM: im2col lays the receptive
+ * fields out as a (C/group * kernel volume) x (output positions) matrix and
+ * the group's weights (M/group rows) multiply it.  A pointwise conv (1x1,
+ * stride 1, no pad) needs no im2col: the input already is that matrix.
+ * Depthwise convs (one input channel per group) take a direct path, since
+ * their GEMM would be a single row.
+ *
+ * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
+ * the columns, and col2im scatters and adds them into the output.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/gemm.h"
+#include "ops/nn_geometry.h"
+#include "ops/nn_kernels.h"
+
+/* ---- Shared checks ----------------------------------------------------- */
+
+typedef struct conv_shapes {
+    int64_t batch, in_channels, out_channels, group;
+    int64_t in_per_group, out_per_group;
+    kiln_window_t w;
+    int64_t in_vol, out_vol, kernel_vol;
+} conv_shapes_t;
+
+static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                   const kiln_tensor_t *w, const kiln_tensor_t *b)
+{
+    if (!x || !w)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "inputs X and W are required");
+    if (x->dtype != KILN_DTYPE_FLOAT32 || w->dtype != KILN_DTYPE_FLOAT32 ||
+        (b && b->dtype != KILN_DTYPE_FLOAT32))
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "only float32 is implemented");
+    if (w->rank != x->rank)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "W has rank %d but X has rank %d",
+                             w->rank, x->rank);
+    return KILN_OK;
+}
+
+/* ---- im2col ------------------------------------------------------------ */
+
+typedef struct im2col_job {
+    const float *x;        /* the group's first input channel */
+    float *col;            /* rows = channel x kernel offset, cols = output position */
+    const kiln_window_t *w;
+    int64_t in_vol, out_vol, kernel_vol;
+} im2col_job_t;
+
+/* One row of the column matrix: channel c at kernel offset (kd, kh, kw). */
+static void im2col_row(const im2col_job_t *job, int64_t row)
+{
+    const kiln_window_t *w = job->w;
+    int64_t c = row / job->kernel_vol, kk = row % job->kernel_vol;
+    int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
+    int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
+    const float *x = job->x + c * job->in_vol;
+    float *dst = job->col + row * job->out_vol;
+    int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
+    /* output columns ow whose input column lies inside [0, in[2]) */
+    int64_t ow_lo = w_off >= 0 ? 0 : (-w_off + s2 - 1) / s2;
+    int64_t ow_hi = w->in[2] - w_off <= 0 ? 0 : (w->in[2] - w_off + s2 - 1) / s2;
+    if (ow_hi > w->out[2])
+        ow_hi = w->out[2];
+    if (ow_lo > ow_hi)
+        ow_lo = ow_hi;
+    for (int64_t od = 0; od < w->out[0]; od++) {
+        int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
+        for (int64_t oh = 0; oh < w->out[1]; oh++, dst += w->out[2]) {
+            int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+            if (id < 0 || id >= w->in[0] || ih < 0 || ih >= w->in[1]) {
+                memset(dst, 0, (size_t)w->out[2] * sizeof *dst);
+                continue;
+            }
+            const float *src = x + (id * w->in[1] + ih) * w->in[2] + w_off;
+            for (int64_t ow = 0; ow < ow_lo; ow++)
+                dst[ow] = 0.0f;
+            if (s2 == 1)
+                memcpy(dst + ow_lo, src + ow_lo, (size_t)(ow_hi - ow_lo) * sizeof *dst);
+            else
+                for (int64_t ow = ow_lo; ow < ow_hi; ow++)
+                    dst[ow] = src[ow * s2];
+            for (int64_t ow = ow_hi; ow < w->out[2]; ow++)
+                dst[ow] = 0.0f;
+        }
+    }
+}
+
+static void im2col_rows(void *arg, int64_t begin, int64_t end)
+{
+    for (int64_t r = begin; r < end; r++)
+        im2col_row(arg, r);
+}
+
+/* ---- Depthwise direct path ---------------------------------------------- */
+
+typedef struct depthwise_job {
+    const float *x, *w, *b;
+    float *y;
+    const conv_shapes_t *s;
+} depthwise_job_t;
+
+/* Output plane p = (image, out channel): one input channel, one filter. */
+static void depthwise_plane(const depthwise_job_t *job, int64_t p)
+{
+    const conv_shapes_t *s = job->s;
+    const kiln_window_t *w = &s->w;
+    int64_t m = p % s->out_channels, n = p / s->out_channels;
+    int64_t c = m / s->out_per_group;
+    const float *x = job->x + (n * s->in_channels + c) * s->in_vol;
+    const float *f = job->w + m * s->kernel_vol;
+    float bias = job->b ? job->b[m] : 0.0f;
+    float *y = job->y + p * s->out_vol;
+    for (int64_t od = 0; od < w->out[0]; od++)
+        for (int64_t oh = 0; oh < w->out[1]; oh++)
+            for (int64_t ow = 0; ow < w->out[2]; ow++) {
+                float sum = bias;
+                for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
+                    int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
+                    if (id < 0 || id >= w->in[0])
+                        continue;
+                    for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
+                        int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+                        if (ih < 0 || ih >= w->in[1])
+                            continue;
+                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2];
+                        const float *frow = f + (kd * w->kernel[1] + kh) * w->kernel[2];
+                        for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
+                            int64_t iw = ow * w->stride[2] - w->pad_begin[2] + kw * w->dilation[2];
+                            if (iw >= 0 && iw < w->in[2])
+                                sum += xrow[iw] * frow[kw];
+                        }
+                    }
+                }
+                *y++ = sum;
+            }
+}
+
+static void depthwise_planes(void *arg, int64_t begin, int64_t end)
+{
+    for (int64_t p = begin; p < end; p++)
+        depthwise_plane(arg, p);
+}
+
+/* ---- Conv ---------------------------------------------------------------- */
+
+static kiln_status_t conv_shapes(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                 const kiln_tensor_t *w, const kiln_tensor_t *b, conv_shapes_t *s)
+{
+    s->batch = x->dims[0];
+    s->in_channels = x->dims[1];
+    s->out_channels = w->dims[0];
+    s->group = kiln_attr_int(kiln_ctx_node(ctx), "group", 1);
+    if (s->group < 1 || s->in_channels % s->group || s->out_channels % s->group)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "group %lld does not divide channels in %lld / out %lld",
+                             (long long)s->group, (long long)s->in_channels,
+                             (long long)s->out_channels);
+    s->in_per_group = s->in_channels / s->group;
+    s->out_per_group = s->out_channels / s->group;
+    if (w->dims[1] != s->in_per_group)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "W has %lld input channels per group; X gives %lld",
+                             (long long)w->dims[1], (long long)s->in_per_group);
+    if (b && (b->rank != 1 || b->dims[0] != s->out_channels))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "B must have shape [%lld]",
+                             (long long)s->out_channels);
+    kiln_status_t st = kiln_window_forward(ctx, x, w->dims + 2, false, &s->w);
+    if (st != KILN_OK)
+        return st;
+    s->in_vol = kiln_window_volume(s->w.in);
+    s->out_vol = kiln_window_volume(s->w.out);
+    s->kernel_vol = kiln_window_volume(s->w.kernel);
+    return KILN_OK;
+}
+
+static bool is_pointwise(const kiln_window_t *w)
+{
+    for (int i = 0; i < KILN_WINDOW_DIMS; i++)
+        if (w->kernel[i] != 1 || w->stride[i] != 1 || w->pad_begin[i] != 0 || w->pad_end[i] != 0)
+            return false;
+    return true;
+}
+
+/* Fills each of the rows of y (length len) with its bias. */
+static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < len; i++)
+            y[r * len + i] = bias[r];
+}
+
+/* The float32 computation of Conv into y (allocated by the caller with
+ * the output shape, zero-filled). */
+static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
+                                  const float *wd, const float *bd, float *yd)
+{
+    conv_shapes_t s = *sp;
+    if (s.in_per_group == 1 && s.group > 1) {
+        depthwise_job_t job = {xd, wd, bd, yd, &s};
+        kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
+        return KILN_OK;
+    }
+    bool pointwise = is_pointwise(&s.w);
+    int64_t col_rows = s.in_per_group * s.kernel_vol;
+    float *col = NULL;
+    if (!pointwise) {
+        col = malloc((size_t)(col_rows * s.out_vol) * sizeof *col);
+        if (!col)
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
+                                 (long long)col_rows, (long long)s.out_vol);
+    }
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    for (int64_t n = 0; n < s.batch; n++)
+        for (int64_t g = 0; g < s.group; g++) {
+            const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
+            float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
+            const float *cols = xg;
+            if (!pointwise) {
+                im2col_job_t job = {xg, col, &s.w, s.in_vol, s.out_vol, s.kernel_vol};
+                kiln_ctx_parallel_for(ctx, col_rows, 4096 / s.out_vol + 1, im2col_rows, &job);
+                cols = col;
+            }
+            if (bd)
+                fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
+            kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f,
+                       wd + g * s.out_per_group * col_rows, col_rows, cols, s.out_vol,
+                       bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
+        }
+    free(col);
+    return KILN_OK;
+}
+
+kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                const kiln_tensor_t *w, const kiln_tensor_t *b, kiln_tensor_t **y)
+{
+    *y = NULL;
+    kiln_status_t st = check_float32(ctx, x, w, b);
+    conv_shapes_t s;
+    if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
+        return st;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
+    if (!(*y = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, dims)))
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
+    if ((*y)->count == 0)
+        return KILN_OK;
+    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data);
+    if (st != KILN_OK) {
+        kiln_tensor_free(*y);
+        *y = NULL;
+    }
+    return st;
+}
+
+kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    kiln_status_t st = check_float32(ctx, x, w, b);
+    conv_shapes_t s;
+    if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
+        return st;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    if (y->count == 0)
+        return KILN_OK;
+    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data);
+}
+
+/* ---- ConvTranspose ------------------------------------------------------- */
+
+typedef struct col2im_job {
+    const float *col;  /* rows = out channel x kernel offset, cols = input position */
+    float *y;          /* the group's first output channel */
+    const conv_shapes_t *s;
+} col2im_job_t;
+
+/* Adds the kernel_vol column rows of output channel co into its plane. */
+static void col2im_channel(const col2im_job_t *job, int64_t co)
+{
+    const conv_shapes_t *s = job->s;
+    const kiln_window_t *w = &s->w;
+    float *y = job->y + co * s->out_vol;
+    for (int64_t kk = 0; kk < s->kernel_vol; kk++) {
+        int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
+        int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
+        const float *src = job->col + (co * s->kernel_vol + kk) * s->in_vol;
+        for (int64_t id = 0; id < w->in[0]; id++) {
+            int64_t od = id * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
+            for (int64_t ih = 0; ih < w->in[1]; ih++, src += w->in[2]) {
+                int64_t oh = ih * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+                if (od < 0 || od >= w->out[0] || oh < 0 || oh >= w->out[1])
+                    continue;
+                float *yrow = y + (od * w->out[1] + oh) * w->out[2];
+                for (int64_t iw = 0; iw < w->in[2]; iw++) {
+                    int64_t ow = iw * w->stride[2] - w->pad_begin[2] + kw * w->dilation[2];
+                    if (ow >= 0 && ow < w->out[2])
+                        yrow[ow] += src[iw];
+                }
+            }
+        }
+    }
+}
+
+static void col2im_channels(void *arg, int64_t begin, int64_t end)
+{
+    for (int64_t co = begin; co < end; co++)
+        col2im_channel(arg, co);
+}
+
+static kiln_status_t conv_transpose_shapes(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                           const kiln_tensor_t *w, const kiln_tensor_t *b,
+                                           conv_shapes_t *s)
+{
+    s->batch = x->dims[0];
+    s->in_channels = x->dims[1];
+    s->group = kiln_attr_int(kiln_ctx_node(ctx), "group", 1);
+    if (s->group < 1 || s->in_channels % s->group || w->dims[0] != s->in_channels)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "W has %lld input channels, X has %lld, group %lld",
+                             (long long)w->dims[0], (long long)s->in_channels, (long long)s->group);
+    s->in_per_group = s->in_channels / s->group;
+    s->out_per_group = w->dims[1];
+    s->out_channels = s->out_per_group * s->group;
+    if (b && (b->rank != 1 || b->dims[0] != s->out_channels))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "B must have shape [%lld]",
+                             (long long)s->out_channels);
+    kiln_status_t st = kiln_window_transpose(ctx, x, w->dims + 2, &s->w);
+    if (st != KILN_OK)
+        return st;
+    s->in_vol = kiln_window_volume(s->w.in);
+    s->out_vol = kiln_window_volume(s->w.out);
+    s->kernel_vol = kiln_window_volume(s->w.kernel);
+    return KILN_OK;
+}
+
+kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    kiln_status_t st = check_float32(ctx, x, w, b);
+    conv_shapes_t s;
+    if (st != KILN_OK || (st = conv_transpose_shapes(ctx, x, w, b, &s)) != KILN_OK)
+        return st;
+    int64_t dims[KILN_MAX_RANK];
+    kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    if (y->count == 0)
+        return KILN_OK;
+    const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
+    float *yd = y->data;
+    int64_t col_rows = s.out_per_group * s.kernel_vol;
+    float *col = malloc((size_t)(col_rows * s.in_vol) * sizeof *col);
+    if (!col)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld column buffer",
+                             (long long)col_rows, (long long)s.in_vol);
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    for (int64_t n = 0; n < s.batch; n++)
+        for (int64_t g = 0; g < s.group; g++) {
+            const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
+            float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
+            kiln_sgemm(true, false, col_rows, s.in_vol, s.in_per_group, 1.0f,
+                       wd + g * s.in_per_group * col_rows, col_rows, xg, s.in_vol, 0.0f, col,
+                       s.in_vol, &par);
+            if (bd)
+                fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
+            col2im_job_t job = {col, yg, &s};
+            kiln_ctx_parallel_for(ctx, s.out_per_group, 1, col2im_channels, &job);
+        }
+    free(col);
+    return KILN_OK;
+}

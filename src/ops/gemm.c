@@ -1,0 +1,462 @@
+/*
+ * gemm.c - the SGEMM driver: reference loops, the blocked/packed path and
+ * the split of the output over threads (see gemm.h for the contract).
+ *
+ * The blocked path follows the BLIS/GotoBLAS layering.  The output is cut
+ * into tiles of mc rows x nc columns; each tile is one parallel task.  A
+ * task walks K in kc-deep slices: it packs the kc x nc slice of op(B) into
+ * NR-wide micro-panels (row k of the strip contiguous), then for each of its
+ * row blocks packs the mc x kc slice of op(A) into MR-tall micro-panels and
+ * runs the microkernel over every MR x NR tile.  Packing turns transposes
+ * and leading dimensions into unit-stride streams, pads edges with zeros
+ * and keeps a B micro-panel in L1 and the A block in L2 while they are
+ * reused.  Consecutive tasks of one chunk share a column block, so the
+ * packed B slice is reused across them.
+ *
+ * Small or degenerate products (one row or one column, tiny volumes) go to
+ * plain loops, where packing would cost more than it saves.
+ */
+#include "ops/gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/gemm_kernel.h"
+#include "ops/kernel.h"
+
+/* ---- Parallel runners --------------------------------------------------- */
+
+static void run_on_ctx(void *ctx, int64_t n, int64_t grain, kiln_range_fn fn, void *arg)
+{
+    kiln_ctx_parallel_for((kiln_kernel_ctx_t *)ctx, n, grain, fn, arg);
+}
+
+static void run_on_pool(void *pool, int64_t n, int64_t grain, kiln_range_fn fn, void *arg)
+{
+    kiln_threadpool_run((kiln_threadpool_t *)pool, n, grain, fn, arg);
+}
+
+kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx)
+{
+    return (kiln_gemm_parallel_t){.run = run_on_ctx, .ctx = ctx};
+}
+
+kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool)
+{
+    return (kiln_gemm_parallel_t){.run = run_on_pool, .ctx = pool};
+}
+
+static void parallel_run(const kiln_gemm_parallel_t *par, int64_t n, int64_t grain,
+                         kiln_range_fn fn, void *arg)
+{
+    if (par && par->run)
+        par->run(par->ctx, n, grain, fn, arg);
+    else
+        fn(arg, 0, n);
+}
+
+/* ---- Reference ---------------------------------------------------------- */
+
+/* Scales rows [m0, m1) of C by beta (beta == 0 clears without reading). */
+static void scale_rows(int64_t m0, int64_t m1, int64_t n, float beta, float *c, int64_t ldc)
+{
+    for (int64_t i = m0; i < m1; i++) {
+        float *crow = c + i * ldc;
+        if (beta == 0.0f)
+            memset(crow, 0, (size_t)n * sizeof *crow);
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++)
+                crow[j] *= beta;
+    }
+}
+
+/* Rows [m0, m1) of the reference product. */
+static void reference_rows(bool trans_a, bool trans_b, int64_t m0, int64_t m1, int64_t n,
+                           int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    scale_rows(m0, m1, n, beta, c, ldc);
+    for (int64_t i = m0; i < m1; i++) {
+        float *crow = c + i * ldc;
+        if (trans_b) {
+            for (int64_t j = 0; j < n; j++) {
+                const float *bcol = b + j * ldb;
+                float sum = 0.0f;
+                for (int64_t p = 0; p < k; p++)
+                    sum += (trans_a ? a[p * lda + i] : a[i * lda + p]) * bcol[p];
+                crow[j] += alpha * sum;
+            }
+        } else {
+            for (int64_t p = 0; p < k; p++) {
+                float av = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
+                const float *brow = b + p * ldb;
+                for (int64_t j = 0; j < n; j++)
+                    crow[j] += av * brow[j];
+            }
+        }
+    }
+}
+
+void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                          float beta, float *c, int64_t ldc)
+{
+    reference_rows(trans_a, trans_b, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---- Portable microkernel ----------------------------------------------- */
+
+enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
+
+static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                             int mr, int nr, float alpha, float beta)
+{
+    float acc[PORTABLE_MR][PORTABLE_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < kc; p++) {
+        for (int i = 0; i < PORTABLE_MR; i++) {
+            float av = a[i];
+            for (int j = 0; j < PORTABLE_NR; j++)
+                acc[i][j] += av * b[j];
+        }
+        a += PORTABLE_MR;
+        b += PORTABLE_NR;
+    }
+    for (int i = 0; i < mr; i++) {
+        float *crow = c + i * ldc;
+        for (int j = 0; j < nr; j++)
+            crow[j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]);
+    }
+}
+
+static const kiln_sgemm_ukernel_t UKERNEL_PORTABLE = {
+    .name = "portable", .mr = 6, .nr = 16, .kc = 256, .mc = 72, .nc = 1024, .run = ukernel_portable};
+
+static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
+    .name = "avx2", .mr = 6, .nr = 16, .kc = 256, .mc = 144, .nc = 2048,
+    .run = kiln_sgemm_ukernel_6x16_avx2};
+
+static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
+    .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
+    .run = kiln_sgemm_ukernel_12x32_avx512};
+
+static bool g_force_portable;
+static bool g_avoid_avx512;
+
+void kiln_sgemm_force_portable(bool force_portable)
+{
+    g_force_portable = force_portable;
+}
+
+void kiln_sgemm_avoid_avx512(bool avoid)
+{
+    g_avoid_avx512 = avoid;
+}
+
+static const kiln_sgemm_ukernel_t *choose_ukernel(void)
+{
+    if (g_force_portable)
+        return &UKERNEL_PORTABLE;
+    if (!g_avoid_avx512 && __builtin_cpu_supports("avx512f"))
+        return &UKERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return &UKERNEL_AVX2;
+    return &UKERNEL_PORTABLE;
+}
+
+const char *kiln_sgemm_path(void)
+{
+    return choose_ukernel()->name;
+}
+
+/* ---- Packing ------------------------------------------------------------ */
+
+/* Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-tall
+ * micro-panels: panel r holds, for each k, MR values (zero past row m). */
+static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                   int64_t kc, int mr, float *dst)
+{
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+        int rows = mc - ir < mr ? (int)(mc - ir) : mr;
+        float *panel = dst + ir * kc;
+        if (rows < mr)
+            memset(panel, 0, (size_t)(kc * mr) * sizeof *panel);
+        for (int r = 0; r < rows; r++) {
+            int64_t i = i0 + ir + r;
+            if (trans_a) {
+                const float *src = a + p0 * lda + i;
+                for (int64_t p = 0; p < kc; p++)
+                    panel[p * mr + r] = src[p * lda];
+            } else {
+                const float *src = a + i * lda + p0;
+                for (int64_t p = 0; p < kc; p++)
+                    panel[p * mr + r] = src[p];
+            }
+        }
+    }
+}
+
+/* Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-wide
+ * micro-panels: panel s holds, for each k, NR values (zero past col n). */
+static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                   int64_t nc, int nr, float *dst)
+{
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        int cols = nc - jr < nr ? (int)(nc - jr) : nr;
+        float *panel = dst + jr * kc;
+        if (trans_b) {
+            if (cols < nr)
+                memset(panel, 0, (size_t)(kc * nr) * sizeof *panel);
+            for (int s = 0; s < cols; s++) {
+                const float *src = b + (j0 + jr + s) * ldb + p0;
+                for (int64_t p = 0; p < kc; p++)
+                    panel[p * nr + s] = src[p];
+            }
+        } else {
+            for (int64_t p = 0; p < kc; p++) {
+                const float *src = b + (p0 + p) * ldb + j0 + jr;
+                float *out = panel + p * nr;
+                memcpy(out, src, (size_t)cols * sizeof *out);
+                for (int s = cols; s < nr; s++)
+                    out[s] = 0.0f;
+            }
+        }
+    }
+}
+
+/* ---- Blocked path ------------------------------------------------------- */
+
+typedef struct sgemm_job {
+    const kiln_sgemm_ukernel_t *uk;
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    int64_t lda, ldb, ldc;
+    float *c;
+    int64_t mc, nc, kc;         /* block sizes chosen for this product */
+    int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
+} sgemm_job_t;
+
+static int64_t round_up(int64_t x, int64_t to)
+{
+    return (x + to - 1) / to * to;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
+ * into C at (i0, j0). */
+static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
+                         int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc, float beta)
+{
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    for (int64_t jr = 0; jr < nc; jr += uk->nr) {
+        int nr = (int)min64(uk->nr, nc - jr);
+        for (int64_t ir = 0; ir < mc; ir += uk->mr) {
+            int mr = (int)min64(uk->mr, mc - ir);
+            float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
+            uk->run(kc, a_pack + ir * kc, b_pack + jr * kc, c, job->ldc, mr, nr, job->alpha, beta);
+        }
+    }
+}
+
+/* Tasks [begin, end): runs of consecutive tasks in one column block share
+ * each packed B slice. */
+static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
+{
+    const sgemm_job_t *job = arg;
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    size_t a_bytes = (size_t)(round_up(job->mc, uk->mr) * job->kc) * sizeof(float);
+    size_t b_bytes = (size_t)(round_up(job->nc, uk->nr) * job->kc) * sizeof(float);
+    float *a_pack = aligned_alloc(64, round_up((int64_t)a_bytes, 64));
+    float *b_pack = aligned_alloc(64, round_up((int64_t)b_bytes, 64));
+    for (int64_t t = begin; t < end;) {
+        int64_t jb = t / job->m_blocks;
+        int64_t run_end = min64(end, (jb + 1) * job->m_blocks);
+        int64_t j0 = jb * job->nc, nc = min64(job->nc, job->n - j0);
+        if (!a_pack || !b_pack) { /* out of memory: finish these rows with plain loops */
+            for (int64_t u = t; u < run_end; u++) {
+                int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
+                reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
+                               job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
+                               job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb,
+                               job->beta, job->c + i0 * job->ldc + j0, job->ldc);
+            }
+            t = run_end;
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < job->k; p0 += job->kc) {
+            int64_t kc = min64(job->kc, job->k - p0);
+            float beta = p0 == 0 ? job->beta : 1.0f;
+            pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            for (int64_t u = t; u < run_end; u++) {
+                int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
+                pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
+                macro_kernel(job, a_pack, b_pack, i0, mc, j0, nc, kc, beta);
+            }
+        }
+        t = run_end;
+    }
+    free(a_pack);
+    free(b_pack);
+}
+
+/* Chooses block sizes: balanced row blocks of at most uk->mc, and column
+ * blocks narrow enough that there are a few tasks per thread. */
+static void plan_blocks(sgemm_job_t *job)
+{
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    enum { MIN_TASKS = 8, MIN_NC = 96 };
+    job->kc = job->k < uk->kc + uk->kc / 4 ? job->k : uk->kc; /* avoid a thin last K slice */
+    job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
+    job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
+    job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
+    while (job->m_blocks * job->n_blocks < MIN_TASKS && job->n / (job->n_blocks + 1) >= MIN_NC)
+        job->n_blocks++;
+    job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
+    job->n_blocks = (job->n + job->nc - 1) / job->nc;
+}
+
+/* ---- Small products: plain loops split over rows ------------------------ */
+
+typedef struct rows_job {
+    bool trans_a, trans_b;
+    int64_t n, k;
+    float alpha, beta;
+    const float *a, *b;
+    int64_t lda, ldb, ldc;
+    float *c;
+} rows_job_t;
+
+static void rows_task(void *arg, int64_t begin, int64_t end)
+{
+    const rows_job_t *j = arg;
+    reference_rows(j->trans_a, j->trans_b, begin, end, j->n, j->k, j->alpha, j->a, j->lda, j->b,
+                   j->ldb, j->beta, j->c, j->ldc);
+}
+
+/* Small products and single columns: plain loops, parallel over rows. */
+static void sgemm_rows(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                       float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    rows_job_t job = {trans_a, trans_b, n, k, alpha, beta, a, b, lda, ldb, ldc, c};
+    int64_t work_per_row = n * k + 1;
+    int64_t grain = 32768 / work_per_row + 1;
+    parallel_run(par, m, grain, rows_task, &job);
+}
+
+/* One output row (m == 1): c = alpha * a * op(B) + beta * c, split over
+ * column chunks; each chunk streams the rows (or columns) of B once. */
+typedef struct row_vector_job {
+    bool trans_b;
+    int64_t k;
+    float beta;
+    const float *a_scaled; /* alpha * op(A), contiguous */
+    const float *b;
+    int64_t ldb;
+    float *c;
+} row_vector_job_t;
+
+static void row_vector_task(void *arg, int64_t begin, int64_t end)
+{
+    const row_vector_job_t *j = arg;
+    float *c = j->c;
+    if (j->trans_b) {
+        for (int64_t q = begin; q < end; q++) {
+            const float *brow = j->b + q * j->ldb;
+            float sum = 0.0f;
+            for (int64_t p = 0; p < j->k; p++)
+                sum += j->a_scaled[p] * brow[p];
+            c[q] = sum + (j->beta == 0.0f ? 0.0f : j->beta * c[q]);
+        }
+        return;
+    }
+    for (int64_t q = begin; q < end; q++)
+        c[q] = j->beta == 0.0f ? 0.0f : j->beta * c[q];
+    for (int64_t p = 0; p < j->k; p++) {
+        float av = j->a_scaled[p];
+        const float *brow = j->b + p * j->ldb;
+        for (int64_t q = begin; q < end; q++)
+            c[q] += av * brow[q];
+    }
+}
+
+static void sgemm_row_vector(bool trans_a, bool trans_b, int64_t n, int64_t k, float alpha,
+                             const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                             float *c, const kiln_gemm_parallel_t *par)
+{
+    float *a_scaled = malloc((size_t)k * sizeof *a_scaled);
+    if (!a_scaled) {
+        kiln_sgemm_reference(trans_a, trans_b, 1, n, k, alpha, a, lda, b, ldb, beta, c, n);
+        return;
+    }
+    for (int64_t p = 0; p < k; p++)
+        a_scaled[p] = alpha * (trans_a ? a[p * lda] : a[p]);
+    row_vector_job_t job = {trans_b, k, beta, a_scaled, b, ldb, c};
+    parallel_run(par, n, 16384 / (k + 1) + 64, row_vector_task, &job);
+    free(a_scaled);
+}
+
+void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_rows(0, m, n, beta, c, ldc);
+        return;
+    }
+    if (m == 1) {
+        sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
+        return;
+    }
+    if (n == 1 || m * n * k < 8 * 8 * 8) {
+        sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
+        return;
+    }
+    sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
+                       .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
+                       .ldb = ldb, .ldc = ldc, .c = c};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+/* ---- Double precision --------------------------------------------------- */
+
+typedef struct dgemm_job {
+    bool trans_a, trans_b;
+    int64_t n, k;
+    double alpha, beta;
+    const double *a, *b;
+    int64_t lda, ldb, ldc;
+    double *c;
+} dgemm_job_t;
+
+static void dgemm_rows(void *arg, int64_t begin, int64_t end)
+{
+    const dgemm_job_t *j = arg;
+    for (int64_t i = begin; i < end; i++) {
+        double *crow = j->c + i * j->ldc;
+        for (int64_t q = 0; q < j->n; q++)
+            crow[q] = j->beta == 0.0 ? 0.0 : j->beta * crow[q];
+        for (int64_t p = 0; p < j->k; p++) {
+            double av = j->alpha * (j->trans_a ? j->a[p * j->lda + i] : j->a[i * j->lda + p]);
+            for (int64_t q = 0; q < j->n; q++)
+                crow[q] += av * (j->trans_b ? j->b[q * j->ldb + p] : j->b[p * j->ldb + q]);
+        }
+    }
+}
+
+void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                double *c, int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    dgemm_job_t job = {trans_a, trans_b, n, k, alpha, beta, a, b, lda, ldb, ldc, c};
+    parallel_run(par, m, 32768 / (n * k + 1) + 1, dgemm_rows, &job);
+}

@@ -1,0 +1,68 @@
+/*
+ * gemm.h - kiln's single-precision matrix multiply, shared by Conv, Gemm,
+ * MatMul and the fused kernels:
+ *
+ *     C = alpha * op(A) * op(B) + beta * C
+ *
+ * op(A) is M x K, op(B) is K x N, C is M x N; all row-major with leading
+ * dimensions lda, ldb, ldc (elements between the starts of two rows).
+ * trans_a means A is stored K x M (op(A) = A^T), likewise trans_b.  As in
+ * BLAS, beta == 0 means C is written without being read (NaNs in C do not
+ * leak through).
+ *
+ * Two paths: a portable C reference (kiln_sgemm_reference) and a blocked
+ * path that packs panels of A and B and runs a register-tile microkernel
+ * (AVX-512F 12x32 or AVX2+FMA 6x16, whichever the CPU has).  kiln_sgemm picks at run time and
+ * splits the output over threads through a kiln_gemm_parallel_t, so it can
+ * be called from a kernel (kiln_gemm_parallel_ctx) or from anywhere with a
+ * thread pool (kiln_gemm_parallel_pool) or single-threaded (NULL).
+ */
+#ifndef KILN_OPS_GEMM_H
+#define KILN_OPS_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/threadpool.h"
+
+struct kiln_kernel_ctx;
+
+/* How kiln_sgemm runs work in parallel: run(ctx, n, grain, fn, arg) must
+ * call fn over [0, n) split into chunks (any split, any threads) and return
+ * when all are done. */
+typedef void (*kiln_gemm_run_fn)(void *ctx, int64_t n, int64_t grain, kiln_range_fn fn, void *arg);
+typedef struct kiln_gemm_parallel {
+    kiln_gemm_run_fn run;
+    void *ctx;
+} kiln_gemm_parallel_t;
+
+/* Parallel runners over a kernel's session threads or over a thread pool
+ * (pool may be NULL: inline). */
+kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx);
+kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool);
+
+/* The fast path, chosen at run time; par may be NULL (one thread). */
+void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                int64_t ldc, const kiln_gemm_parallel_t *par);
+
+/* The portable reference: plain loops, single-threaded. */
+void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                          float beta, float *c, int64_t ldc);
+
+/* Double precision (portable loops, parallel over rows); used for the
+ * float64 variants of Conv/Gemm/MatMul. */
+void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                double *c, int64_t ldc, const kiln_gemm_parallel_t *par);
+
+/* Which microkernel kiln_sgemm uses: "avx512", "avx2" or "portable".
+ * For tests and benchmarks: force_portable makes kiln_sgemm use the
+ * blocked path with the portable C microkernel; avoid_avx512 keeps it on
+ * AVX2 on a CPU that has AVX-512. */
+const char *kiln_sgemm_path(void);
+void kiln_sgemm_force_portable(bool force_portable);
+void kiln_sgemm_avoid_avx512(bool avoid);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * gemm_avx2.c - the AVX2+FMA SGEMM microkernel: a 6x16 register tile.
+ *
+ * Twelve ymm accumulators hold the 6x16 tile of C; each step of k loads one
+ * 16-wide row of packed B (two ymm), broadcasts six packed A values and
+ * issues twelve FMAs.  That is 2 loads + 6 broadcasts per 12 FMAs, which
+ * keeps both FMA ports of a Haswell-or-later core busy.  Edge tiles (mr < 6
+ * or nr < 16) are computed in full into a stack buffer and copied out.
+ *
+ * Compiled with -mavx2 -mfma; gemm.c calls it only after
+ * __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma").
+ */
+#include <immintrin.h>
+
+#include "ops/gemm_kernel.h"
+
+enum { TILE_M = 6, TILE_N = 16 };
+
+/* Writes one 16-wide row: c = alpha*acc + beta*c (c not read when beta == 0). */
+static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float beta)
+{
+    lo = _mm256_mul_ps(lo, alpha);
+    hi = _mm256_mul_ps(hi, alpha);
+    if (beta != 0.0f) {
+        __m256 vb = _mm256_set1_ps(beta);
+        lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), lo);
+        hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+}
+
+void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, float *c,
+                                  int64_t ldc, int mr, int nr, float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b);
+        __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 av = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(av, b0, c00);
+        c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += TILE_M;
+        b += TILE_N;
+    }
+
+    __m256 va = _mm256_set1_ps(alpha);
+    if (mr == TILE_M && nr == TILE_N) {
+        store_row(c + 0 * ldc, c00, c01, va, beta);
+        store_row(c + 1 * ldc, c10, c11, va, beta);
+        store_row(c + 2 * ldc, c20, c21, va, beta);
+        store_row(c + 3 * ldc, c30, c31, va, beta);
+        store_row(c + 4 * ldc, c40, c41, va, beta);
+        store_row(c + 5 * ldc, c50, c51, va, beta);
+        return;
+    }
+
+    /* Edge tile: full result to a buffer, then the wanted corner to C. */
+    float buf[TILE_M * TILE_N];
+    store_row(buf + 0 * TILE_N, c00, c01, va, 0.0f);
+    store_row(buf + 1 * TILE_N, c10, c11, va, 0.0f);
+    store_row(buf + 2 * TILE_N, c20, c21, va, 0.0f);
+    store_row(buf + 3 * TILE_N, c30, c31, va, 0.0f);
+    store_row(buf + 4 * TILE_N, c40, c41, va, 0.0f);
+    store_row(buf + 5 * TILE_N, c50, c51, va, 0.0f);
+    for (int i = 0; i < mr; i++) {
+        float *crow = c + i * ldc;
+        const float *brow = buf + i * TILE_N;
+        if (beta == 0.0f) {
+            for (int j = 0; j < nr; j++)
+                crow[j] = brow[j];
+        } else {
+            for (int j = 0; j < nr; j++)
+                crow[j] = brow[j] + beta * crow[j];
+        }
+    }
+}

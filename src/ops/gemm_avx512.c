@@ -1,0 +1,75 @@
+/*
+ * gemm_avx512.c - the AVX-512F SGEMM microkernel: a 12x32 register tile.
+ *
+ * Twenty-four zmm accumulators hold the 12x32 tile of C; each step of k
+ * loads one 32-wide row of packed B (two zmm) and, for each of the twelve
+ * packed A values, issues two FMAs with the value broadcast from memory.
+ * That is 24 FMAs per 2 loads + 12 broadcasts, enough to keep both 512-bit
+ * FMA ports busy.  The accumulator arrays are fully unrolled by the
+ * compiler (constant trip counts, #pragma GCC unroll), so they live in
+ * registers.  Edge tiles go through a stack buffer as in gemm_avx2.c.
+ *
+ * Compiled with AVX-512 flags; gemm.c calls it only after
+ * __builtin_cpu_supports("avx512f").
+ */
+#include <immintrin.h>
+
+#include "ops/gemm_kernel.h"
+
+enum { TILE_M = 12, TILE_N = 32 };
+
+void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
+                                     int64_t ldc, int mr, int nr, float alpha, float beta)
+{
+    __m512 acc[TILE_M][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_M; i++) {
+        acc[i][0] = _mm512_setzero_ps();
+        acc[i][1] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b);
+        __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < TILE_M; i++) {
+            __m512 av = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+        a += TILE_M;
+        b += TILE_N;
+    }
+
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (mr == TILE_M && nr == TILE_N) {
+#pragma GCC unroll 12
+        for (int i = 0; i < TILE_M; i++) {
+            float *crow = c + i * ldc;
+            __m512 lo = _mm512_mul_ps(acc[i][0], va), hi = _mm512_mul_ps(acc[i][1], va);
+            if (beta != 0.0f) {
+                lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(crow), lo);
+                hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(crow + 16), hi);
+            }
+            _mm512_storeu_ps(crow, lo);
+            _mm512_storeu_ps(crow + 16, hi);
+        }
+        return;
+    }
+
+    /* Edge tile: masked stores of the wanted mr x nr corner. */
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_M; i++) {
+        if (i >= mr)
+            break;
+        float *crow = c + i * ldc;
+        __m512 lo = _mm512_mul_ps(acc[i][0], va), hi = _mm512_mul_ps(acc[i][1], va);
+        if (beta != 0.0f) {
+            lo = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, crow), lo);
+            hi = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, crow + 16), hi);
+        }
+        _mm512_mask_storeu_ps(crow, m0, lo);
+        _mm512_mask_storeu_ps(crow + 16, m1, hi);
+    }
+}

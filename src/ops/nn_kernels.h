@@ -1,0 +1,47 @@
+/*
+ * nn_kernels.h - the kernel entry points of the nn family's files (conv.c,
+ * pool.c), registered together by kiln_ops_register_nn in nn.c.
+ */
+#ifndef KILN_OPS_NN_KERNELS_H
+#define KILN_OPS_NN_KERNELS_H
+
+#include "ops/kernel.h"
+
+/* conv.c */
+kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
+/* Conv's float32 computation on x, w and b (b may be NULL) with the node's
+ * Conv attributes; used by ConvInteger and QLinearConv.  On success *y is a
+ * new tensor the caller frees with kiln_tensor_free. */
+kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                                const kiln_tensor_t *w, const kiln_tensor_t *b, kiln_tensor_t **y);
+
+/* nn.c: MatMul's numpy-style shape rules, shared with the integer
+ * MatMuls of quant.c.  Batch dims broadcast; each operand's element stride
+ * per batch dim is 0 where it broadcasts. */
+typedef struct kiln_matmul_shape {
+    int64_t m, n, k;
+    int batch_rank;
+    int64_t batch_dims[KILN_MAX_RANK];
+    int64_t a_stride[KILN_MAX_RANK], b_stride[KILN_MAX_RANK];
+    int64_t batch_count;
+    int out_rank;
+    int64_t out_dims[KILN_MAX_RANK];
+} kiln_matmul_shape_t;
+
+kiln_status_t kiln_matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                const kiln_tensor_t *b, kiln_matmul_shape_t *s);
+/* Element offsets in A and B of batch t (0 <= t < batch_count). */
+void kiln_matmul_batch_offsets(const kiln_matmul_shape_t *s, int64_t t, int64_t *a_off,
+                               int64_t *b_off);
+
+/* pool.c */
+kiln_status_t kiln_average_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_max_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_lp_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_global_average_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_global_max_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_global_lp_pool_run(kiln_kernel_ctx_t *ctx);
+kiln_status_t kiln_max_unpool_run(kiln_kernel_ctx_t *ctx);
+
+#endif
