@@ -1240,7 +1240,9 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
                                          .inference = s->inference, .quiet = o->quiet};
             st = kiln_monitor_start(&mo, s->metrics, &s->monitor);
         }
-        if (!st && (o->alert_rules || o->alertmanager_url || o->alert_webhook)) {
+        /* Always: besides the rules it serves /api/v1/alerts, /api/v1/rules
+         * and /dashboard, which answer (empty) even without --alert-rules. */
+        if (!st) {
             kiln_monitor_alerts_options_t ao = {.rules_path = o->alert_rules,
                                                 .alertmanager_url = o->alertmanager_url,
                                                 .webhook_url = o->alert_webhook};
