@@ -18,7 +18,7 @@ BUILD     := build
 # Every Debian package the build, the tests, the demo and the benchmarks need.
 PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
-        libncurses-dev libopenblas-dev pkg-config nodejs npm prometheus curl sqlite3 \
+        libncurses-dev pkg-config prometheus curl sqlite3 \
         prometheus-alertmanager chromium tmux
 
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
@@ -50,9 +50,8 @@ all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 # npm counts as present when the command exists: NodeSource's nodejs package
 # bundles npm and conflicts with Debian's, so apt must not be asked for it.
 deps:
-	@missing=""; for p in $(PKGS); do \
-	  case $$p in npm) command -v npm >/dev/null 2>&1 && continue;; esac; \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
@@ -127,14 +126,26 @@ $(BUILD)/dashboard/.stamp: $(DASH_SRC) web/node_modules/.package-lock.json
 	cp $(DASH_SRC) $(UPLOT_DIST)/uPlot.iife.min.js $(UPLOT_DIST)/uPlot.min.css $(BUILD)/dashboard/
 	@touch $@
 
-# Small models generated at build time (never committed).
-$(BUILD)/models/.stamp: tools/make_demo_models.py
+# Small models generated at build time (never committed), and the demo
+# model repository that `make run` serves.
+$(BUILD)/models/.stamp: tools/make_demo_models.py tools/make_demo_repository.py
 	@mkdir -p $(BUILD)/models
 	$(PYTHON) tools/make_demo_models.py $(BUILD)/models
+	$(PYTHON) tools/make_demo_repository.py $(BUILD)/models
 	@touch $@
 
+DEMO_PORT ?= 8000
+DEMO_METRICS_PORT ?= 8002
 run: deps all $(BUILD)/models/.stamp
 	./$(BUILD)/kiln run $(BUILD)/models/demo_mlp.onnx --input input=$(BUILD)/models/demo_mlp_input.npy
+	@echo
+	@echo "Serving $(BUILD)/models/repository (Ctrl-C stops). Try:"
+	@echo "  curl -s localhost:$(DEMO_PORT)/v2/models/demo_mlp"
+	@echo "  curl -s -X POST localhost:$(DEMO_PORT)/v2/models/demo_mlp/infer -d '{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\",\"data\":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]}'"
+	@echo "  curl -s localhost:$(DEMO_METRICS_PORT)/metrics | grep nv_inference"
+	@echo "  open http://127.0.0.1:$(DEMO_METRICS_PORT)/dashboard"
+	@echo
+	./$(BUILD)/kiln serve --model-repository $(BUILD)/models/repository --http-port $(DEMO_PORT) --metrics-port $(DEMO_METRICS_PORT)
 
 unit: all $(UNIT_BIN) $(FAKE_NVML) $(BUILD)/models/.stamp
 unit-asan: $(SAN_UNIT_BIN) $(FAKE_NVML)

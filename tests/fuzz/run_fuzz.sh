@@ -22,7 +22,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 CLANG=${CLANG:-clang}
 FLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fno-omit-frame-pointer -pthread
        -fsanitize=address,undefined -fno-sanitize-recover=undefined
-       -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unknown-warning-option -Wno-format-truncation"
+       -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unknown-warning-option -Wno-format-truncation -Wno-unknown-pragmas"
 LIBS="-ljansson -levent -levent_pthreads -lsqlite3 -lyaml -lncursesw -lm -ldl -lpthread"
 mkdir -p "$build/obj"
 
