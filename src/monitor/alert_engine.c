@@ -515,6 +515,20 @@ static void json_alert(alert_buf_t *b, const alert_instance_t *a)
                      at, val);
 }
 
+/* Appends the rule's pending and firing alerts, comma-separated; *first
+ * says whether nothing was written before (and is cleared once something is). */
+static void json_active_alerts(alert_buf_t *b, const alert_rule_t *rule, int *first)
+{
+    for (size_t i = 0; i < rule->nalerts; i++) {
+        if (!is_active(&rule->alerts[i]))
+            continue;
+        if (!*first)
+            alert_buf_puts(b, ",");
+        *first = 0;
+        json_alert(b, &rule->alerts[i]);
+    }
+}
+
 char *kiln_alert_engine_api_json(kiln_alert_engine_t *e)
 {
     alert_buf_t b = {0};
@@ -522,17 +536,8 @@ char *kiln_alert_engine_api_json(kiln_alert_engine_t *e)
     int first = 1;
     pthread_mutex_lock(&e->mu);
     for (size_t g = 0; e->rules && g < e->rules->ngroups; g++)
-        for (size_t r = 0; r < e->rules->groups[g].nrules; r++) {
-            const alert_rule_t *rule = &e->rules->groups[g].rules[r];
-            for (size_t i = 0; i < rule->nalerts; i++) {
-                if (!is_active(&rule->alerts[i]))
-                    continue;
-                if (!first)
-                    alert_buf_puts(&b, ",");
-                first = 0;
-                json_alert(&b, &rule->alerts[i]);
-            }
-        }
+        for (size_t r = 0; r < e->rules->groups[g].nrules; r++)
+            json_active_alerts(&b, &e->rules->groups[g].rules[r], &first);
     pthread_mutex_unlock(&e->mu);
     alert_buf_puts(&b, "]}}");
     return alert_buf_take(&b);
@@ -585,14 +590,7 @@ char *kiln_alert_engine_rules_json(kiln_alert_engine_t *e)
             json_kv_sources(&b, rule->annotations, rule->nannotations);
             alert_buf_puts(&b, ",\"alerts\":[");
             int first = 1;
-            for (size_t i = 0; i < rule->nalerts; i++) {
-                if (!is_active(&rule->alerts[i]))
-                    continue;
-                if (!first)
-                    alert_buf_puts(&b, ",");
-                first = 0;
-                json_alert(&b, &rule->alerts[i]);
-            }
+            json_active_alerts(&b, rule, &first);
             char at[40];
             alert_format_time(rule->last_eval, at, sizeof at);
             alert_buf_printf(&b, "],\"health\":\"%s\",\"lastError\":",

@@ -183,6 +183,17 @@ static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname,
 
 /* ---- Queue ------------------------------------------------------------------------ */
 
+/* Appends a message at the tail of the queue (mutex held). */
+static void append(kiln_alert_notifier_t *n, message_t *m)
+{
+    if (n->tail)
+        n->tail->next = m;
+    else
+        n->head = m;
+    n->tail = m;
+    n->queued++;
+}
+
 void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, const char *alertname,
                             const alert_notice_t *notices, size_t count)
 {
@@ -213,12 +224,7 @@ void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, con
         n->queued--;
         n->stats.dropped++;
     }
-    if (n->tail)
-        n->tail->next = m;
-    else
-        n->head = m;
-    n->tail = m;
-    n->queued++;
+    append(n, m);
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
 }
@@ -250,16 +256,6 @@ static message_t *take_due(kiln_alert_notifier_t *n, double now, double *wait)
             *wait = m->next_try - now;
     }
     return NULL;
-}
-
-static void requeue(kiln_alert_notifier_t *n, message_t *m)
-{
-    if (n->tail)
-        n->tail->next = m;
-    else
-        n->head = m;
-    n->tail = m;
-    n->queued++;
 }
 
 static void *notifier_thread(void *arg)
@@ -323,7 +319,7 @@ static void *notifier_thread(void *arg)
         } else {
             n->stats.retried++;
             m->next_try = mono_now() + n->backoff * pow(2, m->attempts - 1);
-            requeue(n, m);
+            append(n, m);
             m = NULL;
         }
         if (m) {
