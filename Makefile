@@ -104,6 +104,11 @@ $(BUILD)/tests/libfake_nvml_old.so: tests/fake_nvml/fake_nvml.c
 
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
+# The monitoring history benchmark helper (bench/monitor_bench.sh runs it).
+$(BUILD)/bench/monitor_store_bench: bench/monitor_store_bench.c $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libkiln.a $(LIBS)
+
 examples: $(EXAMPLE_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libkiln.a
