@@ -19,7 +19,7 @@ BUILD     := build
 PKGS := gcc make clang libclang-rt-14-dev python3 python3-onnx python3-numpy \
         libonnx-testdata libjansson-dev libevent-dev libsqlite3-dev libyaml-dev \
         libncurses-dev pkg-config prometheus curl sqlite3 \
-        prometheus-alertmanager chromium tmux
+        prometheus-alertmanager chromium tmux wrk nginx-light
 
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CSTD      := -std=c11 -D_GNU_SOURCE
@@ -42,7 +42,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
 SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all deps run test unit unit-asan conformance bench fuzz clean examples
+.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models fuzz clean examples
 
 all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 
@@ -162,8 +162,23 @@ test: deps
 conformance: all
 	./$(BUILD)/kiln conformance /usr/share/libonnx-testdata/data/node /usr/share/libonnx-testdata/data/pytorch-converted /usr/share/libonnx-testdata/data/pytorch-operator /usr/share/libonnx-testdata/data/simple
 
-bench: deps all
+# Benchmark models (ResNet-50, MobileNetV2, BERT-base) at fixed seeds, with
+# ONNX Runtime's outputs as the expected ones; never committed.
+BENCH_MODELS := $(BUILD)/bench_models
+$(BENCH_MODELS)/.stamp: bench/models/make_models.py bench/peer/make_expected.js bench/peer/package.json
+	@mkdir -p $(BENCH_MODELS)
+	$(PYTHON) bench/models/make_models.py $(BENCH_MODELS)
+	cd bench/peer && npm install --ignore-scripts --no-audit --no-fund --loglevel=error
+	node bench/peer/make_expected.js $(BENCH_MODELS)/resnet50 $(BENCH_MODELS)/mobilenetv2 $(BENCH_MODELS)/bert
+	@touch $@
+
+bench-models: $(BENCH_MODELS)/.stamp
+
+bench: deps all $(BENCH_MODELS)/.stamp
 	bench/run_bench.sh
+
+bench-serve: deps all $(BENCH_MODELS)/.stamp
+	bench/serve_bench.sh
 
 fuzz: deps
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)

@@ -101,7 +101,8 @@ static int list_entries(const char *dir, const char *prefix, char ***out)
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     *out = names;
     return n;
 }

@@ -24,6 +24,7 @@ typedef struct instance {
     kiln_session_t *session;
     pthread_t thread;
     bool started;
+    bool busy;                   /* running a batch (its thread or an inline caller); under lock */
 } instance_t;
 
 struct kiln_runner {
@@ -338,12 +339,15 @@ static void *instance_main(void *arg)
         return NULL;
     for (;;) {
         pthread_mutex_lock(&r->lock);
-        while (!r->head && !r->stopping)
+        while ((!r->head || inst->busy) && !r->stopping)
+            pthread_cond_wait(&r->wake, &r->lock);
+        while (inst->busy) /* an inline caller still holds this instance */
             pthread_cond_wait(&r->wake, &r->lock);
         if (!r->head && r->stopping) {
             pthread_mutex_unlock(&r->lock);
             break;
         }
+        inst->busy = true;
         kiln_infer_request_t *req = r->head;
         r->head = req->next;
         if (!r->head)
@@ -370,9 +374,37 @@ static void *instance_main(void *arg)
         }
         if (live)
             execute_batch(inst, batch, live);
+        pthread_mutex_lock(&r->lock);
+        inst->busy = false;
+        pthread_mutex_unlock(&r->lock);
     }
     free(batch);
     return NULL;
+}
+
+bool kiln_runner_try_inline(kiln_runner_t *r, kiln_infer_request_t *req)
+{
+    instance_t *inst = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (!r->stopping && !r->head && !r->config.dynamic_batching)
+        for (int i = 0; i < r->n_instances && !inst; i++)
+            if (!r->instances[i].busy)
+                inst = &r->instances[i];
+    if (inst)
+        inst->busy = true;
+    pthread_mutex_unlock(&r->lock);
+    if (!inst)
+        return false;
+    req->next = NULL;
+    req->status = KILN_OK;
+    req->enqueue_ns = kiln_monotonic_ns();
+    execute_batch(inst, &req, 1);
+    pthread_mutex_lock(&r->lock);
+    inst->busy = false;
+    if (r->head)
+        pthread_cond_broadcast(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    return true;
 }
 
 kiln_status_t kiln_runner_create(const char *model_path, const kiln_model_config_t *config, int threads,

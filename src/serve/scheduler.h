@@ -73,6 +73,12 @@ kiln_status_t kiln_runner_create(const char *model_path, const kiln_model_config
  * taken: the caller still owns it). */
 kiln_status_t kiln_runner_submit(kiln_runner_t *r, kiln_infer_request_t *req);
 
+/* Runs req on the calling thread when the model does not batch, nothing
+ * is queued and an instance is idle: no thread hand-off, so a small model
+ * answers at the cost of its compute.  Returns true when it ran (done() was
+ * called on this thread), false when the caller should submit instead. */
+bool kiln_runner_try_inline(kiln_runner_t *r, kiln_infer_request_t *req);
+
 /* Stops taking requests, lets the queued and running ones finish (their
  * callbacks run), joins the threads and frees everything. */
 void kiln_runner_free(kiln_runner_t *r);
