@@ -53,8 +53,8 @@ struct kiln_alert_notifier {
     int in_flight;
     int stop;
     kiln_alert_notifier_stats_t stats;
-    double last_log[2];          /* per target: when a failure was last logged (monotonic) */
-    unsigned long unlogged[2];   /* failures not logged since */
+    double last_log[2];        /* per target: when a failure was last logged (monotonic) */
+    unsigned long unlogged[2]; /* failures not logged since */
 };
 
 /* How often at most a failing target is reported on stderr. */
@@ -134,7 +134,8 @@ static void common_pairs(alert_buf_t *b, const alert_notice_t *v, size_t count, 
     alert_buf_puts(b, "}");
 }
 
-static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname, const alert_notice_t *v, size_t count)
+static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname, const alert_notice_t *v,
+                          size_t count)
 {
     alert_buf_t b = {0};
     char t[40];
@@ -199,7 +200,8 @@ void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, con
 {
     if (!n || count == 0)
         return;
-    if ((target == ALERT_TARGET_ALERTMANAGER && !n->has_am) || (target == ALERT_TARGET_WEBHOOK && !n->has_webhook))
+    if ((target == ALERT_TARGET_ALERTMANAGER && !n->has_am) ||
+        (target == ALERT_TARGET_WEBHOOK && !n->has_webhook))
         return;
     char *body = target == ALERT_TARGET_ALERTMANAGER ? alertmanager_body(n, notices, count)
                                                      : webhook_body(n, alertname, notices, count);
@@ -293,7 +295,10 @@ static void *notifier_thread(void *arg)
         int permanent = rc == 0 && status >= 400 && status < 500 && status != 429;
         char why[300];
         if (!ok)
-            snprintf(why, sizeof why, "%s", rc != 0 ? err : permanent ? "refused by the receiver" : "receiver error");
+            snprintf(why, sizeof why, "%s",
+                     rc != 0     ? err
+                     : permanent ? "refused by the receiver"
+                                 : "receiver error");
 
         pthread_mutex_lock(&n->mu);
         n->in_flight = 0;
@@ -306,8 +311,8 @@ static void *notifier_thread(void *arg)
              * target, so a dead receiver does not flood the log. */
             double t = mono_now();
             if (n->last_log[m->target] == 0 || t - n->last_log[m->target] >= LOG_EVERY_SECONDS) {
-                fprintf(stderr, "kiln: alert notifier: POST %s failed after %d attempt%s: %s", url->text, m->attempts,
-                        m->attempts == 1 ? "" : "s", why);
+                fprintf(stderr, "kiln: alert notifier: POST %s failed after %d attempt%s: %s", url->text,
+                        m->attempts, m->attempts == 1 ? "" : "s", why);
                 if (n->unlogged[m->target])
                     fprintf(stderr, " (and %lu more failures since the last report)", n->unlogged[m->target]);
                 fputc('\n', stderr);
@@ -372,7 +377,8 @@ int kiln_alert_notifier_start(const kiln_alert_notifier_config_t *cfg, kiln_aler
         }
         n->has_webhook = 1;
     }
-    n->external_url = strdup(cfg->external_url && *cfg->external_url ? cfg->external_url : "http://127.0.0.1:8002");
+    n->external_url =
+        strdup(cfg->external_url && *cfg->external_url ? cfg->external_url : "http://127.0.0.1:8002");
     if (!n->external_url) {
         free(n);
         snprintf(err, errlen, "out of memory");

@@ -15,14 +15,15 @@
 
 #include "monitor/alert_internal.h"
 
-static int one_series(void *ctx, const kiln_alert_selector_t *sel, double start, double end, kiln_series_set_t *out,
-                      char *err, size_t errlen)
+static int one_series(void *ctx, const kiln_alert_selector_t *sel, double start, double end,
+                      kiln_series_set_t *out, char *err, size_t errlen)
 {
     (void)ctx;
     (void)err;
     (void)errlen;
     const char *names[] = {"__name__", "gpu_uuid", "job"};
-    const char *values[] = {kiln_alert_selector_metric(sel) ? kiln_alert_selector_metric(sel) : "up", "GPU-0", "kiln"};
+    const char *values[] = {kiln_alert_selector_metric(sel) ? kiln_alert_selector_metric(sel) : "up", "GPU-0",
+                            "kiln"};
     if (!kiln_alert_selector_matches(sel, names, values, 3))
         return 0;
     kiln_series_t *s = kiln_series_set_add(out, names, values, 3);

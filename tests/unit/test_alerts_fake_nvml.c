@@ -30,15 +30,16 @@ static double wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const char *rules_yaml = "groups:\n"
-                                "- name: gpu\n"
-                                "  rules:\n"
-                                "  - alert: GpuHot\n"
-                                "    expr: kiln_gpu_temperature_celsius{gpu_uuid=\"GPU-fake-0000\"} > 85\n"
-                                "    for: 2s\n"
-                                "    annotations: {summary: '{{ $labels.gpu_uuid }} at {{ $value }} C'}\n"
-                                "  - alert: GpuCooling\n"
-                                "    expr: max_over_time(kiln_gpu_temperature_celsius{gpu_uuid=~\".*0001\"}[1m]) > 90\n";
+static const char *rules_yaml =
+    "groups:\n"
+    "- name: gpu\n"
+    "  rules:\n"
+    "  - alert: GpuHot\n"
+    "    expr: kiln_gpu_temperature_celsius{gpu_uuid=\"GPU-fake-0000\"} > 85\n"
+    "    for: 2s\n"
+    "    annotations: {summary: '{{ $labels.gpu_uuid }} at {{ $value }} C'}\n"
+    "  - alert: GpuCooling\n"
+    "    expr: max_over_time(kiln_gpu_temperature_celsius{gpu_uuid=~\".*0001\"}[1m]) > 90\n";
 
 int main(void)
 {
@@ -67,14 +68,16 @@ int main(void)
     }
     kiln_alert_rules_t *rules = NULL;
     char err[512];
-    CHECK_MSG(kiln_alert_rules_parse(rules_yaml, strlen(rules_yaml), "t.yml", &rules, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(kiln_alert_rules_parse(rules_yaml, strlen(rules_yaml), "t.yml", &rules, err, sizeof err) == 0,
+              "%s", err);
     kiln_alert_source_t src = kiln_monitor_alerts_store_source(kiln_monitor_store(mon));
     kiln_alert_engine_t *e = kiln_alert_engine_new(rules, &src);
 
     double t = wall() + 0.01;
     CHECK_MSG(kiln_alert_engine_evaluate(e, t, err, sizeof err) == 0, "%s", err);
     CHECK(kiln_alert_engine_state_of(e, "GpuHot", NULL, NULL, NULL) == KILN_ALERT_INACTIVE);
-    CHECK(kiln_alert_engine_state_of(e, "GpuCooling", "gpu_uuid", "GPU-fake-0001", NULL) == KILN_ALERT_FIRING);
+    CHECK(kiln_alert_engine_state_of(e, "GpuCooling", "gpu_uuid", "GPU-fake-0001", NULL) ==
+          KILN_ALERT_FIRING);
 
     /* Heat GPU 0 to 86 C (six more samples); GPU 1 cools to 87 C. */
     for (int i = 0; i < 6; i++) {
@@ -87,7 +90,8 @@ int main(void)
     CHECK(kiln_alert_engine_state_of(e, "GpuHot", "gpu_uuid", "GPU-fake-0000", &v) == KILN_ALERT_PENDING);
     CHECK_NEAR(v, 86, 1e-9);
     /* GPU 1's one-minute maximum is still 93 C. */
-    CHECK(kiln_alert_engine_state_of(e, "GpuCooling", "gpu_uuid", "GPU-fake-0001", NULL) == KILN_ALERT_FIRING);
+    CHECK(kiln_alert_engine_state_of(e, "GpuCooling", "gpu_uuid", "GPU-fake-0001", NULL) ==
+          KILN_ALERT_FIRING);
     CHECK(kiln_alert_engine_evaluate(e, t + 1, err, sizeof err) == 0);
     CHECK(kiln_alert_engine_state_of(e, "GpuHot", NULL, NULL, NULL) == KILN_ALERT_PENDING);
     CHECK(kiln_alert_engine_evaluate(e, t + 2, err, sizeof err) == 0);

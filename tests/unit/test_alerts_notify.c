@@ -83,8 +83,8 @@ static void *serve(void *arg)
         s->bodies[i] = strdup(hend + 4);
         pthread_mutex_unlock(&s->mu);
         char answer[128];
-        int n = snprintf(answer, sizeof answer, "HTTP/1.1 %d X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                         status);
+        int n = snprintf(answer, sizeof answer,
+                         "HTTP/1.1 %d X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", status);
         send(c, answer, (size_t)n, MSG_NOSIGNAL);
         close(c);
     }
@@ -163,12 +163,23 @@ static void test_urls(void)
     CHECK(kiln_http_url_parse("HTTP://example.com", &u, err, sizeof err) == 0);
     CHECK(!strcmp(u.port, "80"));
     CHECK(kiln_http_url_parse("http://h?q", &u, err, sizeof err) == 0 && !strcmp(u.path, "/?q"));
-    const char *bad[] = {"https://h/",   "ftp://h",       "http://",          "http://:80/",   "http://u:p@h/",
-                         "http://h:0/",  "http://h:70000", "http://h:12ab/",  "http://h/a b", "http://[::1/",
-                         "http://h:/",   "",               "http://h\x01/",   "127.0.0.1:80"};
-    const char *why[] = {"https is not supported", "must start with http://", "no host", "no host", "user names",
-                         "out of range",           "out of range",            "must be a number", "space",
-                         "unterminated '['",       "bad port",                "empty URL", "invalid character",
+    const char *bad[] = {"https://h/",    "ftp://h",      "http://",        "http://:80/",
+                         "http://u:p@h/", "http://h:0/",  "http://h:70000", "http://h:12ab/",
+                         "http://h/a b",  "http://[::1/", "http://h:/",     "",
+                         "http://h\x01/", "127.0.0.1:80"};
+    const char *why[] = {"https is not supported",
+                         "must start with http://",
+                         "no host",
+                         "no host",
+                         "user names",
+                         "out of range",
+                         "out of range",
+                         "must be a number",
+                         "space",
+                         "unterminated '['",
+                         "bad port",
+                         "empty URL",
+                         "invalid character",
                          "must start with http://"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_MSG(kiln_http_url_parse(bad[i], &u, err, sizeof err) == -1, "'%s' should fail", bad[i]);
@@ -195,8 +206,8 @@ typedef struct level {
     double value; /* what the synthetic metric reads now */
 } level_t;
 
-static int level_select(void *ctx, const kiln_alert_selector_t *sel, double start, double end, kiln_series_set_t *out,
-                        char *err, size_t errlen)
+static int level_select(void *ctx, const kiln_alert_selector_t *sel, double start, double end,
+                        kiln_series_set_t *out, char *err, size_t errlen)
 {
     level_t *l = ctx;
     const char *names[] = {"__name__", "gpu_uuid"};
@@ -248,7 +259,8 @@ static void test_delivery(void)
     json_t *a = json_array_get(j, 0);
     CHECK(!strcmp(json_string_value(json_object_get(json_object_get(a, "labels"), "alertname")), "Hot"));
     CHECK(!strcmp(json_string_value(json_object_get(json_object_get(a, "labels"), "gpu_uuid")), "GPU-7"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(a, "annotations"), "summary")), "GPU-7 at 90"));
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(a, "annotations"), "summary")),
+                  "GPU-7 at 90"));
     CHECK(!strcmp(json_string_value(json_object_get(a, "startsAt")), "2025-11-25T12:00:00.000Z"));
     /* valid for four resend periods, so a dead kiln's alert resolves itself */
     CHECK(!strcmp(json_string_value(json_object_get(a, "endsAt")), "2025-11-25T12:04:00.000Z"));
@@ -263,7 +275,8 @@ static void test_delivery(void)
     CHECK(!strcmp(json_string_value(json_object_get(j, "groupKey")), "{}:{alertname=\"Hot\"}"));
     CHECK(!strcmp(json_string_value(json_object_get(j, "externalURL")), "http://kiln.test:8002"));
     CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "groupLabels"), "alertname")), "Hot"));
-    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "commonLabels"), "severity")), "page"));
+    CHECK(
+        !strcmp(json_string_value(json_object_get(json_object_get(j, "commonLabels"), "severity")), "page"));
     CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "commonAnnotations"), "summary")),
                   "GPU-7 at 90"));
     a = json_array_get(json_object_get(j, "alerts"), 0);
@@ -287,7 +300,8 @@ static void test_delivery(void)
     kiln_alert_notifier_flush(n, 5);
     CHECK(server_count(&am) == 3 && server_count(&wh) == 2);
     j = server_json(&am, 2, path, sizeof path);
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(j, 0), "endsAt")), "2025-11-25T12:01:30.000Z"));
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(j, 0), "endsAt")),
+                  "2025-11-25T12:01:30.000Z"));
     json_decref(j);
     j = server_json(&wh, 1, path, sizeof path);
     CHECK(!strcmp(json_string_value(json_object_get(j, "status")), "resolved"));
@@ -347,11 +361,12 @@ static void test_dead_receiver(void)
     for (int i = 0; i < 100; i++)
         alert_notifier_enqueue(n, ALERT_TARGET_ALERTMANAGER, "X", &notice, 1);
     CHECK_MSG(mono() - t0 < 0.5, "enqueue took %.3f s", mono() - t0); /* never waits on the network */
-    alert_notifier_enqueue(n, ALERT_TARGET_WEBHOOK, "X", &notice, 1);  /* no webhook: ignored */
+    alert_notifier_enqueue(n, ALERT_TARGET_WEBHOOK, "X", &notice, 1); /* no webhook: ignored */
     CHECK(kiln_alert_notifier_flush(n, 10) == 0);
     kiln_alert_notifier_stats_t st;
     kiln_alert_notifier_stats(n, &st);
-    CHECK_MSG(st.failed == 100 && st.sent == 0 && st.retried == 200, "failed %lu retried %lu", st.failed, st.retried);
+    CHECK_MSG(st.failed == 100 && st.sent == 0 && st.retried == 200, "failed %lu retried %lu", st.failed,
+              st.retried);
     /* Stopping with work queued returns promptly. */
     for (int i = 0; i < 5; i++)
         alert_notifier_enqueue(n, ALERT_TARGET_ALERTMANAGER, "X", &notice, 1);
