@@ -108,9 +108,9 @@ if [ -f docs/PERFORMANCE.md ]; then
 import os, re
 p = "docs/PERFORMANCE.md"
 text = open(p).read()
-new = os.environ["SECTION"].rstrip("\n") + "\n"
-pat = re.compile(r"^## Monitoring\n.*?(?=^## |\Z)", re.S | re.M)
-text = pat.sub(lambda m: new + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + new
+new = "<!-- BEGIN monitor -->\n" + os.environ["SECTION"].rstrip("\n") + "\n<!-- END monitor -->\n"
+pat = re.compile(r"<!-- BEGIN monitor -->\n.*?<!-- END monitor -->\n", re.S)
+text = pat.sub(lambda m: new, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + new
 open(p, "w").write(text)
 PY
 fi
