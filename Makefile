@@ -42,7 +42,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
 SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models fuzz clean examples
+.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models bench-monitor fuzz clean examples
 
 all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 
@@ -179,6 +179,10 @@ bench: deps all $(BENCH_MODELS)/.stamp
 
 bench-serve: deps all $(BENCH_MODELS)/.stamp
 	bench/serve_bench.sh
+
+# The monitoring plane alone (writes the "## Monitoring" section of docs/PERFORMANCE.md).
+bench-monitor: deps all
+	bench/monitor_bench.sh
 
 fuzz: deps
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
