@@ -400,12 +400,12 @@ static void *eval_thread(void *arg)
     kiln_alert_engine_t *e = arg;
     pthread_mutex_lock(&e->mu);
     double start = wall_now();
-    for (size_t g = 0; g < e->rules->ngroups; g++)
+    for (size_t g = 0; e->rules && g < e->rules->ngroups; g++)
         e->rules->groups[g].next_eval = start;
     while (!e->stop) {
         double now = wall_now();
         double next = now + 3600;
-        for (size_t g = 0; g < e->rules->ngroups; g++) {
+        for (size_t g = 0; e->rules && g < e->rules->ngroups; g++) {
             alert_group_t *grp = &e->rules->groups[g];
             double interval = grp->interval > 0 ? grp->interval : e->default_interval;
             if (grp->next_eval <= now) {

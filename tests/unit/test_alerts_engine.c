@@ -377,6 +377,8 @@ static void test_errors_and_rules_json(void)
     /* An engine with no rules answers empty documents. */
     kiln_alert_engine_t *none = kiln_alert_engine_new(NULL, NULL);
     CHECK(none && kiln_alert_engine_evaluate(none, T0, err, sizeof err) == 0);
+    CHECK(kiln_alert_engine_start(none, 10, err, sizeof err) == 0); /* a thread with nothing to do */
+    kiln_alert_engine_stop(none);
     char *api = kiln_alert_engine_api_json(none);
     CHECK(api && !strcmp(api, "{\"status\":\"success\",\"data\":{\"alerts\":[]}}"));
     free(api);
