@@ -110,7 +110,7 @@ static const family_t FAMILIES[F_COUNT_] = {
                           "Cumulative compute inference duration in microseconds", 1},
     [F_INF_PENDING] = {"nv_inference_pending_request_count", KILN_METRIC_GAUGE,
                        "Instantaneous number of pending requests awaiting execution per-model", 1},
-    [F_GPU_COUNT] = {"kiln_gpu_count", KILN_METRIC_GAUGE,
+    [F_GPU_COUNT] = {"kiln_gpu_devices", KILN_METRIC_GAUGE,
                      "Number of GPUs NVML reports (0 without a driver)", 1},
     [F_GPU_UP] = {"kiln_gpu_up", KILN_METRIC_GAUGE,
                   "1 while the GPU answers, 0 once it fell off the bus; labels name it", 1},

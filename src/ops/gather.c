@@ -28,9 +28,37 @@ typedef struct slice_gather {
     bool failed;
 } slice_gather_t;
 
+/* Slices of one element: a typed loop instead of a memcpy call each. */
+static bool gather_elements_by_size(slice_gather_t *g, int64_t begin, int64_t end)
+{
+    const int64_t *o = g->src_offsets;
+    switch (g->dtype == KILN_DTYPE_STRING ? 0 : g->esize) {
+    case 1:
+        for (int64_t i = begin; i < end; i++)
+            ((uint8_t *)g->dst)[i] = ((const uint8_t *)g->src)[o[i]];
+        return true;
+    case 2:
+        for (int64_t i = begin; i < end; i++)
+            ((uint16_t *)g->dst)[i] = ((const uint16_t *)g->src)[o[i]];
+        return true;
+    case 4:
+        for (int64_t i = begin; i < end; i++)
+            ((uint32_t *)g->dst)[i] = ((const uint32_t *)g->src)[o[i]];
+        return true;
+    case 8:
+        for (int64_t i = begin; i < end; i++)
+            ((uint64_t *)g->dst)[i] = ((const uint64_t *)g->src)[o[i]];
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void gather_slices(void *arg, int64_t begin, int64_t end)
 {
     slice_gather_t *g = arg;
+    if (g->slice == 1 && gather_elements_by_size(g, begin, end))
+        return;
     int64_t bytes = g->slice * (int64_t)g->esize;
     for (int64_t i = begin; i < end; i++) {
         if (!tops_copy_elems(g->dst + i * bytes, g->src + g->src_offsets[i] * (int64_t)g->esize, g->slice,
@@ -100,8 +128,12 @@ static kiln_status_t gather_run(kiln_kernel_ctx_t *ctx)
         for (int64_t j = 0; j < ind->count; j++)
             offsets[o * ind->count + j] = (o * x->dims[axis] + idx[j]) * inner;
     free(idx);
-    slice_gather_t g = {.dst = y->data, .src = x->data, .src_offsets = offsets, .slice = inner,
-                        .esize = kiln_dtype_size(x->dtype), .dtype = x->dtype};
+    slice_gather_t g = {.dst = y->data,
+                        .src = x->data,
+                        .src_offsets = offsets,
+                        .slice = inner,
+                        .esize = kiln_dtype_size(x->dtype),
+                        .dtype = x->dtype};
     kiln_status_t st = run_slice_gather(ctx, &g, items);
     free(offsets);
     return st;
@@ -122,8 +154,9 @@ static kiln_status_t gather_elements_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     for (int d = 0; d < x->rank; d++)
         if (d != axis && ind->dims[d] > x->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "indices dim %d (%lld) exceeds data dim (%lld)", d,
-                                 (long long)ind->dims[d], (long long)x->dims[d]);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "indices dim %d (%lld) exceeds data dim (%lld)", d, (long long)ind->dims[d],
+                                 (long long)x->dims[d]);
     int64_t *idx = tops_read_indices(ctx, ind, x->dims[axis], "indices");
     if (!idx)
         return kiln_ctx_status(ctx);
@@ -195,8 +228,12 @@ static kiln_status_t gather_nd_run(kiln_kernel_ctx_t *ctx)
     int64_t per_batch = batches > 0 ? tuples / batches : 0;
     for (int64_t t = 0; t < tuples; t++)
         offsets[t] += (t / (per_batch > 0 ? per_batch : 1)) * batch_size;
-    slice_gather_t g = {.dst = y->data, .src = x->data, .src_offsets = offsets, .slice = slice,
-                        .esize = kiln_dtype_size(x->dtype), .dtype = x->dtype};
+    slice_gather_t g = {.dst = y->data,
+                        .src = x->data,
+                        .src_offsets = offsets,
+                        .slice = slice,
+                        .esize = kiln_dtype_size(x->dtype),
+                        .dtype = x->dtype};
     kiln_status_t st = run_slice_gather(ctx, &g, tuples);
     free(offsets);
     return st;

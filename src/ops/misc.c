@@ -6,8 +6,11 @@
  * misc.h), each input gets a stride per label (a label repeated within an
  * input adds its strides, which walks the diagonal), and the result is a
  * plain loop over every output index and every summed index.  That costs
- * the product of all label sizes, fine for the small contractions models
- * carry; large matmul-shaped ones are better served by MatMul.
+ * the product of all label sizes.  Float32 contractions of two inputs that
+ * are batched matrix products (attention's "bhqd,bhkd->bhqk") are instead
+ * rearranged into [batch, M, K] x [batch, K, N] stacks - in place when the
+ * layout already fits, transposed operands included - and run through
+ * kiln_sgemm.
  *
  * Values are moved as raw bytes where an op only selects (Compress, Unique,
  * Trilu) and computed in double where it does arithmetic (Einsum, Det).
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include "ops/axes.h"
+#include "ops/gemm.h"
 #include "ops/kernel.h"
 #include "ops/misc.h"
 
@@ -98,8 +102,8 @@ static int expand_term(const einsum_term_t *t, int e, int n_ell, int *labels)
     return r;
 }
 
-bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec, char *err,
-                       size_t err_size)
+bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec,
+                       char *err, size_t err_size)
 {
     char eq[512];
     size_t n = 0;
@@ -196,8 +200,8 @@ static kiln_status_t einsum_label_sizes(kiln_kernel_ctx_t *ctx, const kiln_einsu
                 size[l] = s;
             else if (s != size[l] && !(ell && s == 1))
                 return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                                     "input %d dim %d has size %lld, another use of its subscript has %lld", k, d,
-                                     (long long)s, (long long)size[l]);
+                                     "input %d dim %d has size %lld, another use of its subscript has %lld",
+                                     k, d, (long long)s, (long long)size[l]);
         }
     return KILN_OK;
 }
@@ -236,6 +240,175 @@ static bool einsum_step(int n, const int *labels, const int64_t *size, int64_t *
     return false;
 }
 
+/* ---- Einsum: the matrix-multiply path ---------------------------------- */
+
+/* Copies src into dst laid out in label order order[0..n) (row-major),
+ * reading src through per-label strides. */
+static void gather_by_labels(const float *src, const int64_t *src_stride, const int *order, int n,
+                             const int64_t *size, float *dst)
+{
+    int64_t idx[KILN_EINSUM_MAX_LABELS] = {0}, total = 1, off = 0;
+    for (int i = 0; i < n; i++)
+        total *= size[order[i]];
+    for (int64_t e = 0; e < total; e++) {
+        dst[e] = src[off];
+        for (int i = n - 1; i >= 0; i--) {
+            int l = order[i];
+            if (++idx[i] < size[l]) {
+                off += src_stride[l];
+                break;
+            }
+            off -= src_stride[l] * (size[l] - 1);
+            idx[i] = 0;
+        }
+    }
+}
+
+/* Concatenates label lists. */
+static int concat_labels(int *dst, const int *a, int na, const int *b, int nb, const int *c, int nc)
+{
+    memcpy(dst, a, sizeof(int) * (size_t)na);
+    memcpy(dst + na, b, sizeof(int) * (size_t)nb);
+    memcpy(dst + na + nb, c, sizeof(int) * (size_t)nc);
+    return na + nb + nc;
+}
+
+static bool labels_equal(const int *a, int na, const int *b, int nb)
+{
+    return na == nb && !memcmp(a, b, sizeof(int) * (size_t)na);
+}
+
+static int64_t labels_product(const int *l, int n, const int64_t *size)
+{
+    int64_t p = 1;
+    for (int i = 0; i < n; i++)
+        p *= size[l[i]];
+    return p;
+}
+
+/* The label roles of a two-input contraction: batch (in both and the
+ * output), m (first input and output), n (second input and output), k
+ * (both inputs, summed). */
+typedef struct einsum_roles {
+    int batch[KILN_MAX_RANK], m[KILN_MAX_RANK], n[KILN_MAX_RANK], k[KILN_MAX_RANK];
+    int nb, nm, nn, nk;
+} einsum_roles_t;
+
+/* Sorts the labels into roles; false when the equation is not a plain
+ * batched matrix product (a repeated label, a broadcast dim, or a label
+ * summed within one input). */
+static bool einsum_matmul_roles(const kiln_einsum_spec_t *spec, const kiln_tensor_t *const *in,
+                                const int64_t *size, einsum_roles_t *r)
+{
+    int where[KILN_EINSUM_MAX_LABELS] = {0}; /* bit 0: A, bit 1: B, bit 2: output */
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < spec->in_rank[k]; d++) {
+            int l = spec->in_labels[k][d];
+            if (where[l] & (1 << k) || in[k]->dims[d] != size[l])
+                return false;
+            where[l] |= 1 << k;
+        }
+    for (int d = 0; d < spec->out_rank; d++)
+        where[spec->out_labels[d]] |= 4;
+    r->nb = r->nm = r->nn = r->nk = 0;
+    for (int d = 0; d < spec->out_rank; d++) {
+        int l = spec->out_labels[d];
+        if (where[l] == 7)
+            r->batch[r->nb++] = l;
+        else if (where[l] == 5)
+            r->m[r->nm++] = l;
+        else if (where[l] == 6)
+            r->n[r->nn++] = l;
+    }
+    for (int d = 0; d < spec->in_rank[0]; d++) {
+        int l = spec->in_labels[0][d];
+        if (where[l] == 3)
+            r->k[r->nk++] = l;
+        else if (where[l] != 7 && where[l] != 5)
+            return false;
+    }
+    for (int d = 0; d < spec->in_rank[1]; d++)
+        if (where[spec->in_labels[1][d]] == 2)
+            return false;
+    return true;
+}
+
+/* Returns input k as a [batch, rows, cols] matrix stack: in place when its
+ * labels already run in that order (or in [batch, cols, rows] order, then
+ * *trans is set), else gathered into *owned. */
+static const float *einsum_operand(const kiln_einsum_spec_t *spec, int k, const kiln_tensor_t *t,
+                                   const int64_t *size, const einsum_roles_t *r, const int *rows, int nrows,
+                                   const int *cols, int ncols, bool *trans, float **owned)
+{
+    int order[KILN_EINSUM_MAX_LABELS], flipped[KILN_EINSUM_MAX_LABELS];
+    int n = concat_labels(order, r->batch, r->nb, rows, nrows, cols, ncols);
+    concat_labels(flipped, r->batch, r->nb, cols, ncols, rows, nrows);
+    *owned = NULL;
+    *trans = false;
+    if (labels_equal(spec->in_labels[k], spec->in_rank[k], order, n))
+        return t->data;
+    if (labels_equal(spec->in_labels[k], spec->in_rank[k], flipped, n)) {
+        *trans = true;
+        return t->data;
+    }
+    int64_t stride[KILN_EINSUM_MAX_LABELS];
+    einsum_label_strides(spec, k, t, size, stride);
+    *owned = malloc(sizeof(float) * (size_t)(t->count ? t->count : 1));
+    if (!*owned)
+        return NULL;
+    gather_by_labels(t->data, stride, order, n, size, *owned);
+    return *owned;
+}
+
+/* Runs a float32 two-input einsum that is a batched matrix product as
+ * sgemm calls.  *handled is false (and nothing is written) when the
+ * equation does not have that shape. */
+static kiln_status_t einsum_by_gemm(kiln_kernel_ctx_t *ctx, const kiln_einsum_spec_t *spec,
+                                    const kiln_tensor_t *const *in, const int64_t *size, kiln_tensor_t *y,
+                                    bool *handled)
+{
+    einsum_roles_t r;
+    *handled = false;
+    if (spec->n_inputs != 2 || in[0]->dtype != KILN_DTYPE_FLOAT32 || in[1]->dtype != KILN_DTYPE_FLOAT32 ||
+        !einsum_matmul_roles(spec, in, size, &r))
+        return KILN_OK;
+    int64_t nbatch = labels_product(r.batch, r.nb, size), m = labels_product(r.m, r.nm, size),
+            n = labels_product(r.n, r.nn, size), k = labels_product(r.k, r.nk, size);
+    if (k == 0 || y->count == 0)
+        return KILN_OK;
+    bool ta, tb;
+    float *own_a, *own_b, *own_c = NULL;
+    const float *a = einsum_operand(spec, 0, in[0], size, &r, r.m, r.nm, r.k, r.nk, &ta, &own_a);
+    const float *b = einsum_operand(spec, 1, in[1], size, &r, r.k, r.nk, r.n, r.nn, &tb, &own_b);
+    int c_labels[KILN_EINSUM_MAX_LABELS];
+    int nc = concat_labels(c_labels, r.batch, r.nb, r.m, r.nm, r.n, r.nn);
+    bool direct_c = labels_equal(spec->out_labels, spec->out_rank, c_labels, nc);
+    float *c = direct_c ? y->data : (own_c = malloc(sizeof(float) * (size_t)y->count));
+    kiln_status_t st = KILN_OK;
+    if (!a || !b || !c) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory rearranging Einsum operands");
+        goto done;
+    }
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    for (int64_t i = 0; i < nbatch; i++)
+        kiln_sgemm(ta, tb, m, n, k, 1.0f, a + i * m * k, ta ? m : k, b + i * k * n, tb ? k : n, 0.0f,
+                   c + i * m * n, n, &par);
+    if (!direct_c) {
+        int64_t cstride[KILN_EINSUM_MAX_LABELS] = {0}, s = 1;
+        for (int d = nc - 1; d >= 0; d--) {
+            cstride[c_labels[d]] = s;
+            s *= size[c_labels[d]];
+        }
+        gather_by_labels(c, cstride, spec->out_labels, spec->out_rank, size, y->data);
+    }
+    *handled = true;
+done:
+    free(own_a);
+    free(own_b);
+    free(own_c);
+    return st;
+}
+
 static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
 {
     int n_in = kiln_ctx_input_count(ctx);
@@ -252,7 +425,8 @@ static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
     }
     kiln_einsum_spec_t spec;
     char err[256];
-    if (!kiln_einsum_parse(kiln_attr_string(kiln_ctx_node(ctx), "equation", ""), n_in, ranks, &spec, err, sizeof err))
+    if (!kiln_einsum_parse(kiln_attr_string(kiln_ctx_node(ctx), "equation", ""), n_in, ranks, &spec, err,
+                           sizeof err))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "equation: %s", err);
     int64_t size[KILN_EINSUM_MAX_LABELS];
     kiln_status_t st = einsum_label_sizes(ctx, &spec, in, size);
@@ -276,6 +450,9 @@ static kiln_status_t einsum_run(kiln_kernel_ctx_t *ctx)
         }
     if (y->count == 0)
         return KILN_OK;
+    bool handled;
+    if ((st = einsum_by_gemm(ctx, &spec, in, size, y, &handled)) != KILN_OK || handled)
+        return st;
     int64_t stride[KILN_EINSUM_MAX_INPUTS][KILN_EINSUM_MAX_LABELS];
     for (int k = 0; k < n_in; k++)
         einsum_label_strides(&spec, k, in[k], size, stride[k]);
@@ -399,7 +576,8 @@ static void sort_slices(const slice_view_t *v, int64_t *order, int64_t *tmp, int
 }
 
 /* Copies slice src of view v into slice dst of y (which has n_y slices). */
-static kiln_status_t copy_slice(const slice_view_t *v, int64_t src, kiln_tensor_t *y, int64_t n_y, int64_t dst)
+static kiln_status_t copy_slice(const slice_view_t *v, int64_t src, kiln_tensor_t *y, int64_t n_y,
+                                int64_t dst)
 {
     size_t es = kiln_dtype_size(v->x->dtype);
     for (int64_t o = 0; o < v->outer; o++)
@@ -443,7 +621,8 @@ static kiln_status_t unique_outputs(kiln_kernel_ctx_t *ctx, const slice_view_t *
         ((int64_t *)idx->data)[g] = first[g];
         ((int64_t *)cnt->data)[g] = count[g];
     }
-    memcpy(inv->data, group_of, sizeof(int64_t) * (size_t)v->n);
+    if (v->n > 0)
+        memcpy(inv->data, group_of, sizeof(int64_t) * (size_t)v->n);
     return KILN_OK;
 }
 
@@ -463,18 +642,20 @@ static kiln_status_t unique_run(kiln_kernel_ctx_t *ctx)
         v.n = x->dims[axis];
     }
     size_t nb = sizeof(int64_t) * (size_t)(v.n + 1);
-    int64_t *order = malloc(nb), *tmp = malloc(nb), *first = malloc(nb), *count = malloc(nb), *group_of = malloc(nb);
+    int64_t *order = malloc(nb), *tmp = malloc(nb), *first = malloc(nb), *count = malloc(nb),
+            *group_of = malloc(nb);
     int64_t *rank_of = malloc(nb);
     kiln_status_t st = KILN_OK;
     if (!order || !tmp || !first || !count || !group_of || !rank_of) {
-        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for Unique over %lld items", (long long)v.n);
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for Unique over %lld items",
+                           (long long)v.n);
         goto done;
     }
     for (int64_t i = 0; i < v.n; i++)
         order[i] = i;
     sort_slices(&v, order, tmp, v.n);
-    /* Groups in sorted order: rank_of[g] numbers them, first[] holds the
-     * earliest index thanks to the stable sort. */
+    /* Runs of equal slices are the groups, numbered in sorted order; the
+     * sort is stable, so a run starts at its group's first occurrence. */
     int64_t n_groups = 0;
     for (int64_t i = 0; i < v.n; i++) {
         if (i == 0 || compare_slices(&v, order[i - 1], order[i]) != 0) {
@@ -486,7 +667,7 @@ static kiln_status_t unique_run(kiln_kernel_ctx_t *ctx)
         group_of[order[i]] = n_groups - 1;
     }
     if (!sorted) {
-        /* Renumber groups by first occurrence. */
+        /* Renumber groups by first occurrence: rank_of[g] is the new number. */
         for (int64_t g = 0; g < n_groups; g++)
             rank_of[g] = -1;
         int64_t next = 0;
@@ -530,7 +711,9 @@ static kiln_status_t nonzero_run(kiln_kernel_ctx_t *ctx)
     int64_t nnz = 0;
     for (int64_t i = 0; i < x->count; i++)
         nnz += element_nonzero(x, i);
-    int64_t ydims[2] = {x->rank, nnz};
+    /* A scalar counts as a one-element 1-D tensor, as numpy.nonzero (the
+     * reference) treats it: shape (1, nnz) with index 0. */
+    int64_t ydims[2] = {x->rank > 0 ? x->rank : 1, nnz};
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_INT64, 2, ydims);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -601,15 +784,18 @@ static bool is_scalar_like(const kiln_tensor_t *t)
 
 static kiln_status_t range_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *ts = kiln_ctx_input(ctx, 0), *tl = kiln_ctx_input(ctx, 1), *td = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *ts = kiln_ctx_input(ctx, 0), *tl = kiln_ctx_input(ctx, 1),
+                        *td = kiln_ctx_input(ctx, 2);
     if (!is_scalar_like(ts) || !is_scalar_like(tl) || !is_scalar_like(td))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "start, limit and delta must be numeric scalars");
-    double start = kiln_tensor_get_f64(ts, 0), limit = kiln_tensor_get_f64(tl, 0), delta = kiln_tensor_get_f64(td, 0);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "start, limit and delta must be numeric scalars");
+    double start = kiln_tensor_get_f64(ts, 0), limit = kiln_tensor_get_f64(tl, 0),
+           delta = kiln_tensor_get_f64(td, 0);
     if (delta == 0.0 || !isfinite(start) || !isfinite(limit) || !isfinite(delta))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "delta must be non-zero and all values finite");
     double steps = ceil((limit - start) / delta);
     if (steps > (double)MISC_MAX_GENERATED_ELEMS)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "range of %.0f elements is too large", steps);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "range of %g elements is too large", steps);
     int64_t n = steps > 0 ? (int64_t)steps : 0;
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, ts->dtype, 1, &n);
     if (!y)
@@ -629,7 +815,8 @@ static kiln_status_t range_run(kiln_kernel_ctx_t *ctx)
 
 static kiln_status_t onehot_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *ind = kiln_ctx_input(ctx, 0), *dt = kiln_ctx_input(ctx, 1), *vals = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *ind = kiln_ctx_input(ctx, 0), *dt = kiln_ctx_input(ctx, 1),
+                        *vals = kiln_ctx_input(ctx, 2);
     if (!ind || !is_scalar_like(dt) || !vals || vals->count != 2 || vals->dtype == KILN_DTYPE_STRING ||
         !(kiln_dtype_is_float(ind->dtype) || kiln_dtype_is_integer(ind->dtype)))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,

@@ -33,7 +33,7 @@ typedef struct kiln_einsum_spec {
  * the ellipsis dims then the labels used exactly once, in ASCII order.
  * Returns false with a message in err (which names the problem) when the
  * equation is malformed or does not fit the ranks. */
-bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec, char *err,
-                       size_t err_size);
+bool kiln_einsum_parse(const char *equation, int n_inputs, const int *ranks, kiln_einsum_spec_t *spec,
+                       char *err, size_t err_size);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * normalize.c - Softmax, LogSoftmax, Hardmax; BatchNormalization,
- * LayerNormalization, InstanceNormalization, LRN,
- * MeanVarianceNormalization; NegativeLogLikelihoodLoss and
- * SoftmaxCrossEntropyLoss.
+ * LayerNormalization, GroupNormalization, RMSNormalization,
+ * InstanceNormalization, LRN, MeanVarianceNormalization;
+ * NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
  *
  * The softmax family views its input as (outer, n, inner) and works on each
  * of the outer*inner slices of length n.  Before opset 13 the input is
@@ -12,13 +12,16 @@
  * parallel over rows; so does LayerNormalization in float32.  Float32 along
  * another axis sweeps tiles of 64 columns row by row (contiguous loads).
  *
- * Other dtypes (float16, float64) are computed in double through
- * kiln_tensor_get_f64/set_f64: simple, and exact enough for every dtype.
+ * float16/bfloat16 Softmax and LayerNormalization widen to a float32 copy
+ * and take the float32 paths.  Everything else (float64, the other ops'
+ * 16-bit inputs) is computed in double through kiln_tensor_get_f64/set_f64:
+ * simple, and exact enough for every dtype.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "ops/axes.h"
 #include "ops/kernel.h"
 #include "ops/rowops.h"
@@ -26,13 +29,51 @@
 /* Rows of at least this many elements per chunk are worth a thread. */
 #define NORMALIZE_GRAIN_ELEMS 16384
 
+/* ---- 16-bit floats ------------------------------------------------------ */
+
+static bool is_half(kiln_dtype_t t)
+{
+    return t == KILN_DTYPE_FLOAT16 || t == KILN_DTYPE_BFLOAT16;
+}
+
+/* Copies a float16/bfloat16 tensor's elements into dst as float32. */
+static void widen_to_f32(const kiln_tensor_t *t, float *dst)
+{
+    const uint16_t *src = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        dst[i] = t->dtype == KILN_DTYPE_FLOAT16 ? kiln_f16_to_f32(src[i]) : kiln_bf16_to_f32(src[i]);
+}
+
+static void narrow_from_f32(kiln_tensor_t *t, const float *src)
+{
+    uint16_t *dst = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        dst[i] = t->dtype == KILN_DTYPE_FLOAT16 ? kiln_f32_to_f16(src[i]) : kiln_f32_to_bf16(src[i]);
+}
+
+/* A float32 copy of a 16-bit float tensor (NULL when t is NULL or on
+ * failure: check the input was non-NULL). Free with kiln_tensor_free. */
+static kiln_tensor_t *widened_copy(const kiln_tensor_t *t)
+{
+    if (!t)
+        return NULL;
+    kiln_tensor_t *w = kiln_tensor_new(KILN_DTYPE_FLOAT32, t->rank, t->dims);
+    if (w && is_half(t->dtype))
+        widen_to_f32(t, w->data);
+    else if (w)
+        for (int64_t i = 0; i < t->count; i++)
+            ((float *)w->data)[i] = (float)kiln_tensor_get_f64(t, i);
+    return w;
+}
+
 /* ---- the softmax family ------------------------------------------------ */
 
 typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind_t;
 
 /* One float32 row: Softmax and LogSoftmax by the vector row kernels,
  * Hardmax by a scan for the first maximum. */
-static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y, int64_t n)
+static void softmax_row_f32(const kiln_rowops_t *ops, softmax_kind_t kind, const float *x, float *y,
+                            int64_t n)
 {
     if (n == 0)
         return;
@@ -69,9 +110,15 @@ static void softmax_slice(softmax_kind_t kind, const kiln_tensor_t *x, kiln_tens
     for (int64_t i = 0; i < n; i++) {
         double v;
         switch (kind) {
-        case SOFTMAX: v = exp(buf[i] - m) / sum; break;
-        case LOG_SOFTMAX: v = buf[i] - m - log(sum); break;
-        default: v = i == arg ? 1.0 : 0.0; break;
+        case SOFTMAX:
+            v = exp(buf[i] - m) / sum;
+            break;
+        case LOG_SOFTMAX:
+            v = buf[i] - m - log(sum);
+            break;
+        default:
+            v = i == arg ? 1.0 : 0.0;
+            break;
         }
         kiln_tensor_set_f64(y, base + i * stride, v);
     }
@@ -98,8 +145,8 @@ enum { SOFTMAX_COL_TILE = 64 };
 /* Softmax along a non-last axis in float32: the block of one outer index
  * is n rows of `inner` contiguous floats; a tile of columns is swept row by
  * row so every access is contiguous. */
-static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner, int64_t c0,
-                             int64_t w)
+static void softmax_cols_f32(softmax_kind_t kind, const float *x, float *y, int64_t n, int64_t inner,
+                             int64_t c0, int64_t w)
 {
     float mx[SOFTMAX_COL_TILE], sm[SOFTMAX_COL_TILE];
     int64_t arg[SOFTMAX_COL_TILE];
@@ -160,6 +207,21 @@ static void softmax_strided_f32(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* The float32 softmax family over (outer, n, inner); y may equal x. */
+static void softmax_f32(kiln_kernel_ctx_t *ctx, softmax_kind_t kind, const float *x, float *y, int64_t outer,
+                        int64_t n, int64_t inner)
+{
+    if (inner == 1) {
+        softmax_job_t job = {kind, x, y, n};
+        kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+        return;
+    }
+    int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
+    softmax_strided_job_t job = {kind, x, y, n, inner, tiles};
+    kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
+                          softmax_strided_f32, &job);
+}
+
 static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t kind)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
@@ -186,16 +248,20 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
         return kiln_ctx_status(ctx);
     if (x->count == 0)
         return KILN_OK;
-    if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
-        softmax_job_t job = {kind, x->data, y->data, n};
-        kiln_ctx_parallel_for(ctx, outer, NORMALIZE_GRAIN_ELEMS / n + 1, softmax_rows_f32, &job);
+    if (x->dtype == KILN_DTYPE_FLOAT32) {
+        softmax_f32(ctx, kind, x->data, y->data, outer, n, inner);
         return KILN_OK;
     }
-    if (x->dtype == KILN_DTYPE_FLOAT32) {
-        int64_t tiles = (inner + SOFTMAX_COL_TILE - 1) / SOFTMAX_COL_TILE;
-        softmax_strided_job_t job = {kind, x->data, y->data, n, inner, tiles};
-        kiln_ctx_parallel_for(ctx, outer * tiles, NORMALIZE_GRAIN_ELEMS / (n * SOFTMAX_COL_TILE) + 1,
-                              softmax_strided_f32, &job);
+    if (is_half(x->dtype)) {
+        /* 16-bit floats: computed in float32 on a widened copy. */
+        float *tmp = malloc(sizeof(float) * (size_t)x->count);
+        if (!tmp)
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening %lld elements",
+                                 (long long)x->count);
+        widen_to_f32(x, tmp);
+        softmax_f32(ctx, kind, tmp, tmp, outer, n, inner);
+        narrow_from_f32(y, tmp);
+        free(tmp);
         return KILN_OK;
     }
     double *buf = malloc(sizeof(double) * (size_t)n);
@@ -208,9 +274,18 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
     return KILN_OK;
 }
 
-static kiln_status_t softmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, SOFTMAX); }
-static kiln_status_t log_softmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, LOG_SOFTMAX); }
-static kiln_status_t hardmax_run(kiln_kernel_ctx_t *ctx) { return softmax_family_run(ctx, HARDMAX); }
+static kiln_status_t softmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, SOFTMAX);
+}
+static kiln_status_t log_softmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, LOG_SOFTMAX);
+}
+static kiln_status_t hardmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return softmax_family_run(ctx, HARDMAX);
+}
 
 /* ---- per-channel normalizations ---------------------------------------- */
 
@@ -221,7 +296,8 @@ static bool has_count(const kiln_tensor_t *t, int64_t n)
 }
 
 /* Mean and population variance of n values x[base + i*stride]. */
-static void mean_var(const kiln_tensor_t *x, int64_t base, int64_t stride, int64_t n, double *mean, double *var)
+static void mean_var(const kiln_tensor_t *x, int64_t base, int64_t stride, int64_t n, double *mean,
+                     double *var)
 {
     double s = 0.0, ss = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -255,11 +331,39 @@ static void channel_mean_var(const kiln_tensor_t *x, int64_t N, int64_t C, int64
     *var = cnt > 0 ? ss / cnt : 0.0;
 }
 
+/* y = x * mul[c] + add[c] over the planes of an (N, C, S) tensor. */
+typedef struct channel_affine {
+    const kiln_tensor_t *x;
+    kiln_tensor_t *y;
+    int64_t C, S;
+    double *mul, *add;
+} channel_affine_t;
+
+static void apply_channel_affine(void *arg, int64_t begin, int64_t end)
+{
+    const channel_affine_t *a = arg;
+    for (int64_t p = begin; p < end; p++) {
+        int64_t c = p % a->C, base = p * a->S;
+        if (a->x->dtype == KILN_DTYPE_FLOAT32) {
+            const float *x = (const float *)a->x->data + base;
+            float *y = (float *)a->y->data + base;
+            float mul = (float)a->mul[c], add = (float)a->add[c];
+            for (int64_t i = 0; i < a->S; i++)
+                y[i] = x[i] * mul + add;
+        } else {
+            for (int64_t i = 0; i < a->S; i++)
+                kiln_tensor_set_f64(a->y, base + i,
+                                    kiln_tensor_get_f64(a->x, base + i) * a->mul[c] + a->add[c]);
+        }
+    }
+}
+
 static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2),
-                        *mean = kiln_ctx_input(ctx, 3), *var = kiln_ctx_input(ctx, 4);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2), *mean = kiln_ctx_input(ctx, 3),
+                        *var = kiln_ctx_input(ctx, 4);
     if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a float tensor of rank >= 1");
     int64_t N = x->dims[0], C = x->rank > 1 ? x->dims[1] : 1, S = 1;
@@ -281,6 +385,17 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
         if (!run_var)
             return kiln_ctx_status(ctx);
     }
+    channel_affine_t aff = {x,
+                            y,
+                            C,
+                            S,
+                            malloc(sizeof(double) * (size_t)(C ? C : 1)),
+                            malloc(sizeof(double) * (size_t)(C ? C : 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld channels", (long long)C);
+    }
     for (int64_t c = 0; c < C; c++) {
         double m = kiln_tensor_get_f64(mean, c), v = kiln_tensor_get_f64(var, c);
         if (training) {
@@ -291,39 +406,108 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
             m = bm;
             v = bv;
         }
-        double k = kiln_tensor_get_f64(scale, c) / sqrt(v + eps), b = kiln_tensor_get_f64(bias, c);
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < S; i++) {
-                int64_t idx = (n * C + c) * S + i;
-                kiln_tensor_set_f64(y, idx, (kiln_tensor_get_f64(x, idx) - m) * k + b);
-            }
+        aff.mul[c] = kiln_tensor_get_f64(scale, c) / sqrt(v + eps);
+        aff.add[c] = kiln_tensor_get_f64(bias, c) - m * aff.mul[c];
     }
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
     return KILN_OK;
 }
 
 static kiln_status_t instance_norm_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 2)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must be a float tensor of rank >= 2");
     int64_t N = x->dims[0], C = x->dims[1], S = 1;
     for (int d = 2; d < x->rank; d++)
         S *= x->dims[d];
     if (!has_count(scale, C) || !has_count(bias, C))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale and B must have %lld elements", (long long)C);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale and B must have %lld elements",
+                             (long long)C);
     double eps = kiln_attr_float(kiln_ctx_node(ctx), "epsilon", 1e-5f);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
+    channel_affine_t aff = {x,
+                            y,
+                            C,
+                            S,
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1)),
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld planes", (long long)(N * C));
+    }
+    /* Each (n, c) plane has its own statistics: treat the N*C planes as
+     * channels of one batch for the affine pass. */
+    for (int64_t p = 0; p < N * C; p++) {
+        double m, v;
+        mean_var(x, p * S, 1, S, &m, &v);
+        aff.mul[p] = kiln_tensor_get_f64(scale, p % C) / sqrt(v + eps);
+        aff.add[p] = kiln_tensor_get_f64(bias, p % C) - m * aff.mul[p];
+    }
+    aff.C = N * C;
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
+    return KILN_OK;
+}
+
+/* GroupNormalization: statistics over each group of C/G channels (and the
+ * spatial dims) of one batch item.  Scale and bias are per group in opset
+ * 18 and per channel from 21; the tensor's length says which. */
+static kiln_status_t group_norm_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
+    if (!x || !kiln_dtype_is_float(x->dtype) || x->rank < 2 || !scale || !bias)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "needs X (N, C, ...), scale and bias");
+    int64_t N = x->dims[0], C = x->dims[1], S = 1, G = kiln_attr_int(node, "num_groups", 0);
+    for (int d = 2; d < x->rank; d++)
+        S *= x->dims[d];
+    if (G <= 0 || C % G != 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "num_groups=%lld must divide C=%lld",
+                             (long long)G, (long long)C);
+    bool per_channel = scale->count == C && bias->count == C;
+    if (!per_channel && !(scale->count == G && bias->count == G))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "scale and bias must have C=%lld or G=%lld elements", (long long)C,
+                             (long long)G);
+    double eps = kiln_attr_float(node, "epsilon", 1e-5f);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    channel_affine_t aff = {x,
+                            y,
+                            N * C,
+                            S,
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1)),
+                            malloc(sizeof(double) * ((size_t)(N * C) + 1))};
+    if (!aff.mul || !aff.add) {
+        free(aff.mul);
+        free(aff.add);
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for %lld planes", (long long)(N * C));
+    }
+    int64_t cpg = C / G;
     for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            int64_t base = (n * C + c) * S;
+        for (int64_t g = 0; g < G; g++) {
             double m, v;
-            mean_var(x, base, 1, S, &m, &v);
-            double k = kiln_tensor_get_f64(scale, c) / sqrt(v + eps), b = kiln_tensor_get_f64(bias, c);
-            for (int64_t i = 0; i < S; i++)
-                kiln_tensor_set_f64(y, base + i, (kiln_tensor_get_f64(x, base + i) - m) * k + b);
+            mean_var(x, (n * C + g * cpg) * S, 1, cpg * S, &m, &v);
+            double inv = 1.0 / sqrt(v + eps);
+            for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+                int64_t k = per_channel ? c : g;
+                aff.mul[n * C + c] = kiln_tensor_get_f64(scale, k) * inv;
+                aff.add[n * C + c] = kiln_tensor_get_f64(bias, k) - m * aff.mul[n * C + c];
+            }
         }
+    kiln_ctx_parallel_for(ctx, N * C, NORMALIZE_GRAIN_ELEMS / (S ? S : 1) + 1, apply_channel_affine, &aff);
+    free(aff.mul);
+    free(aff.add);
     return KILN_OK;
 }
 
@@ -340,9 +524,9 @@ typedef struct layer_norm_job {
 static void layer_norm_row_f32(const kiln_rowops_t *ops, const layer_norm_job_t *j, int64_t r)
 {
     float m, inv;
-    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n, j->scale->data,
-                    j->scale->count, j->bias ? j->bias->data : NULL, j->bias ? j->bias->count : 1, (float)j->eps, &m,
-                    &inv);
+    ops->layer_norm((const float *)j->x->data + r * j->n, (float *)j->y->data + r * j->n, j->n,
+                    j->scale->data, j->scale->count, j->bias ? j->bias->data : NULL,
+                    j->bias ? j->bias->count : 1, (float)j->eps, &m, &inv);
     if (j->mean_out)
         kiln_tensor_set_f64(j->mean_out, r, m);
     if (j->inv_std_out)
@@ -383,7 +567,8 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end)
 static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     if (!x || !scale || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X and Scale must be float tensors");
     int axis;
@@ -393,8 +578,8 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
     kiln_axis_split(x->rank, x->dims, axis, &rows, &n);
     n *= x->dims[axis];
     if (scale->count == 0 || n % scale->count != 0 || (bias && (bias->count == 0 || n % bias->count != 0)))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Scale and B must broadcast to the normalized %lld elements",
-                             (long long)n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "Scale and B must broadcast to the normalized %lld elements", (long long)n);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -411,7 +596,93 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (n == 0)
         return KILN_OK;
-    kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
+    if (!is_half(x->dtype)) {
+        kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
+        return KILN_OK;
+    }
+    /* 16-bit floats: run the float32 rows on widened copies. */
+    kiln_tensor_t *x32 = widened_copy(x), *s32 = widened_copy(scale), *b32 = widened_copy(bias);
+    kiln_tensor_t *y32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, x->dims);
+    kiln_status_t st = KILN_OK;
+    if (!x32 || !s32 || (bias && !b32) || !y32) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening LayerNormalization inputs");
+    } else {
+        job.x = x32;
+        job.scale = s32;
+        job.bias = b32;
+        job.y = y32;
+        kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, layer_norm_rows, &job);
+        narrow_from_f32(y, y32->data);
+    }
+    kiln_tensor_free(x32);
+    kiln_tensor_free(s32);
+    kiln_tensor_free(b32);
+    kiln_tensor_free(y32);
+    return st;
+}
+
+/* ---- RMSNormalization --------------------------------------------------- */
+
+typedef struct rms_norm_job {
+    const kiln_tensor_t *x, *scale;
+    kiln_tensor_t *y;
+    int64_t n;
+    double eps;
+} rms_norm_job_t;
+
+static void rms_norm_rows(void *arg, int64_t begin, int64_t end)
+{
+    const rms_norm_job_t *j = arg;
+    bool f32 = j->x->dtype == KILN_DTYPE_FLOAT32 && j->scale->dtype == KILN_DTYPE_FLOAT32;
+    const kiln_rowops_t *ops = kiln_rowops();
+    int64_t wn = j->scale->count;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t base = r * j->n;
+        if (f32) {
+            const float *x = (const float *)j->x->data + base, *w = j->scale->data;
+            float *y = (float *)j->y->data + base;
+            float inv = (float)(1.0 / sqrt(ops->sum_squares(x, j->n) / (double)j->n + j->eps));
+            for (int64_t i = 0; i < j->n; i++)
+                y[i] = x[i] * inv * w[i % wn];
+            continue;
+        }
+        double ss = 0.0;
+        for (int64_t i = 0; i < j->n; i++) {
+            double v = kiln_tensor_get_f64(j->x, base + i);
+            ss += v * v;
+        }
+        double inv = 1.0 / sqrt(ss / (double)j->n + j->eps);
+        for (int64_t i = 0; i < j->n; i++)
+            kiln_tensor_set_f64(j->y, base + i,
+                                kiln_tensor_get_f64(j->x, base + i) * inv *
+                                    kiln_tensor_get_f64(j->scale, i % wn));
+    }
+}
+
+/* RMSNormalization (opset 23): y = x / sqrt(mean(x^2) + epsilon) * scale
+ * over the dims from axis on. */
+static kiln_status_t rms_norm_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_node_t *node = kiln_ctx_node(ctx);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *scale = kiln_ctx_input(ctx, 1);
+    if (!x || !scale || !kiln_dtype_is_float(x->dtype) || x->rank < 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X and scale must be float tensors");
+    int axis;
+    if (!kiln_axis_normalize(kiln_attr_int(node, "axis", -1), x->rank, &axis))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis out of range for rank %d", x->rank);
+    int64_t rows, n;
+    kiln_axis_split(x->rank, x->dims, axis, &rows, &n);
+    n *= x->dims[axis];
+    if (scale->count == 0 || n % scale->count != 0)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "scale must broadcast to the normalized %lld elements", (long long)n);
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    if (n == 0)
+        return KILN_OK;
+    rms_norm_job_t job = {x, scale, y, n, kiln_attr_float(node, "epsilon", 1e-5f)};
+    kiln_ctx_parallel_for(ctx, rows, NORMALIZE_GRAIN_ELEMS / n + 1, rms_norm_rows, &job);
     return KILN_OK;
 }
 
@@ -445,7 +716,8 @@ static kiln_status_t lrn_run(kiln_kernel_ctx_t *ctx)
                     sq += v * v;
                 }
                 int64_t idx = (n * C + c) * S + i;
-                kiln_tensor_set_f64(y, idx, kiln_tensor_get_f64(x, idx) / pow(bias + alpha / (double)size * sq, beta));
+                kiln_tensor_set_f64(
+                    y, idx, kiln_tensor_get_f64(x, idx) / pow(bias + alpha / (double)size * sq, beta));
             }
     return KILN_OK;
 }
@@ -500,7 +772,8 @@ static kiln_status_t mvn_run(kiln_kernel_ctx_t *ctx)
             n_groups *= x->dims[d];
     }
     int64_t *group = malloc(sizeof(int64_t) * (size_t)(x->count + 1));
-    double *sum = calloc((size_t)n_groups + 1, sizeof(double)), *sumsq = calloc((size_t)n_groups + 1, sizeof(double));
+    double *sum = calloc((size_t)n_groups + 1, sizeof(double)),
+           *sumsq = calloc((size_t)n_groups + 1, sizeof(double));
     if (!group || !sum || !sumsq) {
         free(group);
         free(sum);
@@ -555,17 +828,20 @@ static kiln_status_t nll_loss(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *logp,
     const kiln_attr_t *ii_attr = kiln_node_attr(node, "ignore_index");
     int64_t ignore = ii_attr ? ii_attr->i : 0;
     if (logp->rank < 2 || !target || target->rank != logp->rank - 1 || !kiln_dtype_is_integer(target->dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must be (N, C, d...) and target (N, d...)");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "input must be (N, C, d...) and target (N, d...)");
     int64_t N = logp->dims[0], C = logp->dims[1], D = 1;
     for (int d = 2; d < logp->rank; d++) {
         if (target->dims[d - 1] != logp->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target dim %d does not match the input", d - 1);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target dim %d does not match the input",
+                                 d - 1);
         D *= logp->dims[d];
     }
     if (target->dims[0] != N)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "target batch does not match the input");
     if (weight && weight->count != C)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "weight must have C=%lld elements", (long long)C);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "weight must have C=%lld elements",
+                             (long long)C);
     kiln_tensor_t *loss = red == LOSS_NONE ? kiln_ctx_output(ctx, 0, out_dtype, target->rank, target->dims)
                                            : kiln_ctx_output(ctx, 0, out_dtype, 0, NULL);
     if (!loss)
@@ -648,6 +924,8 @@ void kiln_ops_register_normalize(kiln_registry_t *reg)
     register_op(reg, "BatchNormalization", 1, batch_norm_run);
     register_op(reg, "InstanceNormalization", 1, instance_norm_run);
     register_op(reg, "LayerNormalization", 1, layer_norm_run);
+    register_op(reg, "GroupNormalization", 18, group_norm_run);
+    register_op(reg, "RMSNormalization", 23, rms_norm_run);
     register_op(reg, "LRN", 1, lrn_run);
     register_op(reg, "MeanVarianceNormalization", 1, mvn_run);
     register_op(reg, "NegativeLogLikelihoodLoss", 12, nll_loss_run);

@@ -67,8 +67,8 @@ static kiln_status_t tile_run(kiln_kernel_ctx_t *ctx)
     if (n < 0)
         return kiln_ctx_status(ctx);
     if (n != x->rank)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "repeats has %lld values for an input of rank %d",
-                             (long long)n, x->rank);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "repeats has %lld values for an input of rank %d", (long long)n, x->rank);
     int64_t dims[KILN_MAX_RANK];
     for (int d = 0; d < x->rank; d++) {
         if (reps[d] < 0)
@@ -133,8 +133,8 @@ static kiln_status_t read_pads(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, i
         memcpy(pads, a, (size_t)n * sizeof *a);
     }
     if (n != 2 * n_axes)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads has %lld values, expected %lld", (long long)n,
-                             (long long)(2 * n_axes));
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads has %lld values, expected %lld",
+                             (long long)n, (long long)(2 * n_axes));
     for (int d = 0; d < x->rank; d++)
         begin[d] = end[d] = 0;
     for (int64_t i = 0; i < n_axes; i++) {
@@ -176,7 +176,8 @@ static bool pad_value(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, void *dst)
         *(char **)dst = strdup("");
         return *(char **)dst != NULL;
     }
-    double v = c && c->count >= 1 ? kiln_tensor_get_f64(c, 0) : kiln_attr_float(kiln_ctx_node(ctx), "value", 0.0f);
+    double v =
+        c && c->count >= 1 ? kiln_tensor_get_f64(c, 0) : kiln_attr_float(kiln_ctx_node(ctx), "value", 0.0f);
     kiln_tensor_t one = {.dtype = dtype, .rank = 0, .count = 1, .data = dst};
     kiln_tensor_set_f64(&one, 0, v);
     return true;
@@ -227,22 +228,25 @@ static kiln_status_t pad_constant(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x
     return tops_strided_copy(ctx, &v, x->dtype, y->data, dst_off, x->data, src_off);
 }
 
-/* Input position read for output position i of an axis of size dim padded
- * by `begin` in the given mode (dim > 0). */
-static int64_t pad_source_index(int64_t i, int64_t begin, int64_t dim, pad_mode_t mode)
+/* Position in the kept part of an axis (of length n > 0, after negative
+ * pads cropped it) read for output position i, with `grow` elements padded
+ * before it in the given mode. */
+static int64_t pad_source_index(int64_t i, int64_t grow, int64_t n, pad_mode_t mode)
 {
-    int64_t j = i - begin;
-    if (j >= 0 && j < dim)
+    int64_t j = i - grow;
+    if (j >= 0 && j < n)
         return j;
     switch (mode) {
-    case PAD_EDGE: return j < 0 ? 0 : dim - 1;
-    case PAD_WRAP: return ((j % dim) + dim) % dim;
-    default: { /* reflect without repeating the edge: period 2*(dim-1) */
-        if (dim == 1)
+    case PAD_EDGE:
+        return j < 0 ? 0 : n - 1;
+    case PAD_WRAP:
+        return ((j % n) + n) % n;
+    default: { /* reflect without repeating the edge: period 2*(n-1) */
+        if (n == 1)
             return 0;
-        int64_t period = 2 * (dim - 1);
+        int64_t period = 2 * (n - 1);
         j = ((j % period) + period) % period;
-        return j < dim ? j : period - j;
+        return j < n ? j : period - j;
     }
     }
 }
@@ -283,17 +287,23 @@ static bool copy_mapped_row(char *dst, const char *src, const int64_t *map, int6
 }
 
 /* Reflect, edge and wrap: every output element reads an input element
- * chosen per axis by a table. */
+ * chosen per axis by a table.  Negative pads crop the input first and the
+ * modes then see only the kept part (as ONNX Runtime and the ONNX
+ * reference do). */
 static kiln_status_t pad_by_tables(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kiln_tensor_t *y,
-                                   const int64_t *begin, pad_mode_t mode)
+                                   const int64_t *begin, const int64_t *end, pad_mode_t mode)
 {
     if (y->count == 0)
         return KILN_OK;
     if (x->rank == 0)
         return tops_copy_tensor(ctx, y, x);
-    for (int d = 0; d < x->rank; d++)
-        if (x->dims[d] == 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot pad an empty axis %d in this mode", d);
+    int64_t kept[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++) {
+        kept[d] = x->dims[d] - (begin[d] < 0 ? -begin[d] : 0) - (end[d] < 0 ? -end[d] : 0);
+        if (kept[d] <= 0)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "cannot pad axis %d in this mode: nothing of it is left after cropping", d);
+    }
     int64_t total = 0;
     for (int d = 0; d < y->rank; d++)
         total += y->dims[d];
@@ -305,7 +315,8 @@ static kiln_status_t pad_by_tables(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
     for (int64_t d = 0, at = 0; d < y->rank; at += y->dims[d], d++) {
         map[d] = tables + at;
         for (int64_t i = 0; i < y->dims[d]; i++)
-            map[d][i] = pad_source_index(i, begin[d], x->dims[d], mode);
+            map[d][i] = pad_source_index(i, begin[d] > 0 ? begin[d] : 0, kept[d], mode) +
+                        (begin[d] < 0 ? -begin[d] : 0);
     }
     int last = y->rank - 1;
     int64_t row = y->dims[last], rows = y->count / row, pos[KILN_MAX_RANK] = {0};
@@ -336,9 +347,11 @@ static kiln_status_t pad_run(kiln_kernel_ctx_t *ctx)
     if (read_pads(ctx, x, begin, end) != KILN_OK || read_pad_mode(ctx, &mode) != KILN_OK)
         return kiln_ctx_status(ctx);
     for (int d = 0; d < x->rank; d++) {
-        if (begin[d] > INT64_MAX / 4 || end[d] > INT64_MAX / 4 || begin[d] < -x->dims[d] || end[d] < -x->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "pads %lld, %lld do not fit axis %d of size %lld",
-                                 (long long)begin[d], (long long)end[d], d, (long long)x->dims[d]);
+        if (begin[d] > INT64_MAX / 4 || end[d] > INT64_MAX / 4 || begin[d] < -x->dims[d] ||
+            end[d] < -x->dims[d])
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "pads %lld, %lld do not fit axis %d of size %lld", (long long)begin[d],
+                                 (long long)end[d], d, (long long)x->dims[d]);
         dims[d] = x->dims[d] + begin[d] + end[d];
     }
     if (tops_check_shape(ctx, x->dtype, x->rank, dims, "output shape") != KILN_OK)
@@ -348,7 +361,7 @@ static kiln_status_t pad_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (mode == PAD_CONSTANT)
         return pad_constant(ctx, x, y, begin, end);
-    return pad_by_tables(ctx, x, y, begin, mode);
+    return pad_by_tables(ctx, x, y, begin, end, mode);
 }
 
 /* ---- ReverseSequence ---------------------------------------------------- */
@@ -386,14 +399,17 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
     if (x->rank < 2)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input must have rank >= 2, it has %d", x->rank);
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    int64_t time_axis = kiln_attr_int(node, "time_axis", 0), batch_axis = kiln_attr_int(node, "batch_axis", 1);
+    int64_t time_axis = kiln_attr_int(node, "time_axis", 0),
+            batch_axis = kiln_attr_int(node, "batch_axis", 1);
     if (!((time_axis == 0 && batch_axis == 1) || (time_axis == 1 && batch_axis == 0)))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "time_axis %lld and batch_axis %lld must be 0 and 1",
-                             (long long)time_axis, (long long)batch_axis);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL,
+                             "time_axis %lld and batch_axis %lld must be 0 and 1", (long long)time_axis,
+                             (long long)batch_axis);
     int64_t steps = x->dims[time_axis], batch = x->dims[batch_axis];
     if (lens_t->count != batch)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "sequence_lens has %lld values for a batch of %lld",
-                             (long long)lens_t->count, (long long)batch);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "sequence_lens has %lld values for a batch of %lld", (long long)lens_t->count,
+                             (long long)batch);
     int64_t *lens = read_sequence_lens(ctx, lens_t, steps);
     if (!lens)
         return kiln_ctx_status(ctx);
@@ -424,7 +440,7 @@ static kiln_status_t reverse_sequence_run(kiln_kernel_ctx_t *ctx)
 void tops_register_pad(kiln_registry_t *reg)
 {
     kiln_register(reg, &(kiln_kernel_t){.op = "Pad", .since = 1, .run = pad_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "Tile", .since = 1, .run = tile_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Tile", .since = 6, .run = tile_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Expand", .since = 8, .run = expand_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ReverseSequence", .since = 10, .run = reverse_sequence_run});
 }

@@ -6,9 +6,14 @@
  * element (the origin of its reduced block) and one offset per element inside
  * a reduced block.  An output element is then a fold over
  * x[base[o] + roff[r]], which handles any axes set with one loop and
- * parallelizes over outputs.  Values are folded in double (float16 and ints
- * included), except the hot BERT case - float32 reduced over trailing
- * contiguous axes - which runs the vector row kernels of rowops.h.
+ * parallelizes over outputs.  Values are folded in double, and integer
+ * Sum/Prod/Max/Min/L1/SumSquare exactly in int64.
+ *
+ * Two float32 shapes have their own paths: reduced over trailing contiguous
+ * axes (the hot BERT case, ReduceMean over the hidden size) runs the vector
+ * row kernels of rowops.h; reduced over a block of middle axes (axis 1 of
+ * [B, S, H]) folds whole contiguous rows into the output.  float16 and
+ * bfloat16 inputs of those ops widen to float32 and take the same paths.
  *
  * ArgMax/ArgMin, CumSum and TopK work along one axis, viewing the shape as
  * (outer, axis, inner).
@@ -159,67 +164,92 @@ static kiln_status_t plan_reduction(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
 static double reduce_identity(reduce_kind_t k)
 {
     switch (k) {
-    case REDUCE_MAX: case REDUCE_LOG_SUM: case REDUCE_LOG_SUM_EXP: return -INFINITY;
-    case REDUCE_MIN: return INFINITY;
-    case REDUCE_PROD: return 1.0;
-    case REDUCE_MEAN: return NAN;
-    default: return 0.0;
+    case REDUCE_MAX:
+    case REDUCE_LOG_SUM:
+    case REDUCE_LOG_SUM_EXP:
+        return -INFINITY;
+    case REDUCE_MIN:
+        return INFINITY;
+    case REDUCE_PROD:
+        return 1.0;
+    case REDUCE_MEAN:
+        return NAN;
+    default:
+        return 0.0;
     }
 }
 
+/* Element r of the reduced block starting at base. */
+static inline double block_value(const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t r)
+{
+    return kiln_tensor_get_f64(x, base + (roff ? roff[r] : r));
+}
+
 /* Folds the n values v(0..n) where v(r) = x[base + (roff ? roff[r] : r)]. */
-static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff,
+                         int64_t n)
 {
     if (n == 0)
         return reduce_identity(k);
-#define AT(r) kiln_tensor_get_f64(x, base + (roff ? roff[(r)] : (r)))
     double acc = (k == REDUCE_PROD) ? 1.0 : 0.0;
     switch (k) {
     case REDUCE_MAX:
-        acc = AT(0);
+        acc = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++) {
-            double v = AT(r);
+            double v = block_value(x, base, roff, r);
             if (v > acc || isnan(v))
                 acc = v;
         }
         return acc;
     case REDUCE_MIN:
-        acc = AT(0);
+        acc = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++) {
-            double v = AT(r);
+            double v = block_value(x, base, roff, r);
             if (v < acc || isnan(v))
                 acc = v;
         }
         return acc;
     case REDUCE_LOG_SUM_EXP: {
-        double m = AT(0);
+        double m = block_value(x, base, roff, 0);
         for (int64_t r = 1; r < n; r++)
-            if (AT(r) > m)
-                m = AT(r);
+            if (block_value(x, base, roff, r) > m)
+                m = block_value(x, base, roff, r);
         if (isinf(m))
             m = 0.0;
         for (int64_t r = 0; r < n; r++)
-            acc += exp(AT(r) - m);
+            acc += exp(block_value(x, base, roff, r) - m);
         return log(acc) + m;
     }
     default:
         break;
     }
     for (int64_t r = 0; r < n; r++) {
-        double v = AT(r);
+        double v = block_value(x, base, roff, r);
         switch (k) {
-        case REDUCE_PROD: acc *= v; break;
-        case REDUCE_L1: acc += fabs(v); break;
-        case REDUCE_L2: case REDUCE_SUM_SQUARE: acc += v * v; break;
-        default: acc += v; break;
+        case REDUCE_PROD:
+            acc *= v;
+            break;
+        case REDUCE_L1:
+            acc += fabs(v);
+            break;
+        case REDUCE_L2:
+        case REDUCE_SUM_SQUARE:
+            acc += v * v;
+            break;
+        default:
+            acc += v;
+            break;
         }
     }
-#undef AT
     switch (k) {
-    case REDUCE_MEAN: return acc / (double)n;
-    case REDUCE_L2: return sqrt(acc);
-    case REDUCE_LOG_SUM: return log(acc);
-    default: return acc;
+    case REDUCE_MEAN:
+        return acc / (double)n;
+    case REDUCE_L2:
+        return sqrt(acc);
+    case REDUCE_LOG_SUM:
+        return log(acc);
+    default:
+        return acc;
     }
 }
 
@@ -227,11 +257,16 @@ static double fold_block(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, 
 static float fold_row_f32(const kiln_rowops_t *ops, reduce_kind_t k, const float *row, int64_t n)
 {
     switch (k) {
-    case REDUCE_SUM: return ops->sum(row, n);
-    case REDUCE_MEAN: return n ? ops->sum(row, n) / (float)n : NAN;
-    case REDUCE_SUM_SQUARE: return ops->sum_squares(row, n);
-    case REDUCE_MAX: return n ? ops->max(row, n) : -INFINITY;
-    default: break;
+    case REDUCE_SUM:
+        return ops->sum(row, n);
+    case REDUCE_MEAN:
+        return n ? ops->sum(row, n) / (float)n : NAN;
+    case REDUCE_SUM_SQUARE:
+        return ops->sum_squares(row, n);
+    case REDUCE_MAX:
+        return n ? ops->max(row, n) : -INFINITY;
+    default:
+        break;
     }
     float acc = n ? row[0] : INFINITY; /* REDUCE_MIN */
     for (int64_t r = 1; r < n; r++)
@@ -247,7 +282,8 @@ static bool has_exact_int_path(reduce_kind_t k)
            k == REDUCE_SUM_SQUARE;
 }
 
-static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff, int64_t n)
+static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t base, const int64_t *roff,
+                              int64_t n)
 {
     uint64_t acc = k == REDUCE_PROD ? 1u : 0u;
     if (k == REDUCE_MAX || k == REDUCE_MIN) {
@@ -261,10 +297,18 @@ static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t b
     for (int64_t r = 0; r < n; r++) {
         uint64_t v = (uint64_t)kiln_tensor_get_i64(x, base + (roff ? roff[r] : r));
         switch (k) {
-        case REDUCE_PROD: acc *= v; break;
-        case REDUCE_SUM_SQUARE: acc += v * v; break;
-        case REDUCE_L1: acc += (int64_t)v < 0 ? (uint64_t)0 - v : v; break;
-        default: acc += v; break;
+        case REDUCE_PROD:
+            acc *= v;
+            break;
+        case REDUCE_SUM_SQUARE:
+            acc += v * v;
+            break;
+        case REDUCE_L1:
+            acc += (int64_t)v < 0 ? (uint64_t)0 - v : v;
+            break;
+        default:
+            acc += v;
+            break;
         }
     }
     return (int64_t)acc;
@@ -274,21 +318,40 @@ static int64_t fold_block_i64(reduce_kind_t k, const kiln_tensor_t *x, int64_t b
 static void store_i64(kiln_tensor_t *t, int64_t i, int64_t v)
 {
     switch (t->dtype) {
-    case KILN_DTYPE_INT64: ((int64_t *)t->data)[i] = v; break;
-    case KILN_DTYPE_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
-    case KILN_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_DTYPE_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case KILN_DTYPE_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case KILN_DTYPE_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case KILN_DTYPE_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case KILN_DTYPE_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    default: kiln_tensor_set_f64(t, i, (double)v); break;
+    case KILN_DTYPE_INT64:
+        ((int64_t *)t->data)[i] = v;
+        break;
+    case KILN_DTYPE_UINT64:
+        ((uint64_t *)t->data)[i] = (uint64_t)v;
+        break;
+    case KILN_DTYPE_INT32:
+        ((int32_t *)t->data)[i] = (int32_t)v;
+        break;
+    case KILN_DTYPE_UINT32:
+        ((uint32_t *)t->data)[i] = (uint32_t)v;
+        break;
+    case KILN_DTYPE_INT16:
+        ((int16_t *)t->data)[i] = (int16_t)v;
+        break;
+    case KILN_DTYPE_UINT16:
+        ((uint16_t *)t->data)[i] = (uint16_t)v;
+        break;
+    case KILN_DTYPE_INT8:
+        ((int8_t *)t->data)[i] = (int8_t)v;
+        break;
+    case KILN_DTYPE_UINT8:
+        ((uint8_t *)t->data)[i] = (uint8_t)v;
+        break;
+    default:
+        kiln_tensor_set_f64(t, i, (double)v);
+        break;
     }
 }
 
 static bool has_f32_fast_path(reduce_kind_t k)
 {
-    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN || k == REDUCE_SUM_SQUARE;
+    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN ||
+           k == REDUCE_SUM_SQUARE;
 }
 
 /* Writes a folded double into an output of any numeric dtype, saturating
@@ -322,10 +385,11 @@ static void reduce_range(void *arg, int64_t begin, int64_t end)
         const float *x = job->x->data;
         float *y = job->y->data;
         for (int64_t o = begin; o < end; o++)
-            y[o] = fold_row_f32(ops, job->kind, x + p->base[o], p->n_red);
+            y[o] = fold_row_f32(ops, job->kind, p->n_red ? x + p->base[o] : x, p->n_red);
         return;
     }
-    bool exact_int = kiln_dtype_is_integer(job->x->dtype) && has_exact_int_path(job->kind) && p->n_red > 0;
+    bool exact_int = (kiln_dtype_is_integer(job->x->dtype) || job->x->dtype == KILN_DTYPE_BOOL) &&
+                     has_exact_int_path(job->kind) && p->n_red > 0;
     for (int64_t o = begin; o < end; o++) {
         int64_t base = p->n_red ? p->base[o] : 0;
         if (exact_int)
@@ -340,13 +404,156 @@ static bool dtype_reducible(kiln_dtype_t t)
     return kiln_dtype_is_float(t) || kiln_dtype_is_integer(t);
 }
 
+/* ---- float32 over a middle block of axes --------------------------------- */
+
+/* When the reduced axes form one block with kept axes after it, the input
+ * is (outer, r, inner) and each output row y[o, :] folds r contiguous input
+ * rows x[o, j, :] - vector-friendly, unlike a strided walk per output. */
+typedef struct middle_job {
+    reduce_kind_t kind;
+    const float *x;
+    float *y;
+    int64_t outer, r, inner, chunks; /* chunks of MIDDLE_CHUNK columns per row */
+} middle_job_t;
+
+enum { MIDDLE_CHUNK = 512 };
+
+static bool has_f32_middle_path(reduce_kind_t k)
+{
+    return k == REDUCE_SUM || k == REDUCE_MEAN || k == REDUCE_MAX || k == REDUCE_MIN ||
+           k == REDUCE_SUM_SQUARE;
+}
+
+/* Finds the (outer, r, inner) view; false unless the reduced axes are one
+ * block followed by kept axes of more than one element. */
+static bool middle_block_view(const kiln_tensor_t *x, const bool *mask, int64_t *outer, int64_t *r,
+                              int64_t *inner)
+{
+    int first = -1, last = -1;
+    for (int d = 0; d < x->rank; d++)
+        if (mask[d]) {
+            if (first < 0)
+                first = d;
+            last = d;
+        }
+    if (first < 0)
+        return false;
+    *outer = *r = *inner = 1;
+    for (int d = 0; d < x->rank; d++) {
+        if (d >= first && d <= last) {
+            if (!mask[d])
+                return false;
+            *r *= x->dims[d];
+        } else if (d < first) {
+            *outer *= x->dims[d];
+        } else {
+            *inner *= x->dims[d];
+        }
+    }
+    return *inner > 1 && *r > 0;
+}
+
+static void middle_range(void *arg, int64_t begin, int64_t end)
+{
+    const middle_job_t *j = arg;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o = t / j->chunks, c0 = (t % j->chunks) * MIDDLE_CHUNK;
+        int64_t w = j->inner - c0 < MIDDLE_CHUNK ? j->inner - c0 : MIDDLE_CHUNK;
+        float *y = j->y + o * j->inner + c0;
+        const float *x = j->x + o * j->r * j->inner + c0;
+        bool square = j->kind == REDUCE_SUM_SQUARE;
+        for (int64_t i = 0; i < w; i++)
+            y[i] = square ? x[i] * x[i] : x[i];
+        for (int64_t a = 1; a < j->r; a++) {
+            const float *row = x + a * j->inner;
+            switch (j->kind) {
+            case REDUCE_MAX:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] = row[i] > y[i] ? row[i] : y[i];
+                break;
+            case REDUCE_MIN:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] = row[i] < y[i] ? row[i] : y[i];
+                break;
+            case REDUCE_SUM_SQUARE:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] += row[i] * row[i];
+                break;
+            default:
+                for (int64_t i = 0; i < w; i++)
+                    y[i] += row[i];
+                break;
+            }
+        }
+        if (j->kind == REDUCE_MEAN)
+            for (int64_t i = 0; i < w; i++)
+                y[i] /= (float)j->r;
+    }
+}
+
+/* Reduces x over mask into y (allocated, same dtype) by the best path. */
+static kiln_status_t reduce_compute(kiln_kernel_ctx_t *ctx, reduce_kind_t kind, const kiln_tensor_t *x,
+                                    const bool *mask, kiln_tensor_t *y)
+{
+    int64_t outer, r, inner;
+    if (x->dtype == KILN_DTYPE_FLOAT32 && has_f32_middle_path(kind) &&
+        middle_block_view(x, mask, &outer, &r, &inner)) {
+        int64_t chunks = (inner + MIDDLE_CHUNK - 1) / MIDDLE_CHUNK;
+        middle_job_t job = {kind, x->data, y->data, outer, r, inner, chunks};
+        kiln_ctx_parallel_for(ctx, outer * chunks, REDUCE_GRAIN_ELEMS / (r * MIDDLE_CHUNK) + 1, middle_range,
+                              &job);
+        return KILN_OK;
+    }
+    reduce_plan_t plan;
+    kiln_status_t st = plan_reduction(ctx, x, mask, &plan);
+    if (st != KILN_OK)
+        return st;
+    reduce_job_t job = {kind, x, y, &plan};
+    int64_t grain = REDUCE_GRAIN_ELEMS / (plan.n_red ? plan.n_red : 1) + 1;
+    kiln_ctx_parallel_for(ctx, plan.n_out, grain, reduce_range, &job);
+    free(plan.base);
+    free(plan.roff);
+    return KILN_OK;
+}
+
+static bool is_half(kiln_dtype_t t)
+{
+    return t == KILN_DTYPE_FLOAT16 || t == KILN_DTYPE_BFLOAT16;
+}
+
+/* float16/bfloat16: widen to float32, take the float32 paths, narrow back
+ * (as ONNX Runtime does; float16 accumulators would lose too much). */
+static kiln_status_t reduce_half(kiln_kernel_ctx_t *ctx, reduce_kind_t kind, const kiln_tensor_t *x,
+                                 const bool *mask, kiln_tensor_t *y)
+{
+    kiln_tensor_t *x32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, x->rank, x->dims);
+    kiln_tensor_t *y32 = kiln_tensor_new(KILN_DTYPE_FLOAT32, y->rank, y->dims);
+    kiln_status_t st;
+    if (!x32 || !y32) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory widening %lld elements",
+                           (long long)x->count);
+    } else {
+        const uint16_t *src = x->data;
+        float *wide = x32->data;
+        for (int64_t i = 0; i < x->count; i++)
+            wide[i] = x->dtype == KILN_DTYPE_FLOAT16 ? kiln_f16_to_f32(src[i]) : kiln_bf16_to_f32(src[i]);
+        st = reduce_compute(ctx, kind, x32, mask, y32);
+        for (int64_t i = 0; st == KILN_OK && i < y->count; i++)
+            kiln_tensor_set_f64(y, i, ((const float *)y32->data)[i]);
+    }
+    kiln_tensor_free(x32);
+    kiln_tensor_free(y32);
+    return st;
+}
+
 static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "missing input");
-    if (!dtype_reducible(x->dtype))
+    bool bool_ok = x->dtype == KILN_DTYPE_BOOL && (kind == REDUCE_MAX || kind == REDUCE_MIN); /* opset 20 */
+    if (!dtype_reducible(x->dtype) && !bool_ok)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not supported", (int)x->dtype);
     bool keepdims = kiln_attr_int(node, "keepdims", 1) != 0;
     bool noop_empty = kiln_attr_int(node, "noop_with_empty_axes", 0) != 0;
@@ -368,36 +575,77 @@ static kiln_status_t reduce_run(kiln_kernel_ctx_t *ctx, reduce_kind_t kind)
         for (int d = 0; d < x->rank; d++)
             mask[d] = true;
     } else if (!kiln_axes_to_mask(axes, n_axes, x->rank, mask)) {
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axes out of range or repeated for rank %d", x->rank);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axes out of range or repeated for rank %d",
+                             x->rank);
     }
     int64_t ydims[KILN_MAX_RANK];
     int yrank = reduced_shape(x->rank, x->dims, mask, keepdims, ydims);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, yrank, ydims);
     if (!y)
         return kiln_ctx_status(ctx);
-    reduce_plan_t plan;
-    if ((st = plan_reduction(ctx, x, mask, &plan)) != KILN_OK)
-        return st;
-    reduce_job_t job = {kind, x, y, &plan};
-    int64_t grain = REDUCE_GRAIN_ELEMS / (plan.n_red ? plan.n_red : 1) + 1;
-    kiln_ctx_parallel_for(ctx, plan.n_out, grain, reduce_range, &job);
-    free(plan.base);
-    free(plan.roff);
-    return KILN_OK;
+    if (is_half(x->dtype) && has_f32_fast_path(kind))
+        return reduce_half(ctx, kind, x, mask, y);
+    return reduce_compute(ctx, kind, x, mask, y);
 }
 
-static kiln_status_t reduce_sum_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_SUM); }
-static kiln_status_t reduce_mean_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MEAN); }
-static kiln_status_t reduce_max_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MAX); }
-static kiln_status_t reduce_min_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_MIN); }
-static kiln_status_t reduce_prod_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_PROD); }
-static kiln_status_t reduce_l1_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_L1); }
-static kiln_status_t reduce_l2_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_L2); }
-static kiln_status_t reduce_log_sum_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_LOG_SUM); }
-static kiln_status_t reduce_log_sum_exp_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_LOG_SUM_EXP); }
-static kiln_status_t reduce_sum_square_run(kiln_kernel_ctx_t *ctx) { return reduce_run(ctx, REDUCE_SUM_SQUARE); }
+static kiln_status_t reduce_sum_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_SUM);
+}
+static kiln_status_t reduce_mean_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MEAN);
+}
+static kiln_status_t reduce_max_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MAX);
+}
+static kiln_status_t reduce_min_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_MIN);
+}
+static kiln_status_t reduce_prod_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_PROD);
+}
+static kiln_status_t reduce_l1_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_L1);
+}
+static kiln_status_t reduce_l2_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_L2);
+}
+static kiln_status_t reduce_log_sum_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_LOG_SUM);
+}
+static kiln_status_t reduce_log_sum_exp_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_LOG_SUM_EXP);
+}
+static kiln_status_t reduce_sum_square_run(kiln_kernel_ctx_t *ctx)
+{
+    return reduce_run(ctx, REDUCE_SUM_SQUARE);
+}
 
 /* ---- ArgMax / ArgMin --------------------------------------------------- */
+
+/* ArgMax/ArgMin of one contiguous float32 row (the classifier-head case). */
+static int64_t arg_extreme_row_f32(const float *x, int64_t n, bool want_max, bool last)
+{
+    int64_t best = 0;
+    float bv = x[0];
+    for (int64_t a = 1; a < n; a++) {
+        float v = x[a];
+        bool better = want_max ? (v > bv || (last && v == bv)) : (v < bv || (last && v == bv));
+        if (better) {
+            bv = v;
+            best = a;
+        }
+    }
+    return best;
+}
 
 static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
 {
@@ -422,6 +670,11 @@ static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
     if (n == 0 && outer * inner > 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot take an arg-extreme over an empty axis");
     int64_t *out = y->data;
+    if (x->dtype == KILN_DTYPE_FLOAT32 && inner == 1) {
+        for (int64_t o = 0; o < outer; o++)
+            out[o] = arg_extreme_row_f32((const float *)x->data + o * n, n, want_max, last);
+        return KILN_OK;
+    }
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * n * inner + i, best = 0;
@@ -440,8 +693,14 @@ static kiln_status_t arg_extreme_run(kiln_kernel_ctx_t *ctx, bool want_max)
     return KILN_OK;
 }
 
-static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, true); }
-static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx) { return arg_extreme_run(ctx, false); }
+static kiln_status_t argmax_run(kiln_kernel_ctx_t *ctx)
+{
+    return arg_extreme_run(ctx, true);
+}
+static kiln_status_t argmin_run(kiln_kernel_ctx_t *ctx)
+{
+    return arg_extreme_run(ctx, false);
+}
 
 /* ---- CumSum ------------------------------------------------------------ */
 
@@ -506,8 +765,10 @@ static int topk_cmp_largest(const void *pa, const void *pb)
 {
     const topk_item_t *a = pa, *b = pb;
     if (a->v != b->v) {
-        if (isnan(a->v)) return -1;
-        if (isnan(b->v)) return 1;
+        if (isnan(a->v))
+            return -1;
+        if (isnan(b->v))
+            return 1;
         return a->v > b->v ? -1 : 1;
     }
     return (a->idx > b->idx) - (a->idx < b->idx);
@@ -517,11 +778,54 @@ static int topk_cmp_smallest(const void *pa, const void *pb)
 {
     const topk_item_t *a = pa, *b = pb;
     if (a->v != b->v) {
-        if (isnan(a->v)) return 1;
-        if (isnan(b->v)) return -1;
+        if (isnan(a->v))
+            return 1;
+        if (isnan(b->v))
+            return -1;
         return a->v < b->v ? -1 : 1;
     }
     return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+typedef int (*topk_cmp_fn)(const void *, const void *);
+
+/* Restores the heap property below slot i of a heap whose root is the
+ * item that sorts last (so the root is the first to drop out). */
+static void topk_sift_down(topk_item_t *h, int64_t k, int64_t i, topk_cmp_fn cmp)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, worst = i;
+        if (l < k && cmp(&h[l], &h[worst]) > 0)
+            worst = l;
+        if (r < k && cmp(&h[r], &h[worst]) > 0)
+            worst = r;
+        if (worst == i)
+            return;
+        topk_item_t t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+/* Leaves the k items that sort first in items[0..k), sorted.  Small k
+ * keeps a k-item heap (n log k); otherwise the whole slice is sorted. */
+static void topk_select(topk_item_t *items, int64_t n, int64_t k, topk_cmp_fn cmp)
+{
+    if (k == 0)
+        return;
+    if (k * 8 > n) {
+        qsort(items, (size_t)n, sizeof *items, cmp);
+        return;
+    }
+    for (int64_t i = k / 2 - 1; i >= 0; i--)
+        topk_sift_down(items, k, i, cmp);
+    for (int64_t a = k; a < n; a++)
+        if (cmp(&items[a], &items[0]) < 0) {
+            items[0] = items[a];
+            topk_sift_down(items, k, 0, cmp);
+        }
+    qsort(items, (size_t)k, sizeof *items, cmp);
 }
 
 static kiln_status_t read_topk_k(kiln_kernel_ctx_t *ctx, int64_t *k)
@@ -543,7 +847,7 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x || !dtype_reducible(x->dtype) || x->rank == 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X must be a numeric tensor of rank >= 1");
-    int64_t k;
+    int64_t k = -1;
     kiln_status_t st = read_topk_k(ctx, &k);
     if (st != KILN_OK)
         return st;
@@ -552,7 +856,8 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis out of range for rank %d", x->rank);
     int64_t n = x->dims[axis];
     if (k < 0 || k > n)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "k=%lld is outside [0, %lld]", (long long)k, (long long)n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "k=%lld is outside [0, %lld]", (long long)k,
+                             (long long)n);
     bool largest = kiln_attr_int(node, "largest", 1) != 0;
     int64_t ydims[KILN_MAX_RANK];
     memcpy(ydims, x->dims, sizeof(int64_t) * (size_t)x->rank);
@@ -575,7 +880,7 @@ static kiln_status_t topk_run(kiln_kernel_ctx_t *ctx)
                 items[a].v = kiln_tensor_get_f64(x, (o * n + a) * inner + i);
                 items[a].idx = a;
             }
-            qsort(items, (size_t)n, sizeof *items, largest ? topk_cmp_largest : topk_cmp_smallest);
+            topk_select(items, n, k, largest ? topk_cmp_largest : topk_cmp_smallest);
             for (int64_t j = 0; j < k; j++) {
                 int64_t dst = (o * k + j) * inner + i;
                 int64_t src = (o * n + items[j].idx) * inner + i;

@@ -52,8 +52,8 @@ static void softmax_portable(const float *x, float *y, int64_t n, bool log_out)
     }
 }
 
-static void layer_norm_portable(const float *x, float *y, int64_t n, const float *w, int64_t wn, const float *b,
-                                int64_t bn, float eps, float *mean_out, float *inv_std_out)
+static void layer_norm_portable(const float *x, float *y, int64_t n, const float *w, int64_t wn,
+                                const float *b, int64_t bn, float eps, float *mean_out, float *inv_std_out)
 {
     double s = 0.0, ss = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -68,8 +68,8 @@ static void layer_norm_portable(const float *x, float *y, int64_t n, const float
     *inv_std_out = (float)inv;
 }
 
-static const kiln_rowops_t ROWOPS_PORTABLE = {"portable", sum_portable, sum_squares_portable, max_portable,
-                                              softmax_portable, layer_norm_portable};
+static const kiln_rowops_t ROWOPS_PORTABLE = {"portable",   sum_portable,     sum_squares_portable,
+                                              max_portable, softmax_portable, layer_norm_portable};
 
 static bool g_force_portable;
 

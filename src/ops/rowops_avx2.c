@@ -167,7 +167,8 @@ static float sum_sq_dev_avx2(const float *x, int64_t n, float m)
     __m256 vm = _mm256_set1_ps(m), a0 = _mm256_setzero_ps(), a1 = a0;
     int64_t i = 0;
     for (; i + 2 * LANES <= n; i += 2 * LANES) {
-        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm),
+               d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
         a0 = _mm256_fmadd_ps(d0, d0, a0);
         a1 = _mm256_fmadd_ps(d1, d1, a1);
     }
@@ -203,8 +204,8 @@ static void layer_norm_avx2(const float *x, float *y, int64_t n, const float *w,
         y[i] = (x[i] - m) * inv * w[i % wn] + (b ? b[i % bn] : 0.0f);
 }
 
-static const kiln_rowops_t ROWOPS_AVX2 = {"avx2", sum_avx2, sum_squares_avx2, max_avx2, softmax_avx2,
-                                          layer_norm_avx2};
+static const kiln_rowops_t ROWOPS_AVX2 = {"avx2",   sum_avx2,     sum_squares_avx2,
+                                          max_avx2, softmax_avx2, layer_norm_avx2};
 
 const kiln_rowops_t *kiln_rowops_avx2(void)
 {

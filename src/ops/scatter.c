@@ -33,8 +33,8 @@ static kiln_status_t read_reduction(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, 
         *out = RED_MIN;
     else
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown reduction '%s'", r);
-    if (*out != RED_NONE && (dtype == KILN_DTYPE_STRING || dtype == KILN_DTYPE_COMPLEX64 ||
-                             dtype == KILN_DTYPE_COMPLEX128))
+    if (*out != RED_NONE &&
+        (dtype == KILN_DTYPE_STRING || dtype == KILN_DTYPE_COMPLEX64 || dtype == KILN_DTYPE_COMPLEX128))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "reduction '%s' on %s", r, kiln_dtype_name(dtype));
     return KILN_OK;
 }
@@ -44,22 +44,32 @@ static kiln_status_t read_reduction(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, 
 static double reduce_f64(double a, double b, reduction_t r)
 {
     switch (r) {
-    case RED_ADD: return a + b;
-    case RED_MUL: return a * b;
-    case RED_MAX: return a > b ? a : b;
-    case RED_MIN: return a < b ? a : b;
-    default: return b;
+    case RED_ADD:
+        return a + b;
+    case RED_MUL:
+        return a * b;
+    case RED_MAX:
+        return a > b ? a : b;
+    case RED_MIN:
+        return a < b ? a : b;
+    default:
+        return b;
     }
 }
 
 static float reduce_f32(float a, float b, reduction_t r)
 {
     switch (r) {
-    case RED_ADD: return a + b;
-    case RED_MUL: return a * b;
-    case RED_MAX: return a > b ? a : b;
-    case RED_MIN: return a < b ? a : b;
-    default: return b;
+    case RED_ADD:
+        return a + b;
+    case RED_MUL:
+        return a * b;
+    case RED_MAX:
+        return a > b ? a : b;
+    case RED_MIN:
+        return a < b ? a : b;
+    default:
+        return b;
     }
 }
 
@@ -67,22 +77,32 @@ static float reduce_f32(float a, float b, reduction_t r)
 static int64_t reduce_i64(int64_t a, int64_t b, reduction_t r)
 {
     switch (r) {
-    case RED_ADD: return (int64_t)((uint64_t)a + (uint64_t)b);
-    case RED_MUL: return (int64_t)((uint64_t)a * (uint64_t)b);
-    case RED_MAX: return a > b ? a : b;
-    case RED_MIN: return a < b ? a : b;
-    default: return b;
+    case RED_ADD:
+        return (int64_t)((uint64_t)a + (uint64_t)b);
+    case RED_MUL:
+        return (int64_t)((uint64_t)a * (uint64_t)b);
+    case RED_MAX:
+        return a > b ? a : b;
+    case RED_MIN:
+        return a < b ? a : b;
+    default:
+        return b;
     }
 }
 
 static uint64_t reduce_u64(uint64_t a, uint64_t b, reduction_t r)
 {
     switch (r) {
-    case RED_ADD: return a + b;
-    case RED_MUL: return a * b;
-    case RED_MAX: return a > b ? a : b;
-    case RED_MIN: return a < b ? a : b;
-    default: return b;
+    case RED_ADD:
+        return a + b;
+    case RED_MUL:
+        return a * b;
+    case RED_MAX:
+        return a > b ? a : b;
+    case RED_MIN:
+        return a < b ? a : b;
+    default:
+        return b;
     }
 }
 
@@ -92,24 +112,32 @@ static void reduce_elem(kiln_tensor_t *y, int64_t yi, const kiln_tensor_t *u, in
     void *d = y->data;
     const void *s = u->data;
     switch (y->dtype) {
-    case KILN_DTYPE_FLOAT32: ((float *)d)[yi] = reduce_f32(((float *)d)[yi], ((const float *)s)[ui], r); break;
-    case KILN_DTYPE_FLOAT64: ((double *)d)[yi] = reduce_f64(((double *)d)[yi], ((const double *)s)[ui], r); break;
+    case KILN_DTYPE_FLOAT32:
+        ((float *)d)[yi] = reduce_f32(((float *)d)[yi], ((const float *)s)[ui], r);
+        break;
+    case KILN_DTYPE_FLOAT64:
+        ((double *)d)[yi] = reduce_f64(((double *)d)[yi], ((const double *)s)[ui], r);
+        break;
     case KILN_DTYPE_FLOAT16:
-        ((uint16_t *)d)[yi] = kiln_f32_to_f16(reduce_f32(kiln_f16_to_f32(((uint16_t *)d)[yi]),
-                                                         kiln_f16_to_f32(((const uint16_t *)s)[ui]), r));
+        ((uint16_t *)d)[yi] = kiln_f32_to_f16(
+            reduce_f32(kiln_f16_to_f32(((uint16_t *)d)[yi]), kiln_f16_to_f32(((const uint16_t *)s)[ui]), r));
         break;
     case KILN_DTYPE_BFLOAT16:
         ((uint16_t *)d)[yi] = kiln_f32_to_bf16(reduce_f32(kiln_bf16_to_f32(((uint16_t *)d)[yi]),
                                                           kiln_bf16_to_f32(((const uint16_t *)s)[ui]), r));
         break;
-    case KILN_DTYPE_INT8: ((int8_t *)d)[yi] = (int8_t)reduce_i64(((int8_t *)d)[yi], ((const int8_t *)s)[ui], r); break;
+    case KILN_DTYPE_INT8:
+        ((int8_t *)d)[yi] = (int8_t)reduce_i64(((int8_t *)d)[yi], ((const int8_t *)s)[ui], r);
+        break;
     case KILN_DTYPE_INT16:
         ((int16_t *)d)[yi] = (int16_t)reduce_i64(((int16_t *)d)[yi], ((const int16_t *)s)[ui], r);
         break;
     case KILN_DTYPE_INT32:
         ((int32_t *)d)[yi] = (int32_t)reduce_i64(((int32_t *)d)[yi], ((const int32_t *)s)[ui], r);
         break;
-    case KILN_DTYPE_INT64: ((int64_t *)d)[yi] = reduce_i64(((int64_t *)d)[yi], ((const int64_t *)s)[ui], r); break;
+    case KILN_DTYPE_INT64:
+        ((int64_t *)d)[yi] = reduce_i64(((int64_t *)d)[yi], ((const int64_t *)s)[ui], r);
+        break;
     case KILN_DTYPE_UINT8:
         ((uint8_t *)d)[yi] = (uint8_t)reduce_u64(((uint8_t *)d)[yi], ((const uint8_t *)s)[ui], r);
         break;
@@ -127,7 +155,8 @@ static void reduce_elem(kiln_tensor_t *y, int64_t yi, const kiln_tensor_t *u, in
         ((uint8_t *)d)[yi] = (r == RED_ADD || r == RED_MAX) ? (a | b) : (a & b);
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -137,8 +166,8 @@ static bool apply_updates(kiln_tensor_t *y, int64_t yi, const kiln_tensor_t *u, 
 {
     size_t esize = kiln_dtype_size(y->dtype);
     if (r == RED_NONE)
-        return tops_copy_elems((char *)y->data + yi * (int64_t)esize, (const char *)u->data + ui * (int64_t)esize,
-                               n, y->dtype);
+        return tops_copy_elems((char *)y->data + yi * (int64_t)esize,
+                               (const char *)u->data + ui * (int64_t)esize, n, y->dtype);
     for (int64_t i = 0; i < n; i++)
         reduce_elem(y, yi + i, u, ui + i, r);
     return true;
@@ -148,12 +177,14 @@ static bool apply_updates(kiln_tensor_t *y, int64_t yi, const kiln_tensor_t *u, 
 
 static kiln_status_t scatter_elements_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *ind = kiln_ctx_input(ctx, 1), *upd = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *ind = kiln_ctx_input(ctx, 1),
+                        *upd = kiln_ctx_input(ctx, 2);
     if (!x || !ind || !upd)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data, indices or updates is missing");
     if (x->rank == 0 || ind->rank != x->rank || !kiln_shape_equal(ind, upd) || upd->dtype != x->dtype)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "indices and updates must have one shape and the rank of data (>= 1), updates its dtype");
+        return kiln_ctx_fail(
+            ctx, KILN_ERR_INVALID_ARGUMENT,
+            "indices and updates must have one shape and the rank of data (>= 1), updates its dtype");
     int axis;
     reduction_t red;
     if (tops_axis(ctx, kiln_attr_int(kiln_ctx_node(ctx), "axis", 0), x->rank, "axis", &axis) != KILN_OK ||
@@ -161,8 +192,9 @@ static kiln_status_t scatter_elements_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     for (int d = 0; d < x->rank; d++)
         if (d != axis && ind->dims[d] > x->dims[d])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "indices dim %d (%lld) exceeds data dim (%lld)", d,
-                                 (long long)ind->dims[d], (long long)x->dims[d]);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "indices dim %d (%lld) exceeds data dim (%lld)", d, (long long)ind->dims[d],
+                                 (long long)x->dims[d]);
     int64_t *idx = tops_read_indices(ctx, ind, x->dims[axis], "indices");
     if (!idx)
         return kiln_ctx_status(ctx);
@@ -197,7 +229,8 @@ static kiln_status_t scatter_elements_run(kiln_kernel_ctx_t *ctx)
 
 static kiln_status_t scatter_nd_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *ind = kiln_ctx_input(ctx, 1), *upd = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *ind = kiln_ctx_input(ctx, 1),
+                        *upd = kiln_ctx_input(ctx, 2);
     if (!x || !ind || !upd)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data, indices or updates is missing");
     reduction_t red;
@@ -242,7 +275,7 @@ static kiln_status_t scatter_nd_run(kiln_kernel_ctx_t *ctx)
 
 void tops_register_scatter(kiln_registry_t *reg)
 {
-    kiln_register(reg, &(kiln_kernel_t){.op = "Scatter", .since = 9, .until = 10, .run = scatter_elements_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Scatter", .since = 9, .run = scatter_elements_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ScatterElements", .since = 11, .run = scatter_elements_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "ScatterND", .since = 11, .run = scatter_nd_run});
 }

@@ -31,8 +31,8 @@ static kiln_status_t copy_with_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t
 
 /* Resolves a requested shape: 0 copies the input dim (unless allowzero),
  * one -1 is inferred from the element count. */
-static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, int rank,
-                                     int64_t *dims, bool allowzero)
+static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, int rank, int64_t *dims,
+                                     bool allowzero)
 {
     int infer = -1;
     int64_t known = 1;
@@ -50,8 +50,7 @@ static kiln_status_t resolve_reshape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t
             continue;
         }
         if (dims[d] < 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape[%d] is %lld", d,
-                                 (long long)dims[d]);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape[%d] is %lld", d, (long long)dims[d]);
         if (dims[d] > 0 && known > INT64_MAX / dims[d])
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "shape is too large");
         known *= dims[d];
@@ -78,10 +77,13 @@ static kiln_status_t reshape_run(kiln_kernel_ctx_t *ctx)
     int64_t rank;
     if (kiln_ctx_opset(ctx) >= 5) {
         rank = tops_read_ints(ctx, kiln_ctx_input(ctx, 1), "input shape", dims, KILN_MAX_RANK);
-    } else {
-        rank = tops_axes_attr_or_input(ctx, "shape", 1000, 0, dims, KILN_MAX_RANK);
-        if (rank == -2)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute shape is missing");
+    } else { /* Reshape-1: the shape is an attribute */
+        const int64_t *attr;
+        rank = kiln_attr_ints(kiln_ctx_node(ctx), "shape", &attr);
+        if (rank < 0 || rank > KILN_MAX_RANK)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute shape is missing or longer than %d",
+                                 KILN_MAX_RANK);
+        memcpy(dims, attr, (size_t)rank * sizeof *dims);
     }
     if (rank < 0)
         return kiln_ctx_status(ctx);
@@ -118,7 +120,7 @@ static kiln_status_t squeeze_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int64_t axes[KILN_MAX_RANK];
-    int64_t n = tops_axes_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
+    int64_t n = tops_ints_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
     if (n == -1)
         return kiln_ctx_status(ctx);
     bool drop[KILN_MAX_RANK] = {false};
@@ -149,7 +151,7 @@ static kiln_status_t unsqueeze_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int64_t axes[KILN_MAX_RANK];
-    int64_t n = tops_axes_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
+    int64_t n = tops_ints_attr_or_input(ctx, "axes", 13, 1, axes, KILN_MAX_RANK);
     if (n == -1)
         return kiln_ctx_status(ctx);
     if (n == -2)

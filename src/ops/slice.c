@@ -22,10 +22,14 @@ typedef struct slice_axis {
 } slice_axis_t;
 
 /* Clamps start/end to the axis as the ONNX spec says (negative values count
- * from the end; a negative step walks from start down to end exclusive). */
+ * from the end; a negative step walks from start down to end exclusive).
+ * As in the spec and ONNX Runtime, a negative-step start below -dim clamps
+ * to 0 (one element), where NumPy's x[-5::-1] on a short axis is empty. */
 static slice_axis_t clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim)
 {
     slice_axis_t s = {.step = step};
+    if (dim == 0) /* nothing to take, whichever the direction */
+        return s;
     if (start < 0)
         start += dim;
     if (end < 0)
@@ -153,7 +157,8 @@ static kiln_status_t copy_columns(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, in
                                   void *dst, int64_t dst_row, int64_t dst_col, const void *src,
                                   int64_t src_row, int64_t src_col)
 {
-    tops_view_t v = {.rank = 2, .dims = {rows, cols}, .src_strides = {src_row, 1}, .dst_strides = {dst_row, 1}};
+    tops_view_t v = {
+        .rank = 2, .dims = {rows, cols}, .src_strides = {src_row, 1}, .dst_strides = {dst_row, 1}};
     return tops_strided_copy(ctx, &v, dtype, dst, dst_col, src, src_col);
 }
 
@@ -213,7 +218,9 @@ static kiln_status_t concat_run(kiln_kernel_ctx_t *ctx)
 static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int64_t *sizes)
 {
     int64_t given[SPLIT_MAX_OUTPUTS];
-    int64_t count = tops_axes_attr_or_input(ctx, "split", 13, 1, given, SPLIT_MAX_OUTPUTS);
+    /* Split-1 took the sizes as an attribute or an optional input. */
+    int input_since = kiln_ctx_opset(ctx) < 2 && kiln_ctx_input(ctx, 1) ? 1 : 13;
+    int64_t count = tops_ints_attr_or_input(ctx, "split", input_since, 1, given, SPLIT_MAX_OUTPUTS);
     if (count == -1)
         return kiln_ctx_status(ctx);
     if (count >= 0) {
@@ -229,8 +236,9 @@ static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int
             sum += given[i];
         }
         if (sum != dim)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "split sizes add up to %lld, the axis has %lld",
-                                 (long long)sum, (long long)dim);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "split sizes add up to %lld, the axis has %lld", (long long)sum,
+                                 (long long)dim);
         return KILN_OK;
     }
     if (kiln_ctx_opset(ctx) >= 18) { /* num_outputs: equal chunks, the last one smaller */
@@ -242,8 +250,8 @@ static kiln_status_t split_sizes(kiln_kernel_ctx_t *ctx, int n, int64_t dim, int
         return KILN_OK;
     }
     if (dim % n != 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis of size %lld does not split into %d equal parts",
-                             (long long)dim, n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "axis of size %lld does not split into %d equal parts", (long long)dim, n);
     for (int i = 0; i < n; i++)
         sizes[i] = dim / n;
     return KILN_OK;

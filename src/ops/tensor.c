@@ -188,7 +188,8 @@ static kiln_status_t dropout_run(kiln_kernel_ctx_t *ctx)
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input data is missing");
     int opset = kiln_ctx_opset(ctx);
-    double ratio = opset >= 12 ? scalar_or(kiln_ctx_input(ctx, 1), 0.5) : kiln_attr_float(node, "ratio", 0.5f);
+    double ratio =
+        opset >= 12 ? scalar_or(kiln_ctx_input(ctx, 1), 0.5) : kiln_attr_float(node, "ratio", 0.5f);
     /* Before opset 12 an inference engine always runs Dropout in test mode
      * (opset < 7 had an is_test attribute for training graphs). */
     bool training = opset >= 12 && scalar_or(kiln_ctx_input(ctx, 2), 0.0) != 0.0;
@@ -200,13 +201,15 @@ static kiln_status_t dropout_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     kiln_tensor_t *mask = NULL;
     if (kiln_ctx_output_count(ctx) > 1 && kiln_ctx_output_wanted(ctx, 1)) {
-        mask = kiln_ctx_output(ctx, 1, KILN_DTYPE_BOOL, x->rank, x->dims);
+        /* The mask is bool from opset 10; before, it had the input's dtype. */
+        kiln_dtype_t mask_dtype = opset >= 10 ? KILN_DTYPE_BOOL : x->dtype;
+        mask = kiln_ctx_output(ctx, 1, mask_dtype, x->rank, x->dims);
         if (!mask)
             return kiln_ctx_status(ctx);
     }
     if (!training || ratio == 0.0) {
-        if (mask)
-            memset(mask->data, 1, mask->nbytes);
+        for (int64_t i = 0; mask && i < mask->count; i++)
+            kiln_tensor_set_f64(mask, i, 1.0);
         return tops_copy_tensor(ctx, y, x);
     }
     if (!kiln_dtype_is_float(x->dtype))

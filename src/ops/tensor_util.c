@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
+
 /* Tile of the blocked 2-D transpose (elements): rows by columns of the
  * destination (the best mix measured on 64x128 to 2048x2048 planes). */
 #define TRANSPOSE_BLOCK 16
@@ -30,8 +32,8 @@
 kiln_status_t tops_axis(kiln_kernel_ctx_t *ctx, int64_t axis, int rank, const char *what, int *out)
 {
     if (axis < -(int64_t)rank || axis >= rank)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s %lld is out of range for rank %d",
-                             what, (long long)axis, rank);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s %lld is out of range for rank %d", what,
+                             (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return KILN_OK;
 }
@@ -45,8 +47,8 @@ void tops_strides(int rank, const int64_t *dims, int64_t *strides)
     }
 }
 
-int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const char *what,
-                       int64_t *out, int64_t max)
+int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const char *what, int64_t *out,
+                       int64_t max)
 {
     if (!t) {
         kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s is missing", what);
@@ -58,18 +60,17 @@ int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const cha
         return -1;
     }
     if (t->count > max) {
-        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has %lld values, at most %lld allowed",
-                      what, (long long)t->count, (long long)max);
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has %lld values, at most %lld allowed", what,
+                      (long long)t->count, (long long)max);
         return -1;
     }
     for (int64_t i = 0; i < t->count; i++)
-        out[i] = t->dtype == KILN_DTYPE_INT64 ? ((const int64_t *)t->data)[i]
-                                              : ((const int32_t *)t->data)[i];
+        out[i] = t->dtype == KILN_DTYPE_INT64 ? ((const int64_t *)t->data)[i] : ((const int32_t *)t->data)[i];
     return t->count;
 }
 
-int64_t tops_axes_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
-                                int input_index, int64_t *out, int64_t max)
+int64_t tops_ints_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since, int input_index,
+                                int64_t *out, int64_t max)
 {
     if (kiln_ctx_opset(ctx) >= input_since) {
         const kiln_tensor_t *t = kiln_ctx_input(ctx, input_index);
@@ -107,12 +108,13 @@ int64_t *tops_read_indices(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, int64
         return NULL;
     }
     for (int64_t i = 0; i < t->count; i++) {
-        int64_t v = t->dtype == KILN_DTYPE_INT64 ? ((const int64_t *)t->data)[i]
-                                                 : ((const int32_t *)t->data)[i];
+        int64_t v =
+            t->dtype == KILN_DTYPE_INT64 ? ((const int64_t *)t->data)[i] : ((const int32_t *)t->data)[i];
         if (v < -dim || v >= dim) {
             free(idx);
-            kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s value %lld (element %lld) is out of range [-%lld, %lld)",
-                          what, (long long)v, (long long)i, (long long)dim, (long long)dim);
+            kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                          "%s value %lld (element %lld) is out of range [-%lld, %lld)", what, (long long)v,
+                          (long long)i, (long long)dim, (long long)dim);
             return NULL;
         }
         idx[i] = v < 0 ? v + dim : v;
@@ -123,8 +125,8 @@ int64_t *tops_read_indices(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, int64
 /* Reads the index tuples of GatherND/ScatterND: indices [..., k] address
  * data dims [b, b+k).  Fills offsets[i] (element offset inside one batch of
  * data) for each tuple i; returns the tuple count or -1 after failing. */
-int64_t tops_nd_offsets(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const kiln_tensor_t *ind,
-                                int b, int64_t **out)
+int64_t tops_nd_offsets(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const kiln_tensor_t *ind, int b,
+                        int64_t **out)
 {
     int k = (int)ind->dims[ind->rank - 1];
     int64_t strides[KILN_MAX_RANK];
@@ -146,9 +148,10 @@ int64_t tops_nd_offsets(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const ki
             int64_t dim = x->dims[b + j];
             if (v < -dim || v >= dim) {
                 free(offsets);
-                kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                              "indices value %lld (element %lld) is out of range [-%lld, %lld) for data axis %d",
-                              (long long)v, (long long)e, (long long)dim, (long long)dim, b + j);
+                kiln_ctx_fail(
+                    ctx, KILN_ERR_INVALID_ARGUMENT,
+                    "indices value %lld (element %lld) is out of range [-%lld, %lld) for data axis %d",
+                    (long long)v, (long long)e, (long long)dim, (long long)dim, b + j);
                 return -1;
             }
             off += (v < 0 ? v + dim : v) * strides[b + j];
@@ -169,14 +172,15 @@ int tops_check_nd_shapes(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const k
         return -1;
     }
     if (x->rank < 1 || ind->rank < 1 || b < 0 || b >= x->rank || b >= ind->rank) {
-        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "data rank %d, indices rank %d and batch_dims %d do not fit",
-                      x->rank, ind->rank, b);
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                      "data rank %d, indices rank %d and batch_dims %d do not fit", x->rank, ind->rank, b);
         return -1;
     }
     int64_t k = ind->dims[ind->rank - 1];
     if (k < 0 || k > x->rank - b) {
-        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "index tuples of length %lld for data of rank %d (batch_dims %d)",
-                      (long long)k, x->rank, b);
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                      "index tuples of length %lld for data of rank %d (batch_dims %d)", (long long)k,
+                      x->rank, b);
         return -1;
     }
     for (int d = 0; d < b; d++)
@@ -188,17 +192,17 @@ int tops_check_nd_shapes(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const k
     return (int)k;
 }
 
-kiln_status_t tops_check_shape(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, int rank,
-                               const int64_t *dims, const char *what)
+kiln_status_t tops_check_shape(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, int rank, const int64_t *dims,
+                               const char *what)
 {
     char buf[256];
     if (rank < 0 || rank > KILN_MAX_RANK)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "%s has rank %d, kiln supports up to %d",
-                             what, rank, KILN_MAX_RANK);
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "%s has rank %d, kiln supports up to %d", what, rank,
+                             KILN_MAX_RANK);
     for (int d = 0; d < rank; d++)
         if (dims[d] < 0)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s %s has a negative dimension",
-                                 what, kiln_shape_str(rank, dims, buf, sizeof buf));
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s %s has a negative dimension", what,
+                                 kiln_shape_str(rank, dims, buf, sizeof buf));
     if (kiln_shape_count(rank, dims, kiln_dtype_size(dtype)) < 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s %s of %s is too large", what,
                              kiln_shape_str(rank, dims, buf, sizeof buf), kiln_dtype_name(dtype));
@@ -440,8 +444,8 @@ static void copy_planes(void *arg, int64_t begin, int64_t end)
     }
 }
 
-kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dtype_t dtype,
-                                void *dst, int64_t dst_offset, const void *src, int64_t src_offset)
+kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dtype_t dtype, void *dst,
+                                int64_t dst_offset, const void *src, int64_t src_offset)
 {
     size_t esize = kiln_dtype_size(dtype);
     copy_job_t job = {.v = v, .esize = esize, .strings = dtype == KILN_DTYPE_STRING};
@@ -457,7 +461,7 @@ kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dty
     int64_t total = 1;
     for (int d = 0; d < v->rank; d++)
         total *= v->dims[d];
-    bool parallel = !job.strings && total * (int64_t)esize >= PARALLEL_MIN_BYTES;
+    bool parallel = ctx && !job.strings && total * (int64_t)esize >= PARALLEL_MIN_BYTES;
 
     if (!job.strings && is_inner_transpose(v, esize)) {
         job.outer_rank = v->rank - 2;
@@ -482,6 +486,7 @@ kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *v, kiln_dty
         copy_rows(&job, 0, rows);
     }
     if (job.failed)
-        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory copying strings");
+        return ctx ? kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory copying strings")
+                   : kiln_fail(KILN_ERR_NO_MEMORY, "out of memory copying strings");
     return KILN_OK;
 }

@@ -48,15 +48,15 @@ void tops_strides(int rank, const int64_t *dims, int64_t *strides);
 /* Reads an integer tensor (int32 or int64, any shape) into out[0..max).
  * Returns the element count, or -1 after failing the context (wrong dtype,
  * more than max values).  A NULL tensor is a failure too. */
-int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const char *what,
-                       int64_t *out, int64_t max);
+int64_t tops_read_ints(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *t, const char *what, int64_t *out,
+                       int64_t max);
 
-/* The axes of a node that takes them as an attribute before opset
- * `input_since` and as input `input_index` from then on.  Returns the count
+/* An integer list (axes, split sizes) that a node takes as attribute
+ * `name` before opset `input_since` and as input `input_index` from then on.  Returns the count
  * (0..max), -2 when the node has none (absent attribute or omitted input),
  * or -1 after failing the context. */
-int64_t tops_axes_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since,
-                                int input_index, int64_t *out, int64_t max);
+int64_t tops_ints_attr_or_input(kiln_kernel_ctx_t *ctx, const char *name, int input_since, int input_index,
+                                int64_t *out, int64_t max);
 
 /* Reads an index tensor (int32 or int64) into a new int64 array,
  * normalizing negative indices (i += dim) and checking each lies in
@@ -77,8 +77,8 @@ int64_t tops_nd_offsets(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const ki
 
 /* Checks a shape computed from tensor values before allocating it: every
  * dim >= 0 and the total size sane.  Fails the context when not. */
-kiln_status_t tops_check_shape(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, int rank,
-                               const int64_t *dims, const char *what);
+kiln_status_t tops_check_shape(kiln_kernel_ctx_t *ctx, kiln_dtype_t dtype, int rank, const int64_t *dims,
+                               const char *what);
 
 /* ---- Copying elements --------------------------------------------------- */
 
@@ -101,9 +101,11 @@ typedef struct tops_view {
 } tops_view_t;
 
 /* Copies a view.  src_offset and dst_offset are element offsets of index 0.
- * Uses the context's threads for large copies.  Fails only when out of
- * memory for strings.  The view is modified (simplified) in place. */
-kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *view, kiln_dtype_t dtype,
-                                void *dst, int64_t dst_offset, const void *src, int64_t src_offset);
+ * Uses the context's threads for large copies; ctx may be NULL (then it
+ * runs on the calling thread and reports errors with kiln_fail).  Fails
+ * only when out of memory for strings.  The view is modified (simplified)
+ * in place. */
+kiln_status_t tops_strided_copy(kiln_kernel_ctx_t *ctx, tops_view_t *view, kiln_dtype_t dtype, void *dst,
+                                int64_t dst_offset, const void *src, int64_t src_offset);
 
 #endif

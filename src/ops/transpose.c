@@ -72,7 +72,8 @@ static kiln_status_t read_blocksize(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
                              x->rank);
     *b = kiln_attr_int(kiln_ctx_node(ctx), "blocksize", 0);
     if (*b <= 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "blocksize must be positive, got %lld", (long long)*b);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "blocksize must be positive, got %lld",
+                             (long long)*b);
     return KILN_OK;
 }
 
@@ -84,8 +85,9 @@ static kiln_status_t depth_to_space_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     int64_t n = x->dims[0], c = x->dims[1], h = x->dims[2], w = x->dims[3];
     if (c % (b * b) != 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "channels %lld are not divisible by blocksize^2 = %lld",
-                             (long long)c, (long long)(b * b));
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "channels %lld are not divisible by blocksize^2 = %lld", (long long)c,
+                             (long long)(b * b));
     int64_t out_dims[4] = {n, c / (b * b), h * b, w * b};
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, 4, out_dims);
     if (!y)
@@ -112,8 +114,9 @@ static kiln_status_t space_to_depth_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     int64_t n = x->dims[0], c = x->dims[1], h = x->dims[2], w = x->dims[3];
     if (h % b != 0 || w % b != 0)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "height %lld and width %lld must be divisible by blocksize %lld",
-                             (long long)h, (long long)w, (long long)b);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "height %lld and width %lld must be divisible by blocksize %lld", (long long)h,
+                             (long long)w, (long long)b);
     int64_t out_dims[4] = {n, c * b * b, h / b, w / b};
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, 4, out_dims);
     if (!y)

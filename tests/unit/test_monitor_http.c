@@ -171,7 +171,7 @@ static void test_monitor_api(kiln_metrics_server_t *srv)
     CHECK(strstr(t, "nv_inference_request_success{model=\"resnet50\",version=\"1\"} 1\n"));
     CHECK(strstr(t, "kiln_inference_batch_size_bucket{model=\"resnet50\",version=\"1\",le=\"3\"} 1\n"));
     CHECK(strstr(t, "kiln_process_resident_memory_bytes "));
-    CHECK(strstr(t, "kiln_gpu_count 2\n"));
+    CHECK(strstr(t, "kiln_gpu_devices 2\n"));
     free(a);
 
     /* query_range over the last minute at 1 s: the temperature ramps. */
