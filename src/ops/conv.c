@@ -294,19 +294,18 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            if (bd)
-                fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
+            kiln_sgemm_epilogue_t ep = {.row_bias = bd ? bd + g * s.out_per_group : NULL};
             if (pointwise) {
-                kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                           xg, s.out_vol, bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
+                kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
+                              xg, s.out_vol, 0.0f, yg, s.out_vol, &ep, &par);
                 continue;
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
                 im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
-                                    bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col, 0.0f,
+                                    yg + j0, s.out_vol, &ep, &par);
             }
         }
     return KILN_OK;
