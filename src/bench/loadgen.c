@@ -242,7 +242,7 @@ ssize_t kiln_http_reader_feed(kiln_http_reader_t *r, const char *data, size_t le
         }
         case KILN_HTTP_READ_CHUNK_END: {
             int rc = collect_line(r, data, len, &used, 2);
-            if (rc < 0)
+            if (rc < 0 || (r->buf[0] != '\r' && r->buf[0] != '\n') || (r->line_len == 2 && r->buf[1] != '\n'))
                 return -1;
             if (rc == 0)
                 break;
