@@ -461,6 +461,7 @@ typedef struct target {
     socklen_t addr_len;
     char *request;                    /* the whole HTTP request: headers and body */
     size_t request_len, body_len;
+    int batch;                        /* inferences per request: the batch dim when the model batches */
     double timeout_s, connect_timeout_s;
 } target_t;
 
@@ -569,6 +570,27 @@ static kiln_tensor_t *random_tensor(kiln_dtype_t dtype, int rank, const int64_t 
     return t;
 }
 
+/* Inferences per request, as perf_analyzer counts them: the first input's
+ * leading dim when the model's config has max_batch_size > 0, else 1. */
+static int batch_size(const target_t *t, const loadgen_args_t *a, const kiln_tensor_t *first)
+{
+    char path[1100], *body = NULL, err[256];
+    int status = 0, batch = 1;
+    snprintf(path, sizeof path, "%s/v2/models/", t->prefix);
+    append_segment(path, sizeof path, a->model);
+    strncat(path, "/config", sizeof path - strlen(path) - 1);
+    if (http_get(t, path, &status, &body, err, sizeof err) == 0 && status == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        json_t *mbs = j ? json_object_get(j, "max_batch_size") : NULL;
+        if (json_is_integer(mbs) && json_integer_value(mbs) > 0 && first->rank > 0 && first->dims[0] > 0 &&
+            first->dims[0] <= 1 << 20)
+            batch = (int)first->dims[0];
+        json_decref(j);
+    }
+    free(body);
+    return batch;
+}
+
 /* Reads the model's metadata and builds the request.  Returns EXIT_OK or
  * EXIT_BAD after a one-line message. */
 static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out)
@@ -661,6 +683,7 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             goto done;
         }
     }
+    t->batch = batch_size(t, a, tensors[0]);
     char *payload = NULL;
     size_t payload_len = 0, json_len = 0;
     if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors, a->binary,
@@ -1110,6 +1133,7 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
 
 typedef struct level_result {
     int concurrency;
+    int batch;                /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
     uint64_t requests;        /* successes in the window */
@@ -1137,6 +1161,7 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
 {
     memset(out, 0, sizeof *out);
     out->concurrency = concurrency;
+    out->batch = t->batch;
     int n_threads = a->threads ? a->threads : concurrency >= 32 ? 2 : 1;
     if (n_threads > concurrency)
         n_threads = concurrency;
@@ -1221,7 +1246,10 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
 
 static double per_request_us(uint64_t ns, uint64_t count) { return count ? (double)ns / (double)count / 1e3 : 0; }
 
-static double throughput(const level_result_t *r) { return r->window_s > 0 ? (double)r->requests / r->window_s : 0; }
+static double request_rate(const level_result_t *r) { return r->window_s > 0 ? (double)r->requests / r->window_s : 0; }
+
+/* Inferences per second: requests times the batch each carries. */
+static double throughput(const level_result_t *r) { return request_rate(r) * r->batch; }
 
 static double avg_batch(const server_stats_t *d)
 {
@@ -1234,7 +1262,11 @@ static void print_level_text(const level_result_t *r)
     printf("\nRequest concurrency: %d\n", r->concurrency);
     printf("  Client:\n");
     printf("    Request count: %llu in %.2f s\n", (unsigned long long)r->requests, r->window_s);
-    printf("    Throughput: %.1f infer/sec\n", throughput(r));
+    if (r->batch > 1)
+        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r), request_rate(r),
+               r->batch);
+    else
+        printf("    Throughput: %.1f infer/sec\n", throughput(r));
     printf("    Latency: p50 %.0f usec, p90 %.0f usec, p95 %.0f usec, p99 %.0f usec, avg %.0f usec"
            " (min %.0f, max %.0f)\n",
            r->lat.p50 * 1e3, r->lat.p90 * 1e3, r->lat.p95 * 1e3, r->lat.p99 * 1e3, r->lat.mean * 1e3,
@@ -1274,6 +1306,7 @@ static json_t *level_json(const level_result_t *r)
     json_object_set_new(o, "duration_s", json_real(r->window_s));
     json_object_set_new(o, "requests", json_integer((json_int_t)r->requests));
     json_object_set_new(o, "throughput_per_s", json_real(throughput(r)));
+    json_object_set_new(o, "requests_per_s", json_real(request_rate(r)));
     json_object_set_new(o, "p50_ms", json_real(r->lat.p50));
     json_object_set_new(o, "p90_ms", json_real(r->lat.p90));
     json_object_set_new(o, "p95_ms", json_real(r->lat.p95));
@@ -1378,6 +1411,7 @@ int kiln_loadgen_main(int argc, char **argv)
         json_object_set_new(j, "version", a.version ? json_string(a.version) : json_null());
         json_object_set_new(j, "binary", json_boolean(a.binary));
         json_object_set_new(j, "request_bytes", json_integer((json_int_t)t.body_len));
+        json_object_set_new(j, "batch_size", json_integer(t.batch));
         json_object_set_new(j, "warmup_s", json_real(a.warmup_s));
         json_object_set_new(j, "duration_s", json_real(a.duration_s));
         json_object_set_new(j, "interrupted", json_boolean(g_interrupted));
