@@ -9,6 +9,9 @@
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
  * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
+ *
+ * With --url the command measures a KServe v2 server instead, the way
+ * perf_analyzer does: see bench/loadgen.h.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -18,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench/loadgen.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -44,7 +48,10 @@ static void usage(FILE *out)
                  "                  [--shape NAME=DIMS]... [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
-                 "  the shape of an input whose declared dims are symbolic.\n");
+                 "  the shape of an input whose declared dims are symbolic.\n"
+                 "       kiln bench --url http://HOST:PORT --model NAME [--concurrency 1,4,16] [--duration S] [--json]\n"
+                 "  measures a KServe v2 server (kiln's or Triton's) the way perf_analyzer does;\n"
+                 "  `kiln bench --url URL --help` lists its options.\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -171,6 +178,9 @@ static kiln_status_t make_inputs(const bench_args_t *a, kiln_session_t *s, const
 
 int kiln_cmd_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--url"))
+            return kiln_loadgen_main(argc, argv);
     bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50};
     int rc = KILN_EXIT_BAD_INPUT;
     a.input_names = calloc((size_t)argc + 1, sizeof(char *));

@@ -493,3 +493,87 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
     *json_len = jl;
     return KILN_OK;
 }
+
+/* Copies t's binary form (see binary_size) to dst; returns the bytes written. */
+static size_t write_binary(const kiln_tensor_t *t, char *dst)
+{
+    if (t->dtype != KILN_DTYPE_STRING) {
+        if (t->nbytes)
+            memcpy(dst, t->data, t->nbytes);
+        return t->nbytes;
+    }
+    size_t off = 0;
+    for (int64_t k = 0; k < t->count; k++) {
+        const char *s = ((char *const *)t->data)[k];
+        uint32_t n = (uint32_t)strlen(s);
+        memcpy(dst + off, &n, 4);
+        memcpy(dst + off + 4, s, n);
+        off += 4 + n;
+    }
+    return off;
+}
+
+kiln_status_t kiln_v2_write_request(int n_inputs, const char *const *names, const kiln_tensor_t *const *tensors,
+                                    bool binary_inputs, bool binary_outputs, char **out, size_t *out_len,
+                                    size_t *json_len)
+{
+    json_t *root = json_object();
+    json_t *ins = json_array();
+    size_t bin_total = 0;
+    if (!root || !ins || json_object_set_new(root, "inputs", ins)) {
+        json_decref(root);
+        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        const kiln_tensor_t *t = tensors[i];
+        json_t *o = json_object();
+        json_t *shape = json_array();
+        if (!o || !shape || json_array_append_new(ins, o)) {
+            json_decref(shape);
+            json_decref(root);
+            return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+        }
+        for (int d = 0; d < t->rank; d++)
+            json_array_append_new(shape, json_integer(t->dims[d]));
+        json_object_set_new(o, "name", json_string(names[i]));
+        json_object_set_new(o, "shape", shape);
+        json_object_set_new(o, "datatype", json_string(kiln_dtype_to_kserve_type(t->dtype)));
+        if (binary_inputs) {
+            size_t size = binary_size(t);
+            json_t *p = json_object();
+            json_object_set_new(p, "binary_data_size", json_integer((json_int_t)size));
+            json_object_set_new(o, "parameters", p);
+            bin_total += size;
+        } else {
+            json_t *data = tensor_data_json(t);
+            if (!data) {
+                json_decref(root);
+                return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+            }
+            json_object_set_new(o, "data", data);
+        }
+    }
+    if (binary_outputs) {
+        json_t *p = json_object();
+        json_object_set_new(p, "binary_data_output", json_true());
+        json_object_set_new(root, "parameters", p);
+    }
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!text)
+        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+    size_t jl = strlen(text);
+    char *buf = realloc(text, jl + bin_total + 1);
+    if (!buf) {
+        free(text);
+        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+    }
+    size_t off = jl;
+    for (int i = 0; binary_inputs && i < n_inputs; i++)
+        off += write_binary(tensors[i], buf + off);
+    buf[off] = 0;
+    *out = buf;
+    *out_len = off;
+    *json_len = jl;
+    return KILN_OK;
+}
