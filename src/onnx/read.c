@@ -477,6 +477,32 @@ static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
     return p;
 }
 
+/* After a misaligned tensor was copied out of a mapped file, its bytes in
+ * the mapping are never read again: drop the whole pages they cover from
+ * the process's resident set so the model is not held twice (the mapping is
+ * private and read-only, so a later read, if any, just faults the page back
+ * in from the file).  Bytes that are not in a mapping are left alone. */
+static void release_source_pages(struct kiln_model *m, const void *src, size_t nbytes)
+{
+    const kiln_mapping_t *maps[1 + 64];
+    int n = 0;
+    maps[n++] = &m->file;
+    for (int i = 0; i < m->n_external && n < (int)(sizeof maps / sizeof *maps); i++)
+        maps[n++] = &m->external[i];
+    uintptr_t lo = (uintptr_t)src, hi = lo + nbytes;
+    for (int i = 0; i < n; i++) {
+        const kiln_mapping_t *map = maps[i];
+        uintptr_t base = (uintptr_t)map->data;
+        if (map->is_malloc || !map->data || lo < base || hi > base + map->size)
+            continue;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t first = (lo + page - 1) & ~(page - 1), last = hi & ~(page - 1);
+        if (last > first)
+            madvise((void *)first, last - first, MADV_DONTNEED);
+        return;
+    }
+}
+
 /* Builds an initializer tensor that borrows file bytes where it can. */
 static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_view_t *v, kiln_tensor_t **out)
 {
@@ -548,8 +574,10 @@ static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_vie
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory for tensor '%.*s'", (int)v->name_len, v->name ? v->name : "");
     t->data = buf;
     if (src) {
-        if (t->nbytes)
+        if (t->nbytes) {
             memcpy(buf, src, t->nbytes);
+            release_source_pages(m, src, t->nbytes);
+        }
         if (v->dtype == KILN_DTYPE_BOOL)
             for (int64_t i = 0; i < t->count; i++)
                 ((uint8_t *)buf)[i] = ((uint8_t *)buf)[i] != 0;
