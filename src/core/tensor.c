@@ -314,6 +314,40 @@ void kiln_tensor_set_f64(kiln_tensor_t *t, int64_t i, double v)
     }
 }
 
+/* See tensor.h. */
+kiln_tensor_t *kiln_tensor_slice_axis(const kiln_tensor_t *t, int axis, int64_t begin, int64_t len, bool keep_axis)
+{
+    int64_t dims[KILN_MAX_RANK];
+    int r = 0;
+    for (int d = 0; d < t->rank; d++) {
+        if (d == axis) {
+            if (keep_axis)
+                dims[r++] = len;
+        } else {
+            dims[r++] = t->dims[d];
+        }
+    }
+    kiln_tensor_t *out = kiln_tensor_new(t->dtype, r, dims);
+    if (!out)
+        return NULL;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++)
+        outer *= t->dims[d];
+    for (int d = axis + 1; d < t->rank; d++)
+        inner *= t->dims[d];
+    size_t es = kiln_dtype_size(t->dtype);
+    for (int64_t o = 0; o < outer; o++) {
+        const char *src = (const char *)t->data + ((o * t->dims[axis] + begin) * inner) * (int64_t)es;
+        char *dst = (char *)out->data + (o * len * inner) * (int64_t)es;
+        if (t->dtype == KILN_DTYPE_STRING)
+            for (int64_t k = 0; k < len * inner; k++)
+                ((char **)dst)[k] = strdup(((char *const *)src)[k]);
+        else if (len * inner > 0) /* empty pieces have no storage to copy */
+            memcpy(dst, src, (size_t)(len * inner) * es);
+    }
+    return out;
+}
+
 /* ---- values ------------------------------------------------------------ */
 
 kiln_value_t *kiln_value_from_tensor(kiln_tensor_t *t)

@@ -1,5 +1,5 @@
 /*
- * image.c - Image ops: Resize, Upsample, GridSample, RoiAlign,
+ * image.c - Image ops: Resize, Upsample, GridSample, AffineGrid, RoiAlign,
  * NonMaxSuppression.
  *
  * Resize (and Upsample, its older form) is separable: every output
@@ -9,7 +9,8 @@
  * per axis and per output index, the list of (input index, weight) taps,
  * following the ONNX reference implementation (neighbours beyond the edge
  * repeat the edge value; exclude_outside drops them and renormalises), and
- * then sums the tap products for each output element.  All arithmetic is in
+ * then applies them one axis at a time (separable passes over contiguous
+ * rows, axes that are plain copies skipped).  All arithmetic is in
  * double and written back in the input's dtype.
  */
 #include <math.h>
@@ -47,40 +48,47 @@ typedef struct resize_params {
     nearest_mode_t nearest;
     double cubic_a;
     bool exclude_outside;
+    bool antialias; /* linear/cubic: widen the filter by 1/scale when downscaling */
     double extrapolation;
 } resize_params_t;
 
-#define MAX_TAPS 4
+/* Most taps one output index may read on one axis (antialiased filters
+ * have about 4/scale taps; a scale needing more is refused). */
+#define MAX_TAPS 4096
 
 /* Input coordinates are clamped to +-COORD_LIMIT before conversion to an
  * index, so hostile scales, rois or grids cannot overflow the cast. */
 #define COORD_LIMIT 1e15
 
-/* The input taps of one output index along one axis. */
+/* The input taps of one output index along one axis: n (index, weight)
+ * pairs in storage owned by the caller. */
 typedef struct axis_taps {
     int n;
-    int64_t index[MAX_TAPS];
-    double weight[MAX_TAPS];
+    int64_t *index;
+    double *weight;
     bool outside; /* tf_crop_and_resize: the coordinate fell outside the input */
 } axis_taps_t;
 
 /* Maps output index x to the input coordinate (the ONNX reference's x_ori).
  * `scale` is the axis scale, `in`/`out` the sizes, roi_start/end the roi. */
-static double original_coord(const resize_params_t *p, double x, double scale, int64_t in,
-                             int64_t out, double roi_start, double roi_end)
+static double original_coord(const resize_params_t *p, double x, double scale, int64_t in, int64_t out,
+                             double roi_start, double roi_end)
 {
     double out_width = scale * (double)in;
     switch (p->coord) {
     case COORD_ALIGN_CORNERS:
         return out_width == 1 ? 0.0 : x * (double)(in - 1) / (out_width - 1);
-    case COORD_ASYMMETRIC: return x / scale;
-    case COORD_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
+    case COORD_ASYMMETRIC:
+        return x / scale;
+    case COORD_TF_HALF_PIXEL_FOR_NN:
+        return (x + 0.5) / scale;
     case COORD_TF_CROP_AND_RESIZE: {
         double v = out == 1 ? (roi_end - roi_start) * (double)(in - 1) / 2
                             : x * (roi_end - roi_start) * (double)(in - 1) / (double)(out - 1);
         return v + roi_start * (double)(in - 1);
     }
-    case COORD_PYTORCH_HALF_PIXEL: return out == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
+    case COORD_PYTORCH_HALF_PIXEL:
+        return out == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
     case COORD_HALF_PIXEL_SYMMETRIC: {
         double adjustment = (double)out / out_width;
         double center = (double)in / 2;
@@ -88,7 +96,8 @@ static double original_coord(const resize_params_t *p, double x, double scale, i
         return offset + (x + 0.5) / scale - 0.5;
     }
     case COORD_HALF_PIXEL:
-    default: return (x + 0.5) / scale - 0.5;
+    default:
+        return (x + 0.5) / scale - 0.5;
     }
 }
 
@@ -100,12 +109,22 @@ static void nearest_coeffs(const resize_params_t *p, double ratio, double scale,
         right = true;
     } else {
         switch (p->nearest) {
-        case NEAREST_ROUND_PREFER_CEIL: right = ratio >= 0.5; break;
-        case NEAREST_FLOOR: right = false; break;
-        case NEAREST_CEIL: right = true; break;
-        case NEAREST_SIMPLE: right = scale < 1.0; break;
+        case NEAREST_ROUND_PREFER_CEIL:
+            right = ratio >= 0.5;
+            break;
+        case NEAREST_FLOOR:
+            right = false;
+            break;
+        case NEAREST_CEIL:
+            right = true;
+            break;
+        case NEAREST_SIMPLE:
+            right = scale < 1.0;
+            break;
         case NEAREST_ROUND_PREFER_FLOOR:
-        default: right = ratio > 0.5; break;
+        default:
+            right = ratio > 0.5;
+            break;
         }
     }
     c[0] = right ? 0.0 : 1.0;
@@ -121,7 +140,72 @@ static void cubic_coeffs(double a, double r, double *c)
     c[3] = ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a;
 }
 
-/* Builds the taps of output index x on an axis. */
+/* The filter of antialiased linear (support 1) and cubic (support 2)
+ * resizing, evaluated at distance d. */
+static double antialias_filter(const resize_params_t *p, double d)
+{
+    double a = p->cubic_a, x = fabs(d);
+    if (p->mode == RESIZE_LINEAR)
+        return x < 1 ? 1 - x : 0;
+    if (x <= 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+/* First tap offset (relative to the left neighbour, <= 0) of the
+ * antialiased filter at this scale; the filter has 2 - 2 * start taps. */
+static int64_t antialias_start(const resize_params_t *p, double scale)
+{
+    double support = p->mode == RESIZE_LINEAR ? 1.0 : 2.0;
+    return (int64_t)floor(-support / fmin(scale, 1.0)) + 1;
+}
+
+static bool uses_antialias(const resize_params_t *p, double scale)
+{
+    return p->antialias && p->mode != RESIZE_NEAREST && scale < 1.0;
+}
+
+/* How many taps an output index reads at most on an axis of this scale. */
+static int64_t taps_per_index(const resize_params_t *p, double scale)
+{
+    if (uses_antialias(p, scale))
+        return 2 - 2 * antialias_start(p, scale);
+    return p->mode == RESIZE_CUBIC ? 4 : 2;
+}
+
+/* Raw coefficients of the n taps around the left neighbour for a ratio in
+ * (0, 1] (the ONNX reference's get_coeffs). */
+static void tap_coeffs(const resize_params_t *p, double ratio, double scale, int n, double *c)
+{
+    if (uses_antialias(p, scale)) {
+        int64_t start = antialias_start(p, scale);
+        double sum = 0;
+        for (int k = 0; k < n; k++) {
+            c[k] = antialias_filter(p, scale * ((double)(start + k) - ratio));
+            sum += c[k];
+        }
+        for (int k = 0; k < n && sum != 0; k++)
+            c[k] /= sum;
+        return;
+    }
+    switch (p->mode) {
+    case RESIZE_NEAREST:
+        nearest_coeffs(p, ratio, scale, c);
+        break;
+    case RESIZE_LINEAR:
+        c[0] = 1 - ratio, c[1] = ratio;
+        break;
+    case RESIZE_CUBIC:
+    default:
+        cubic_coeffs(p->cubic_a, ratio, c);
+        break;
+    }
+}
+
+/* Builds the taps of output index x on an axis; taps->index/weight must
+ * have room for taps_per_index() entries. */
 static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_t in, int64_t out,
                        double roi_start, double roi_end, axis_taps_t *taps)
 {
@@ -141,14 +225,9 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
         base -= 1;
         ratio = 1.0;
     }
-    double c[MAX_TAPS];
-    int n;
-    switch (p->mode) {
-    case RESIZE_NEAREST: n = 2, nearest_coeffs(p, ratio, scale, c); break;
-    case RESIZE_LINEAR: n = 2, c[0] = 1 - ratio, c[1] = ratio; break;
-    case RESIZE_CUBIC:
-    default: n = 4, cubic_coeffs(p->cubic_a, ratio, c); break;
-    }
+    int n = (int)taps_per_index(p, scale);
+    double *c = taps->weight; /* coefficients computed in place, then compacted */
+    tap_coeffs(p, ratio, scale, n, c);
     int64_t first = (int64_t)base - (n / 2 - 1);
     if (p->exclude_outside) {
         double sum = 0;
@@ -172,61 +251,133 @@ static void build_taps(const resize_params_t *p, int64_t x, double scale, int64_
     }
 }
 
-/* Computes the whole output from the per-axis taps. */
-static void resize_compute(const kiln_tensor_t *x, kiln_tensor_t *y, axis_taps_t *const *taps,
-                           double extrapolation)
+/* Clamps v to the range of an integer dtype (cubic overshoot on uint8
+ * images must not wrap). */
+static double saturate_integer(kiln_dtype_t dtype, double v)
 {
-    int rank = x->rank;
-    int64_t in_strides[KILN_MAX_RANK];
-    int64_t s = 1;
-    for (int a = rank - 1; a >= 0; a--) {
-        in_strides[a] = s;
-        s *= x->dims[a];
+    double lo, hi;
+    switch (dtype) {
+    case KILN_DTYPE_UINT8:
+        lo = 0, hi = 255;
+        break;
+    case KILN_DTYPE_INT8:
+        lo = -128, hi = 127;
+        break;
+    case KILN_DTYPE_UINT16:
+        lo = 0, hi = 65535;
+        break;
+    case KILN_DTYPE_INT16:
+        lo = -32768, hi = 32767;
+        break;
+    case KILN_DTYPE_UINT32:
+        lo = 0, hi = 4294967295.0;
+        break;
+    case KILN_DTYPE_INT32:
+        lo = -2147483648.0, hi = 2147483647.0;
+        break;
+    case KILN_DTYPE_UINT64:
+        lo = 0, hi = 18446744073709549568.0;
+        break;
+    default:
+        lo = -9223372036854775808.0, hi = 9223372036854774784.0;
+        break;
     }
-    bool integer_out = kiln_dtype_is_integer(y->dtype);
-    int64_t pos[KILN_MAX_RANK] = {0};
-    for (int64_t o = 0; o < y->count; o++) {
-        /* The tap lists of this output element, one per axis. */
-        const axis_taps_t *t[KILN_MAX_RANK];
-        bool outside = false;
-        for (int a = 0; a < rank; a++) {
-            t[a] = &taps[a][pos[a]];
-            outside |= t[a]->outside;
+    return isnan(v) ? 0 : v < lo ? lo : v > hi ? hi : v;
+}
+
+/* True when the taps of an axis just copy it (same size, index i -> i). */
+static bool taps_are_identity(const axis_taps_t *taps, int64_t in, int64_t out)
+{
+    if (in != out)
+        return false;
+    for (int64_t i = 0; i < out; i++)
+        if (taps[i].outside || taps[i].n != 1 || taps[i].index[0] != i || taps[i].weight[0] != 1.0)
+            return false;
+    return true;
+}
+
+/* One separable pass: resizes one axis of src into dst, where outer/inner
+ * are the element counts before/after the axis.  Inner rows are
+ * contiguous, so each tap is one multiply-add over a row. */
+typedef struct resize_pass {
+    const double *src;
+    double *dst;
+    int64_t in, out, inner;
+    const axis_taps_t *taps;
+    double extrapolation;
+} resize_pass_t;
+
+/* Output rows [begin, end) of a pass, row r = (outer index) * out + i. */
+static void resize_axis_rows(void *arg, int64_t begin, int64_t end)
+{
+    const resize_pass_t *ps = arg;
+    int64_t in = ps->in, out = ps->out, inner = ps->inner;
+    double extrapolation = ps->extrapolation;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t o = r / out, i = r % out;
+        const double *src = ps->src;
+        double *row = ps->dst + r * inner;
+        const axis_taps_t *t = &ps->taps[i];
+        if (t->outside) {
+            for (int64_t q = 0; q < inner; q++)
+                row[q] = extrapolation;
+            continue;
         }
-        double v = extrapolation;
-        if (!outside) {
-            /* Odometer over the tap combinations. */
-            int k[KILN_MAX_RANK] = {0};
-            v = 0;
-            for (;;) {
-                double w = 1;
-                int64_t off = 0;
-                for (int a = 0; a < rank; a++) {
-                    w *= t[a]->weight[k[a]];
-                    off += t[a]->index[k[a]] * in_strides[a];
-                }
-                v += w * kiln_tensor_get_f64(x, off);
-                int a = rank - 1;
-                while (a >= 0 && ++k[a] == t[a]->n) {
-                    k[a] = 0;
-                    a--;
-                }
-                if (a < 0)
-                    break;
-            }
+        for (int64_t q = 0; q < inner; q++)
+            row[q] = 0;
+        for (int k = 0; k < t->n; k++) {
+            const double *from = src + (o * in + t->index[k]) * inner;
+            double w = t->weight[k];
+            for (int64_t q = 0; q < inner; q++)
+                row[q] += w * from[q];
         }
-        if (integer_out)
-            v = nearbyint(v);
-        kiln_tensor_set_f64(y, o, v);
-        for (int a = rank - 1; a >= 0 && ++pos[a] == y->dims[a]; a--)
-            pos[a] = 0;
     }
 }
 
+/* Computes the output from the per-axis taps, one axis at a time from the
+ * last (the reference's nesting order), skipping axes that are copies.
+ * Interpolation is separable, so this equals summing the tap products of
+ * all axes per element at a fraction of the cost. */
+static kiln_status_t resize_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kiln_tensor_t *y,
+                                    axis_taps_t *const *taps, double extrapolation)
+{
+    int rank = x->rank;
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, x->dims, sizeof(int64_t) * (size_t)rank);
+    double *cur = malloc((size_t)x->count * sizeof *cur);
+    if (!cur)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for resize");
+    for (int64_t i = 0; i < x->count; i++)
+        cur[i] = kiln_tensor_get_f64(x, i);
+    for (int a = rank - 1; a >= 0; a--) {
+        if (taps_are_identity(taps[a], x->dims[a], y->dims[a]))
+            continue;
+        int64_t outer = 1, inner = 1;
+        for (int b = 0; b < a; b++)
+            outer *= dims[b];
+        for (int b = a + 1; b < rank; b++)
+            inner *= dims[b];
+        double *next = malloc((size_t)(outer * y->dims[a] * inner + 1) * sizeof *next);
+        if (!next) {
+            free(cur);
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for resize");
+        }
+        resize_pass_t pass = {cur, next, dims[a], y->dims[a], inner, taps[a], extrapolation};
+        kiln_ctx_parallel_for(ctx, outer * y->dims[a], 4096 / inner + 1, resize_axis_rows, &pass);
+        free(cur);
+        cur = next;
+        dims[a] = y->dims[a];
+    }
+    bool integer_out = kiln_dtype_is_integer(y->dtype);
+    for (int64_t o = 0; o < y->count; o++)
+        kiln_tensor_set_f64(y, o, integer_out ? saturate_integer(y->dtype, nearbyint(cur[o])) : cur[o]);
+    free(cur);
+    return KILN_OK;
+}
+
 /* Runs the resize once the output sizes, scales and roi per axis are known. */
-static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *p,
-                                 const kiln_tensor_t *x, const int64_t *out_dims,
-                                 const double *scales, const double *roi)
+static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *p, const kiln_tensor_t *x,
+                                 const int64_t *out_dims, const double *scales, const double *roi)
 {
     int rank = x->rank;
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, rank, out_dims);
@@ -237,21 +388,37 @@ static kiln_status_t resize_with(kiln_kernel_ctx_t *ctx, const resize_params_t *
     if (x->count == 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot resize an empty input");
     axis_taps_t *taps[KILN_MAX_RANK] = {0};
+    int64_t *indices[KILN_MAX_RANK] = {0};
+    double *weights[KILN_MAX_RANK] = {0};
     kiln_status_t st = KILN_OK;
     for (int a = 0; a < rank && st == KILN_OK; a++) {
+        int64_t n = taps_per_index(p, scales[a]);
+        if (n > MAX_TAPS) {
+            st = kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED,
+                               "antialiasing at scale %g needs %lld taps (at most %d)", scales[a],
+                               (long long)n, MAX_TAPS);
+            break;
+        }
         taps[a] = malloc((size_t)out_dims[a] * sizeof *taps[a]);
-        if (!taps[a]) {
+        indices[a] = malloc((size_t)(out_dims[a] * n) * sizeof *indices[a]);
+        weights[a] = malloc((size_t)(out_dims[a] * n) * sizeof *weights[a]);
+        if (!taps[a] || !indices[a] || !weights[a]) {
             st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for resize taps");
             break;
         }
-        for (int64_t i = 0; i < out_dims[a]; i++)
-            build_taps(p, i, scales[a], x->dims[a], out_dims[a], roi[a], roi[rank + a],
-                       &taps[a][i]);
+        for (int64_t i = 0; i < out_dims[a]; i++) {
+            taps[a][i].index = indices[a] + i * n;
+            taps[a][i].weight = weights[a] + i * n;
+            build_taps(p, i, scales[a], x->dims[a], out_dims[a], roi[a], roi[rank + a], &taps[a][i]);
+        }
     }
     if (st == KILN_OK)
-        resize_compute(x, y, taps, p->extrapolation);
-    for (int a = 0; a < rank; a++)
+        st = resize_compute(ctx, x, y, taps, p->extrapolation);
+    for (int a = 0; a < rank; a++) {
         free(taps[a]);
+        free(indices[a]);
+        free(weights[a]);
+    }
     return st;
 }
 
@@ -306,15 +473,13 @@ static bool parse_resize_mode(const char *s, resize_mode_t *m)
 }
 
 /* An output size computed from a scale: floor(in * scale), checked. */
-static kiln_status_t size_from_scale(kiln_kernel_ctx_t *ctx, int64_t in, double scale,
-                                     int64_t *out)
+static kiln_status_t size_from_scale(kiln_kernel_ctx_t *ctx, int64_t in, double scale, int64_t *out)
 {
     if (!(scale > 0) || !isfinite(scale))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g must be positive", scale);
     double v = floor((double)in * scale);
     if (v > (double)((int64_t)1 << 40))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g gives an absurd size",
-                             scale);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale %g gives an absurd size", scale);
     *out = (int64_t)v;
     return KILN_OK;
 }
@@ -332,8 +497,7 @@ static kiln_status_t upsample_like_run(kiln_kernel_ctx_t *ctx, const kiln_tensor
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     int64_t n = scales_t ? scales_t->count : n_scales_attr;
     if (!x || n != x->rank)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "scales must have one value per input axis");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scales must have one value per input axis");
     double scales[KILN_MAX_RANK], roi[2 * KILN_MAX_RANK] = {0};
     int64_t out_dims[KILN_MAX_RANK];
     for (int a = 0; a < x->rank; a++) {
@@ -370,30 +534,27 @@ static kiln_status_t read_resize_params(kiln_kernel_ctx_t *ctx, resize_params_t 
     if (!parse_resize_mode(mode, &p->mode))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     if (!parse_coord_mode(coord, &p->coord))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown coordinate_transformation_mode '%s'", coord);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown coordinate_transformation_mode '%s'",
+                             coord);
     if (!parse_nearest_mode(nearest, &p->nearest))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown nearest_mode '%s'", nearest);
     p->cubic_a = kiln_attr_float(node, "cubic_coeff_a", -0.75f);
     p->exclude_outside = kiln_attr_int(node, "exclude_outside", 0) != 0;
     p->extrapolation = kiln_attr_float(node, "extrapolation_value", 0.0f);
-    if (kiln_attr_int(node, "antialias", 0) != 0 && p->mode != RESIZE_NEAREST)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "antialias is not supported");
+    p->antialias = kiln_attr_int(node, "antialias", 0) != 0;
     return KILN_OK;
 }
 
 /* Applies keep_aspect_ratio_policy (opset 18) to sizes given for `axes`. */
-static kiln_status_t apply_aspect_policy(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
-                                         const int *axes, int n_axes, int64_t *out_dims,
-                                         double *scales)
+static kiln_status_t apply_aspect_policy(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, const int *axes,
+                                         int n_axes, int64_t *out_dims, double *scales)
 {
     const char *policy = kiln_attr_string(kiln_ctx_node(ctx), "keep_aspect_ratio_policy", "stretch");
     if (!strcmp(policy, "stretch"))
         return KILN_OK;
     bool larger = !strcmp(policy, "not_smaller");
     if (!larger && strcmp(policy, "not_larger"))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown keep_aspect_ratio_policy '%s'", policy);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown keep_aspect_ratio_policy '%s'", policy);
     double scale = larger ? 0 : INFINITY;
     for (int i = 0; i < n_axes; i++) {
         double s = (double)out_dims[axes[i]] / (double)x->dims[axes[i]];
@@ -427,8 +588,7 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
     if (roi_t && roi_t->count == 0)
         roi_t = NULL;
     if (!scales_t == !sizes_t)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "exactly one of scales and sizes must be given");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "exactly one of scales and sizes must be given");
 
     int rank = x->rank;
     int axes[KILN_MAX_RANK];
@@ -451,9 +611,8 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
     }
     const kiln_tensor_t *given = scales_t ? scales_t : sizes_t;
     if (given->count != n_axes)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "%s has %lld values, expected %lld", scales_t ? "scales" : "sizes",
-                             (long long)given->count, (long long)n_axes);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has %lld values, expected %lld",
+                             scales_t ? "scales" : "sizes", (long long)given->count, (long long)n_axes);
     if (roi_t && roi_t->count != 2 * n_axes)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi has %lld values, expected %lld",
                              (long long)roi_t->count, (long long)(2 * n_axes));
@@ -480,8 +639,7 @@ static kiln_status_t resize11_run(kiln_kernel_ctx_t *ctx)
         } else {
             int64_t size = kiln_tensor_get_i64(sizes_t, i);
             if (size < 0 || size > ((int64_t)1 << 40))
-                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
-                                     (long long)size);
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)size);
             out_dims[a] = size;
             scales[a] = x->dims[a] ? (double)size / (double)x->dims[a] : 1.0;
         }
@@ -547,8 +705,7 @@ static double pad_coord(const grid_params_t *p, double x, int64_t size)
     if (p->padding == GRID_PAD_BORDER)
         return clamp_coord(x, size);
     if (p->padding == GRID_PAD_REFLECTION) {
-        x = p->align_corners ? reflect_coord(x, 0, 2 * (size - 1))
-                             : reflect_coord(x, -1, 2 * size - 1);
+        x = p->align_corners ? reflect_coord(x, 0, 2 * (size - 1)) : reflect_coord(x, -1, 2 * size - 1);
         return clamp_coord(x, size);
     }
     return x;
@@ -586,6 +743,36 @@ static void grid_taps(const grid_params_t *p, double x, int64_t size, axis_taps_
     t->index[1] = (int64_t)base + 1;
     t->weight[0] = 1 - (x - base);
     t->weight[1] = x - base;
+}
+
+/* The sampled value at one grid point of the channel plane starting at
+ * `base`: the sum over all tap combinations of the spatial axes, taps
+ * outside the input reading 0. */
+static double grid_sample_point(const kiln_tensor_t *x, int64_t base, const axis_taps_t *taps)
+{
+    int k = x->rank - 2;
+    int kk[KILN_MAX_RANK] = {0};
+    double sum = 0;
+    for (;;) {
+        double w = 1;
+        int64_t off = 0;
+        bool inside = true;
+        for (int i = 0; i < k; i++) {
+            int64_t idx = taps[i].index[kk[i]];
+            inside &= idx >= 0 && idx < x->dims[2 + i];
+            off = off * x->dims[2 + i] + idx;
+            w *= taps[i].weight[kk[i]];
+        }
+        if (inside)
+            sum += w * kiln_tensor_get_f64(x, base + off);
+        int i = k - 1;
+        while (i >= 0 && ++kk[i] == taps[i].n) {
+            kk[i] = 0;
+            i--;
+        }
+        if (i < 0)
+            return sum;
+    }
 }
 
 static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
@@ -630,8 +817,12 @@ static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
     for (int64_t n = 0; n < N; n++) {
         for (int64_t o = 0; o < out_spatial; o++) {
             axis_taps_t taps[KILN_MAX_RANK];
+            int64_t tap_index[KILN_MAX_RANK][4];
+            double tap_weight[KILN_MAX_RANK][4];
             const int64_t g = (n * out_spatial + o) * k;
             for (int i = 0; i < k; i++) {
+                taps[i].index = tap_index[i];
+                taps[i].weight = tap_weight[i];
                 int64_t size = x->dims[2 + i];
                 double v = kiln_tensor_get_f64(grid, g + (k - 1 - i));
                 double c = grid_unnormalize(v, size, p.align_corners);
@@ -639,32 +830,9 @@ static kiln_status_t grid_sample_run(kiln_kernel_ctx_t *ctx)
                 c = isfinite(c) ? fmax(fmin(c, COORD_LIMIT), -COORD_LIMIT) : -COORD_LIMIT;
                 grid_taps(&p, c, size, &taps[i]);
             }
-            for (int64_t c = 0; c < C; c++) {
-                const int64_t base = (n * C + c) * in_spatial;
-                int kk[KILN_MAX_RANK] = {0};
-                double sum = 0;
-                for (;;) {
-                    double w = 1;
-                    int64_t off = 0;
-                    bool inside = true;
-                    for (int i = 0; i < k; i++) {
-                        int64_t idx = taps[i].index[kk[i]];
-                        inside &= idx >= 0 && idx < x->dims[2 + i];
-                        off = off * x->dims[2 + i] + idx;
-                        w *= taps[i].weight[kk[i]];
-                    }
-                    if (inside)
-                        sum += w * kiln_tensor_get_f64(x, base + off);
-                    int i = k - 1;
-                    while (i >= 0 && ++kk[i] == taps[i].n) {
-                        kk[i] = 0;
-                        i--;
-                    }
-                    if (i < 0)
-                        break;
-                }
-                kiln_tensor_set_f64(y, (n * C + c) * out_spatial + o, sum);
-            }
+            for (int64_t c = 0; c < C; c++)
+                kiln_tensor_set_f64(y, (n * C + c) * out_spatial + o,
+                                    grid_sample_point(x, (n * C + c) * in_spatial, taps));
         }
     }
     return KILN_OK;
@@ -715,6 +883,43 @@ static roi_sample_t roi_bilinear(double y, double x, int64_t H, int64_t W)
     return s;
 }
 
+/* Where one roi lies: its top-left corner, bin size and samples per bin. */
+typedef struct roi_geometry {
+    double x1, y1, bin_w, bin_h;
+    int64_t grid_w, grid_h;
+} roi_geometry_t;
+
+/* The value of output bin (ph, pw) for the channel plane starting at
+ * `plane`: the mean of its samples, or with max mode the largest weighted
+ * corner value over them (as ONNX Runtime computes it). */
+static double roi_pool_bin(const kiln_tensor_t *x, int64_t plane, int64_t H, int64_t W,
+                           const roi_geometry_t *g, int64_t ph, int64_t pw, bool is_max)
+{
+    double acc = 0;
+    bool first = true;
+    for (int64_t iy = 0; iy < g->grid_h; iy++) {
+        double sy = g->y1 + (double)ph * g->bin_h + ((double)iy + 0.5) * g->bin_h / (double)g->grid_h;
+        for (int64_t ix = 0; ix < g->grid_w; ix++) {
+            double sx = g->x1 + (double)pw * g->bin_w + ((double)ix + 0.5) * g->bin_w / (double)g->grid_w;
+            roi_sample_t s = roi_bilinear(sy, sx, H, W);
+            if (is_max) {
+                double m = 0;
+                for (int q = 0; q < 4; q++) {
+                    double v = s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+                    m = q == 0 ? v : fmax(m, v);
+                }
+                acc = first ? m : fmax(acc, m);
+                first = false;
+            } else {
+                for (int q = 0; q < 4; q++)
+                    acc += s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
+            }
+        }
+    }
+    int64_t count = g->grid_h * g->grid_w;
+    return is_max ? acc : acc / (double)(count > 1 ? count : 1);
+}
+
 static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -723,8 +928,7 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *batch = kiln_ctx_input(ctx, 2);
     const char *mode = kiln_attr_string(node, "mode", "avg");
     const char *coord = kiln_attr_string(node, "coordinate_transformation_mode",
-                                         kiln_ctx_opset(ctx) >= 16 ? "half_pixel"
-                                                                   : "output_half_pixel");
+                                         kiln_ctx_opset(ctx) >= 16 ? "half_pixel" : "output_half_pixel");
     int64_t oh = kiln_attr_int(node, "output_height", 1);
     int64_t ow = kiln_attr_int(node, "output_width", 1);
     int64_t sampling = kiln_attr_int(node, "sampling_ratio", 0);
@@ -734,10 +938,10 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     if (!is_max && strcmp(mode, "avg"))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown mode '%s'", mode);
     if (!half_pixel && strcmp(coord, "output_half_pixel"))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "unknown coordinate_transformation_mode '%s'", coord);
-    if (!x || !rois || !batch || x->rank != 4 || rois->rank != 2 || rois->dims[1] != 4 ||
-        batch->rank != 1 || batch->dims[0] != rois->dims[0])
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown coordinate_transformation_mode '%s'",
+                             coord);
+    if (!x || !rois || !batch || x->rank != 4 || rois->rank != 2 || rois->dims[1] != 4 || batch->rank != 1 ||
+        batch->dims[0] != rois->dims[0])
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "expected X [N,C,H,W], rois [R,4], batch_indices [R]");
     if (oh <= 0 || ow <= 0 || sampling < 0)
@@ -752,16 +956,14 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
     for (int64_t r = 0; r < R; r++) {
         int64_t b = kiln_tensor_get_i64(batch, r);
         if (b < 0 || b >= x->dims[0])
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                                 "batch_indices[%lld] = %lld is out of range", (long long)r,
-                                 (long long)b);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "batch_indices[%lld] = %lld is out of range",
+                                 (long long)r, (long long)b);
         double x1 = kiln_tensor_get_f64(rois, r * 4 + 0) * scale - offset;
         double y1 = kiln_tensor_get_f64(rois, r * 4 + 1) * scale - offset;
         double x2 = kiln_tensor_get_f64(rois, r * 4 + 2) * scale - offset;
         double y2 = kiln_tensor_get_f64(rois, r * 4 + 3) * scale - offset;
         if (!isfinite(x1) || !isfinite(y1) || !isfinite(x2) || !isfinite(y2))
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite",
-                                 (long long)r);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is not finite", (long long)r);
         double roi_w = x2 - x1, roi_h = y2 - y1;
         if (!half_pixel) {
             roi_w = fmax(roi_w, 1.0);
@@ -769,43 +971,18 @@ static kiln_status_t roi_align_run(kiln_kernel_ctx_t *ctx)
         }
         double bin_h = roi_h / (double)oh, bin_w = roi_w / (double)ow;
         if (fabs(roi_h) / (double)oh > 4096 || fabs(roi_w) / (double)ow > 4096 || sampling > 4096)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
-                                 (long long)r);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large", (long long)r);
         int64_t grid_h = sampling > 0 ? sampling : (int64_t)ceil(roi_h / (double)oh);
         int64_t grid_w = sampling > 0 ? sampling : (int64_t)ceil(roi_w / (double)ow);
         if (grid_h > 4096 || grid_w > 4096)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large",
-                                 (long long)r);
-        double count = (double)(grid_h * grid_w > 1 ? grid_h * grid_w : 1);
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "roi %lld is absurdly large", (long long)r);
+        roi_geometry_t geo = {x1, y1, bin_w, bin_h, grid_w, grid_h};
         for (int64_t c = 0; c < C; c++) {
             int64_t plane = (b * C + c) * H * W;
             for (int64_t ph = 0; ph < oh; ph++)
-                for (int64_t pw = 0; pw < ow; pw++) {
-                    double acc = 0;
-                    bool first = true;
-                    for (int64_t iy = 0; iy < grid_h; iy++) {
-                        double sy = y1 + (double)ph * bin_h + ((double)iy + 0.5) * bin_h / (double)grid_h;
-                        for (int64_t ix = 0; ix < grid_w; ix++) {
-                            double sx = x1 + (double)pw * bin_w + ((double)ix + 0.5) * bin_w / (double)grid_w;
-                            roi_sample_t s = roi_bilinear(sy, sx, H, W);
-                            if (is_max) {
-                                double m = 0;
-                                for (int q = 0; q < 4; q++) {
-                                    double v = s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
-                                    m = q == 0 ? v : fmax(m, v);
-                                }
-                                acc = first ? m : fmax(acc, m);
-                                first = false;
-                            } else {
-                                for (int q = 0; q < 4; q++)
-                                    acc += s.w[q] * kiln_tensor_get_f64(x, plane + s.offs[q]);
-                            }
-                        }
-                    }
-                    if (!is_max)
-                        acc /= count;
-                    kiln_tensor_set_f64(y, ((r * C + c) * oh + ph) * ow + pw, acc);
-                }
+                for (int64_t pw = 0; pw < ow; pw++)
+                    kiln_tensor_set_f64(y, ((r * C + c) * oh + ph) * ow + pw,
+                                        roi_pool_bin(x, plane, H, W, &geo, ph, pw, is_max));
         }
     }
     return KILN_OK;
@@ -875,8 +1052,7 @@ static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
     bool center = kiln_attr_int(kiln_ctx_node(ctx), "center_point_box", 0) != 0;
     if (!boxes || !scores || boxes->rank != 3 || boxes->dims[2] != 4 || scores->rank != 3 ||
         scores->dims[0] != boxes->dims[0] || scores->dims[2] != boxes->dims[1])
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "expected boxes [B, N, 4] and scores [B, C, N]");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "expected boxes [B, N, 4] and scores [B, C, N]");
     int64_t max_out = max_t && max_t->count ? kiln_tensor_get_i64(max_t, 0) : 0;
     double iou = iou_t && iou_t->count ? kiln_tensor_get_f64(iou_t, 0) : 0.0;
     bool has_score = score_t && score_t->count;
@@ -929,15 +1105,77 @@ static kiln_status_t nms_run(kiln_kernel_ctx_t *ctx)
     return y ? KILN_OK : kiln_ctx_status(ctx);
 }
 
+/* ==== AffineGrid =========================================================== */
+
+/* AffineGrid (opset 20) makes the sampling grid GridSample reads: for each
+ * output position the normalised base coordinate (x, y[, z]) in [-1, 1]
+ * (pixel centres, or corners with align_corners) is mapped through the
+ * batch's affine matrix theta ([N, 2, 3] for 2-D, [N, 3, 4] for 3-D). */
+
+/* The normalised coordinate of index i of n positions. */
+static double base_coord(int64_t i, int64_t n, bool align_corners)
+{
+    if (align_corners)
+        return n > 1 ? -1.0 + 2.0 * (double)i / (double)(n - 1) : -1.0;
+    return (2.0 * (double)i + 1.0) / (double)n - 1.0;
+}
+
+static kiln_status_t affine_grid_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *theta = kiln_ctx_input(ctx, 0);
+    const kiln_tensor_t *size = kiln_ctx_input(ctx, 1);
+    bool align_corners = kiln_attr_int(kiln_ctx_node(ctx), "align_corners", 0) != 0;
+    if (!theta || !size || size->rank != 1 || (size->count != 4 && size->count != 5))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size must be [N, C, H, W] or [N, C, D, H, W]");
+    int k = (int)size->count - 2; /* spatial dims: 2 or 3 */
+    int64_t n = kiln_tensor_get_i64(size, 0);
+    if (theta->rank != 3 || theta->dims[0] != n || theta->dims[1] != k || theta->dims[2] != k + 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "theta must be [N, %d, %d]", k, k + 1);
+    int64_t dims[KILN_MAX_RANK], spatial[3] = {1, 1, 1}; /* D, H, W (D = 1 for 2-D) */
+    dims[0] = n;
+    for (int i = 0; i < k; i++) {
+        int64_t v = kiln_tensor_get_i64(size, 2 + i);
+        if (v < 0 || v > ((int64_t)1 << 24))
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)v);
+        dims[1 + i] = v;
+        spatial[3 - k + i] = v;
+    }
+    dims[1 + k] = k;
+    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, theta->dtype, k + 2, dims);
+    if (!y)
+        return kiln_ctx_status(ctx);
+    int64_t o = 0;
+    for (int64_t b = 0; b < n; b++) {
+        double m[3][4];
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c <= k; c++)
+                m[r][c] = kiln_tensor_get_f64(theta, (b * k + r) * (k + 1) + c);
+        for (int64_t d = 0; d < spatial[0]; d++)
+            for (int64_t h = 0; h < spatial[1]; h++)
+                for (int64_t w = 0; w < spatial[2]; w++) {
+                    /* Base coordinate in (x, y, z) order: x runs along W. */
+                    double base[3] = {base_coord(w, spatial[2], align_corners),
+                                      base_coord(h, spatial[1], align_corners),
+                                      base_coord(d, spatial[0], align_corners)};
+                    for (int r = 0; r < k; r++) {
+                        double v = m[r][k];
+                        for (int c = 0; c < k; c++)
+                            v += m[r][c] * base[c];
+                        kiln_tensor_set_f64(y, o++, v);
+                    }
+                }
+    }
+    return KILN_OK;
+}
+
 void kiln_ops_register_image(kiln_registry_t *reg)
 {
-    kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8,
-                                        .run = upsample7_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 7, .until = 8, .run = upsample7_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Upsample", .since = 9, .run = upsample9_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 10, .until = 10,
-                                        .run = resize10_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 10, .until = 10, .run = resize10_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Resize", .since = 11, .run = resize11_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "GridSample", .since = 16, .run = grid_sample_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "AffineGrid", .since = 20, .run = affine_grid_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "RoiAlign", .since = 10, .run = roi_align_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "NonMaxSuppression", .since = 10, .run = nms_run});
 }

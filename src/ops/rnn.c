@@ -5,9 +5,12 @@
  * arrays in the time-major layout ([seq][batch][...], whatever the `layout`
  * attribute says), each direction then runs its cell step by step for each
  * batch item, and the outputs are written back in the layout asked for.
- * Computing in double keeps float16/float32/float64 on one code path and
- * the sizes of recurrent layers in models and tests are small enough that
- * plain loops are the clearest way to write the matrix-vector products.
+ * State and gate arithmetic are in double, which keeps float16/float32/
+ * float64 on one code path.  The matrix products run through gemm.h: in
+ * float32 (kiln_sgemm's packed, vectorised path) for all but float64 models,
+ * whose products stay in double.  The input projection W x_t of all steps
+ * is one product before the time loop; each step then does one batch-wide
+ * R h product and the per-item gate arithmetic.
  *
  * Gate order in W, R and B follows ONNX: RNN (i), GRU (z, r, h),
  * LSTM (i, o, f, c); LSTM peepholes P are (i, o, f).
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/gemm.h"
 #include "ops/kernel.h"
 
 typedef enum cell_kind { CELL_RNN, CELL_GRU, CELL_LSTM } cell_kind_t;
@@ -46,36 +50,37 @@ typedef struct activation {
 /* Everything one recurrent op needs, read from the node and its inputs. */
 typedef struct rnn_problem {
     cell_kind_t cell;
-    int gates;          /* 1 (RNN), 3 (GRU), 4 (LSTM) */
-    int64_t T, B, I, H; /* sequence length, batch, input size, hidden size */
-    int dirs;           /* 1 or 2 */
-    bool reverse;       /* direction == "reverse" (with dirs == 1) */
-    int layout;         /* 0: time-major, 1: batch-major */
-    double clip;        /* < 0 when no clip */
+    int gates;                /* 1 (RNN), 3 (GRU), 4 (LSTM) */
+    int64_t T, B, I, H;       /* sequence length, batch, input size, hidden size */
+    int dirs;                 /* 1 or 2 */
+    bool reverse;             /* direction == "reverse" (with dirs == 1) */
+    int layout;               /* 0: time-major, 1: batch-major */
+    bool single;              /* matrix products in float32 (all but float64 models) */
+    double clip;              /* < 0 when no clip */
     bool linear_before_reset; /* GRU */
     bool input_forget;        /* LSTM */
     activation_t acts[MAX_DIRS][MAX_ACTS];
     /* Inputs converted to double, time-major. NULL when absent. */
-    double *x;   /* [T][B][I] */
-    double *w;   /* [dirs][gates*H][I] */
-    double *r;   /* [dirs][gates*H][H] */
-    double *bias; /* [dirs][2*gates*H] */
-    double *p;   /* [dirs][3*H] */
-    double *h0;  /* [dirs][B][H] */
-    double *c0;  /* [dirs][B][H] */
+    double *x;         /* [T][B][I] */
+    double *w;         /* [dirs][gates*H][I] */
+    double *r;         /* [dirs][gates*H][H] */
+    double *bias;      /* [dirs][2*gates*H] */
+    double *p;         /* [dirs][3*H] */
+    double *h0;        /* [dirs][B][H] */
+    double *c0;        /* [dirs][B][H] */
     int64_t *seq_lens; /* [B] */
     /* Outputs, time-major. */
-    double *y;   /* [T][dirs][B][H] */
-    double *yh;  /* [dirs][B][H] */
-    double *yc;  /* [dirs][B][H] */
+    double *y;  /* [T][dirs][B][H] */
+    double *yh; /* [dirs][B][H] */
+    double *yc; /* [dirs][B][H] */
 } rnn_problem_t;
 
 /* ---- Activations --------------------------------------------------------- */
 
 static bool needs_alpha(act_kind_t k)
 {
-    return k == ACT_AFFINE || k == ACT_LEAKY_RELU || k == ACT_THRESHOLDED_RELU ||
-           k == ACT_SCALED_TANH || k == ACT_HARD_SIGMOID || k == ACT_ELU;
+    return k == ACT_AFFINE || k == ACT_LEAKY_RELU || k == ACT_THRESHOLDED_RELU || k == ACT_SCALED_TANH ||
+           k == ACT_HARD_SIGMOID || k == ACT_ELU;
 }
 
 static bool needs_beta(act_kind_t k)
@@ -118,20 +123,30 @@ static bool parse_activation(const char *name, activation_t *a)
 static double activate(const activation_t *a, double x)
 {
     switch (a->kind) {
-    case ACT_RELU: return x > 0 ? x : 0;
-    case ACT_TANH: return tanh(x);
-    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case ACT_AFFINE: return a->alpha * x + a->beta;
-    case ACT_LEAKY_RELU: return x >= 0 ? x : a->alpha * x;
-    case ACT_THRESHOLDED_RELU: return x > a->alpha ? x : 0;
-    case ACT_SCALED_TANH: return a->alpha * tanh(a->beta * x);
+    case ACT_RELU:
+        return x > 0 ? x : 0;
+    case ACT_TANH:
+        return tanh(x);
+    case ACT_SIGMOID:
+        return 1.0 / (1.0 + exp(-x));
+    case ACT_AFFINE:
+        return a->alpha * x + a->beta;
+    case ACT_LEAKY_RELU:
+        return x >= 0 ? x : a->alpha * x;
+    case ACT_THRESHOLDED_RELU:
+        return x > a->alpha ? x : 0;
+    case ACT_SCALED_TANH:
+        return a->alpha * tanh(a->beta * x);
     case ACT_HARD_SIGMOID: {
         double v = a->alpha * x + a->beta;
         return v < 0 ? 0 : v > 1 ? 1 : v;
     }
-    case ACT_ELU: return x >= 0 ? x : a->alpha * (exp(x) - 1.0);
-    case ACT_SOFTSIGN: return x / (1.0 + fabs(x));
-    case ACT_SOFTPLUS: return log1p(exp(-fabs(x))) + (x > 0 ? x : 0);
+    case ACT_ELU:
+        return x >= 0 ? x : a->alpha * (exp(x) - 1.0);
+    case ACT_SOFTSIGN:
+        return x / (1.0 + fabs(x));
+    case ACT_SOFTPLUS:
+        return log1p(exp(-fabs(x))) + (x > 0 ? x : 0);
     }
     return x;
 }
@@ -150,8 +165,8 @@ static kiln_status_t read_activations(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb,
     int64_t ia = 0, ib = 0;
     if (n_names >= 0 && n_names != (int64_t)per_dir * pb->dirs && n_names != per_dir)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "activations has %lld names, expected %d per direction",
-                             (long long)n_names, per_dir);
+                             "activations has %lld names, expected %d per direction", (long long)n_names,
+                             per_dir);
     for (int d = 0; d < pb->dirs; d++) {
         for (int k = 0; k < per_dir; k++) {
             const char *name = defaults[k];
@@ -190,8 +205,7 @@ static double *swap_leading_axes(double *src, int64_t a, int64_t b, int64_t inne
     if (dst) {
         for (int64_t i = 0; i < a; i++)
             for (int64_t j = 0; j < b; j++)
-                memcpy(dst + (j * a + i) * inner, src + (i * b + j) * inner,
-                       (size_t)inner * sizeof *dst);
+                memcpy(dst + (j * a + i) * inner, src + (i * b + j) * inner, (size_t)inner * sizeof *dst);
     }
     free(src);
     return dst;
@@ -219,14 +233,13 @@ static void free_problem(rnn_problem_t *pb)
 
 /* Reads an optional initial state ([dirs][B][H], or [B][dirs][H] with
  * layout 1) into *out, time-major. */
-static kiln_status_t read_state(kiln_kernel_ctx_t *ctx, const rnn_problem_t *pb, int index,
-                                const char *what, double **out)
+static kiln_status_t read_state(kiln_kernel_ctx_t *ctx, const rnn_problem_t *pb, int index, const char *what,
+                                double **out)
 {
     const kiln_tensor_t *t = kiln_ctx_input(ctx, index);
     if (!t)
         return KILN_OK;
-    bool ok = pb->layout ? has_shape3(t, pb->B, pb->dirs, pb->H)
-                         : has_shape3(t, pb->dirs, pb->B, pb->H);
+    bool ok = pb->layout ? has_shape3(t, pb->B, pb->dirs, pb->H) : has_shape3(t, pb->dirs, pb->B, pb->H);
     if (!ok)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s has the wrong shape", what);
     *out = tensor_to_doubles(t);
@@ -261,7 +274,12 @@ static kiln_status_t read_problem(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb)
     else
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "unknown direction '%s'", direction);
     pb->reverse = !strcmp(direction, "reverse");
-    pb->layout = (int)kiln_attr_int(node, "layout", 0);
+    int64_t layout = kiln_attr_int(node, "layout", 0);
+    if (layout != 0 && layout != 1)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "layout must be 0 or 1, got %lld",
+                             (long long)layout);
+    pb->layout = (int)layout;
+    pb->single = x->dtype != KILN_DTYPE_FLOAT64;
     pb->T = pb->layout ? x->dims[1] : x->dims[0];
     pb->B = pb->layout ? x->dims[0] : x->dims[1];
     pb->I = x->dims[2];
@@ -273,8 +291,7 @@ static kiln_status_t read_problem(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb)
     pb->input_forget = kiln_attr_int(node, "input_forget", 0) != 0;
 
     int64_t GH = pb->gates * pb->H;
-    if (hidden_attr != pb->H || !has_shape3(w, pb->dirs, GH, pb->I) ||
-        !has_shape3(r, pb->dirs, GH, pb->H))
+    if (hidden_attr != pb->H || !has_shape3(w, pb->dirs, GH, pb->I) || !has_shape3(r, pb->dirs, GH, pb->H))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "W/R shapes do not match hidden_size %lld, input size %lld and "
                              "%d direction(s)",
@@ -334,139 +351,242 @@ static double clip_value(const rnn_problem_t *pb, double v)
     return v < -pb->clip ? -pb->clip : v > pb->clip ? pb->clip : v;
 }
 
-/* out[g] = sum_k m[g][k] * v[k] for rows [0, rows). */
-static void matvec(const double *m, const double *v, int64_t rows, int64_t cols, double *out)
-{
-    for (int64_t g = 0; g < rows; g++) {
-        const double *row = m + g * cols;
-        double s = 0;
-        for (int64_t k = 0; k < cols; k++)
-            s += row[k] * v[k];
-        out[g] = s;
-    }
-}
+/* Per-direction weights and the batch-wide buffers of one direction. */
+/* One weight matrix ([rows][cols], one direction of W or R) ready for
+ * products a * M^T: float32 in M's own layout for kiln_sgemm (models in
+ * float32/float16/bfloat16), or double and transposed ([cols][rows], so
+ * kiln_dgemm streams along rows) for float64 models. */
+typedef struct rnn_weights {
+    float *f;  /* single-precision path, or NULL */
+    double *t; /* double-precision path: M^T, or NULL */
+    int64_t rows, cols;
+} rnn_weights_t;
 
-/* Per-direction views of the weights and the scratch space of one step. */
-typedef struct cell_state {
-    const double *w, *r, *wb, *rb, *p; /* wb, rb: input and recurrent biases */
+typedef struct direction_state {
+    const double *wb, *rb, *p; /* wb, rb: input and recurrent biases */
+    rnn_weights_t w, r;
+    float *fa, *fc; /* single-precision scratch for the operand and the product */
     const activation_t *acts;
-    double *xw; /* [gates*H]: W x + Wb */
-    double *hr; /* [gates*H]: R h (+ Rb) */
-    double *h;  /* [H]: hidden state, updated in place */
-    double *c;  /* [H]: cell state (LSTM) */
-    double *tmp; /* [5H] scratch (GRU gates) */
-} cell_state_t;
+    double *xw;    /* [T][B][gates*H]: W x_t + Wb for every step, computed up front */
+    double *hr;    /* [B][gates*H]: R h for the current step */
+    double *h;     /* [B][H]: hidden state */
+    double *c;     /* [B][H]: cell state (LSTM) */
+    double *gates; /* [B][3H]: GRU z, r and r (.) h between the two GRU phases */
+    double *rh_r;  /* [B][H]: GRU (r (.) h) R_h^T */
+} direction_state_t;
 
-static void rnn_step(const rnn_problem_t *pb, cell_state_t *cs)
+/* One step of batch item b at time t.  Row pointers into the state: */
+static const double *xw_row(const rnn_problem_t *pb, const direction_state_t *ds, int64_t t, int64_t b)
 {
-    int64_t H = pb->H;
-    for (int64_t j = 0; j < H; j++) {
-        double v = cs->xw[j] + cs->hr[j] + cs->rb[j];
-        cs->h[j] = activate(&cs->acts[0], clip_value(pb, v));
-    }
+    return ds->xw + (t * pb->B + b) * pb->gates * pb->H;
 }
 
-static void gru_step(const rnn_problem_t *pb, cell_state_t *cs)
+static void rnn_cell(const rnn_problem_t *pb, direction_state_t *ds, int64_t t, int64_t b)
 {
     int64_t H = pb->H;
-    const double *xz = cs->xw, *xr = cs->xw + H, *xh = cs->xw + 2 * H;
-    const double *hz = cs->hr, *hrr = cs->hr + H, *hh = cs->hr + 2 * H;
-    const double *rbz = cs->rb, *rbr = cs->rb + H, *rbh = cs->rb + 2 * H;
-    double *z = cs->tmp, *r = z + H, *cand = r + H, *rh = cand + H, *rh_r = rh + H;
-    for (int64_t j = 0; j < H; j++) {
-        z[j] = activate(&cs->acts[0], clip_value(pb, xz[j] + hz[j] + rbz[j]));
-        r[j] = activate(&cs->acts[0], clip_value(pb, xr[j] + hrr[j] + rbr[j]));
-    }
-    if (pb->linear_before_reset) {
-        for (int64_t j = 0; j < H; j++)
-            cand[j] = activate(&cs->acts[1], clip_value(pb, xh[j] + r[j] * (hh[j] + rbh[j])));
-    } else {
-        /* (r (.) h) R_h^T needs its own product. */
-        for (int64_t j = 0; j < H; j++)
-            rh[j] = r[j] * cs->h[j];
-        matvec(cs->r + 2 * H * H, rh, H, H, rh_r);
-        for (int64_t j = 0; j < H; j++)
-            cand[j] = activate(&cs->acts[1], clip_value(pb, xh[j] + rh_r[j] + rbh[j]));
-    }
+    const double *xw = xw_row(pb, ds, t, b), *hr = ds->hr + b * H;
+    double *h = ds->h + b * H;
     for (int64_t j = 0; j < H; j++)
-        cs->h[j] = (1.0 - z[j]) * cand[j] + z[j] * cs->h[j];
+        h[j] = activate(&ds->acts[0], clip_value(pb, xw[j] + hr[j] + ds->rb[j]));
 }
 
-static void lstm_step(const rnn_problem_t *pb, cell_state_t *cs)
+static void lstm_cell(const rnn_problem_t *pb, direction_state_t *ds, int64_t t, int64_t b)
 {
     int64_t H = pb->H;
-    const double *pi = cs->p, *po = cs->p ? cs->p + H : NULL, *pf = cs->p ? cs->p + 2 * H : NULL;
+    const double *xw = xw_row(pb, ds, t, b), *hr = ds->hr + b * 4 * H, *rb = ds->rb;
+    const double *pi = ds->p, *po = ds->p ? ds->p + H : NULL, *pf = ds->p ? ds->p + 2 * H : NULL;
+    double *h = ds->h + b * H, *cs = ds->c + b * H;
     for (int64_t j = 0; j < H; j++) {
-        double gi = cs->xw[j] + cs->hr[j] + cs->rb[j];
-        double go = cs->xw[H + j] + cs->hr[H + j] + cs->rb[H + j];
-        double gf = cs->xw[2 * H + j] + cs->hr[2 * H + j] + cs->rb[2 * H + j];
-        double gc = cs->xw[3 * H + j] + cs->hr[3 * H + j] + cs->rb[3 * H + j];
-        double c_prev = cs->c[j];
+        double gi = xw[j] + hr[j] + rb[j];
+        double go = xw[H + j] + hr[H + j] + rb[H + j];
+        double gf = xw[2 * H + j] + hr[2 * H + j] + rb[2 * H + j];
+        double gc = xw[3 * H + j] + hr[3 * H + j] + rb[3 * H + j];
+        double c_prev = cs[j];
         if (pi) {
             gi += pi[j] * c_prev;
             gf += pf[j] * c_prev;
         }
-        double i = activate(&cs->acts[0], clip_value(pb, gi));
-        double f = pb->input_forget ? 1.0 - i : activate(&cs->acts[0], clip_value(pb, gf));
-        double c_cand = activate(&cs->acts[1], clip_value(pb, gc));
-        double c = f * c_prev + i * c_cand;
+        double i = activate(&ds->acts[0], clip_value(pb, gi));
+        double f = pb->input_forget ? 1.0 - i : activate(&ds->acts[0], clip_value(pb, gf));
+        double c = f * c_prev + i * activate(&ds->acts[1], clip_value(pb, gc));
         if (po)
             go += po[j] * c;
-        double o = activate(&cs->acts[0], clip_value(pb, go));
-        cs->c[j] = c;
-        cs->h[j] = o * activate(&cs->acts[2], c);
+        double o = activate(&ds->acts[0], clip_value(pb, go));
+        cs[j] = c;
+        h[j] = o * activate(&ds->acts[2], c);
     }
 }
 
-/* Runs direction d (0 forward or the only one, 1 backward) over the
- * sequence for every batch item. */
+/* GRU phase 1: the update and reset gates z, r and the product r (.) h. */
+static void gru_gates(const rnn_problem_t *pb, direction_state_t *ds, int64_t t, int64_t b)
+{
+    int64_t H = pb->H;
+    const double *xw = xw_row(pb, ds, t, b), *hr = ds->hr + b * 3 * H, *rb = ds->rb;
+    double *z = ds->gates + b * 3 * H, *r = z + H, *rh = r + H;
+    const double *h = ds->h + b * H;
+    for (int64_t j = 0; j < H; j++) {
+        z[j] = activate(&ds->acts[0], clip_value(pb, xw[j] + hr[j] + rb[j]));
+        r[j] = activate(&ds->acts[0], clip_value(pb, xw[H + j] + hr[H + j] + rb[H + j]));
+        rh[j] = r[j] * h[j];
+    }
+}
+
+/* GRU phase 2: the candidate and the new hidden state.  Without
+ * linear_before_reset the candidate reads (r (.) h) R_h^T from rh_r. */
+static void gru_finish(const rnn_problem_t *pb, direction_state_t *ds, int64_t t, int64_t b)
+{
+    int64_t H = pb->H;
+    const double *xh = xw_row(pb, ds, t, b) + 2 * H, *rbh = ds->rb + 2 * H;
+    const double *z = ds->gates + b * 3 * H, *r = z + H;
+    double *h = ds->h + b * H;
+    for (int64_t j = 0; j < H; j++) {
+        double v = pb->linear_before_reset ? xh[j] + r[j] * (ds->hr[b * 3 * H + 2 * H + j] + rbh[j])
+                                           : xh[j] + ds->rh_r[b * H + j] + rbh[j];
+        double cand = activate(&ds->acts[1], clip_value(pb, v));
+        h[j] = (1.0 - z[j]) * cand + z[j] * h[j];
+    }
+}
+
+/* Prepares the [rows][cols] matrix m for products in the chosen precision.
+ * False when out of memory. */
+static bool weights_init(rnn_weights_t *w, const double *m, int64_t rows, int64_t cols, bool single)
+{
+    w->rows = rows;
+    w->cols = cols;
+    if (single) {
+        w->f = malloc((size_t)(rows * cols + 1) * sizeof *w->f);
+        for (int64_t i = 0; w->f && i < rows * cols; i++)
+            w->f[i] = (float)m[i];
+        return w->f != NULL;
+    }
+    w->t = malloc((size_t)(rows * cols + 1) * sizeof *w->t);
+    for (int64_t i = 0; w->t && i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            w->t[j * rows + i] = m[i * cols + j];
+    return w->t != NULL;
+}
+
+static void weights_free(rnn_weights_t *w)
+{
+    free(w->f);
+    free(w->t);
+}
+
+/* out[i][j] = sum_k a[i][k] * M[row0 + j][k] for i < m, j < n: the product
+ * with rows [row0, row0 + n) of M.  fa/fc: scratch of m*cols and m*n floats. */
+static void weights_product(const rnn_weights_t *w, int64_t row0, int64_t n, int64_t m, const double *a,
+                            int64_t lda, double *out, int64_t ldo, float *fa, float *fc,
+                            const kiln_gemm_parallel_t *par)
+{
+    int64_t k = w->cols;
+    if (!w->f) {
+        kiln_dgemm(false, false, m, n, k, 1.0, a, lda, w->t + row0, w->rows, 0.0, out, ldo, par);
+        return;
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t p = 0; p < k; p++)
+            fa[i * k + p] = (float)a[i * lda + p];
+    kiln_sgemm(false, true, m, n, k, 1.0f, fa, k, w->f + row0 * k, k, 0.0f, fc, n, par);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            out[i * ldo + j] = fc[i * n + j];
+}
+
+/* The time index batch item b reads at step s (sequences end at their own
+ * length, so a backward pass starts at a different t for each item). */
+static int64_t step_time(const rnn_problem_t *pb, bool backward, int64_t s, int64_t b)
+{
+    return backward ? pb->seq_lens[b] - 1 - s : s;
+}
+
+/* Runs direction d (0 forward or the only one, 1 backward) over the batch:
+ * W x for all steps in one product up front, then per step one batch-wide
+ * R h product and the cell update of each item still inside its sequence. */
 static kiln_status_t run_direction(kiln_kernel_ctx_t *ctx, rnn_problem_t *pb, int d)
 {
-    int64_t H = pb->H, I = pb->I, GH = pb->gates * H, B = pb->B;
+    int64_t H = pb->H, I = pb->I, GH = pb->gates * H, B = pb->B, T = pb->T;
     bool backward = (d == 1) || pb->reverse;
-    cell_state_t cs = {
-        .w = pb->w + d * GH * I,
-        .r = pb->r + d * GH * H,
+    direction_state_t ds = {
         .wb = pb->bias + d * 2 * GH,
         .rb = pb->bias + d * 2 * GH + GH,
         .p = pb->p ? pb->p + d * 3 * H : NULL,
         .acts = pb->acts[d],
     };
-    double *scratch = calloc((size_t)(2 * GH + 7 * H + 1), sizeof(double));
-    if (!scratch)
-        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for the cell state");
-    cs.xw = scratch;
-    cs.hr = scratch + GH;
-    cs.h = scratch + 2 * GH;
-    cs.c = cs.h + H;
-    cs.tmp = cs.c + H;
-    for (int64_t b = 0; b < B; b++) {
-        int64_t state_off = (d * B + b) * H;
-        for (int64_t j = 0; j < H; j++) {
-            cs.h[j] = pb->h0 ? pb->h0[state_off + j] : 0.0;
-            cs.c[j] = pb->c0 ? pb->c0[state_off + j] : 0.0;
-        }
-        int64_t len = pb->seq_lens[b];
-        for (int64_t s = 0; s < len; s++) {
-            int64_t t = backward ? len - 1 - s : s;
-            matvec(cs.w, pb->x + (t * B + b) * I, GH, I, cs.xw);
-            for (int64_t g = 0; g < GH; g++)
-                cs.xw[g] += cs.wb[g];
-            /* GRU's candidate gate needs R_h h only with linear_before_reset. */
-            int64_t rows = (pb->cell == CELL_GRU && !pb->linear_before_reset) ? 2 * H : GH;
-            matvec(cs.r, cs.h, rows, H, cs.hr);
-            switch (pb->cell) {
-            case CELL_RNN: rnn_step(pb, &cs); break;
-            case CELL_GRU: gru_step(pb, &cs); break;
-            case CELL_LSTM: lstm_step(pb, &cs); break;
-            }
-            memcpy(pb->y + ((t * pb->dirs + d) * B + b) * H, cs.h, (size_t)H * sizeof(double));
-        }
-        memcpy(pb->yh + state_off, cs.h, (size_t)H * sizeof(double));
-        memcpy(pb->yc + state_off, cs.c, (size_t)H * sizeof(double));
+    ds.xw = malloc((size_t)(T * B * GH + 1) * sizeof(double));
+    ds.hr = calloc((size_t)(B * GH + 1), sizeof(double));
+    ds.h = calloc((size_t)(B * H + 1), sizeof(double));
+    ds.c = calloc((size_t)(B * H + 1), sizeof(double));
+    ds.gates = calloc((size_t)(B * 3 * H + 1), sizeof(double));
+    ds.rh_r = calloc((size_t)(B * H + 1), sizeof(double));
+    bool single = pb->single;
+    int64_t widest = I > H ? I : H;
+    ds.fa = single ? malloc((size_t)(T * B * widest + 1) * sizeof(float)) : NULL;
+    ds.fc = single ? malloc((size_t)(T * B * GH + 1) * sizeof(float)) : NULL;
+    bool ok = weights_init(&ds.w, pb->w + d * GH * I, GH, I, single) &&
+              weights_init(&ds.r, pb->r + d * GH * H, GH, H, single);
+    kiln_status_t st = KILN_OK;
+    if (!ok || !ds.xw || !ds.hr || !ds.h || !ds.c || !ds.gates || !ds.rh_r ||
+        (single && (!ds.fa || !ds.fc))) {
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for the recurrent state");
+        goto done;
     }
-    free(scratch);
-    return KILN_OK;
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    weights_product(&ds.w, 0, GH, T * B, pb->x, I, ds.xw, GH, ds.fa, ds.fc, &par);
+    for (int64_t row = 0; row < T * B; row++)
+        for (int64_t g = 0; g < GH; g++)
+            ds.xw[row * GH + g] += ds.wb[g];
+    int64_t off = d * B * H;
+    if (pb->h0)
+        memcpy(ds.h, pb->h0 + off, (size_t)(B * H) * sizeof(double));
+    if (pb->c0)
+        memcpy(ds.c, pb->c0 + off, (size_t)(B * H) * sizeof(double));
+    int64_t max_len = 0;
+    for (int64_t b = 0; b < B; b++)
+        max_len = pb->seq_lens[b] > max_len ? pb->seq_lens[b] : max_len;
+    bool gru_two_phase = pb->cell == CELL_GRU && !pb->linear_before_reset;
+    /* Without linear_before_reset GRU's candidate needs (r (.) h) R_h^T, not R_h h. */
+    int64_t hr_rows = gru_two_phase ? 2 * H : GH;
+    for (int64_t s = 0; s < max_len; s++) {
+        weights_product(&ds.r, 0, hr_rows, B, ds.h, H, ds.hr, GH, ds.fa, ds.fc, &par);
+        if (pb->cell == CELL_GRU) {
+            for (int64_t b = 0; b < B; b++)
+                if (s < pb->seq_lens[b])
+                    gru_gates(pb, &ds, step_time(pb, backward, s, b), b);
+            if (gru_two_phase)
+                weights_product(&ds.r, 2 * H, H, B, ds.gates + 2 * H, 3 * H, ds.rh_r, H, ds.fa, ds.fc, &par);
+        }
+        for (int64_t b = 0; b < B; b++) {
+            if (s >= pb->seq_lens[b])
+                continue;
+            int64_t t = step_time(pb, backward, s, b);
+            switch (pb->cell) {
+            case CELL_RNN:
+                rnn_cell(pb, &ds, t, b);
+                break;
+            case CELL_GRU:
+                gru_finish(pb, &ds, t, b);
+                break;
+            case CELL_LSTM:
+                lstm_cell(pb, &ds, t, b);
+                break;
+            }
+            memcpy(pb->y + ((t * pb->dirs + d) * B + b) * H, ds.h + b * H, (size_t)H * sizeof(double));
+        }
+    }
+    memcpy(pb->yh + off, ds.h, (size_t)(B * H) * sizeof(double));
+    memcpy(pb->yc + off, ds.c, (size_t)(B * H) * sizeof(double));
+done:
+    free(ds.xw);
+    free(ds.hr);
+    free(ds.h);
+    free(ds.c);
+    free(ds.gates);
+    free(ds.rh_r);
+    free(ds.fa);
+    free(ds.fc);
+    weights_free(&ds.w);
+    weights_free(&ds.r);
+    return st;
 }
 
 /* ---- Writing outputs ------------------------------------------------------ */
@@ -548,9 +668,18 @@ static kiln_status_t recurrent_run(kiln_kernel_ctx_t *ctx, cell_kind_t cell)
     return st;
 }
 
-static kiln_status_t rnn_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_RNN); }
-static kiln_status_t gru_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_GRU); }
-static kiln_status_t lstm_run(kiln_kernel_ctx_t *ctx) { return recurrent_run(ctx, CELL_LSTM); }
+static kiln_status_t rnn_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_RNN);
+}
+static kiln_status_t gru_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_GRU);
+}
+static kiln_status_t lstm_run(kiln_kernel_ctx_t *ctx)
+{
+    return recurrent_run(ctx, CELL_LSTM);
+}
 
 void kiln_ops_register_rnn(kiln_registry_t *reg)
 {

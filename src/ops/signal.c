@@ -2,10 +2,12 @@
  * signal.c - Signal processing: DFT, STFT, window functions, MelWeightMatrix.
  *
  * Complex tensors in ONNX are real tensors whose last axis holds 1 (real)
- * or 2 (real, imaginary) components.  The transforms here are direct
- * O(n^2) DFTs computed in double with the twiddle angle reduced modulo n
- * (exact for any length, not only powers of two); signal lengths in models
- * that use these ops are frame-sized, so clarity wins over an FFT.
+ * or 2 (real, imaginary) components.  Transforms run in double through a
+ * small FFT: an iterative radix-2 FFT for power-of-two lengths, and
+ * Bluestein's chirp-z algorithm (a convolution done with the radix-2 FFT)
+ * for every other length, so any dft_length costs O(n log n).  A plan holds
+ * the tables of one length and is reused for every signal of a call.
+ * The inverse transform is the forward one on conjugated data, scaled 1/n.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -15,42 +17,154 @@
 
 /* ==== The transform ========================================================= */
 
-/* cos and sin of 2*pi*m/n for m in [0, n): twiddle[2m], twiddle[2m+1].
- * NULL when out of memory; the caller frees. */
-static double *make_twiddles(int64_t n)
+/* Longest transform kiln accepts (keeps k*k in int64 and tables sane). */
+#define MAX_DFT_LENGTH ((int64_t)1 << 24)
+
+/* Tables for transforms of one length n.  Complex arrays are interleaved
+ * (re, im) doubles. */
+typedef struct dft_plan {
+    int64_t n;          /* transform length */
+    int64_t m;          /* radix-2 length: n itself, or >= 2n - 1 for Bluestein */
+    double *tw;         /* m twiddles exp(-2*pi*i*k/m) */
+    double *chirp;      /* Bluestein only: exp(-pi*i*k^2/n) for k in [0, n) */
+    double *filter_fft; /* Bluestein only: FFT of the conjugate chirp, m points */
+    double *work;       /* m points of scratch */
+} dft_plan_t;
+
+static bool is_pow2(int64_t n)
 {
-    double *t = malloc((size_t)(2 * n) * sizeof *t);
-    if (!t)
-        return NULL;
-    for (int64_t m = 0; m < n; m++) {
-        double angle = 2.0 * M_PI * (double)m / (double)n;
-        t[2 * m] = cos(angle);
-        t[2 * m + 1] = sin(angle);
-    }
-    return t;
+    return n > 0 && (n & (n - 1)) == 0;
 }
 
-/* out[k] = scale * sum_j in[j] * exp(sign * 2*pi*i * j*k / n) for k in
- * [0, n_out).  in and out are interleaved (re, im) arrays; in has n points;
- * tw holds make_twiddles(n). */
-static void dft_direct(const double *in, int64_t n, int64_t n_out, bool inverse,
-                       const double *tw, double *out)
+/* In-place forward radix-2 FFT of m points (m a power of two), tw from the plan. */
+static void fft_pow2(double *a, int64_t m, const double *tw)
 {
-    double sign = inverse ? 1.0 : -1.0;
-    double scale = inverse ? 1.0 / (double)n : 1.0;
-    for (int64_t k = 0; k < n_out; k++) {
-        double re = 0, im = 0;
-        int64_t m = 0; /* j*k mod n, advanced by k each step */
-        for (int64_t j = 0; j < n; j++) {
-            double c = tw[2 * m], s = sign * tw[2 * m + 1];
-            re += in[2 * j] * c - in[2 * j + 1] * s;
-            im += in[2 * j] * s + in[2 * j + 1] * c;
-            m += k % n;
-            if (m >= n)
-                m -= n;
+    for (int64_t i = 1, j = 0; i < m; i++) { /* bit-reversal permutation */
+        int64_t bit = m >> 1;
+        for (; j & bit; bit >>= 1)
+            j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double re = a[2 * i], im = a[2 * i + 1];
+            a[2 * i] = a[2 * j], a[2 * i + 1] = a[2 * j + 1];
+            a[2 * j] = re, a[2 * j + 1] = im;
         }
-        out[2 * k] = re * scale;
-        out[2 * k + 1] = im * scale;
+    }
+    for (int64_t len = 2; len <= m; len <<= 1) {
+        int64_t half = len / 2, step = m / len;
+        for (int64_t i = 0; i < m; i += len)
+            for (int64_t j = 0; j < half; j++) {
+                double wr = tw[2 * j * step], wi = tw[2 * j * step + 1];
+                double *u = a + 2 * (i + j), *v = a + 2 * (i + j + half);
+                double vr = v[0] * wr - v[1] * wi, vi = v[0] * wi + v[1] * wr;
+                v[0] = u[0] - vr, v[1] = u[1] - vi;
+                u[0] += vr, u[1] += vi;
+            }
+    }
+}
+
+static void dft_plan_free(dft_plan_t *p)
+{
+    free(p->tw);
+    free(p->chirp);
+    free(p->filter_fft);
+    free(p->work);
+    memset(p, 0, sizeof *p);
+}
+
+/* Builds the tables for length n (n >= 1).  False when out of memory. */
+static bool dft_plan_init(dft_plan_t *p, int64_t n)
+{
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    p->m = n;
+    if (!is_pow2(n))
+        for (p->m = 1; p->m < 2 * n - 1; p->m <<= 1) {
+        }
+    int64_t m = p->m;
+    p->tw = malloc((size_t)(2 * m) * sizeof(double));
+    p->work = calloc((size_t)(2 * m), sizeof(double));
+    if (!p->tw || !p->work)
+        return dft_plan_free(p), false;
+    for (int64_t k = 0; k < m; k++) {
+        double angle = -2.0 * M_PI * (double)k / (double)m;
+        p->tw[2 * k] = cos(angle);
+        p->tw[2 * k + 1] = sin(angle);
+    }
+    if (m == n)
+        return true;
+    p->chirp = malloc((size_t)(2 * n) * sizeof(double));
+    p->filter_fft = calloc((size_t)(2 * m), sizeof(double));
+    if (!p->chirp || !p->filter_fft)
+        return dft_plan_free(p), false;
+    for (int64_t k = 0; k < n; k++) {
+        /* k^2 mod 2n keeps the angle small and exact. */
+        int64_t q = (k * k) % (2 * n); /* n <= MAX_DFT_LENGTH: no overflow */
+        double angle = -M_PI * (double)q / (double)n;
+        p->chirp[2 * k] = cos(angle);
+        p->chirp[2 * k + 1] = sin(angle);
+    }
+    double *f = p->filter_fft; /* conj(chirp) at k and at m - k */
+    for (int64_t k = 0; k < n; k++) {
+        f[2 * k] = p->chirp[2 * k];
+        f[2 * k + 1] = -p->chirp[2 * k + 1];
+        if (k > 0) {
+            f[2 * (m - k)] = f[2 * k];
+            f[2 * (m - k) + 1] = f[2 * k + 1];
+        }
+    }
+    fft_pow2(f, m, p->tw);
+    return true;
+}
+
+/* Forward transform of n points: out[k] = sum_j in[j] exp(-2*pi*i*j*k/n). */
+static void dft_forward(dft_plan_t *p, const double *in, double *out)
+{
+    int64_t n = p->n, m = p->m;
+    double *w = p->work;
+    if (m == n) {
+        memcpy(w, in, (size_t)(2 * n) * sizeof(double));
+        fft_pow2(w, m, p->tw);
+        memcpy(out, w, (size_t)(2 * n) * sizeof(double));
+        return;
+    }
+    /* Bluestein: X_k = chirp_k * sum_j (x_j chirp_j) conj(chirp_{k-j}). */
+    memset(w, 0, (size_t)(2 * m) * sizeof(double));
+    for (int64_t j = 0; j < n; j++) {
+        double cr = p->chirp[2 * j], ci = p->chirp[2 * j + 1];
+        w[2 * j] = in[2 * j] * cr - in[2 * j + 1] * ci;
+        w[2 * j + 1] = in[2 * j] * ci + in[2 * j + 1] * cr;
+    }
+    fft_pow2(w, m, p->tw);
+    for (int64_t k = 0; k < m; k++) { /* multiply, conjugated for the inverse FFT */
+        double ar = w[2 * k], ai = w[2 * k + 1];
+        double br = p->filter_fft[2 * k], bi = p->filter_fft[2 * k + 1];
+        w[2 * k] = ar * br - ai * bi;
+        w[2 * k + 1] = -(ar * bi + ai * br);
+    }
+    fft_pow2(w, m, p->tw);
+    for (int64_t k = 0; k < n; k++) {
+        double cr = w[2 * k] / (double)m, ci = -w[2 * k + 1] / (double)m;
+        double hr = p->chirp[2 * k], hi = p->chirp[2 * k + 1];
+        out[2 * k] = cr * hr - ci * hi;
+        out[2 * k + 1] = cr * hi + ci * hr;
+    }
+}
+
+/* The forward or inverse transform of n points; in is clobbered. */
+static void dft_execute(dft_plan_t *p, double *in, bool inverse, double *out)
+{
+    int64_t n = p->n;
+    if (!inverse) {
+        dft_forward(p, in, out);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++)
+        in[2 * j + 1] = -in[2 * j + 1];
+    dft_forward(p, in, out);
+    for (int64_t k = 0; k < n; k++) {
+        out[2 * k] /= (double)n;
+        out[2 * k + 1] = -out[2 * k + 1] / (double)n;
     }
 }
 
@@ -86,9 +200,8 @@ static kiln_status_t dft_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "axis is out of range");
     int64_t L = x->dims[axis];
     int64_t n = scalar_i64(len_t, L);
-    if (n <= 0 || n > ((int64_t)1 << 24))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "dft_length %lld is invalid",
-                             (long long)n);
+    if (n <= 0 || n > MAX_DFT_LENGTH)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "dft_length %lld is invalid", (long long)n);
     int64_t n_out = onesided ? n / 2 + 1 : n;
     int64_t comps = x->dims[rank - 1];
 
@@ -105,10 +218,10 @@ static kiln_status_t dft_run(kiln_kernel_ctx_t *ctx)
     for (int i = (int)axis + 1; i < rank - 1; i++)
         inner *= x->dims[i];
     double *in = calloc((size_t)(2 * n), sizeof *in);
-    double *out = calloc((size_t)(2 * n_out), sizeof *out);
-    double *tw = make_twiddles(n);
-    if (!in || !out || !tw) {
-        free(in), free(out), free(tw);
+    double *out = calloc((size_t)(2 * n), sizeof *out);
+    dft_plan_t plan;
+    if (!in || !out || !dft_plan_init(&plan, n)) {
+        free(in), free(out);
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for the DFT");
     }
     for (int64_t o = 0; o < outer; o++)
@@ -119,7 +232,7 @@ static kiln_status_t dft_run(kiln_kernel_ctx_t *ctx)
                 in[2 * j] = kiln_tensor_get_f64(x, src);
                 in[2 * j + 1] = comps == 2 ? kiln_tensor_get_f64(x, src + 1) : 0.0;
             }
-            dft_direct(in, n, n_out, inverse, tw, out);
+            dft_execute(&plan, in, inverse, out);
             for (int64_t k = 0; k < n_out; k++) {
                 int64_t dst = ((o * n_out + k) * inner + i) * 2;
                 kiln_tensor_set_f64(y, dst, out[2 * k]);
@@ -128,7 +241,7 @@ static kiln_status_t dft_run(kiln_kernel_ctx_t *ctx)
         }
     free(in);
     free(out);
-    free(tw);
+    dft_plan_free(&plan);
     return KILN_OK;
 }
 
@@ -142,8 +255,7 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *len_t = kiln_ctx_input(ctx, 3);
     bool onesided = kiln_attr_int(kiln_ctx_node(ctx), "onesided", 1) != 0;
     if (!x || x->rank != 3 || (x->dims[2] != 1 && x->dims[2] != 2))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "signal must be [batch, length, 1 or 2]");
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "signal must be [batch, length, 1 or 2]");
     if (!kiln_dtype_is_float(x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "signal must be a float tensor");
     int64_t step = scalar_i64(step_t, 0);
@@ -152,7 +264,7 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "window must be a vector of frame_length values");
     int64_t B = x->dims[0], L = x->dims[1], comps = x->dims[2];
-    if (step <= 0 || frame <= 0 || frame > L)
+    if (step <= 0 || frame <= 0 || frame > L || frame > MAX_DFT_LENGTH)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "frame_step %lld and frame_length %lld are invalid for length %lld",
                              (long long)step, (long long)frame, (long long)L);
@@ -163,10 +275,10 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
     if (!y)
         return kiln_ctx_status(ctx);
     double *in = calloc((size_t)(2 * frame), sizeof *in);
-    double *out = calloc((size_t)(2 * bins), sizeof *out);
-    double *tw = make_twiddles(frame);
-    if (!in || !out || !tw) {
-        free(in), free(out), free(tw);
+    double *out = calloc((size_t)(2 * frame), sizeof *out);
+    dft_plan_t plan;
+    if (!in || !out || !dft_plan_init(&plan, frame)) {
+        free(in), free(out);
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory for the STFT");
     }
     for (int64_t b = 0; b < B; b++)
@@ -177,7 +289,7 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
                 in[2 * j] = w * kiln_tensor_get_f64(x, src);
                 in[2 * j + 1] = comps == 2 ? w * kiln_tensor_get_f64(x, src + 1) : 0.0;
             }
-            dft_direct(in, frame, bins, false, tw, out);
+            dft_execute(&plan, in, false, out);
             for (int64_t k = 0; k < bins; k++) {
                 int64_t dst = ((b * frames + f) * bins + k) * 2;
                 kiln_tensor_set_f64(y, dst, out[2 * k]);
@@ -186,7 +298,7 @@ static kiln_status_t stft_run(kiln_kernel_ctx_t *ctx)
         }
     free(in);
     free(out);
-    free(tw);
+    dft_plan_free(&plan);
     return KILN_OK;
 }
 
@@ -210,14 +322,12 @@ static kiln_status_t window_run(kiln_kernel_ctx_t *ctx, cosine_window_t w)
     bool periodic = kiln_attr_int(node, "periodic", 1) != 0;
     kiln_dtype_t dtype = (kiln_dtype_t)kiln_attr_int(node, "output_datatype", KILN_DTYPE_FLOAT32);
     if (!output_dtype_ok(dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric",
-                             (int)dtype);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric", (int)dtype);
     if (!size_t_ || size_t_->count != 1)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size must be a scalar");
     int64_t size = kiln_tensor_get_i64(size_t_, 0);
     if (size < 0 || size > ((int64_t)1 << 28))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid",
-                             (long long)size);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "size %lld is invalid", (long long)size);
     kiln_tensor_t *y = kiln_ctx_output(ctx, 0, dtype, 1, &size);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -262,8 +372,7 @@ static kiln_status_t mel_weight_matrix_run(kiln_kernel_ctx_t *ctx)
     double upper = kiln_tensor_get_f64(kiln_ctx_input(ctx, 4), 0);
     kiln_dtype_t dtype = (kiln_dtype_t)kiln_attr_int(node, "output_datatype", KILN_DTYPE_FLOAT32);
     if (!output_dtype_ok(dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric",
-                             (int)dtype);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "output_datatype %d is not numeric", (int)dtype);
     if (mel_bins <= 0 || dft_length <= 0 || sample_rate <= 0 || mel_bins > (1 << 20) ||
         dft_length > ((int64_t)1 << 24))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
@@ -309,6 +418,5 @@ void kiln_ops_register_signal(kiln_registry_t *reg)
     kiln_register(reg, &(kiln_kernel_t){.op = "HannWindow", .since = 17, .run = hann_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "HammingWindow", .since = 17, .run = hamming_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "BlackmanWindow", .since = 17, .run = blackman_run});
-    kiln_register(reg, &(kiln_kernel_t){.op = "MelWeightMatrix", .since = 17,
-                                        .run = mel_weight_matrix_run});
+    kiln_register(reg, &(kiln_kernel_t){.op = "MelWeightMatrix", .since = 17, .run = mel_weight_matrix_run});
 }

@@ -1248,10 +1248,16 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
                                          .inference = s->inference, .quiet = o->quiet};
             st = kiln_monitor_start(&mo, s->metrics, &s->monitor);
         }
-        if (!st && (o->alert_rules || o->alertmanager_url || o->alert_webhook)) {
+        /* Always: besides the rules it serves /api/v1/alerts, /api/v1/rules
+         * and /dashboard, which answer (empty) even without --alert-rules. */
+        if (!st) {
+            char external[300]; /* links in notifications point at this server's dashboard */
+            snprintf(external, sizeof external, "http://%s:%d", o->host, kiln_metrics_server_port(s->metrics));
             kiln_monitor_alerts_options_t ao = {.rules_path = o->alert_rules,
                                                 .alertmanager_url = o->alertmanager_url,
-                                                .webhook_url = o->alert_webhook};
+                                                .webhook_url = o->alert_webhook,
+                                                .external_url = external,
+                                                .interval_ms = o->monitor_interval_ms};
             st = kiln_monitor_alerts_start(s->monitor, s->metrics, &ao, &s->alerts);
         }
     }
@@ -1268,7 +1274,15 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
         for (int i = 0; i < s->opts.http_threads && !st; i++) {
             http_thread_t *t = &s->threads[i];
             t->server = s;
-            t->base = event_base_new();
+            /* The changelist coalesces the add/delete of read and write
+             * interest that evhttp makes on every request into at most one
+             * epoll_ctl per fd per loop turn: fewer system calls per request. */
+            struct event_config *cfg = event_config_new();
+            if (cfg)
+                event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+            t->base = cfg ? event_base_new_with_config(cfg) : NULL;
+            if (cfg)
+                event_config_free(cfg);
             t->http = t->base ? evhttp_new(t->base) : NULL;
             if (!t->http) {
                 st = kiln_fail(KILN_ERR_NO_MEMORY, "cannot create an HTTP loop");

@@ -71,7 +71,8 @@ static void check_sizes(kiln_threadpool_t *pool)
 {
     static const int64_t sizes[][3] = {{1, 1, 1},    {7, 13, 5},    {129, 65, 257},
                                        {1, 300, 40}, {300, 1, 40},  {6, 16, 1},
-                                       {17, 33, 600}, {200, 500, 70}, {5, 2100, 3}};
+                                       {17, 33, 600}, {200, 500, 70}, {5, 2100, 3},
+                                       {100, 49, 300}, {37, 20, 64}};
     static const float alphas[] = {1.0f, 0.5f};
     static const float betas[] = {0.0f, 1.0f, -0.25f};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
@@ -87,6 +88,9 @@ int main(void)
     kiln_threadpool_t *pool = kiln_threadpool_create(3);
     check_sizes(NULL);
     check_sizes(pool);
+    kiln_sgemm_avoid_direct_a(true); /* A always packed */
+    check_sizes(pool);
+    kiln_sgemm_avoid_direct_a(false);
     kiln_sgemm_avoid_avx512(true); /* the AVX2 kernel too, on an AVX-512 CPU */
     check_sizes(pool);
     kiln_sgemm_avoid_avx512(false);
