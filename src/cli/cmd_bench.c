@@ -5,7 +5,9 @@
  * Measures one model the way trtexec does: load time (model load plus
  * session creation, comparable to ONNX Runtime's session creation), then
  * warm-up runs, then timed runs; prints latency percentiles, throughput,
- * peak resident memory and the activation memory of a run.  MODEL is an
+ * peak resident memory and the activation memory of a run: the peak of live
+ * intermediate tensors, the sum of all of them, and the planned arena that
+ * holds them (see core/session.h).  MODEL is an
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
  * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
@@ -317,6 +319,7 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "peak_rss_bytes", json_integer((json_int_t)peak_rss));
         json_object_set_new(j, "activation_peak_bytes", json_integer((json_int_t)session->last_peak_bytes));
         json_object_set_new(j, "activation_total_bytes", json_integer((json_int_t)session->last_total_bytes));
+        json_object_set_new(j, "arena_bytes", json_integer((json_int_t)session->last_arena_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");
@@ -327,9 +330,10 @@ int kiln_cmd_bench(int argc, char **argv)
         printf("latency over %d runs: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, mean %.3f ms (min %.3f, max %.3f)\n",
                a.iters, s.p50, s.p90, s.p99, s.mean, s.min, s.max);
         printf("throughput: %.1f inferences/s\n", throughput);
-        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced\n",
+        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced, "
+               "planned arena %.1f MB\n",
                (double)peak_rss / 1048576.0, (double)session->last_peak_bytes / 1048576.0,
-               (double)session->last_total_bytes / 1048576.0);
+               (double)session->last_total_bytes / 1048576.0, (double)session->last_arena_bytes / 1048576.0);
     }
     rc = KILN_EXIT_OK;
 done:
