@@ -34,6 +34,7 @@
 typedef struct bench_args {
     const char *model;
     int threads, warmup, iters;
+    int level; /* session optimization level (default 3) */
     bool json;
     int n_inputs;
     char **input_names;
@@ -47,7 +48,7 @@ typedef struct bench_args {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kiln bench MODEL [--threads N] [--warmup N] [--iters N] [--input NAME=FILE]...\n"
-                 "                  [--shape NAME=DIMS]... [--json]\n"
+                 "                  [--shape NAME=DIMS]... [--level 0-3] [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
                  "  the shape of an input whose declared dims are symbolic.\n"
@@ -209,8 +210,12 @@ int kiln_cmd_bench(int argc, char **argv)
             goto done;
         } else if (!strcmp(arg, "--json")) {
             a.json = true;
-        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters")) {
-            int *dst = !strcmp(arg, "--threads") ? &a.threads : !strcmp(arg, "--warmup") ? &a.warmup : &a.iters;
+        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters") ||
+                   !strcmp(arg, "--level")) {
+            int *dst = !strcmp(arg, "--threads")  ? &a.threads
+                       : !strcmp(arg, "--warmup") ? &a.warmup
+                       : !strcmp(arg, "--level")  ? &a.level
+                                                  : &a.iters;
             int lo = !strcmp(arg, "--iters") ? 1 : 0;
             if (!has_value || !parse_int(argv[++i], lo, 1000000, dst)) {
                 fprintf(stderr, "kiln bench: %s needs a number (%d or more)\n", arg, lo);
@@ -261,6 +266,7 @@ int kiln_cmd_bench(int argc, char **argv)
     kiln_session_options_t opts;
     kiln_session_options_init(&opts);
     opts.threads = a.threads;
+    opts.optimization_level = a.level;
     if (kiln_model_load(model_path, &model) != KILN_OK || kiln_session_create(model, &opts, &session) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
+#include "opt/opt.h"
 
 /* ---- memory plan ---------------------------------------------------------
  *
@@ -121,6 +122,22 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
             return kiln_fail(KILN_ERR_NO_MEMORY, "cannot start %d threads", threads);
         }
     }
+    /* Which graph runs: the model's, or (level 1 and up) an optimized copy. */
+    s->graph = s->ir->graph;
+    if (s->options.optimization_level < 0) {
+        int level = s->options.optimization_level;
+        kiln_session_free(s);
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "optimization_level must be 0 or more, not %d", level);
+    }
+    if (s->options.optimization_level > 0) {
+        int level = s->options.optimization_level > 3 ? 3 : s->options.optimization_level;
+        kiln_status_t st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
+        if (st) {
+            kiln_session_free(s);
+            return st;
+        }
+        s->graph = &s->opt->graph;
+    }
     *out = s;
     return KILN_OK;
 }
@@ -145,19 +162,20 @@ void kiln_session_free(kiln_session_t *s)
         return;
     kiln_threadpool_free(s->pool);
     plan_free(s->plan);
+    kiln_opt_graph_free(s->opt);
     free(s);
 }
 
 int kiln_session_input_count(const kiln_session_t *s)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++)
         n += g->values[g->inputs[i]].initializer < 0;
     return n;
 }
 
-int kiln_session_output_count(const kiln_session_t *s) { return s->ir->graph->n_outputs; }
+int kiln_session_output_count(const kiln_session_t *s) { return s->graph->n_outputs; }
 
 static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 {
@@ -173,7 +191,7 @@ static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 
 kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value_info_t *v = &g->values[g->inputs[i]];
@@ -189,7 +207,7 @@ kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_i
 
 kiln_status_t kiln_session_output_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (index < 0 || index >= g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "output index %d is out of range (the model has %d outputs)",
                          index, g->n_outputs);
@@ -823,7 +841,7 @@ static bool dims_match(const kiln_value_info_t *vi, const kiln_tensor_t *t)
 kiln_status_t kiln_session_run(kiln_session_t *s, int input_count, const char *const *input_names,
                                const kiln_tensor_t *const *inputs, int output_count, kiln_tensor_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (output_count != g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "the model has %d outputs, output_count is %d", g->n_outputs,
                          output_count);
@@ -896,7 +914,7 @@ done:
 kiln_status_t kiln_session_run_values(kiln_session_t *s, int n_inputs, const kiln_value_t *const *inputs,
                                       kiln_value_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     const kiln_value_t **in_ptrs = calloc((size_t)g->n_inputs + 1, sizeof *in_ptrs);
     if (!in_ptrs)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");
