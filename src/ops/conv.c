@@ -266,7 +266,7 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 }
 
 /* The float32 computation of Conv into y (allocated by the caller with
- * the output shape, zero-filled). */
+ * the output shape; every element is written, so it need not be zeroed). */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
                                   const float *wd, const float *bd, float *yd)
 {
@@ -343,7 +343,7 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         return st;
     int64_t dims[KILN_MAX_RANK];
     kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
