@@ -254,10 +254,11 @@ static kiln_status_t run_window_pool(kiln_kernel_ctx_t *ctx, pool_kind_t kind)
     job.out_vol = kiln_window_volume(job.w.out);
     int64_t dims[KILN_MAX_RANK];
     kiln_window_output_dims(&job.w, x->dims[0], x->dims[1], dims);
-    if (!(job.y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims)))
+    /* every output element (and index) is written: no zero-fill needed */
+    if (!(job.y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, dims)))
         return kiln_ctx_status(ctx);
     if (kind == POOL_MAX && kiln_ctx_output_wanted(ctx, 1)) {
-        kiln_tensor_t *ind = kiln_ctx_output(ctx, 1, KILN_DTYPE_INT64, x->rank, dims);
+        kiln_tensor_t *ind = kiln_ctx_output_uninit(ctx, 1, KILN_DTYPE_INT64, x->rank, dims);
         if (!ind)
             return kiln_ctx_status(ctx);
         job.indices = ind->data;
@@ -340,7 +341,7 @@ static kiln_status_t run_global_pool(kiln_kernel_ctx_t *ctx, pool_kind_t kind)
         if (i >= 2)
             job.plane_size *= x->dims[i];
     }
-    if (!(job.y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims)))
+    if (!(job.y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, dims)))
         return kiln_ctx_status(ctx);
     if (job.plane_size == 0 && job.y->count > 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input X has an empty spatial dim");
