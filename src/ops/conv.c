@@ -300,11 +300,18 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                               xg, s.out_vol, 0.0f, yg, s.out_vol, &ep, &par);
                 continue;
             }
+            /* weights used by several blocks are packed once for all of them */
+            float *wp = NULL;
+            if (block < s.out_vol) {
+                size_t floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
+                if ((wp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, floats * sizeof *wp)))
+                    kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wp);
+            }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
                 im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col, 0.0f,
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
                                     yg + j0, s.out_vol, &ep, &par);
             }
         }

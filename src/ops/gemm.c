@@ -328,6 +328,7 @@ typedef struct sgemm_job {
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
     const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
+    const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
     bool relu;                  /* epilogue: clamp C at 0 */
 } sgemm_job_t;
@@ -471,6 +472,11 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
                                           bias, relu);
                     continue;
                 }
+                if (job->a_packed) { /* the caller packed all of A once */
+                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
+                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                    continue;
+                }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
                 macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
             }
@@ -479,13 +485,21 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* The K depth of the slices a product of depth k is cut into (the last
+ * one may be shorter); a product barely deeper than one slice is not cut,
+ * to avoid a thin last slice. */
+static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
+{
+    return k < uk->kc + uk->kc / 4 ? k : uk->kc;
+}
+
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
  * blocks narrow enough that there are a few tasks per thread. */
 static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     enum { MIN_TASKS = 8, MIN_NC = 96 };
-    job->kc = job->k < uk->kc + uk->kc / 4 ? job->k : uk->kc; /* avoid a thin last K slice */
+    job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
     job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
@@ -493,7 +507,8 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
+                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -633,9 +648,25 @@ int kiln_sgemm_panel_width(void)
     return choose_ukernel()->nr;
 }
 
+size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k)
+{
+    return (size_t)(round_up(m, choose_ukernel()->mr) * k);
+}
+
+void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst)
+{
+    const kiln_sgemm_ukernel_t *uk = choose_ukernel();
+    int64_t depth = slice_depth(uk, k), m_pad = round_up(m, uk->mr);
+    for (int64_t p0 = 0; p0 < k; p0 += depth) {
+        int64_t kc = min64(depth, k - p0);
+        pack_a(false, a, lda, 0, m, p0, kc, uk->mr, dst + p0 * m_pad);
+    }
+}
+
 void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
-                         const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
+                         int64_t lda, const float *a_packed, const float *b_panels, float beta,
+                         float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                         const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
     bool relu = ep && ep->relu;
@@ -648,7 +679,7 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
-                       .row_bias = row_bias, .relu = relu};
+                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

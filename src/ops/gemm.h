@@ -70,8 +70,17 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
  * aligned.  A is m x k row-major (not transposed). */
 int kiln_sgemm_panel_width(void);
 void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
-                         const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par);
+                         int64_t lda, const float *a_packed, const float *b_panels, float beta,
+                         float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                         const kiln_gemm_parallel_t *par);
+
+/* Packs all of a row-major m x k A (not transposed) once into the
+ * microkernel's layout, for callers that multiply it by many B blocks
+ * (Conv's im2col blocks): pass the result as a_packed to
+ * kiln_sgemm_packed_b (a and lda are then not read).  dst holds
+ * kiln_sgemm_packed_a_floats(m, k) floats, 64-byte aligned. */
+size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k);
+void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst);
 
 /* The portable reference: plain loops, single-threaded. */
 void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
@@ -92,6 +101,7 @@ enum {
     KILN_SCRATCH_PACK_A = 0, /* kiln_sgemm's packed A block */
     KILN_SCRATCH_PACK_B = 1, /* kiln_sgemm's packed B slice */
     KILN_SCRATCH_IM2COL = 2, /* Conv's column matrix */
+    KILN_SCRATCH_WEIGHTS = 3, /* Conv's packed weights */
     KILN_SCRATCH_SLOTS = 4
 };
 void *kiln_gemm_scratch(int slot, size_t bytes);
