@@ -6,11 +6,12 @@
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
  * the group's weights (M/group rows) multiply it.  The matrix is built a
  * block of output positions at a time, sized to stay in L2, and written
- * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so
- * it is neither streamed through memory nor copied a second time.  A pointwise conv (1x1,
- * stride 1, no pad) needs no im2col: the input already is that matrix.
- * Depthwise convs (one input channel per group) take a direct path, since
- * their GEMM would be a single row.
+ * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
+ * is neither streamed through memory nor copied a second time; the bias is
+ * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
+ * needs no im2col: the input already is that matrix.  Depthwise convs (one
+ * input channel per group) take a direct tap-major path, since their GEMM
+ * would be a single row.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.

@@ -13,8 +13,17 @@
  * reused.  Consecutive tasks of one chunk share a column block, so the
  * packed B slice is reused across them.
  *
+ * Variations on that loop: when a column block is only a few panels wide,
+ * A is read in place by a microkernel that takes row pointers (packing it
+ * would cost more than the few reuses repay); callers may hand B over
+ * already in panels (kiln_sgemm_packed_b: Conv writes im2col that way) and
+ * A packed once for many calls (kiln_sgemm_pack_a).  An epilogue (row bias,
+ * ReLU) is applied in the microkernel's stores.  Packing buffers are
+ * per-thread scratch that lives as long as the thread.
+ *
  * Small or degenerate products (one row or one column, tiny volumes) go to
- * plain loops, where packing would cost more than it saves.
+ * plain loops (AVX2 dot/axpy for one row), where packing would cost more
+ * than it saves.
  */
 #include "ops/gemm.h"
 
