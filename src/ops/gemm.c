@@ -294,7 +294,10 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int cols = nc - jr < nr ? (int)(nc - jr) : nr;
         float *panel = dst + jr * kc;
-        if (trans_b) {
+        if (trans_b && cols == nr && use_simd_helpers()) {
+            /* columns of op(B) are rows of the stored B^T: the A-panel packer */
+            kiln_sgemm_pack_rows_sse(b + (j0 + jr) * ldb + p0, ldb, nr, kc, panel);
+        } else if (trans_b) {
             if (cols < nr)
                 memset(panel, 0, (size_t)(kc * nr) * sizeof *panel);
             for (int s = 0; s < cols; s++) {
