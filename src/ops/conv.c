@@ -1,6 +1,7 @@
 /*
  * conv.c - Conv and ConvTranspose for float32 (1-D to 3-D, groups,
- * dilations, strides, pads, auto_pad, bias).
+ * dilations, strides, pads, auto_pad, bias); float16/bfloat16 Conv runs
+ * on float32 copies.
  *
  * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
@@ -341,10 +342,37 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
     return st;
 }
 
+/* float16/bfloat16 Conv: float32 copies in, the float32 result rounded out. */
+static kiln_status_t conv_half(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                               const kiln_tensor_t *w, const kiln_tensor_t *b)
+{
+    kiln_tensor_t *xf = kiln_nn_float32_copy(x), *wf = kiln_nn_float32_copy(w);
+    kiln_tensor_t *bf = b ? kiln_nn_float32_copy(b) : NULL, *yf = NULL;
+    kiln_status_t st;
+    if (!xf || !wf || (b && !bf))
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for float32 copies of the inputs");
+    else
+        st = kiln_conv_float32(ctx, xf, wf, bf, &yf);
+    if (st == KILN_OK) {
+        kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, yf->rank, yf->dims);
+        if (y)
+            kiln_nn_store_float32(yf, y);
+        else
+            st = kiln_ctx_status(ctx);
+    }
+    kiln_tensor_free(xf);
+    kiln_tensor_free(wf);
+    kiln_tensor_free(bf);
+    kiln_tensor_free(yf);
+    return st;
+}
+
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
     const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    if (x && w && kiln_nn_is_half(x->dtype) && w->dtype == x->dtype && (!b || b->dtype == x->dtype))
+        return conv_half(ctx, x, w, b);
     kiln_status_t st = check_float32(ctx, x, w, b);
     conv_shapes_t s;
     if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)

@@ -231,7 +231,6 @@ static kiln_status_t check_pool_input(kiln_kernel_ctx_t *ctx, const kiln_tensor_
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input X is required");
     if (x->dtype == KILN_DTYPE_STRING || x->dtype == KILN_DTYPE_BOOL ||
-        x->dtype == KILN_DTYPE_FLOAT16 || x->dtype == KILN_DTYPE_BFLOAT16 ||
         x->dtype == KILN_DTYPE_UNDEFINED)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)x->dtype);
     return KILN_OK;
