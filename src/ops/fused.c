@@ -18,28 +18,22 @@
  * the output, split over the session's threads, so the separate activation
  * op, its output tensor and one pass over memory disappear.
  */
+/* The loops run over any n and select with ?:, so ask for the full
+ * vectorizer cost model and allow speculating float ops (results are the
+ * same; only FP exception flags could differ). */
+#pragma GCC optimize("no-trapping-math", "vect-cost-model=dynamic")
+
 #include <math.h>
 #include <string.h>
 
+#include "ops/fused_epilogue.h"
 #include "ops/gemm.h"
 #include "ops/nn_kernels.h"
 
 /* ---- the activation epilogue ----------------------------------------------- */
 
-typedef enum act_kind {
-    ACT_NONE,
-    ACT_RELU,
-    ACT_CLIP,
-    ACT_SIGMOID,
-    ACT_TANH,
-    ACT_HARD_SIGMOID,
-    ACT_HARD_SWISH,
-    ACT_LEAKY_RELU,
-    ACT_GELU
-} act_kind_t;
-
 typedef struct activation {
-    act_kind_t kind;
+    kiln_act_kind_t kind;
     float alpha, beta;
     float *y;
 } activation_t;
@@ -48,14 +42,14 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
 {
     static const struct {
         const char *name;
-        act_kind_t kind;
-    } names[] = {{"Relu", ACT_RELU},         {"Clip", ACT_CLIP},
-                 {"Sigmoid", ACT_SIGMOID},   {"Tanh", ACT_TANH},
-                 {"HardSigmoid", ACT_HARD_SIGMOID}, {"HardSwish", ACT_HARD_SWISH},
-                 {"LeakyRelu", ACT_LEAKY_RELU}, {"Gelu", ACT_GELU}};
+        kiln_act_kind_t kind;
+    } names[] = {{"Relu", KILN_ACT_RELU},       {"Clip", KILN_ACT_CLIP},
+                 {"Sigmoid", KILN_ACT_SIGMOID}, {"Tanh", KILN_ACT_TANH},
+                 {"HardSigmoid", KILN_ACT_HARD_SIGMOID}, {"HardSwish", KILN_ACT_HARD_SWISH},
+                 {"LeakyRelu", KILN_ACT_LEAKY_RELU}, {"Gelu", KILN_ACT_GELU}};
     const kiln_node_t *node = kiln_ctx_node(ctx);
     const char *name = kiln_attr_string(node, "activation", NULL);
-    a->kind = ACT_NONE;
+    a->kind = KILN_ACT_NONE;
     a->alpha = kiln_attr_float(node, "activation_alpha", 0.0f);
     a->beta = kiln_attr_float(node, "activation_beta", 0.0f);
     if (!name)
@@ -68,55 +62,16 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
     return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown activation '%s'", name);
 }
 
-static inline float gelu(float x)
-{
-    return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-}
-
-/* Applies the activation to y[0..n). */
+/* Applies the activation to y[0..n) with the best loop for this CPU. */
 static void activate(const activation_t *a, float *y, int64_t n)
 {
-    float al = a->alpha, be = a->beta;
-    switch (a->kind) {
-    case ACT_NONE:
-        break;
-    case ACT_RELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-        break;
-    case ACT_CLIP:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] < al ? al : y[i] > be ? be : y[i];
-        break;
-    case ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] >= 0.0f ? 1.0f / (1.0f + expf(-y[i])) : expf(y[i]) / (1.0f + expf(y[i]));
-        break;
-    case ACT_TANH:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = tanhf(y[i]);
-        break;
-    case ACT_HARD_SIGMOID:
-        for (int64_t i = 0; i < n; i++) {
-            float v = al * y[i] + be;
-            y[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        }
-        break;
-    case ACT_HARD_SWISH:
-        for (int64_t i = 0; i < n; i++) {
-            float v = y[i] / 6.0f + 0.5f;
-            y[i] *= v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        }
-        break;
-    case ACT_LEAKY_RELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] < 0.0f ? al * y[i] : y[i];
-        break;
-    case ACT_GELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = gelu(y[i]);
-        break;
-    }
+    static int use_avx2 = -1;
+    if (use_avx2 < 0)
+        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (use_avx2)
+        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, y, n);
+    else
+        kiln_act_loop(a->kind, a->alpha, a->beta, y, n, expf, tanhf);
 }
 
 /* Elements per parallel chunk of the epilogue. */
@@ -130,7 +85,7 @@ static void activate_range(void *arg, int64_t begin, int64_t end)
 
 static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor_t *y)
 {
-    if (a->kind == ACT_NONE || y->count == 0)
+    if (a->kind == KILN_ACT_NONE || y->count == 0)
         return;
     a->y = y->data;
     kiln_ctx_parallel_for(ctx, y->count, ACT_GRAIN, activate_range, a);
@@ -276,7 +231,7 @@ static kiln_status_t gelu_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (y->count)
         memcpy(y->data, x->data, y->nbytes);
-    activation_t act = {.kind = ACT_GELU};
+    activation_t act = {.kind = KILN_ACT_GELU};
     activate_tensor(ctx, &act, y);
     return KILN_OK;
 }

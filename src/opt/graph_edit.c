@@ -347,6 +347,18 @@ void opt_set_attr_float(kiln_opt_t *o, kiln_node_t *node, const char *name, floa
     a->f = v;
 }
 
+bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n, const int64_t *v)
+{
+    int64_t *copy = arena_dup(o, v, (size_t)n, sizeof *v);
+    if (!copy)
+        return false;
+    kiln_attr_t *a = attr_slot(o, node, name);
+    a->type = KILN_ATTR_INTS;
+    a->ints = copy;
+    a->n = n;
+    return true;
+}
+
 void opt_set_attr_string(kiln_opt_t *o, kiln_node_t *node, const char *name, const char *v)
 {
     kiln_attr_t *a = attr_slot(o, node, name);

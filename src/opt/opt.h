@@ -16,7 +16,8 @@
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
  *      subgraphs -> com.kiln Gelu / LayerNormalization
- *   3  layout: level 2 plus transposes folded into FusedMatMul (transB)
+ *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
+ *      transB (the transpose disappears or keeps rows contiguous)
  *
  * The copy keeps every value index of the model's graph (new values are
  * appended, dead ones stay unused) so subgraphs of If/Loop/Scan, which

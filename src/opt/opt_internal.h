@@ -84,6 +84,7 @@ bool opt_own_attrs(kiln_opt_t *o, kiln_node_t *node, int extra);
 void opt_set_attr_int(kiln_opt_t *o, kiln_node_t *node, const char *name, int64_t v);
 void opt_set_attr_float(kiln_opt_t *o, kiln_node_t *node, const char *name, float v);
 void opt_set_attr_string(kiln_opt_t *o, kiln_node_t *node, const char *name, const char *v);
+bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n, const int64_t *v);
 /* Turns node into op (domain, opset) keeping inputs, outputs and attributes. */
 void opt_retype(kiln_opt_t *o, kiln_node_t *node, const char *domain, const char *op, int opset);
 char *opt_strdup(kiln_opt_t *o, const char *s);

@@ -10,8 +10,8 @@
  *   activation  Conv / Gemm / FusedMatMul followed by Relu, Clip, Sigmoid,
  *               Tanh, HardSigmoid, HardSwish, LeakyRelu or Gelu -> the fused
  *               op with attributes activation, activation_alpha/beta
- *   transpose   (level 3) Transpose swapping the last two axes feeding
- *               FusedMatMul's B -> FusedMatMul transB
+ *   transpose   (level 3) MatMul(A, Transpose(T, perm)) -> FusedMatMul(A,
+ *               T or a cheaper Transpose of T, transB = 1)
  */
 #include <math.h>
 #include <string.h>
@@ -334,32 +334,50 @@ int opt_activation_fusion(kiln_opt_t *o)
 
 /* ---- level 3: transposes into FusedMatMul --------------------------------------- */
 
-/* Transpose(T, perm swapping only the last two axes) feeding FusedMatMul's
- * B becomes FusedMatMul(A, T, transB = 1) when nothing else reads it. */
+/* MatMul(A, Transpose(T, perm)): the product can read B with its last two
+ * axes swapped (transB), so the Transpose only has to do the rest of perm.
+ * When that rest is nothing the Transpose goes; otherwise it stays with the
+ * last two entries of perm swapped, which is taken only when it then keeps
+ * the last axis in place (rows are copied whole, as in attention's
+ * [b, s, heads, d] -> [b, heads, d, s] key transpose).  The MatMul becomes
+ * FusedMatMul(A, T', transB = 1). */
 int opt_transpose_matmul_folding(kiln_opt_t *o)
 {
     int fired = 0;
     kiln_graph_t *g = o->g;
     for (int i = 0; i < g->n_nodes && !o->status; i++) {
         kiln_node_t *mm = &g->nodes[i];
-        if (!mm->op_type || strcmp(mm->domain, KILN_OPT_DOMAIN) || strcmp(mm->op_type, "FusedMatMul") ||
-            mm->n_inputs < 2 || kiln_attr_int(mm, "transB", 0))
+        bool plain = opt_is_op(mm, "MatMul");
+        bool fused = mm->op_type && !strcmp(mm->domain, KILN_OPT_DOMAIN) && !strcmp(mm->op_type, "FusedMatMul");
+        if ((!plain && !fused) || mm->n_inputs < 2 || mm->n_outputs != 1 || kiln_attr_int(mm, "transB", 0))
             continue;
         int bv = mm->inputs[1], t = opt_producer(o, bv);
         if (t < 0 || o->uses[bv] != 1 || o->pinned[bv] || !opt_is_op(&g->nodes[t], "Transpose"))
             continue;
         const int64_t *perm;
         int64_t r = kiln_attr_ints(&g->nodes[t], "perm", &perm);
-        bool swap_last = r >= 2;
-        for (int64_t k = 0; k < r - 2 && swap_last; k++)
-            swap_last = perm[k] == k;
-        if (!swap_last || perm[r - 2] != r - 1 || perm[r - 1] != r - 2)
+        if (r < 2 || r > KILN_MAX_RANK)
+            continue;
+        int64_t rest[KILN_MAX_RANK];
+        memcpy(rest, perm, (size_t)r * sizeof *rest);
+        rest[r - 2] = perm[r - 1];
+        rest[r - 1] = perm[r - 2];
+        bool identity = true;
+        for (int64_t k = 0; k < r; k++)
+            identity &= rest[k] == k;
+        if (!identity && rest[r - 1] != r - 1)
             continue;
         if (!opt_own_attrs(o, mm, 1))
             break;
+        if (identity) {
+            mm->inputs[1] = g->nodes[t].inputs[0];
+            opt_remove_node(o, t);
+        } else if (!opt_own_attrs(o, &g->nodes[t], 0) || !opt_set_attr_ints(o, &g->nodes[t], "perm", (int)r, rest)) {
+            break;
+        }
         opt_set_attr_int(o, mm, "transB", 1);
-        mm->inputs[1] = g->nodes[t].inputs[0];
-        opt_remove_node(o, t);
+        if (plain)
+            opt_retype(o, mm, KILN_OPT_DOMAIN, "FusedMatMul", KILN_OPT_DOMAIN_VERSION);
         opt_refresh(o);
         fired++;
     }
