@@ -42,11 +42,13 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
 SAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models fuzz clean examples
+.PHONY: all deps run test unit unit-asan conformance bench bench-serve bench-models bench-monitor fuzz clean examples
 
 all: $(BUILD)/kiln $(BUILD)/libkiln.a examples $(BUILD)/dashboard/.stamp
 
 # Installs what is missing; a machine that has everything runs no apt-get.
+# npm counts as present when the command exists: NodeSource's nodejs package
+# bundles npm and conflicts with Debian's, so apt must not be asked for it.
 deps:
 	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
@@ -101,6 +103,11 @@ $(BUILD)/tests/libfake_nvml_old.so: tests/fake_nvml/fake_nvml.c
 
 
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+# The monitoring history benchmark helper (bench/monitor_bench.sh runs it).
+$(BUILD)/bench/monitor_store_bench: bench/monitor_store_bench.c $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libkiln.a $(LIBS)
 
 examples: $(EXAMPLE_BIN)
 
@@ -172,6 +179,10 @@ bench: deps all $(BENCH_MODELS)/.stamp
 
 bench-serve: deps all $(BENCH_MODELS)/.stamp
 	bench/serve_bench.sh
+
+# The monitoring plane alone (writes the "## Monitoring" section of docs/PERFORMANCE.md).
+bench-monitor: deps all
+	bench/monitor_bench.sh
 
 fuzz: deps
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)

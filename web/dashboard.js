@@ -20,13 +20,14 @@
   // Chart definitions: which selector, how to turn values into what is drawn,
   // and how each series is named in the legend.
   var GPU_CHARTS = [
-    { id: "gpu_util", title: "GPU utilization (%)", query: "nv_gpu_utilization", scale: 100, name: gpuName },
+    { id: "gpu_util", title: "GPU utilization (%)", query: "nv_gpu_utilization", scale: 100, percent: true, name: gpuName },
     { id: "gpu_mem", title: "GPU memory used (GiB)", query: "nv_gpu_memory_used_bytes", scale: 1 / GiB, name: gpuName },
     { id: "gpu_temp", title: "GPU temperature (°C)", query: "kiln_gpu_temperature_celsius", scale: 1, name: gpuName },
     { id: "gpu_power", title: "GPU power (W)", query: "nv_gpu_power_usage", scale: 1, name: gpuName }
   ];
   var HOST_CHARTS = [
-    { id: "cpu_util", title: "Host CPU utilization (%)", query: "nv_cpu_utilization", scale: 100, name: constName("cpu") },
+    { id: "cpu_util", title: "Host CPU utilization (%)", query: "nv_cpu_utilization", scale: 100, percent: true,
+      name: constName("cpu") },
     { id: "host_mem", title: "Host memory (GiB)", query: '{__name__=~"nv_cpu_memory_used_bytes|nv_cpu_memory_total_bytes"}',
       scale: 1 / GiB, name: function (m) { return m.__name__ === "nv_cpu_memory_total_bytes" ? "total" : "used"; } }
   ];
@@ -196,9 +197,10 @@
     }));
     var opts = {
       width: Math.max(300, box.clientWidth - 16), height: 200, series: series,
-      axes: [{ stroke: "#8a96a3", grid: { stroke: "#2a323b" } },
+      axes: [{ stroke: "#8a96a3", grid: { stroke: "#2a323b" }, space: 90 },
              { stroke: "#8a96a3", grid: { stroke: "#2a323b" }, size: 60 }],
-      scales: { x: { time: true } }, legend: { show: true }
+      // Percentages keep a fixed 0..100 axis so charts compare at a glance.
+      scales: { x: { time: true }, y: def.percent ? { range: [0, 100] } : {} }, legend: { show: true }
     };
     state.charts[def.id] = { plot: new uPlot(opts, aligned, body), sig: sig };
   }

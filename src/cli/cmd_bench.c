@@ -5,10 +5,15 @@
  * Measures one model the way trtexec does: load time (model load plus
  * session creation, comparable to ONNX Runtime's session creation), then
  * warm-up runs, then timed runs; prints latency percentiles, throughput,
- * peak resident memory and the activation memory of a run.  MODEL is an
+ * peak resident memory and the activation memory of a run: the peak of live
+ * intermediate tensors, the sum of all of them, and the planned arena that
+ * holds them (see core/session.h).  MODEL is an
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
  * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
+ *
+ * With --url the command measures a KServe v2 server instead, the way
+ * perf_analyzer does: see bench/loadgen.h.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -18,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench/loadgen.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -45,7 +51,10 @@ static void usage(FILE *out)
                  "                  [--shape NAME=DIMS]... [--level 0-3] [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
-                 "  the shape of an input whose declared dims are symbolic.\n");
+                 "  the shape of an input whose declared dims are symbolic.\n"
+                 "       kiln bench --url http://HOST:PORT --model NAME [--concurrency 1,4,16] [--duration S] [--json]\n"
+                 "  measures a KServe v2 server (kiln's or Triton's) the way perf_analyzer does;\n"
+                 "  `kiln bench --url URL --help` lists its options.\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -172,6 +181,9 @@ static kiln_status_t make_inputs(const bench_args_t *a, kiln_session_t *s, const
 
 int kiln_cmd_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--url"))
+            return kiln_loadgen_main(argc, argv);
     bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50};
     int rc = KILN_EXIT_BAD_INPUT;
     a.input_names = calloc((size_t)argc + 1, sizeof(char *));
@@ -313,6 +325,7 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "peak_rss_bytes", json_integer((json_int_t)peak_rss));
         json_object_set_new(j, "activation_peak_bytes", json_integer((json_int_t)session->last_peak_bytes));
         json_object_set_new(j, "activation_total_bytes", json_integer((json_int_t)session->last_total_bytes));
+        json_object_set_new(j, "arena_bytes", json_integer((json_int_t)session->last_arena_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");
@@ -323,9 +336,10 @@ int kiln_cmd_bench(int argc, char **argv)
         printf("latency over %d runs: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, mean %.3f ms (min %.3f, max %.3f)\n",
                a.iters, s.p50, s.p90, s.p99, s.mean, s.min, s.max);
         printf("throughput: %.1f inferences/s\n", throughput);
-        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced\n",
+        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced, "
+               "planned arena %.1f MB\n",
                (double)peak_rss / 1048576.0, (double)session->last_peak_bytes / 1048576.0,
-               (double)session->last_total_bytes / 1048576.0);
+               (double)session->last_total_bytes / 1048576.0, (double)session->last_arena_bytes / 1048576.0);
     }
     rc = KILN_EXIT_OK;
 done:

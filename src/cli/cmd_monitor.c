@@ -7,7 +7,8 @@
  *                [--alertmanager-url URL] [--alert-webhook URL]
  *
  * It starts the metrics HTTP server, the monitor (sampler, history,
- * /metrics, /api/v1) and the alert engine, then waits for SIGINT or SIGTERM
+ * /metrics, /api/v1) and the alert engine with the dashboard
+ * (monitor_alerts.h), then waits for SIGINT or SIGTERM
  * and stops everything in reverse order, exiting 0.  The signals are
  * blocked in every thread and taken with sigwait() here, so no thread is
  * interrupted in the middle of a write to the history.
@@ -22,7 +23,6 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "monitor/api.h"
-#include "monitor/dashboard.h"
 #include "monitor/http.h"
 #include "monitor/monitor.h"
 #include "monitor/monitor_alerts.h"
@@ -179,8 +179,6 @@ int kiln_cmd_monitor(int argc, char **argv)
         kiln_metrics_server_stop(srv);
         return KILN_EXIT_BAD_INPUT;
     }
-    if (kiln_dashboard_register(srv))
-        fprintf(stderr, "kiln monitor: dashboard not served: %s\n", kiln_last_error());
     printf("kiln monitor: listening on %s (history %s)\n", external, history ? history : "in memory");
     fflush(stdout);
 
@@ -189,7 +187,6 @@ int kiln_cmd_monitor(int argc, char **argv)
     }
     if (!quiet)
         fprintf(stderr, "kiln monitor: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    kiln_dashboard_unregister(srv);
     kiln_monitor_alerts_stop(alerts);
     kiln_monitor_stop(mon);
     kiln_metrics_server_stop(srv);

@@ -112,7 +112,8 @@ static int source_local(source_t *src, int interval_ms, char *err, size_t errlen
 
 /* Takes one snapshot.  Returns 0, or -1 with a message (the screen keeps
  * the last good snapshot and shows the message). */
-static int take(source_t *src, const kiln_top_snapshot_t *prev, kiln_top_snapshot_t *out, char *err, size_t errlen)
+static int take(source_t *src, const kiln_top_snapshot_t *prev, kiln_top_snapshot_t *out, char *err,
+                size_t errlen)
 {
     kiln_prom_set_t set = {0};
     double t = now_s();
@@ -156,7 +157,8 @@ static int take(source_t *src, const kiln_top_snapshot_t *prev, kiln_top_snapsho
     kiln_prom_set_free(&set);
     /* Alerts are optional: an older kiln or another exporter has none. */
     body = NULL;
-    if (kiln_http_request(&src->alerts, "GET", NULL, NULL, 0, 3, &status, &body, &len, perr, sizeof perr) == 0 &&
+    if (kiln_http_request(&src->alerts, "GET", NULL, NULL, 0, 3, &status, &body, &len, perr, sizeof perr) ==
+            0 &&
         status == 200)
         kiln_top_read_alerts(body, len, out, perr, sizeof perr);
     free(body);
@@ -228,7 +230,8 @@ static void memory_bar(int y, int x, int width, const kiln_top_value_t *used, co
 /* A sparkline of values in [0, 1] (newest right) over `width` cells. */
 static void sparkline(int y, int x, int width, const history_t *h)
 {
-    static const char *blocks[] = {" ", "\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
+    static const char *blocks[] = {" ",      "\u2581", "\u2582", "\u2583", "\u2584",
+                                   "\u2585", "\u2586", "\u2587", "\u2588"};
     static const char ascii[] = " .:-=+*#@";
     size_t n = h->n < (size_t)width ? h->n : (size_t)width;
     for (size_t i = 0; i < n; i++) {
@@ -259,7 +262,8 @@ static void draw(const kiln_top_snapshot_t *s, const source_t *src, const char *
     localtime_r(&t, &tm);
     attron(COLOR_PAIR(C_HEAD) | A_BOLD);
     mvhline(0, 0, ' ', cols);
-    snprintf(line, sizeof line, " kiln top  %s  %02d:%02d:%02d", src->label, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(line, sizeof line, " kiln top  %s  %02d:%02d:%02d", src->label, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
     mvaddnstr(0, 0, line, cols);
     mvaddnstr(0, cols > 10 ? cols - 10 : 0, " q: quit ", 9);
     attroff(COLOR_PAIR(C_HEAD) | A_BOLD);
@@ -288,7 +292,8 @@ static void draw(const kiln_top_snapshot_t *s, const source_t *src, const char *
     attroff(A_BOLD);
     if (s->ngpus == 0) {
         attron(COLOR_PAIR(C_DIM));
-        mvaddnstr(y++, 2, "No GPU found (no NVIDIA driver or NVML library); host and models are shown.", cols - 3);
+        mvaddnstr(y++, 2, "No GPU found (no NVIDIA driver or NVML library); host and models are shown.",
+                  cols - 3);
         attroff(COLOR_PAIR(C_DIM));
     }
     for (size_t i = 0; i < s->ngpus && y < rows - 4; i++) {
@@ -330,8 +335,8 @@ static void draw(const kiln_top_snapshot_t *s, const source_t *src, const char *
             attroff(COLOR_PAIR(C_DIM));
         } else {
             attron(A_UNDERLINE);
-            mvprintw(y++, 2, "%-28s %10s %10s %10s %10s %8s", "model/version", "inf/s", "p50 ms", "p99 ms", "queue ms",
-                     "pending");
+            mvprintw(y++, 2, "%-28s %10s %10s %10s %10s %8s", "model/version", "inf/s", "p50 ms", "p99 ms",
+                     "queue ms", "pending");
             attroff(A_UNDERLINE);
         }
         for (size_t i = 0; i < s->nmodels && y < rows - 2; i++) {
@@ -360,7 +365,10 @@ static void draw(const kiln_top_snapshot_t *s, const source_t *src, const char *
         attroff(A_BOLD);
         if (!s->alerts_ok || s->nalerts == 0) {
             attron(COLOR_PAIR(C_DIM));
-            mvaddstr(y++, 2, s->alerts_ok ? "none active" : src->local ? "not evaluated in local mode" : "unknown");
+            mvaddstr(y++, 2,
+                     s->alerts_ok ? "none active"
+                     : src->local ? "not evaluated in local mode"
+                                  : "unknown");
             attroff(COLOR_PAIR(C_DIM));
         }
         for (size_t i = 0; i < s->nalerts && y < rows; i++) {
@@ -390,7 +398,8 @@ static int run_screen(source_t *src, int interval_ms)
         return KILN_EXIT_BAD_INPUT;
     }
     if (!initscr()) {
-        fprintf(stderr, "kiln top: cannot open the terminal (TERM=%s)\n", getenv("TERM") ? getenv("TERM") : "");
+        fprintf(stderr, "kiln top: cannot open the terminal (TERM=%s)\n",
+                getenv("TERM") ? getenv("TERM") : "");
         free(cur);
         free(prev);
         free(gpu_hist);
@@ -472,7 +481,8 @@ int kiln_cmd_top(int argc, char **argv)
             char *end;
             interval = v ? strtol(v, &end, 10) : -1;
             if (!v || *end || interval < 100 || interval > 60000) {
-                fprintf(stderr, "kiln top: --interval-ms must be a whole number from 100 to 60000, not '%s'\n",
+                fprintf(stderr,
+                        "kiln top: --interval-ms must be a whole number from 100 to 60000, not '%s'\n",
                         v ? v : "");
                 return KILN_EXIT_BAD_INPUT;
             }
@@ -515,8 +525,10 @@ int kiln_cmd_top(int argc, char **argv)
             kiln_monitor_stop(src.mon);
             return KILN_EXIT_CHECK_FAILED;
         }
-        if (source_local(&src, (int)interval, err, sizeof err) != 0 || take(&src, NULL, snap, err, sizeof err) != 0) {
-            fprintf(stderr, "kiln top: nothing answers at " DEFAULT_URL " and local sampling failed: %s\n", err);
+        if (source_local(&src, (int)interval, err, sizeof err) != 0 ||
+            take(&src, NULL, snap, err, sizeof err) != 0) {
+            fprintf(stderr, "kiln top: nothing answers at " DEFAULT_URL " and local sampling failed: %s\n",
+                    err);
             free(snap);
             kiln_monitor_stop(src.mon);
             return KILN_EXIT_CHECK_FAILED;

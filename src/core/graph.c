@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/shape_infer.h"
 #include "ops/kernel.h"
 
 const kiln_attr_t *kiln_node_attr(const kiln_node_t *node, const char *name)
@@ -235,5 +236,5 @@ static kiln_status_t check_graph(kiln_graph_t *g, bool recurse)
     }
     for (int k = 0; k < g->n_outputs; k++)
         g->values[g->outputs[k]].consumers++;
-    return KILN_OK;
+    return kiln_graph_infer_shapes(g);
 }

@@ -66,7 +66,8 @@ typedef struct kiln_dim {
     const char *symbol;
 } kiln_dim_t;
 
-/* The declared or inferred type of a value. */
+/* The declared or inferred type of a value.  For a sequence, dtype, rank
+ * and dims describe its elements. */
 typedef struct kiln_type {
     kiln_value_kind_t kind; /* TENSOR or SEQUENCE; NONE = "optional of" below */
     bool optional;          /* declared as optional(...) */

@@ -151,7 +151,7 @@ static kiln_tensor_t *tensor_header(kiln_dtype_t dtype, int rank, const int64_t 
     return t;
 }
 
-kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims)
+static kiln_tensor_t *tensor_alloc(kiln_dtype_t dtype, int rank, const int64_t *dims, bool zero)
 {
     int64_t count;
     kiln_tensor_t *t = tensor_header(dtype, rank, dims, &count);
@@ -167,9 +167,20 @@ kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims
             kiln_fail(KILN_ERR_NO_MEMORY, "out of memory allocating %zu bytes for a tensor", alloc);
             return NULL;
         }
-        memset(t->data, 0, alloc);
+        if (zero || dtype == KILN_DTYPE_STRING)
+            memset(t->data, 0, alloc);
     }
     return t;
+}
+
+kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims)
+{
+    return tensor_alloc(dtype, rank, dims, true);
+}
+
+kiln_tensor_t *kiln_tensor_new_uninit(kiln_dtype_t dtype, int rank, const int64_t *dims)
+{
+    return tensor_alloc(dtype, rank, dims, false);
 }
 
 kiln_tensor_t *kiln_tensor_create(kiln_dtype_t dtype, int rank, const int64_t *dims)
@@ -219,7 +230,7 @@ void kiln_tensor_free(kiln_tensor_t *t)
 
 kiln_tensor_t *kiln_tensor_clone(const kiln_tensor_t *src)
 {
-    kiln_tensor_t *t = kiln_tensor_new(src->dtype, src->rank, src->dims);
+    kiln_tensor_t *t = kiln_tensor_new_uninit(src->dtype, src->rank, src->dims);
     if (!t)
         return NULL;
     if (src->dtype == KILN_DTYPE_STRING) {
@@ -301,6 +312,40 @@ void kiln_tensor_set_f64(kiln_tensor_t *t, int64_t i, double v)
     case KILN_DTYPE_UINT64: ((uint64_t *)d)[i] = (uint64_t)v; break;
     default: break;
     }
+}
+
+/* See tensor.h. */
+kiln_tensor_t *kiln_tensor_slice_axis(const kiln_tensor_t *t, int axis, int64_t begin, int64_t len, bool keep_axis)
+{
+    int64_t dims[KILN_MAX_RANK];
+    int r = 0;
+    for (int d = 0; d < t->rank; d++) {
+        if (d == axis) {
+            if (keep_axis)
+                dims[r++] = len;
+        } else {
+            dims[r++] = t->dims[d];
+        }
+    }
+    kiln_tensor_t *out = kiln_tensor_new(t->dtype, r, dims);
+    if (!out)
+        return NULL;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++)
+        outer *= t->dims[d];
+    for (int d = axis + 1; d < t->rank; d++)
+        inner *= t->dims[d];
+    size_t es = kiln_dtype_size(t->dtype);
+    for (int64_t o = 0; o < outer; o++) {
+        const char *src = (const char *)t->data + ((o * t->dims[axis] + begin) * inner) * (int64_t)es;
+        char *dst = (char *)out->data + (o * len * inner) * (int64_t)es;
+        if (t->dtype == KILN_DTYPE_STRING)
+            for (int64_t k = 0; k < len * inner; k++)
+                ((char **)dst)[k] = strdup(((char *const *)src)[k]);
+        else if (len * inner > 0) /* empty pieces have no storage to copy */
+            memcpy(dst, src, (size_t)(len * inner) * es);
+    }
+    return out;
 }
 
 /* ---- values ------------------------------------------------------------ */

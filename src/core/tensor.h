@@ -36,9 +36,17 @@ int64_t kiln_shape_count(int rank, const int64_t *dims, size_t elem_size);
 /* Allocates an owning tensor (zeroed).  Same as kiln_tensor_create but
  * reports errors with the tensor name for context (name may be NULL). */
 kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims);
+/* Same, but the elements are left uninitialized (the caller writes every
+ * one); string tensors are still zeroed (NULL pointers) so they can be freed. */
+kiln_tensor_t *kiln_tensor_new_uninit(kiln_dtype_t dtype, int rank, const int64_t *dims);
 
 /* A deep copy (owning) of t. */
 kiln_tensor_t *kiln_tensor_clone(const kiln_tensor_t *t);
+
+/* A new owning tensor with entries [begin, begin+len) of t along axis
+ * (strings duplicated).  With keep_axis false the axis (len must be 1) is
+ * dropped.  The range must lie inside t.  NULL when out of memory. */
+kiln_tensor_t *kiln_tensor_slice_axis(const kiln_tensor_t *t, int axis, int64_t begin, int64_t len, bool keep_axis);
 
 /* Writes "[2,3,4]" into buf. Returns buf. */
 char *kiln_shape_str(int rank, const int64_t *dims, char *buf, size_t size);

@@ -48,10 +48,14 @@ struct kiln_alert_engine {
 const char *kiln_alert_state_name(kiln_alert_state_t s)
 {
     switch (s) {
-    case KILN_ALERT_INACTIVE: return "inactive";
-    case KILN_ALERT_PENDING: return "pending";
-    case KILN_ALERT_FIRING: return "firing";
-    case KILN_ALERT_RESOLVED: return "resolved";
+    case KILN_ALERT_INACTIVE:
+        return "inactive";
+    case KILN_ALERT_PENDING:
+        return "pending";
+    case KILN_ALERT_FIRING:
+        return "firing";
+    case KILN_ALERT_RESOLVED:
+        return "resolved";
     }
     return "unknown";
 }
@@ -133,8 +137,8 @@ static int render_all(const alert_kv_template_t *kv, size_t n, const alert_label
 }
 
 /* Builds the alert's labels and annotations from one result series. */
-static int build_alert(const alert_rule_t *r, const alert_labels_t *series, double value, alert_labels_t *labels,
-                       alert_labels_t *annotations)
+static int build_alert(const alert_rule_t *r, const alert_labels_t *series, double value,
+                       alert_labels_t *labels, alert_labels_t *annotations)
 {
     if (alert_labels_copy(labels, series) != 0)
         return -1;
@@ -210,7 +214,8 @@ out:
     free(wh);
 }
 
-static int eval_rule(kiln_alert_engine_t *e, alert_rule_t *r, double now, double interval, char *err, size_t errlen)
+static int eval_rule(kiln_alert_engine_t *e, alert_rule_t *r, double now, double interval, char *err,
+                     size_t errlen)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -253,7 +258,8 @@ static int eval_rule(kiln_alert_engine_t *e, alert_rule_t *r, double now, double
              * dropped what set them apart): Prometheus refuses this too. */
             alert_labels_clear(&labels);
             alert_labels_clear(&ann);
-            snprintf(msg, sizeof msg, "vector contains metrics with the same labelset after applying alert labels");
+            snprintf(msg, sizeof msg,
+                     "vector contains metrics with the same labelset after applying alert labels");
             rc = -1;
             break;
         }
@@ -394,12 +400,12 @@ static void *eval_thread(void *arg)
     kiln_alert_engine_t *e = arg;
     pthread_mutex_lock(&e->mu);
     double start = wall_now();
-    for (size_t g = 0; g < e->rules->ngroups; g++)
+    for (size_t g = 0; e->rules && g < e->rules->ngroups; g++)
         e->rules->groups[g].next_eval = start;
     while (!e->stop) {
         double now = wall_now();
         double next = now + 3600;
-        for (size_t g = 0; g < e->rules->ngroups; g++) {
+        for (size_t g = 0; e->rules && g < e->rules->ngroups; g++) {
             alert_group_t *grp = &e->rules->groups[g];
             double interval = grp->interval > 0 ? grp->interval : e->default_interval;
             if (grp->next_eval <= now) {
@@ -428,7 +434,8 @@ int kiln_alert_engine_start(kiln_alert_engine_t *e, int default_interval_ms, cha
 {
     if (default_interval_ms <= 0) {
         if (err && errlen)
-            snprintf(err, errlen, "alert evaluation interval must be positive, got %d ms", default_interval_ms);
+            snprintf(err, errlen, "alert evaluation interval must be positive, got %d ms",
+                     default_interval_ms);
         return -1;
     }
     pthread_mutex_lock(&e->mu);
@@ -476,7 +483,8 @@ static int is_active(const alert_instance_t *a)
 char *kiln_alert_engine_metrics_text(kiln_alert_engine_t *e)
 {
     alert_buf_t b = {0};
-    alert_buf_puts(&b, "# HELP ALERTS Alerts that are pending or firing (kiln alert rules).\n# TYPE ALERTS gauge\n");
+    alert_buf_puts(
+        &b, "# HELP ALERTS Alerts that are pending or firing (kiln alert rules).\n# TYPE ALERTS gauge\n");
     pthread_mutex_lock(&e->mu);
     for (size_t g = 0; e->rules && g < e->rules->ngroups; g++)
         for (size_t r = 0; r < e->rules->groups[g].nrules; r++) {
@@ -511,8 +519,22 @@ static void json_alert(alert_buf_t *b, const alert_instance_t *a)
     alert_buf_json_labels(b, &a->labels);
     alert_buf_puts(b, ",\"annotations\":");
     alert_buf_json_labels(b, &a->annotations);
-    alert_buf_printf(b, ",\"state\":\"%s\",\"activeAt\":\"%s\",\"value\":\"%s\"}", kiln_alert_state_name(a->state),
-                     at, val);
+    alert_buf_printf(b, ",\"state\":\"%s\",\"activeAt\":\"%s\",\"value\":\"%s\"}",
+                     kiln_alert_state_name(a->state), at, val);
+}
+
+/* Appends the rule's pending and firing alerts, comma-separated; *first
+ * says whether nothing was written before (and is cleared once something is). */
+static void json_active_alerts(alert_buf_t *b, const alert_rule_t *rule, int *first)
+{
+    for (size_t i = 0; i < rule->nalerts; i++) {
+        if (!is_active(&rule->alerts[i]))
+            continue;
+        if (!*first)
+            alert_buf_puts(b, ",");
+        *first = 0;
+        json_alert(b, &rule->alerts[i]);
+    }
 }
 
 char *kiln_alert_engine_api_json(kiln_alert_engine_t *e)
@@ -522,17 +544,8 @@ char *kiln_alert_engine_api_json(kiln_alert_engine_t *e)
     int first = 1;
     pthread_mutex_lock(&e->mu);
     for (size_t g = 0; e->rules && g < e->rules->ngroups; g++)
-        for (size_t r = 0; r < e->rules->groups[g].nrules; r++) {
-            const alert_rule_t *rule = &e->rules->groups[g].rules[r];
-            for (size_t i = 0; i < rule->nalerts; i++) {
-                if (!is_active(&rule->alerts[i]))
-                    continue;
-                if (!first)
-                    alert_buf_puts(&b, ",");
-                first = 0;
-                json_alert(&b, &rule->alerts[i]);
-            }
-        }
+        for (size_t r = 0; r < e->rules->groups[g].nrules; r++)
+            json_active_alerts(&b, &e->rules->groups[g].rules[r], &first);
     pthread_mutex_unlock(&e->mu);
     alert_buf_puts(&b, "]}}");
     return alert_buf_take(&b);
@@ -574,7 +587,8 @@ char *kiln_alert_engine_rules_json(kiln_alert_engine_t *e)
                     st = rule->alerts[i].state;
             if (r)
                 alert_buf_puts(&b, ",");
-            alert_buf_printf(&b, "{\"type\":\"alerting\",\"state\":\"%s\",\"name\":", kiln_alert_state_name(st));
+            alert_buf_printf(&b,
+                             "{\"type\":\"alerting\",\"state\":\"%s\",\"name\":", kiln_alert_state_name(st));
             alert_buf_json_string(&b, rule->name);
             alert_buf_puts(&b, ",\"query\":");
             alert_buf_json_string(&b, rule->expr_text);
@@ -585,18 +599,13 @@ char *kiln_alert_engine_rules_json(kiln_alert_engine_t *e)
             json_kv_sources(&b, rule->annotations, rule->nannotations);
             alert_buf_puts(&b, ",\"alerts\":[");
             int first = 1;
-            for (size_t i = 0; i < rule->nalerts; i++) {
-                if (!is_active(&rule->alerts[i]))
-                    continue;
-                if (!first)
-                    alert_buf_puts(&b, ",");
-                first = 0;
-                json_alert(&b, &rule->alerts[i]);
-            }
+            json_active_alerts(&b, rule, &first);
             char at[40];
             alert_format_time(rule->last_eval, at, sizeof at);
             alert_buf_printf(&b, "],\"health\":\"%s\",\"lastError\":",
-                             rule->last_eval == 0 ? "unknown" : rule->last_error ? "err" : "ok");
+                             rule->last_eval == 0 ? "unknown"
+                             : rule->last_error   ? "err"
+                                                  : "ok");
             alert_buf_json_string(&b, rule->last_error ? rule->last_error : "");
             alert_buf_printf(&b, ",\"lastEvaluation\":\"%s\",\"evaluationTime\":%g}", at, rule->eval_seconds);
         }
@@ -607,8 +616,8 @@ char *kiln_alert_engine_rules_json(kiln_alert_engine_t *e)
     return alert_buf_take(&b);
 }
 
-kiln_alert_state_t kiln_alert_engine_state_of(kiln_alert_engine_t *e, const char *alertname, const char *label,
-                                              const char *value, double *value_out)
+kiln_alert_state_t kiln_alert_engine_state_of(kiln_alert_engine_t *e, const char *alertname,
+                                              const char *label, const char *value, double *value_out)
 {
     kiln_alert_state_t st = KILN_ALERT_INACTIVE;
     pthread_mutex_lock(&e->mu);

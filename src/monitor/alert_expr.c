@@ -61,7 +61,8 @@ int kiln_alert_parse_duration(const char *text, double *seconds)
         if (ulen == 0)
             return -1;
         size_t u = next_unit;
-        while (u < sizeof units / sizeof units[0] && (strlen(units[u].unit) != ulen || strncmp(units[u].unit, p, ulen)))
+        while (u < sizeof units / sizeof units[0] &&
+               (strlen(units[u].unit) != ulen || strncmp(units[u].unit, p, ulen)))
             u++;
         if (u == sizeof units / sizeof units[0])
             return -1;
@@ -186,12 +187,24 @@ static char *read_string(parser_t *p)
         if (c == '\\' && q != '`') {
             char e = p->s[p->pos];
             switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case '\\': c = '\\'; break;
-            case '"': c = '"'; break;
-            case '\'': c = '\''; break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case '\\':
+                c = '\\';
+                break;
+            case '"':
+                c = '"';
+                break;
+            case '\'':
+                c = '\'';
+                break;
             default:
                 /* Keep unknown escapes for the regex engine (e.g. \. in =~). */
                 c = '\\';
@@ -218,8 +231,82 @@ static char *read_string(parser_t *p)
 
 /* ---- Selector ---------------------------------------------------------------- */
 
-static int add_matcher(parser_t *p, struct kiln_alert_selector *sel, char *name, alert_match_op_t op, char *value,
-                       size_t value_pos)
+/* The longest regular expression a matcher may hold, and the largest
+ * repetition count, as RE2 (Prometheus's engine) allows. */
+#define REGEX_MAX_LEN 1024
+#define REGEX_MAX_REPEAT 1000
+
+/* Refuses what RE2 refuses and what makes glibc's regcomp blow up in time
+ * or memory: a repetition operator right after another ("a++", "a*{2}"),
+ * and counts {n,m} whose product over the expression passes
+ * REGEX_MAX_REPEAT (so "(a{100}){100}" is refused as RE2 refuses it; a
+ * threshold rule's label matcher never needs that).  Returns NULL when
+ * fine, else the problem. */
+static const char *regex_precheck(const char *re)
+{
+    if (strlen(re) > REGEX_MAX_LEN)
+        return "longer than 1024 characters";
+    int after_repeat = 0, in_class = 0, depth = 0;
+    double product = 1;
+    for (const char *p = re; *p; p++) {
+        if (in_class) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == ']')
+                in_class = 0;
+            continue;
+        }
+        int repeat = 0;
+        switch (*p) {
+        case '\\':
+            if (p[1])
+                p++;
+            break;
+        case '[':
+            in_class = 1;
+            if (p[1] == ']')
+                p++;
+            break;
+        case '(':
+            if (++depth > 100)
+                return "nested too deeply";
+            break;
+        case ')':
+            depth--;
+            break;
+        case '*':
+        case '+':
+        case '?':
+            repeat = 1;
+            break;
+        case '{': {
+            char *end;
+            long lo = strtol(p + 1, &end, 10), hi = lo;
+            if (end == p + 1 || lo < 0)
+                break; /* a literal '{' */
+            if (*end == ',')
+                hi = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : (end++, lo);
+            if (*end != '}')
+                break;
+            if (lo > REGEX_MAX_REPEAT || hi > REGEX_MAX_REPEAT)
+                return "repetition count above 1000";
+            product *= (double)(hi > 1 ? hi : 1);
+            if (product > REGEX_MAX_REPEAT)
+                return "repetition counts multiply above 1000";
+            p = end;
+            repeat = 1;
+            break;
+        }
+        }
+        if (repeat && after_repeat)
+            return "bad repetition operator (two in a row)";
+        after_repeat = repeat;
+    }
+    return NULL;
+}
+
+static int add_matcher(parser_t *p, struct kiln_alert_selector *sel, char *name, alert_match_op_t op,
+                       char *value, size_t value_pos)
 {
     alert_matcher_t *m = realloc(sel->matchers, (sel->nmatchers + 1) * sizeof *m);
     if (!m) {
@@ -235,6 +322,9 @@ static int add_matcher(parser_t *p, struct kiln_alert_selector *sel, char *name,
     mt->op = op;
     sel->nmatchers++;
     if (op == ALERT_MATCH_RE || op == ALERT_MATCH_NRE) {
+        const char *why = regex_precheck(value);
+        if (why)
+            return fail_at(p, value_pos, "invalid regular expression: %s", why);
         size_t n = strlen(value) + 5;
         char *anchored = malloc(n);
         if (!anchored)
@@ -258,10 +348,14 @@ static int matcher_matches(const alert_matcher_t *m, const char *v)
     if (!v)
         v = ""; /* an absent label matches like an empty one, as in Prometheus */
     switch (m->op) {
-    case ALERT_MATCH_EQ: return strcmp(v, m->value) == 0;
-    case ALERT_MATCH_NE: return strcmp(v, m->value) != 0;
-    case ALERT_MATCH_RE: return regexec(&m->re, v, 0, NULL, 0) == 0;
-    case ALERT_MATCH_NRE: return regexec(&m->re, v, 0, NULL, 0) != 0;
+    case ALERT_MATCH_EQ:
+        return strcmp(v, m->value) == 0;
+    case ALERT_MATCH_NE:
+        return strcmp(v, m->value) != 0;
+    case ALERT_MATCH_RE:
+        return regexec(&m->re, v, 0, NULL, 0) == 0;
+    case ALERT_MATCH_NRE:
+        return regexec(&m->re, v, 0, NULL, 0) != 0;
     }
     return 0;
 }
@@ -304,7 +398,8 @@ static int parse_matchers(parser_t *p, struct kiln_alert_selector *sel)
             free(name);
             char what[64];
             describe_at(p, p->pos, what, sizeof what);
-            return fail_at(p, p->pos, "expected a label matcher (=, !=, =~, !~) after label name, found %s", what);
+            return fail_at(p, p->pos, "expected a label matcher (=, !=, =~, !~) after label name, found %s",
+                           what);
         }
         (void)name_pos;
         skip_ws(p);
@@ -347,14 +442,16 @@ static int parse_selector(parser_t *p, struct kiln_alert_selector *sel, char *na
         for (size_t i = 0; i < sel->nmatchers; i++) {
             if (!matcher_matches(&sel->matchers[i], ""))
                 nonempty = 1;
-            if (!strcmp(sel->matchers[i].name, "__name__") && sel->matchers[i].op == ALERT_MATCH_EQ && !sel->metric) {
+            if (!strcmp(sel->matchers[i].name, "__name__") && sel->matchers[i].op == ALERT_MATCH_EQ &&
+                !sel->metric) {
                 sel->metric = strdup(sel->matchers[i].value);
                 if (!sel->metric)
                     return fail_at(p, start, "out of memory");
             }
         }
         if (!nonempty)
-            return fail_at(p, start, "a selector needs a metric name or a matcher that does not match the empty string");
+            return fail_at(
+                p, start, "a selector needs a metric name or a matcher that does not match the empty string");
     }
     return 0;
 }
@@ -431,10 +528,11 @@ static int parse_number(parser_t *p, double *out)
     } else {
         if (!isdigit((unsigned char)body[0]) && body[0] != '.') {
             if (is_ident_start(body[0], 1))
-                return fail_at(p, start,
-                               "expected a number after the comparison, found '%s' (comparing two series is outside "
-                               "the supported subset)",
-                               num);
+                return fail_at(
+                    p, start,
+                    "expected a number after the comparison, found '%s' (comparing two series is outside "
+                    "the supported subset)",
+                    num);
             return fail_at(p, start, "expected a number, found '%s'", num);
         }
         char *end;
@@ -480,10 +578,11 @@ int alert_expr_parse(const char *text, alert_expr_t *e, size_t *err_offset, char
         while (fi < sizeof functions / sizeof functions[0] && strcmp(functions[fi].name, ident))
             fi++;
         if (fi == sizeof functions / sizeof functions[0]) {
-            fail_at(&p, start,
-                    "function '%s' is outside the supported subset (avg_over_time, max_over_time, min_over_time, "
-                    "rate)",
-                    ident);
+            fail_at(
+                &p, start,
+                "function '%s' is outside the supported subset (avg_over_time, max_over_time, min_over_time, "
+                "rate)",
+                ident);
             free(ident);
             goto fail;
         }
@@ -498,7 +597,8 @@ int alert_expr_parse(const char *text, alert_expr_t *e, size_t *err_offset, char
             if (!name) {
                 if (!p.failed) {
                     describe_at(&p, p.pos, what, sizeof what);
-                    fail_at(&p, p.pos, "expected a series selector inside %s(), found %s", functions[fi].name, what);
+                    fail_at(&p, p.pos, "expected a series selector inside %s(), found %s", functions[fi].name,
+                            what);
                 }
                 goto fail;
             }
@@ -516,8 +616,8 @@ int alert_expr_parse(const char *text, alert_expr_t *e, size_t *err_offset, char
         skip_ws(&p);
         if (p.s[p.pos] != '[') {
             describe_at(&p, p.pos, what, sizeof what);
-            fail_at(&p, p.pos, "%s() needs a range such as [5m] after the selector, found %s", functions[fi].name,
-                    what);
+            fail_at(&p, p.pos, "%s() needs a range such as [5m] after the selector, found %s",
+                    functions[fi].name, what);
             goto fail;
         }
         if (parse_range(&p, e) != 0)
@@ -564,7 +664,8 @@ int alert_expr_parse(const char *text, alert_expr_t *e, size_t *err_offset, char
     } else {
         describe_at(&p, cmp_pos, what, sizeof what);
         if (s[0] == '\0')
-            fail_at(&p, cmp_pos, "expected a comparison (>, <, >=, <=, ==, !=) and a number after the selector");
+            fail_at(&p, cmp_pos,
+                    "expected a comparison (>, <, >=, <=, ==, !=) and a number after the selector");
         else
             fail_at(&p, cmp_pos, "expected a comparison (>, <, >=, <=, ==, !=), found %s", what);
         goto fail;
@@ -579,7 +680,8 @@ int alert_expr_parse(const char *text, alert_expr_t *e, size_t *err_offset, char
     skip_ws(&p);
     if (p.s[p.pos] != '\0') {
         describe_at(&p, p.pos, what, sizeof what);
-        fail_at(&p, p.pos, "unexpected %s after the comparison (one comparison with a number is supported)", what);
+        fail_at(&p, p.pos, "unexpected %s after the comparison (one comparison with a number is supported)",
+                what);
         goto fail;
     }
     return 0;
@@ -624,8 +726,8 @@ const char *kiln_alert_selector_metric(const kiln_alert_selector_t *sel)
     return sel->metric;
 }
 
-int kiln_alert_selector_matches(const kiln_alert_selector_t *sel, const char *const *names, const char *const *values,
-                                size_t nlabels)
+int kiln_alert_selector_matches(const kiln_alert_selector_t *sel, const char *const *names,
+                                const char *const *values, size_t nlabels)
 {
     const char *metric = NULL;
     for (size_t i = 0; i < nlabels; i++)
@@ -649,12 +751,18 @@ int kiln_alert_selector_matches(const kiln_alert_selector_t *sel, const char *co
 int alert_cmp_apply(alert_cmp_t cmp, double a, double b)
 {
     switch (cmp) {
-    case ALERT_CMP_GT: return a > b;
-    case ALERT_CMP_LT: return a < b;
-    case ALERT_CMP_GE: return a >= b;
-    case ALERT_CMP_LE: return a <= b;
-    case ALERT_CMP_EQ: return a == b;
-    case ALERT_CMP_NE: return a != b;
+    case ALERT_CMP_GT:
+        return a > b;
+    case ALERT_CMP_LT:
+        return a < b;
+    case ALERT_CMP_GE:
+        return a >= b;
+    case ALERT_CMP_LE:
+        return a <= b;
+    case ALERT_CMP_EQ:
+        return a == b;
+    case ALERT_CMP_NE:
+        return a != b;
     }
     return 0;
 }
@@ -742,7 +850,9 @@ int alert_expr_eval(const alert_expr_t *e, const kiln_alert_source_t *src, doubl
             continue;
         double value = 0;
         switch (e->func) {
-        case ALERT_FN_NONE: value = s->v[hi - 1]; break;
+        case ALERT_FN_NONE:
+            value = s->v[hi - 1];
+            break;
         case ALERT_FN_AVG_OVER_TIME:
             value = 0;
             for (size_t k = lo; k < hi; k++)
@@ -779,7 +889,8 @@ int alert_expr_eval(const alert_expr_t *e, const kiln_alert_source_t *src, doubl
             alert_labels_del(&labels, "__name__");
         for (size_t k = 0; k < out->n; k++) {
             if (labels_equal_without_name(&out->items[k]->labels, &labels)) {
-                snprintf(err, errlen, "vector contains metrics with the same labelset after dropping the metric name");
+                snprintf(err, errlen,
+                         "vector contains metrics with the same labelset after dropping the metric name");
                 rc = -1;
                 break;
             }

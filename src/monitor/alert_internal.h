@@ -59,7 +59,12 @@ void alert_format_value(double v, char *out, size_t outlen);
 
 /* ---- Expression: SELECTOR or FUNC(SELECTOR[RANGE]) compared with NUMBER -- */
 
-typedef enum alert_match_op { ALERT_MATCH_EQ, ALERT_MATCH_NE, ALERT_MATCH_RE, ALERT_MATCH_NRE } alert_match_op_t;
+typedef enum alert_match_op {
+    ALERT_MATCH_EQ,
+    ALERT_MATCH_NE,
+    ALERT_MATCH_RE,
+    ALERT_MATCH_NRE
+} alert_match_op_t;
 
 typedef struct alert_matcher {
     char *name;
@@ -83,7 +88,14 @@ typedef enum alert_func {
     ALERT_FN_RATE
 } alert_func_t;
 
-typedef enum alert_cmp { ALERT_CMP_GT, ALERT_CMP_LT, ALERT_CMP_GE, ALERT_CMP_LE, ALERT_CMP_EQ, ALERT_CMP_NE } alert_cmp_t;
+typedef enum alert_cmp {
+    ALERT_CMP_GT,
+    ALERT_CMP_LT,
+    ALERT_CMP_GE,
+    ALERT_CMP_LE,
+    ALERT_CMP_EQ,
+    ALERT_CMP_NE
+} alert_cmp_t;
 
 typedef struct alert_expr {
     struct kiln_alert_selector sel;
@@ -128,7 +140,8 @@ typedef struct alert_template {
 } alert_template_t;
 
 /* Parses a template; on failure -1 with the 0-based offset and a message. */
-int alert_template_parse(const char *src, alert_template_t *out, size_t *err_offset, char *msg, size_t msglen);
+int alert_template_parse(const char *src, alert_template_t *out, size_t *err_offset, char *msg,
+                         size_t msglen);
 /* Renders with the series labels and value; malloc'd, NULL on OOM. */
 char *alert_template_render(const alert_template_t *t, const alert_labels_t *labels, double value);
 void alert_template_clear(alert_template_t *t);

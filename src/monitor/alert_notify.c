@@ -53,7 +53,12 @@ struct kiln_alert_notifier {
     int in_flight;
     int stop;
     kiln_alert_notifier_stats_t stats;
+    double last_log[2];        /* per target: when a failure was last logged (monotonic) */
+    unsigned long unlogged[2]; /* failures not logged since */
 };
+
+/* How often at most a failing target is reported on stderr. */
+#define LOG_EVERY_SECONDS 60.0
 
 static double mono_now(void)
 {
@@ -129,7 +134,8 @@ static void common_pairs(alert_buf_t *b, const alert_notice_t *v, size_t count, 
     alert_buf_puts(b, "}");
 }
 
-static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname, const alert_notice_t *v, size_t count)
+static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname, const alert_notice_t *v,
+                          size_t count)
 {
     alert_buf_t b = {0};
     char t[40];
@@ -178,12 +184,24 @@ static char *webhook_body(const kiln_alert_notifier_t *n, const char *alertname,
 
 /* ---- Queue ------------------------------------------------------------------------ */
 
+/* Appends a message at the tail of the queue (mutex held). */
+static void append(kiln_alert_notifier_t *n, message_t *m)
+{
+    if (n->tail)
+        n->tail->next = m;
+    else
+        n->head = m;
+    n->tail = m;
+    n->queued++;
+}
+
 void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, const char *alertname,
                             const alert_notice_t *notices, size_t count)
 {
     if (!n || count == 0)
         return;
-    if ((target == ALERT_TARGET_ALERTMANAGER && !n->has_am) || (target == ALERT_TARGET_WEBHOOK && !n->has_webhook))
+    if ((target == ALERT_TARGET_ALERTMANAGER && !n->has_am) ||
+        (target == ALERT_TARGET_WEBHOOK && !n->has_webhook))
         return;
     char *body = target == ALERT_TARGET_ALERTMANAGER ? alertmanager_body(n, notices, count)
                                                      : webhook_body(n, alertname, notices, count);
@@ -208,12 +226,7 @@ void alert_notifier_enqueue(kiln_alert_notifier_t *n, alert_target_t target, con
         n->queued--;
         n->stats.dropped++;
     }
-    if (n->tail)
-        n->tail->next = m;
-    else
-        n->head = m;
-    n->tail = m;
-    n->queued++;
+    append(n, m);
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
 }
@@ -245,16 +258,6 @@ static message_t *take_due(kiln_alert_notifier_t *n, double now, double *wait)
             *wait = m->next_try - now;
     }
     return NULL;
-}
-
-static void requeue(kiln_alert_notifier_t *n, message_t *m)
-{
-    if (n->tail)
-        n->tail->next = m;
-    else
-        n->head = m;
-    n->tail = m;
-    n->queued++;
 }
 
 static void *notifier_thread(void *arg)
@@ -290,9 +293,12 @@ static void *notifier_thread(void *arg)
          * will refuse it again, so retrying is pointless.  Else retry. */
         int ok = rc == 0 && status >= 200 && status < 300;
         int permanent = rc == 0 && status >= 400 && status < 500 && status != 429;
+        char why[300];
         if (!ok)
-            fprintf(stderr, "kiln: alert notifier: POST %s: %s\n", url->text,
-                    rc != 0 ? err : permanent ? "refused by the receiver" : "receiver error");
+            snprintf(why, sizeof why, "%s",
+                     rc != 0     ? err
+                     : permanent ? "refused by the receiver"
+                                 : "receiver error");
 
         pthread_mutex_lock(&n->mu);
         n->in_flight = 0;
@@ -301,10 +307,24 @@ static void *notifier_thread(void *arg)
             n->stats.sent++;
         } else if (permanent || m->attempts >= n->max_attempts || stopping) {
             n->stats.failed++;
+            /* Only final failures are reported, at most once a minute per
+             * target, so a dead receiver does not flood the log. */
+            double t = mono_now();
+            if (n->last_log[m->target] == 0 || t - n->last_log[m->target] >= LOG_EVERY_SECONDS) {
+                fprintf(stderr, "kiln: alert notifier: POST %s failed after %d attempt%s: %s", url->text,
+                        m->attempts, m->attempts == 1 ? "" : "s", why);
+                if (n->unlogged[m->target])
+                    fprintf(stderr, " (and %lu more failures since the last report)", n->unlogged[m->target]);
+                fputc('\n', stderr);
+                n->last_log[m->target] = t;
+                n->unlogged[m->target] = 0;
+            } else {
+                n->unlogged[m->target]++;
+            }
         } else {
             n->stats.retried++;
             m->next_try = mono_now() + n->backoff * pow(2, m->attempts - 1);
-            requeue(n, m);
+            append(n, m);
             m = NULL;
         }
         if (m) {
@@ -357,7 +377,8 @@ int kiln_alert_notifier_start(const kiln_alert_notifier_config_t *cfg, kiln_aler
         }
         n->has_webhook = 1;
     }
-    n->external_url = strdup(cfg->external_url && *cfg->external_url ? cfg->external_url : "http://127.0.0.1:8002");
+    n->external_url =
+        strdup(cfg->external_url && *cfg->external_url ? cfg->external_url : "http://127.0.0.1:8002");
     if (!n->external_url) {
         free(n);
         snprintf(err, errlen, "out of memory");

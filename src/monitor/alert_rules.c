@@ -31,7 +31,8 @@ typedef struct loader {
     size_t errlen;
 } loader_t;
 
-static int lfail(loader_t *L, const yaml_node_t *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int lfail(loader_t *L, const yaml_node_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int lfail(loader_t *L, const yaml_node_t *at, const char *fmt, ...)
 {
     if (!L->err || !L->errlen)
@@ -42,8 +43,8 @@ static int lfail(loader_t *L, const yaml_node_t *at, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     if (at)
-        snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->name, at->start_mark.line + 1, at->start_mark.column + 1,
-                 what);
+        snprintf(L->err, L->errlen, "%s:%zu:%zu: %s", L->name, at->start_mark.line + 1,
+                 at->start_mark.column + 1, what);
     else
         snprintf(L->err, L->errlen, "%s: %s", L->name, what);
     return -1;
@@ -70,7 +71,9 @@ static const char *need_scalar(loader_t *L, const yaml_node_t *n, const char *fi
     const char *s = scalar(n);
     if (!s)
         lfail(L, n, "'%s' must be a string, not a %s", field,
-              n && n->type == YAML_MAPPING_NODE ? "mapping" : n && n->type == YAML_SEQUENCE_NODE ? "list" : "null");
+              n && n->type == YAML_MAPPING_NODE    ? "mapping"
+              : n && n->type == YAML_SEQUENCE_NODE ? "list"
+                                                   : "null");
     return s;
 }
 
@@ -117,6 +120,22 @@ static void scalar_position(const loader_t *L, const yaml_node_t *n, size_t off,
     *col = lines_before ? (off - line_start) + 1 : n->start_mark.column + quote + off + 1;
 }
 
+/* Fails when the key of pair p already appeared earlier in the mapping:
+ * YAML forbids it and Prometheus refuses it, and taking the last one would
+ * hide a typo. */
+static int dup_key(loader_t *L, const yaml_node_t *map, const yaml_node_pair_t *p)
+{
+    const yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
+    const char *key = scalar(k);
+    for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; key && q < p; q++) {
+        const yaml_node_t *qk = yaml_document_get_node(L->doc, q->key);
+        const char *other = scalar(qk);
+        if (other && !strcmp(other, key))
+            return lfail(L, k, "duplicate key '%s' (first on line %zu)", key, qk->start_mark.line + 1);
+    }
+    return 0;
+}
+
 static void kv_clear(alert_kv_template_t *kv, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -128,7 +147,8 @@ static void kv_clear(alert_kv_template_t *kv, size_t n)
 }
 
 /* labels: / annotations: a mapping of names to template strings. */
-static int load_kv(loader_t *L, const yaml_node_t *map, const char *field, alert_kv_template_t **out, size_t *nout)
+static int load_kv(loader_t *L, const yaml_node_t *map, const char *field, alert_kv_template_t **out,
+                   size_t *nout)
 {
     if (map->type == YAML_SCALAR_NODE && scalar(map)[0] == '\0')
         return 0; /* "labels:" with nothing after it */
@@ -144,7 +164,8 @@ static int load_kv(loader_t *L, const yaml_node_t *map, const char *field, alert
         yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
         const char *name = scalar(k);
         if (!is_label_name(name)) {
-            lfail(L, k, "invalid %s name '%s' (names are [a-zA-Z_][a-zA-Z0-9_]*)", field, name ? name : "(not a string)");
+            lfail(L, k, "invalid %s name '%s' (names are [a-zA-Z_][a-zA-Z0-9_]*)", field,
+                  name ? name : "(not a string)");
             goto fail;
         }
         for (size_t j = 0; j < n; j++)
@@ -168,8 +189,8 @@ static int load_kv(loader_t *L, const yaml_node_t *map, const char *field, alert
             size_t line, col;
             scalar_position(L, v, off, &line, &col);
             if (L->errlen)
-                snprintf(L->err, L->errlen, "%s:%zu:%zu: %s '%s': template: %s", L->name, line, col, field, name,
-                         msg);
+                snprintf(L->err, L->errlen, "%s:%zu:%zu: %s '%s': template: %s", L->name, line, col, field,
+                         name, msg);
             n++;
             goto fail;
         }
@@ -211,6 +232,8 @@ static int load_rule(loader_t *L, const yaml_node_t *node, alert_rule_t *r)
         const char *key = scalar(k);
         if (!key)
             return lfail(L, k, "rule keys must be strings");
+        if (dup_key(L, node, p) != 0)
+            return -1;
         if (!strcmp(key, "alert")) {
             alert_node = v;
         } else if (!strcmp(key, "expr")) {
@@ -228,11 +251,13 @@ static int load_rule(loader_t *L, const yaml_node_t *node, alert_rule_t *r)
             if (load_kv(L, v, "annotations", &r->annotations, &r->nannotations) != 0)
                 return -1;
         } else if (!strcmp(key, "record")) {
-            return lfail(L, k, "recording rules ('record:') are not supported; kiln evaluates alerting rules only");
-        } else {
             return lfail(L, k,
-                         "unknown rule field '%s' (expected alert, expr, for, keep_firing_for, labels, annotations)",
-                         key);
+                         "recording rules ('record:') are not supported; kiln evaluates alerting rules only");
+        } else {
+            return lfail(
+                L, k,
+                "unknown rule field '%s' (expected alert, expr, for, keep_firing_for, labels, annotations)",
+                key);
         }
     }
     if (!alert_node)
@@ -257,8 +282,8 @@ static int load_rule(loader_t *L, const yaml_node_t *node, alert_rule_t *r)
         size_t line, col;
         scalar_position(L, expr_node, off, &line, &col);
         if (L->errlen)
-            snprintf(L->err, L->errlen, "%s:%zu:%zu: rule '%s': expr character %zu: %s", L->name, line, col, name,
-                     off + 1, msg);
+            snprintf(L->err, L->errlen, "%s:%zu:%zu: rule '%s': expr character %zu: %s", L->name, line, col,
+                     name, off + 1, msg);
         return -1;
     }
     for (size_t i = 0; i < r->nlabels; i++)
@@ -287,6 +312,8 @@ static int load_group(loader_t *L, const yaml_node_t *node, alert_group_t *g)
         const char *key = scalar(k);
         if (!key)
             return lfail(L, k, "group keys must be strings");
+        if (dup_key(L, node, p) != 0)
+            return -1;
         if (!strcmp(key, "name")) {
             name = v;
         } else if (!strcmp(key, "interval")) {
@@ -344,10 +371,11 @@ void kiln_alert_rules_free(kiln_alert_rules_t *rules)
     free(rules);
 }
 
-int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_alert_rules_t **out, char *err,
-                           size_t errlen)
+int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_alert_rules_t **out,
+                           char *err, size_t errlen)
 {
-    loader_t L = {.name = name ? name : "(rules)", .text = text, .len = len, .err = err, .errlen = err ? errlen : 0};
+    loader_t L = {
+        .name = name ? name : "(rules)", .text = text, .len = len, .err = err, .errlen = err ? errlen : 0};
     *out = NULL;
     if (err && errlen)
         err[0] = '\0';
@@ -363,10 +391,11 @@ int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_
         yaml_mark_t m = parser.problem_mark;
         if (err && errlen) {
             if (parser.context)
-                snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s %s (line %zu)", L.name, m.line + 1, m.column + 1,
-                         problem, parser.context, parser.context_mark.line + 1);
+                snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s %s (line %zu)", L.name, m.line + 1,
+                         m.column + 1, problem, parser.context, parser.context_mark.line + 1);
             else
-                snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s", L.name, m.line + 1, m.column + 1, problem);
+                snprintf(err, errlen, "%s:%zu:%zu: YAML error: %s", L.name, m.line + 1, m.column + 1,
+                         problem);
         }
         yaml_parser_delete(&parser);
         return -1;
@@ -392,8 +421,11 @@ int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(&doc, p->key);
         const char *key = scalar(k);
+        if (key && !strcmp(key, "groups") && dup_key(&L, root, p) != 0)
+            goto done;
         if (!key || strcmp(key, "groups")) {
-            lfail(&L, k, "unknown top-level field '%s' (a rule file has only 'groups:')", key ? key : "(not a string)");
+            lfail(&L, k, "unknown top-level field '%s' (a rule file has only 'groups:')",
+                  key ? key : "(not a string)");
             goto done;
         }
         groups = yaml_document_get_node(&doc, p->value);
@@ -412,7 +444,8 @@ int kiln_alert_rules_parse(const char *text, size_t len, const char *name, kiln_
         lfail(&L, groups, "out of memory");
         goto done;
     }
-    for (yaml_node_item_t *it = groups->data.sequence.items.start; it < groups->data.sequence.items.top; it++) {
+    for (yaml_node_item_t *it = groups->data.sequence.items.start; it < groups->data.sequence.items.top;
+         it++) {
         yaml_node_t *gn = yaml_document_get_node(&doc, *it);
         alert_group_t *g = &rules->groups[rules->ngroups++];
         if (load_group(&L, gn, g) != 0)

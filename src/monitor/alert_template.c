@@ -83,8 +83,8 @@ static int check_float_format(const char *f)
 }
 
 /* Parses the inside of one {{ }} action (already trimmed) at offset base. */
-static int parse_action(alert_template_t *t, const char *a, size_t len, size_t base, size_t *err_offset, char *msg,
-                        size_t msglen)
+static int parse_action(alert_template_t *t, const char *a, size_t len, size_t base, size_t *err_offset,
+                        char *msg, size_t msglen)
 {
     char buf[512];
     if (len >= sizeof buf)
@@ -136,7 +136,8 @@ static int parse_action(alert_template_t *t, const char *a, size_t len, size_t b
                 char *q1 = strchr(arg, '"');
                 char *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
                 if (q1 != arg || !q2)
-                    return tfail(err_offset, base, msg, msglen, "printf needs a quoted format, as in printf \"%%.2f\" $value");
+                    return tfail(err_offset, base, msg, msglen,
+                                 "printf needs a quoted format, as in printf \"%%.2f\" $value");
                 fmt = strndup(q1 + 1, (size_t)(q2 - q1 - 1));
                 if (!fmt)
                     return tfail(err_offset, base, msg, msglen, "out of memory");
@@ -204,8 +205,9 @@ static int parse_action(alert_template_t *t, const char *a, size_t len, size_t b
         label_len = strlen(quoted);
     } else {
         free(fmt);
-        return tfail(err_offset, base + (size_t)(arg - buf), msg, msglen,
-                     "unsupported template action '%s' (supported: $labels.NAME, $value, .Labels.NAME, .Value)", arg);
+        return tfail(
+            err_offset, base + (size_t)(arg - buf), msg, msglen,
+            "unsupported template action '%s' (supported: $labels.NAME, $value, .Labels.NAME, .Value)", arg);
     }
     if (kind == ALERT_TMPL_LABEL) {
         int ok = label_len > 0 && (isalpha((unsigned char)label[0]) || label[0] == '_');
@@ -217,7 +219,8 @@ static int parse_action(alert_template_t *t, const char *a, size_t len, size_t b
         }
         if (f != ALERT_TMPL_FN_NONE) {
             free(fmt);
-            return tfail(err_offset, base, msg, msglen, "template functions apply to $value only, not to labels");
+            return tfail(err_offset, base, msg, msglen,
+                         "template functions apply to $value only, not to labels");
         }
     }
     if (add_part(t, kind, label, label_len) != 0) {
@@ -351,10 +354,18 @@ char *alert_template_render(const alert_template_t *t, const alert_labels_t *lab
             alert_buf_puts(&b, v ? v : "");
         } else {
             switch (p->fn) {
-            case ALERT_TMPL_FN_NONE: alert_format_value(value, num, sizeof num); break;
-            case ALERT_TMPL_FN_HUMANIZE: humanize(value, num, sizeof num); break;
-            case ALERT_TMPL_FN_HUMANIZE_PERCENTAGE: snprintf(num, sizeof num, "%.4g%%", value * 100); break;
-            case ALERT_TMPL_FN_HUMANIZE_DURATION: humanize_duration(value, num, sizeof num); break;
+            case ALERT_TMPL_FN_NONE:
+                alert_format_value(value, num, sizeof num);
+                break;
+            case ALERT_TMPL_FN_HUMANIZE:
+                humanize(value, num, sizeof num);
+                break;
+            case ALERT_TMPL_FN_HUMANIZE_PERCENTAGE:
+                snprintf(num, sizeof num, "%.4g%%", value * 100);
+                break;
+            case ALERT_TMPL_FN_HUMANIZE_DURATION:
+                humanize_duration(value, num, sizeof num);
+                break;
             case ALERT_TMPL_FN_PRINTF:
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"

@@ -173,11 +173,21 @@ void alert_buf_json_string(alert_buf_t *b, const char *s)
     alert_buf_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
-        case '"': alert_buf_put(b, "\\\"", 2); break;
-        case '\\': alert_buf_put(b, "\\\\", 2); break;
-        case '\n': alert_buf_put(b, "\\n", 2); break;
-        case '\r': alert_buf_put(b, "\\r", 2); break;
-        case '\t': alert_buf_put(b, "\\t", 2); break;
+        case '"':
+            alert_buf_put(b, "\\\"", 2);
+            break;
+        case '\\':
+            alert_buf_put(b, "\\\\", 2);
+            break;
+        case '\n':
+            alert_buf_put(b, "\\n", 2);
+            break;
+        case '\r':
+            alert_buf_put(b, "\\r", 2);
+            break;
+        case '\t':
+            alert_buf_put(b, "\\t", 2);
+            break;
         default:
             if (*p < 0x20)
                 alert_buf_printf(b, "\\u%04x", *p);
@@ -254,8 +264,8 @@ void alert_format_value(double v, char *out, size_t outlen)
 
 /* ---- Series sets ---------------------------------------------------------- */
 
-kiln_series_t *kiln_series_set_add(kiln_series_set_t *set, const char *const *names, const char *const *values,
-                                   size_t nlabels)
+kiln_series_t *kiln_series_set_add(kiln_series_set_t *set, const char *const *names,
+                                   const char *const *values, size_t nlabels)
 {
     if (set->n == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 8;

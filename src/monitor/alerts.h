@@ -14,11 +14,10 @@
  *
  *     kiln_alert_rules_t *rules;
  *     char err[512];
- *     if (kiln_alert_rules_load(path, &rules, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); exit 2; }
- *     kiln_alert_source_t src = { store_select, store };
- *     kiln_alert_engine_t *eng = kiln_alert_engine_new(rules, &src);     // takes rules
- *     kiln_alert_engine_set_notifier(eng, notifier);                       // optional
- *     kiln_alert_engine_set_transition_hook(eng, store_record_transition, store); // optional
+ *     if (kiln_alert_rules_load(path, &rules, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); exit 2;
+ * } kiln_alert_source_t src = { store_select, store }; kiln_alert_engine_t *eng =
+ * kiln_alert_engine_new(rules, &src);     // takes rules kiln_alert_engine_set_notifier(eng, notifier); //
+ * optional kiln_alert_engine_set_transition_hook(eng, store_record_transition, store); // optional
  *     kiln_alert_engine_start(eng, 1000);          // or call kiln_alert_engine_evaluate(eng, now)
  *     ... /metrics appends kiln_alert_engine_metrics_text(eng)
  *     ... /api/v1/alerts answers kiln_alert_engine_api_json(eng)
@@ -136,17 +135,17 @@ typedef struct kiln_alert_notifier kiln_alert_notifier_t;
 typedef struct kiln_alert_notifier_config {
     const char *alertmanager_url; /* http://host:port[/prefix]; NULL: none. /api/v2/alerts is appended */
     const char *webhook_url;      /* http://host:port/path; NULL: none */
-    const char *external_url;     /* kiln's own URL for generatorURL/externalURL; NULL: http://127.0.0.1:8002 */
-    double resend_seconds;        /* re-send firing alerts to Alertmanager this often; <=0: 60 */
-    int max_attempts;             /* attempts per message; <=0: 5 */
-    double backoff_seconds;       /* first retry delay, doubled each time; <=0: 0.5 */
-    double timeout_seconds;       /* connect/send/receive timeout; <=0: 5 */
+    const char *external_url; /* kiln's own URL for generatorURL/externalURL; NULL: http://127.0.0.1:8002 */
+    double resend_seconds;    /* re-send firing alerts to Alertmanager this often; <=0: 60 */
+    int max_attempts;         /* attempts per message; <=0: 5 */
+    double backoff_seconds;   /* first retry delay, doubled each time; <=0: 0.5 */
+    double timeout_seconds;   /* connect/send/receive timeout; <=0: 5 */
 } kiln_alert_notifier_config_t;
 
 /* Starts the notifier thread.  Bad URLs are refused here with a message.
  * The caller owns the result (kiln_alert_notifier_stop). */
-int kiln_alert_notifier_start(const kiln_alert_notifier_config_t *cfg, kiln_alert_notifier_t **out,
-                              char *err, size_t errlen);
+int kiln_alert_notifier_start(const kiln_alert_notifier_config_t *cfg, kiln_alert_notifier_t **out, char *err,
+                              size_t errlen);
 /* Sends what is queued (bounded by the timeouts), stops the thread, frees. */
 void kiln_alert_notifier_stop(kiln_alert_notifier_t *n);
 /* Counters for tests and the /metrics page. */

@@ -97,31 +97,62 @@ static void sb_json_string(sbuf_t *b, const char *s)
     sb_puts(b, "\"");
 }
 
-/* Unix ms as Prometheus prints times: seconds with up to 3 decimals. */
+/* Writes the decimal digits of v into the end of tmp; returns the start. */
+static char *u64_digits(uint64_t v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* Unix ms as Prometheus prints times: seconds with up to 3 decimals.
+ * Hand-formatted: a day of 1 s points is 86,400 of these. */
 static void sb_time(sbuf_t *b, int64_t ms)
 {
-    int neg = ms < 0;
-    uint64_t a = neg ? (uint64_t)(-(ms + 1)) + 1 : (uint64_t)ms;
+    char tmp[40];
+    char *end = tmp + sizeof tmp, *p = end;
+    uint64_t a = ms < 0 ? (uint64_t)(-(ms + 1)) + 1 : (uint64_t)ms;
     unsigned frac = (unsigned)(a % 1000);
-    char tmp[48];
-    int n;
-    if (!frac)
-        n = snprintf(tmp, sizeof tmp, "%s%llu", neg ? "-" : "", (unsigned long long)(a / 1000));
-    else {
-        n = snprintf(tmp, sizeof tmp, "%s%llu.%03u", neg ? "-" : "", (unsigned long long)(a / 1000), frac);
-        while (tmp[n - 1] == '0')
-            tmp[--n] = '\0';
+    if (frac) {
+        int digits = 3;
+        while (frac % 10 == 0) {
+            frac /= 10;
+            digits--;
+        }
+        for (int i = 0; i < digits; i++) {
+            *--p = (char)('0' + frac % 10);
+            frac /= 10;
+        }
+        *--p = '.';
     }
-    sb_put(b, tmp, (size_t)n);
+    p = u64_digits(a / 1000, p);
+    if (ms < 0)
+        *--p = '-';
+    sb_put(b, p, (size_t)(end - p));
 }
 
 static void sb_value(sbuf_t *b, double v)
 {
-    char num[40];
-    kiln_metrics_format_value(v, num, sizeof num);
-    sb_puts(b, "\"");
-    sb_puts(b, num);
-    sb_puts(b, "\"");
+    char num[48];
+    if (v == (double)(int64_t)v && v > -1e15 && v < 1e15) {
+        /* Integral values (temperatures, bytes, counts) skip printf. */
+        char *end = num + sizeof num - 1, *p = end;
+        *p = '"';
+        int64_t i = (int64_t)v;
+        p = u64_digits(i < 0 ? (uint64_t)(-i) : (uint64_t)i, p);
+        if (i < 0)
+            *--p = '-';
+        *--p = '"';
+        sb_put(b, p, (size_t)(end - p + 1));
+        return;
+    }
+    num[0] = '"';
+    kiln_metrics_format_value(v, num + 1, sizeof num - 2);
+    size_t n = strlen(num);
+    num[n] = '"';
+    sb_put(b, num, n + 1);
 }
 
 static void sb_metric(sbuf_t *b, const kiln_store_series_t *s)
@@ -140,6 +171,14 @@ static void sb_metric(sbuf_t *b, const kiln_store_series_t *s)
 char *kiln_api_result_json(const kiln_store_result_t *res, int vector, size_t *len)
 {
     sbuf_t b = {0};
+    size_t total = 0;
+    for (size_t i = 0; i < res->count; i++)
+        total += res->series[i].n_points;
+    b.cap = 256 + total * 24; /* a point is about 18 bytes: one allocation for a day */
+    b.p = malloc(b.cap);
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
     sb_puts(&b, "{\"status\":\"success\",\"data\":{\"resultType\":");
     sb_puts(&b, vector ? "\"vector\",\"result\":[" : "\"matrix\",\"result\":[");
     for (size_t i = 0; i < res->count; i++) {
@@ -158,11 +197,11 @@ char *kiln_api_result_json(const kiln_store_result_t *res, int vector, size_t *l
         }
         sb_puts(&b, ",\"values\":[");
         for (size_t k = 0; k < s->n_points; k++) {
-            sb_puts(&b, k ? ",[" : "[");
+            sb_put(&b, k ? ",[" : "[", k ? 2 : 1);
             sb_time(&b, s->ts_ms[k]);
-            sb_puts(&b, ",");
+            sb_put(&b, ",", 1);
             sb_value(&b, s->values[k]);
-            sb_puts(&b, "]");
+            sb_put(&b, "]", 1);
         }
         sb_puts(&b, "]}");
     }

@@ -40,6 +40,7 @@ typedef struct route {
 struct kiln_metrics_server {
     struct event_base *base;
     struct evhttp *http;
+    struct event *stop_ev; /* activated by kiln_metrics_server_stop() */
     pthread_t thread;
     int port;
     pthread_mutex_t lock; /* recursive; guards routes and is held while a handler runs */
@@ -261,6 +262,16 @@ done:
     free(r.body);
 }
 
+/* Runs on the loop thread.  An activated event stays queued until the loop
+ * runs, so a stop that comes before event_base_dispatch() started is not
+ * lost (a bare event_base_loopbreak() then would be). */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    kiln_metrics_server_t *srv = arg;
+    event_base_loopbreak(srv->base);
+}
+
 static void *serve(void *arg)
 {
     kiln_metrics_server_t *srv = arg;
@@ -270,6 +281,8 @@ static void *serve(void *arg)
 
 static void free_server(kiln_metrics_server_t *srv)
 {
+    if (srv->stop_ev)
+        event_free(srv->stop_ev);
     if (srv->http)
         evhttp_free(srv->http);
     if (srv->base)
@@ -301,7 +314,8 @@ kiln_status_t kiln_metrics_server_start(const char *host, int port, kiln_metrics
     pthread_mutexattr_destroy(&attr);
     srv->base = event_base_new();
     srv->http = srv->base ? evhttp_new(srv->base) : NULL;
-    if (!srv->http) {
+    srv->stop_ev = srv->base ? event_new(srv->base, -1, 0, on_stop, srv) : NULL;
+    if (!srv->http || !srv->stop_ev) {
         free_server(srv);
         return kiln_fail(KILN_ERR_NO_MEMORY, "metrics server: cannot create the event loop");
     }
@@ -341,7 +355,7 @@ void kiln_metrics_server_stop(kiln_metrics_server_t *srv)
 {
     if (!srv)
         return;
-    event_base_loopbreak(srv->base);
+    event_active(srv->stop_ev, 0, 0);
     pthread_join(srv->thread, NULL);
     free_server(srv);
 }

@@ -238,9 +238,9 @@ static long dechunk(char *body, size_t len)
     }
 }
 
-int kiln_http_request(const kiln_http_url_t *url, const char *method, const char *content_type, const char *body,
-                      size_t body_len, double timeout_seconds, int *status, char **resp_body, size_t *resp_len,
-                      char *err, size_t errlen)
+int kiln_http_request(const kiln_http_url_t *url, const char *method, const char *content_type,
+                      const char *body, size_t body_len, double timeout_seconds, int *status,
+                      char **resp_body, size_t *resp_len, char *err, size_t errlen)
 {
     if (resp_body)
         *resp_body = NULL;
@@ -260,7 +260,8 @@ int kiln_http_request(const kiln_http_url_t *url, const char *method, const char
                       method, url->path, v6 ? "[" : "", url->host, v6 ? "]" : "", url->port,
                       content_type ? content_type : "application/octet-stream", body_len);
     else
-        hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: kiln\r\nConnection: close\r\n\r\n",
+        hn = snprintf(head, sizeof head,
+                      "%s %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: kiln\r\nConnection: close\r\n\r\n",
                       method, url->path, v6 ? "[" : "", url->host, v6 ? "]" : "", url->port);
     if (hn < 0 || (size_t)hn >= sizeof head || send_all(fd, head, (size_t)hn, deadline) != 0 ||
         (body && send_all(fd, body, body_len, deadline) != 0)) {
@@ -301,7 +302,8 @@ int kiln_http_request(const kiln_http_url_t *url, const char *method, const char
             continue;
         if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(fd, POLLIN, deadline) == 0)
             continue;
-        snprintf(err, errlen, "no complete answer from %s:%s within %.1f s", url->host, url->port, timeout_seconds);
+        snprintf(err, errlen, "no complete answer from %s:%s within %.1f s", url->host, url->port,
+                 timeout_seconds);
         goto out;
     }
     buf[len] = '\0';
@@ -355,6 +357,6 @@ out:
 int kiln_http_post(const kiln_http_url_t *url, const char *content_type, const char *body, size_t body_len,
                    double timeout_seconds, int *status, char *err, size_t errlen)
 {
-    return kiln_http_request(url, "POST", content_type, body, body_len, timeout_seconds, status, NULL, NULL, err,
-                             errlen);
+    return kiln_http_request(url, "POST", content_type, body, body_len, timeout_seconds, status, NULL, NULL,
+                             err, errlen);
 }

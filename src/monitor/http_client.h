@@ -27,9 +27,9 @@ int kiln_http_url_parse(const char *url, kiln_http_url_t *out, char *err, size_t
  * success returns 0 with the status code and, when resp_body is not NULL,
  * the body (malloc'd, NUL-terminated, caller frees) and its length.  On a
  * network or protocol failure returns -1 with a message. */
-int kiln_http_request(const kiln_http_url_t *url, const char *method, const char *content_type, const char *body,
-                      size_t body_len, double timeout_seconds, int *status, char **resp_body, size_t *resp_len,
-                      char *err, size_t errlen);
+int kiln_http_request(const kiln_http_url_t *url, const char *method, const char *content_type,
+                      const char *body, size_t body_len, double timeout_seconds, int *status,
+                      char **resp_body, size_t *resp_len, char *err, size_t errlen);
 
 /* POST without keeping the answer's body. */
 int kiln_http_post(const kiln_http_url_t *url, const char *content_type, const char *body, size_t body_len,

@@ -69,6 +69,8 @@ enum family_id {
     F_PROCESS_CPU,
     F_INF_LATENCY,
     F_INF_BATCH_MEAN,
+    F_INF_RPS,
+    F_INF_THROUGHPUT,
     F_INF_BATCH,
     F_SAMPLE_SECONDS,
     F_SAMPLES_TOTAL,
@@ -110,7 +112,7 @@ static const family_t FAMILIES[F_COUNT_] = {
                           "Cumulative compute inference duration in microseconds", 1},
     [F_INF_PENDING] = {"nv_inference_pending_request_count", KILN_METRIC_GAUGE,
                        "Instantaneous number of pending requests awaiting execution per-model", 1},
-    [F_GPU_COUNT] = {"kiln_gpu_count", KILN_METRIC_GAUGE,
+    [F_GPU_COUNT] = {"kiln_gpu_devices", KILN_METRIC_GAUGE,
                      "Number of GPUs NVML reports (0 without a driver)", 1},
     [F_GPU_UP] = {"kiln_gpu_up", KILN_METRIC_GAUGE,
                   "1 while the GPU answers, 0 once it fell off the bus; labels name it", 1},
@@ -138,6 +140,10 @@ static const family_t FAMILIES[F_COUNT_] = {
                        "End-to-end inference request latency in microseconds (estimated quantiles)", 1},
     [F_INF_BATCH_MEAN] = {"kiln_inference_batch_size_mean", KILN_METRIC_GAUGE,
                           "Mean batch size of model executions", 1},
+    [F_INF_RPS] = {"kiln_inference_requests_per_second", KILN_METRIC_GAUGE,
+                    "Requests finished per second over the last sampling interval", 1},
+    [F_INF_THROUGHPUT] = {"kiln_inference_throughput_per_second", KILN_METRIC_GAUGE,
+                          "Inferences per second over the last sampling interval", 1},
     [F_INF_BATCH] = {"kiln_inference_batch_size", KILN_METRIC_HISTOGRAM,
                      "Batch sizes of model executions", 0},
     [F_SAMPLE_SECONDS] = {"kiln_monitor_sample_duration_seconds", KILN_METRIC_GAUGE,
@@ -158,6 +164,14 @@ typedef struct entry {
     char values[MAX_LABELS][LABEL_VALUE_MAX];
     double value;
 } entry_t;
+
+/* A model's counters at the previous sample, for the per-second rates. */
+typedef struct model_prev {
+    char model[128], version[32];
+    uint64_t requests, inferences;
+    double t;     /* monotonic seconds */
+    int seen;     /* present in the last sample */
+} model_prev_t;
 
 typedef struct snapshot {
     int refs;
@@ -187,6 +201,8 @@ struct kiln_monitor {
     int thread_started;
     pthread_t thread;
     int64_t last_maintain_ms;
+    model_prev_t *prev;  /* per-model counters of the previous sample */
+    size_t n_prev;
     uint64_t samples_taken, history_errors;
     double last_sample_seconds;
     pid_t self_pid;
@@ -363,14 +379,50 @@ static void sample_host(kiln_monitor_t *mon, snapshot_t *s)
     }
 }
 
+
+/* Adds the per-second request and inference rates of m since the last
+ * sample (nothing on a model's first sample or after a counter reset). */
+static void add_rates(kiln_monitor_t *mon, snapshot_t *s, const kiln_model_snapshot_t *m, double now)
+{
+    uint64_t req = m->request_success + m->request_failure;
+    model_prev_t *p = NULL;
+    for (size_t i = 0; i < mon->n_prev; i++)
+        if (!strcmp(mon->prev[i].model, m->model) && !strcmp(mon->prev[i].version, m->version))
+            p = &mon->prev[i];
+    if (!p) {
+        model_prev_t *np = realloc(mon->prev, (mon->n_prev + 1) * sizeof *np);
+        if (!np)
+            return;
+        mon->prev = np;
+        p = &mon->prev[mon->n_prev++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->model, sizeof p->model, "%s", m->model);
+        snprintf(p->version, sizeof p->version, "%s", m->version);
+    } else if (now > p->t && req >= p->requests && m->inference_count >= p->inferences) {
+        double dt = now - p->t;
+        add(s, F_INF_RPS, NULL, (double)(req - p->requests) / dt, "model", m->model, "version",
+            m->version, NULL);
+        add(s, F_INF_THROUGHPUT, NULL, (double)(m->inference_count - p->inferences) / dt, "model",
+            m->model, "version", m->version, NULL);
+    }
+    p->requests = req;
+    p->inferences = m->inference_count;
+    p->t = now;
+    p->seen = 1;
+}
+
 static void sample_inference(kiln_monitor_t *mon, snapshot_t *s)
 {
     kiln_model_snapshot_t *models = NULL;
     size_t n = 0;
     if (!mon->opts.inference || kiln_inference_stats_snapshot(mon->opts.inference, &models, &n))
         return;
+    double now = mono_seconds();
+    for (size_t i = 0; i < mon->n_prev; i++)
+        mon->prev[i].seen = 0;
     for (size_t i = 0; i < n; i++) {
         const kiln_model_snapshot_t *m = &models[i];
+        add_rates(mon, s, m, now);
 #define MV "model", m->model, "version", m->version
         add(s, F_INF_SUCCESS, NULL, (double)m->request_success, MV, NULL);
         add(s, F_INF_FAILURE, NULL, (double)m->request_failure, MV, NULL);
@@ -401,6 +453,12 @@ static void sample_inference(kiln_monitor_t *mon, snapshot_t *s)
                 m->gpu_uuid[g], NULL);
 #undef MV
     }
+    /* Forget models that left (unloaded), so the table stays small. */
+    size_t k = 0;
+    for (size_t i = 0; i < mon->n_prev; i++)
+        if (mon->prev[i].seen)
+            mon->prev[k++] = mon->prev[i];
+    mon->n_prev = k;
     free(models);
 }
 
@@ -574,6 +632,7 @@ void kiln_monitor_stop(kiln_monitor_t *mon)
     pthread_mutex_destroy(&mon->run_lock);
     pthread_cond_destroy(&mon->wake);
     free(mon->gpus);
+    free(mon->prev);
     free(mon->history_path);
     free(mon->proc_root);
     free(mon);

@@ -78,6 +78,12 @@ static int store_select(void *ctx, const kiln_alert_selector_t *sel, double star
     return rc;
 }
 
+kiln_alert_source_t kiln_monitor_alerts_store_source(kiln_store_t *store)
+{
+    kiln_alert_source_t source = {store_select, store};
+    return source;
+}
+
 /* /metrics collector: the engine's ALERTS family. */
 static void alerts_collect(kiln_metrics_writer_t *w, void *user)
 {
@@ -166,7 +172,7 @@ kiln_status_t kiln_monitor_alerts_start(kiln_monitor_t *mon, kiln_metrics_server
         return kiln_fail(KILN_ERR_NO_MEMORY, "alerts: out of memory");
     }
     a->mon = mon;
-    kiln_alert_source_t source = {store_select, kiln_monitor_store(mon)};
+    kiln_alert_source_t source = kiln_monitor_alerts_store_source(kiln_monitor_store(mon));
     a->engine = kiln_alert_engine_new(rules, &source);
     if (!a->engine) {
         kiln_alert_rules_free(rules);

@@ -9,6 +9,7 @@
 #define KILN_MONITOR_MONITOR_ALERTS_H
 
 #include "kiln.h"
+#include "monitor/alerts.h"
 #include "monitor/monitor.h"
 
 typedef struct kiln_monitor_alerts kiln_monitor_alerts_t;
@@ -28,6 +29,10 @@ typedef struct kiln_monitor_alerts_options {
 kiln_status_t kiln_monitor_alerts_start(kiln_monitor_t *mon, kiln_metrics_server_t *srv,
                                         const kiln_monitor_alerts_options_t *opts,
                                         kiln_monitor_alerts_t **out);
+/* The history store as an alert sample source (what the engine started
+ * above reads); exposed so tests can evaluate rules over a real store. */
+kiln_alert_source_t kiln_monitor_alerts_store_source(kiln_store_t *store);
+
 /* Stops evaluation and notification and unregisters.  Safe with NULL. */
 void kiln_monitor_alerts_stop(kiln_monitor_alerts_t *a);
 

@@ -20,6 +20,7 @@
 #define REGEX_MAX_TEXT 1024
 #define REGEX_MAX_BOUND 100
 #define REGEX_MAX_BOUNDED 4
+#define REGEX_MAX_COST 4096.0
 
 typedef struct scanner {
     const char *s;
@@ -116,29 +117,76 @@ static kiln_status_t read_string(scanner_t *sc, char **out)
     return KILN_OK;
 }
 
-/* Refuses regexes whose compile or match cost could explode. */
+/* Refuses regexes whose compile or match cost could explode.  glibc's
+ * regcomp copies the subtree under a repeat ("(x)+" becomes "(x)(x)*",
+ * "x{3}" becomes "xxx"), so nested repeats grow the compiled form
+ * multiplicatively; the product of the copies is bounded here.  Stacked
+ * operators ("a++", "a*?") and back-references are refused outright, as
+ * PromQL's RE2 refuses them too. */
 static kiln_status_t check_regex(const char *re, size_t col)
 {
     if (strlen(re) > REGEX_MAX_TEXT)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "selector: column %zu: regex longer than %d bytes",
                          col, REGEX_MAX_TEXT);
+    double cost = 1;
+    int prev_rep = 0;    /* the previous token was a repetition operator */
+    int prev_group = 0;  /* the previous token closed a group */
     int bounded = 0;
     for (const char *p = re; *p; p++) {
-        if (*p == '\\' && p[1] >= '1' && p[1] <= '9')
-            return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
-                             "selector: column %zu: back-references are not supported in regexes", col);
-        if (*p == '\\' && p[1]) {
-            p++;
-            continue;
-        }
-        if (*p == '{' && isdigit((unsigned char)p[1])) {
+        int rep = 0;
+        double copies = 1;
+        if (*p == '\\') {
+            if (p[1] >= '1' && p[1] <= '9')
+                return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
+                                 "selector: column %zu: back-references are not supported in regexes", col);
+            if (p[1])
+                p++;
+        } else if (*p == '[') {
+            /* A bracket expression: ']' right after '[' or '[^' is literal. */
+            const char *q = p + 1;
+            if (*q == '^')
+                q++;
+            if (*q == ']')
+                q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q)
+                break; /* regcomp reports the unbalanced bracket */
+            p = q;
+        } else if (*p == '*' || *p == '+' || *p == '?') {
+            rep = 1;
+            copies = prev_group ? 2 : 1;
+        } else if (*p == '{' && isdigit((unsigned char)p[1])) {
+            rep = 1;
             bounded++;
-            for (const char *q = p + 1; *q && *q != '}'; q++)
-                if (isdigit((unsigned char)*q) && atoi(q) > REGEX_MAX_BOUND)
-                    return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
-                                     "selector: column %zu: regex repeat count above %d", col,
-                                     REGEX_MAX_BOUND);
+            long most = 0;
+            const char *q = p + 1;
+            while (*q && *q != '}') {
+                if (isdigit((unsigned char)*q)) {
+                    long v = strtol(q, (char **)&q, 10);
+                    if (v > REGEX_MAX_BOUND)
+                        return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
+                                         "selector: column %zu: regex repeat count above %d", col,
+                                         REGEX_MAX_BOUND);
+                    if (v > most)
+                        most = v;
+                } else {
+                    q++;
+                }
+            }
+            copies = (double)most + 1;
+            if (*q)
+                p = q;
         }
+        if (rep && prev_rep)
+            return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
+                             "selector: column %zu: nested repetition operator in regex", col);
+        cost *= copies;
+        if (cost > REGEX_MAX_COST)
+            return kiln_fail(KILN_ERR_INVALID_ARGUMENT,
+                             "selector: column %zu: regex too costly (nested repeats)", col);
+        prev_rep = rep;
+        prev_group = *p == ')';
     }
     if (bounded > REGEX_MAX_BOUNDED)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT,

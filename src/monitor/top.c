@@ -20,7 +20,8 @@
 
 /* ---- Text format ---------------------------------------------------------------- */
 
-static int perr(char *err, size_t errlen, size_t line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int perr(char *err, size_t errlen, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int perr(char *err, size_t errlen, size_t line, const char *fmt, ...)
 {
     if (err && errlen) {
@@ -84,7 +85,8 @@ static int add_label(kiln_prom_sample_t *s, const char *name, size_t nlen, const
 }
 
 /* Parses one sample line [p, end). */
-static int parse_line(const char *p, const char *end, size_t lineno, kiln_prom_sample_t *s, char *err, size_t errlen)
+static int parse_line(const char *p, const char *end, size_t lineno, kiln_prom_sample_t *s, char *err,
+                      size_t errlen)
 {
     const char *q = p;
     if (!(isalpha((unsigned char)*q) || *q == '_' || *q == ':'))
@@ -317,7 +319,8 @@ int kiln_top_read_alerts(const char *body, size_t len, kiln_top_snapshot_t *snap
     }
     size_t i;
     json_t *a;
-    json_array_foreach(alerts, i, a) {
+    json_array_foreach(alerts, i, a)
+    {
         if (snap->nalerts == KILN_TOP_MAX_ALERTS)
             break;
         kiln_top_alert_t *t = &snap->alerts[snap->nalerts];
@@ -327,11 +330,13 @@ int kiln_top_read_alerts(const char *body, size_t len, kiln_top_snapshot_t *snap
         copy_text(t->name, sizeof t->name, json_string_value(json_object_get(labels, "alertname")));
         json_t *ann = json_object_get(a, "annotations");
         const char *summary = json_string_value(json_object_get(ann, "summary"));
-        copy_text(t->summary, sizeof t->summary, summary ? summary : json_string_value(json_object_get(ann, "description")));
+        copy_text(t->summary, sizeof t->summary,
+                  summary ? summary : json_string_value(json_object_get(ann, "description")));
         const char *k;
         json_t *v;
         size_t used = 0;
-        json_object_foreach(labels, k, v) {
+        json_object_foreach(labels, k, v)
+        {
             if (!strcmp(k, "alertname") || !json_is_string(v))
                 continue;
             int w = snprintf(t->labels + used, sizeof t->labels - used, "%s%s=%s", used ? " " : "", k,
@@ -389,9 +394,10 @@ void kiln_top_print(const kiln_top_snapshot_t *s, const char *source, FILE *out)
         kiln_top_bytes(g->mem_used.v, a, sizeof a);
         kiln_top_bytes(g->mem_total.v, b, sizeof b);
         fprintf(out, "gpu %zu %s %s  util %s%%  mem %s / %s  temp %s C  power %s / %s W\n", i, g->uuid,
-                g->name[0] ? g->name : "", fmt_value(&g->util, "%.0f", 100, c, sizeof c), g->mem_used.ok ? a : "-",
-                g->mem_total.ok ? b : "-", fmt_value(&g->temp, "%.0f", 1, d, sizeof d),
-                fmt_value(&g->power, "%.0f", 1, e, sizeof e), fmt_value(&g->power_limit, "%.0f", 1, b, sizeof b));
+                g->name[0] ? g->name : "", fmt_value(&g->util, "%.0f", 100, c, sizeof c),
+                g->mem_used.ok ? a : "-", g->mem_total.ok ? b : "-",
+                fmt_value(&g->temp, "%.0f", 1, d, sizeof d), fmt_value(&g->power, "%.0f", 1, e, sizeof e),
+                fmt_value(&g->power_limit, "%.0f", 1, b, sizeof b));
     }
     if (s->gpus_total > s->ngpus)
         fprintf(out, "      (%zu more GPUs not shown)\n", s->gpus_total - s->ngpus);
@@ -402,7 +408,8 @@ void kiln_top_print(const kiln_top_snapshot_t *s, const char *source, FILE *out)
         fprintf(out, "model %s/%s  %s inf/s  p50 %s ms  p99 %s ms  queue %s ms  pending %s\n", m->model,
                 m->version[0] ? m->version : "-", fmt_value(&m->rps, "%.1f", 1, a, sizeof a),
                 fmt_value(&m->p50_ms, "%.2f", 1, b, sizeof b), fmt_value(&m->p99_ms, "%.2f", 1, c, sizeof c),
-                fmt_value(&m->queue_ms, "%.2f", 1, d, sizeof d), fmt_value(&m->pending, "%.0f", 1, e, sizeof e));
+                fmt_value(&m->queue_ms, "%.2f", 1, d, sizeof d),
+                fmt_value(&m->pending, "%.0f", 1, e, sizeof e));
     }
     if (!s->alerts_ok)
         fprintf(out, "alerts  unknown (no alert API)\n");

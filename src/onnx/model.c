@@ -80,7 +80,7 @@ kiln_status_t kiln_model_load_unchecked(const char *path, kiln_model_t **out)
     return load_path(path, true, out);
 }
 
-kiln_status_t kiln_model_load_bytes(const void *bytes, size_t size, kiln_model_t **out)
+static kiln_status_t load_memory(const void *bytes, size_t size, bool parse_only, kiln_model_t **out)
 {
     *out = NULL;
     if (!bytes || size == 0)
@@ -88,6 +88,7 @@ kiln_status_t kiln_model_load_bytes(const void *bytes, size_t size, kiln_model_t
     kiln_model_t *m = calloc(1, sizeof *m);
     if (!m)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory loading a model");
+    m->parse_only = parse_only;
     m->dir = strdup("");
     m->file.data = malloc(size);
     m->file.is_malloc = true;
@@ -104,4 +105,14 @@ kiln_status_t kiln_model_load_bytes(const void *bytes, size_t size, kiln_model_t
     }
     *out = m;
     return KILN_OK;
+}
+
+kiln_status_t kiln_model_load_bytes(const void *bytes, size_t size, kiln_model_t **out)
+{
+    return load_memory(bytes, size, false, out);
+}
+
+kiln_status_t kiln_model_load_bytes_unchecked(const void *bytes, size_t size, kiln_model_t **out)
+{
+    return load_memory(bytes, size, true, out);
 }

@@ -57,6 +57,8 @@ kiln_status_t kiln_onnx_parse_value_owned(const uint8_t *bytes, size_t len, kiln
  * tools that read and rewrite models (kiln optimize, the writer tests), which
  * must work on ops kiln cannot run.  Free with kiln_model_free(). */
 kiln_status_t kiln_model_load_unchecked(const char *path, kiln_model_t **out_model);
+/* Same from bytes (copied once), as kiln_model_load_bytes(). */
+kiln_status_t kiln_model_load_bytes_unchecked(const void *bytes, size_t size, kiln_model_t **out_model);
 
 /* Serializes a model's IR as ONNX ModelProto bytes (see write.c): *out is
  * malloc'd and the caller frees it. */

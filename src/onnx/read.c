@@ -429,6 +429,11 @@ static kiln_status_t external_file(struct kiln_model *m, const tensor_view_t *v,
         return bad("tensor", "'%.*s' has external data without a location", (int)v->name_len, v->name ? v->name : "");
     memcpy(loc, v->ext_location, v->ext_location_len);
     loc[v->ext_location_len] = '\0';
+    /* Bytes in memory have no directory: resolving against the working
+     * directory would let model bytes read whatever files lie there. */
+    if (!m->dir[0])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "tensor '%.*s': external data '%s' needs a model loaded from a file",
+                         (int)v->name_len, v->name ? v->name : "", loc);
     /* The location must name a file beside (or below) the model. */
     if (loc[0] == '/' || strstr(loc, "..") || memchr(loc, '\0', v->ext_location_len))
         return bad("tensor", "'%.*s' external data location '%s' is outside the model's directory",
@@ -440,6 +445,17 @@ static kiln_status_t external_file(struct kiln_model *m, const tensor_view_t *v,
         }
     char path[PATH_MAX * 2];
     snprintf(path, sizeof path, "%s%s%s", m->dir, m->dir[0] ? "/" : "", loc);
+    /* A symbolic link beside the model may still lead elsewhere: compare
+     * the resolved paths. */
+    char *real_dir = realpath(m->dir, NULL), *real_file = realpath(path, NULL);
+    bool inside = real_dir && real_file && !strncmp(real_file, real_dir, strlen(real_dir)) &&
+                  (real_file[strlen(real_dir)] == '/' || !strcmp(real_dir, "/"));
+    bool resolved = real_dir && real_file;
+    free(real_dir);
+    free(real_file);
+    if (resolved && !inside)
+        return bad("tensor", "'%.*s' external data location '%s' leads outside the model's directory",
+                   (int)v->name_len, v->name ? v->name : "", loc);
     kiln_mapping_t map;
     kiln_status_t st = kiln_map_file(path, &map);
     if (st)
@@ -475,6 +491,19 @@ static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
     m->copies[m->n_copies++] = p;
     m->copied_bytes += nbytes;
     return p;
+}
+
+/* After a copy out of a file mapping, hands the source pages that the
+ * tensor covers entirely back to the kernel: the copy is what will be used,
+ * and a private, unmodified file mapping simply reads them again if ever
+ * touched.  Without this a copied weight costs its size twice in RSS. */
+static void release_mapped_pages(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 /* Builds an initializer tensor that borrows file bytes where it can. */
@@ -550,6 +579,8 @@ static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_vie
     if (src) {
         if (t->nbytes)
             memcpy(buf, src, t->nbytes);
+        if (t->nbytes && (v->external || !m->file.is_malloc))
+            release_mapped_pages(src, t->nbytes);
         if (v->dtype == KILN_DTYPE_BOOL)
             for (int64_t i = 0; i < t->count; i++)
                 ((uint8_t *)buf)[i] = ((uint8_t *)buf)[i] != 0;
@@ -626,6 +657,8 @@ static kiln_status_t parse_type(kiln_arena_t *arena, const uint8_t *msg, size_t 
                 }
             type->kind = KILN_VALUE_SEQUENCE;
             type->dtype = elem.dtype;
+            type->rank = elem.rank; /* the elements' shape, when declared */
+            memcpy(type->dims, elem.dims, sizeof type->dims);
         } else if (f.number == TYPE_OPTIONAL) {
             pb_reader_t s = pb_reader(f.data, f.len);
             pb_field_t sf;

@@ -59,6 +59,8 @@ enum {
 #define WRITE_ALIGN 8
 /* A varint may take up to 10 bytes; data_type's minimal form is 1 byte. */
 #define MAX_VARINT_PAD 9
+/* Deepest subgraph nesting written (the recursion's guard). */
+#define MAX_WRITE_NESTING 64
 /* Protobuf messages are limited to 2 GiB. */
 #define PB_MAX_MESSAGE ((size_t)INT32_MAX)
 
@@ -129,12 +131,12 @@ static void write_tensor(pb_writer_t *w, const kiln_tensor_t *t, const char *nam
 
 /* ---- types ---------------------------------------------------------------- */
 
-static void write_tensor_type(pb_writer_t *w, const kiln_type_t *type, bool with_shape)
+static void write_tensor_type(pb_writer_t *w, const kiln_type_t *type)
 {
     pb_writer_t tt = {0};
     if (type->dtype != KILN_DTYPE_UNDEFINED)
         pb_put_varint_field(&tt, W_TTYPE_ELEM_TYPE, (uint64_t)type->dtype);
-    if (with_shape && type->rank >= 0) {
+    if (type->rank >= 0) {
         pb_writer_t shape = {0};
         for (int d = 0; d < type->rank && d < KILN_MAX_RANK; d++) {
             pb_writer_t dim = {0};
@@ -156,11 +158,10 @@ static bool write_type(pb_writer_t *w, const kiln_type_t *type)
     pb_writer_t inner = {0};
     bool known = true;
     if (type->kind == KILN_VALUE_TENSOR) {
-        write_tensor_type(&inner, type, true);
+        write_tensor_type(&inner, type);
     } else if (type->kind == KILN_VALUE_SEQUENCE) {
-        /* The IR keeps the element dtype of a sequence, not its shape. */
-        pb_writer_t elem = {0};
-        write_tensor_type(&elem, type, false);
+        pb_writer_t elem = {0}; /* a sequence of tensors: dtype and shape are the elements' */
+        write_tensor_type(&elem, type);
         pb_writer_t seq = {0};
         pb_put_message_field(&seq, W_SEQTYPE_ELEM, &elem);
         pb_put_message_field(&inner, W_TYPE_SEQUENCE, &seq);
@@ -315,6 +316,8 @@ static kiln_status_t write_node(pb_writer_t *w, const kiln_graph_t *g, const kil
  * writes its own, aligned, after everything else). */
 static kiln_status_t write_graph_body(pb_writer_t *w, const kiln_graph_t *g, bool with_initializers, int depth)
 {
+    if (depth > MAX_WRITE_NESTING) /* read.c allows less; this guards hand-built IR */
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "subgraphs nested more than %d deep", MAX_WRITE_NESTING);
     if (g->name && g->name[0])
         pb_put_string_field(w, W_GRAPH_NAME, g->name);
     for (int i = 0; i < g->n_nodes; i++) {
@@ -347,8 +350,6 @@ static kiln_status_t write_graph_body(pb_writer_t *w, const kiln_graph_t *g, boo
         write_tensor(&t, g->initializers[i], g->values[g->initializer_values[i]].name);
         pb_put_message_field(w, W_GRAPH_INITIALIZER, &t);
     }
-    if (depth > 64)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "subgraphs nested too deep to write");
     return w->failed ? kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing graph '%s'", g->name) : KILN_OK;
 }
 

@@ -10,6 +10,13 @@
  * run function of their own.  PRelu is a broadcasting binary op (the slope
  * broadcasts to X).
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,75 +25,63 @@
 #include "kiln.h"
 #include "ops/elementwise.h"
 
-/* The build's -O2 only vectorises loops whose trip count is known; these
- * loops run over any n, so ask for the full cost model here. */
-#pragma GCC optimize("vect-cost-model=dynamic")
-
 #define UN_SAME(NAME, T, EXPR) KILN_UNARY_LOOP(NAME, T, T, EXPR)
-#define FLOAT_LOOPS(DEF, OP, EXPR) DEF(OP##_f32, float, EXPR) DEF(OP##_f64, double, EXPR)
-#define SINT_LOOPS(DEF, OP, EXPR)                                                           \
-    DEF(OP##_i8, int8_t, EXPR) DEF(OP##_i16, int16_t, EXPR) DEF(OP##_i32, int32_t, EXPR)    \
-        DEF(OP##_i64, int64_t, EXPR)
-#define UINT_LOOPS(DEF, OP, EXPR)                                                           \
-    DEF(OP##_u8, uint8_t, EXPR) DEF(OP##_u16, uint16_t, EXPR)                               \
-        DEF(OP##_u32, uint32_t, EXPR) DEF(OP##_u64, uint64_t, EXPR)
-#define FLOAT_ENTRIES(OP) [KILN_DTYPE_FLOAT32] = OP##_f32, [KILN_DTYPE_FLOAT64] = OP##_f64
-#define SINT_ENTRIES(OP)                                                                    \
-    [KILN_DTYPE_INT8] = OP##_i8, [KILN_DTYPE_INT16] = OP##_i16,                             \
-    [KILN_DTYPE_INT32] = OP##_i32, [KILN_DTYPE_INT64] = OP##_i64
-#define UINT_ENTRIES(OP)                                                                    \
-    [KILN_DTYPE_UINT8] = OP##_u8, [KILN_DTYPE_UINT16] = OP##_u16,                           \
-    [KILN_DTYPE_UINT32] = OP##_u32, [KILN_DTYPE_UINT64] = OP##_u64
-
 /* ---- Loops --------------------------------------------------------------- */
 
-FLOAT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
-SINT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
-/* Split by sign so exp never overflows. */
-FLOAT_LOOPS(UN_SAME, sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
-FLOAT_LOOPS(UN_SAME, tanh, tanh(x))
-FLOAT_LOOPS(UN_SAME, elu, x < 0 ? alpha * (exp(x) - 1) : x)
-FLOAT_LOOPS(UN_SAME, selu, x > 0 ? gamma * x : gamma * (alpha * exp(x) - alpha))
-FLOAT_LOOPS(UN_SAME, leaky, x < 0 ? alpha * x : x)
+KILN_FLOAT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
+KILN_SINT_LOOPS(UN_SAME, relu, x > 0 ? x : 0)
+/* float32: one formula (kiln_expf saturates to inf, giving 0); double:
+ * split by sign so exp never overflows. */
+KILN_UNARY_LOOP(sigmoid_f32, float, float, 1 / (1 + kiln_expf(-x)))
+KILN_UNARY_LOOP(sigmoid_f64, double, double, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+KILN_FLOAT_LOOPS(UN_SAME, tanh, KILN_TANH(x))
+KILN_FLOAT_LOOPS(UN_SAME, elu, x < 0 ? alpha * (KILN_EXP(x) - 1) : x)
+KILN_FLOAT_LOOPS(UN_SAME, selu, x > 0 ? gamma * x : gamma * (alpha * KILN_EXP(x) - alpha))
+KILN_FLOAT_LOOPS(UN_SAME, leaky, x < 0 ? alpha * x : x)
 /* v clamped to [0, 1]; NaN stays NaN. */
 #define CLAMP01(v) ((v) < 0 ? 0 : (v) > 1 ? 1 : (v))
-FLOAT_LOOPS(UN_SAME, hsigmoid, CLAMP01(alpha * x + beta))
-FLOAT_LOOPS(UN_SAME, hswish, x * CLAMP01(x / 6 + (elem_t)0.5))
+KILN_FLOAT_LOOPS(UN_SAME, hsigmoid, CLAMP01(alpha *x + beta))
+KILN_FLOAT_LOOPS(UN_SAME, hswish, x *CLAMP01(x / 6 + (elem_t)0.5))
 /* log(1 + e^x) without overflow for large x. */
-FLOAT_LOOPS(UN_SAME, softplus, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
-FLOAT_LOOPS(UN_SAME, softsign, x / (1 + fabs(x)))
-FLOAT_LOOPS(UN_SAME, threlu, x > alpha ? x : 0)
+KILN_UNARY_LOOP(softplus_f32, float, float, kiln_softplusf(x))
+KILN_UNARY_LOOP(softplus_f64, double, double, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
+KILN_FLOAT_LOOPS(UN_SAME, softsign, x / (1 + fabs(x)))
+KILN_FLOAT_LOOPS(UN_SAME, threlu, x > alpha ? x : 0)
 /* Shrink: alpha = lambd, beta = bias; integers compare in double so a
  * fractional lambd keeps its meaning. */
-#define SHRINK_EXPR                                                                         \
-    (double)x < -p->alpha ? (double)x + p->beta : (double)x > p->alpha ? (double)x - p->beta : 0
-FLOAT_LOOPS(UN_SAME, shrink, x < -alpha ? x + beta : x > alpha ? x - beta : 0)
-SINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
-UINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
-FLOAT_LOOPS(UN_SAME, celu, (x > 0 ? x : 0) + (x < 0 ? alpha * (exp(x / alpha) - 1) : 0))
+#define SHRINK_EXPR (double)x<-p->alpha ? (double)x + p->beta : (double)x> p->alpha ? (double)x - p->beta : 0
+KILN_FLOAT_LOOPS(UN_SAME, shrink, x<-alpha ? x + beta : x> alpha ? x - beta : 0)
+KILN_SINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
+KILN_UINT_LOOPS(UN_SAME, shrink, SHRINK_EXPR)
+KILN_FLOAT_LOOPS(UN_SAME, celu, (x > 0 ? x : 0) + (x < 0 ? alpha * (KILN_EXP(x / alpha) - 1) : 0))
 /* Gelu: exact with erf, or the tanh approximation (p->flag = 1). */
-FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + erf(x * (elem_t)0.70710678118654752440)))
-FLOAT_LOOPS(UN_SAME, gelu_tanh,
-            (elem_t)0.5 * x * (1 + tanh((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
+KILN_FLOAT_LOOPS(UN_SAME, gelu_erf, (elem_t)0.5 * x * (1 + KILN_ERF(x * (elem_t)0.70710678118654752440)))
+KILN_FLOAT_LOOPS(UN_SAME, gelu_tanh,
+                 (elem_t)0.5 * x *
+                     (1 + KILN_TANH((elem_t)0.79788456080286535588 * (x + (elem_t)0.044715 * x * x * x))))
 
-#define FLOAT_OP(NAME, LOOP) static const kiln_unary_op_t NAME = {{FLOAT_ENTRIES(LOOP)}, false}
+#define FLOAT_OP(NAME, LOOP) static const kiln_unary_op_t NAME = {{KILN_FLOAT_ENTRIES(LOOP)}, false, NULL}
 
-static const kiln_unary_op_t relu_op = {{FLOAT_ENTRIES(relu), SINT_ENTRIES(relu)}, false};
-FLOAT_OP(sigmoid_op, sigmoid);
-FLOAT_OP(tanh_op, tanh);
+static const kiln_unary_op_t relu_op = {{KILN_FLOAT_ENTRIES(relu), KILN_SINT_ENTRIES(relu)}, false, NULL};
+/* Ops with an AVX2 build of their float32 loop (elementwise_avx2.c). */
+#define FLOAT_OP_AVX2(NAME, LOOP, FAST)                                                                      \
+    static const kiln_unary_op_t NAME = {{KILN_FLOAT_ENTRIES(LOOP)}, false, FAST}
+
+FLOAT_OP_AVX2(sigmoid_op, sigmoid, kiln_sigmoid_f32_avx2);
+FLOAT_OP_AVX2(tanh_op, tanh, kiln_tanh_f32_avx2);
 FLOAT_OP(elu_op, elu);
 FLOAT_OP(selu_op, selu);
 FLOAT_OP(leaky_op, leaky);
 FLOAT_OP(hsigmoid_op, hsigmoid);
 FLOAT_OP(hswish_op, hswish);
-FLOAT_OP(softplus_op, softplus);
+FLOAT_OP_AVX2(softplus_op, softplus, kiln_softplus_f32_avx2);
 FLOAT_OP(softsign_op, softsign);
 FLOAT_OP(threlu_op, threlu);
 static const kiln_unary_op_t shrink_op = {
-    {FLOAT_ENTRIES(shrink), SINT_ENTRIES(shrink), UINT_ENTRIES(shrink)}, false};
+    {KILN_FLOAT_ENTRIES(shrink), KILN_SINT_ENTRIES(shrink), KILN_UINT_ENTRIES(shrink)}, false, NULL};
 FLOAT_OP(celu_op, celu);
-FLOAT_OP(gelu_erf_op, gelu_erf);
-FLOAT_OP(gelu_tanh_op, gelu_tanh);
+FLOAT_OP_AVX2(gelu_erf_op, gelu_erf, kiln_gelu_erf_f32_avx2);
+FLOAT_OP_AVX2(gelu_tanh_op, gelu_tanh, kiln_gelu_tanh_f32_avx2);
 
 /* PRelu: y = x < 0 ? slope * x : x, slope broadcasting to x. */
 KILN_BINARY_LOOP(prelu_f32, float, float, a < 0 ? a * b : a)
@@ -95,7 +90,7 @@ KILN_BINARY_LOOP(prelu_i8, int8_t, int8_t, a < 0 ? a * b : a)
 KILN_BINARY_LOOP(prelu_i16, int16_t, int16_t, a < 0 ? a * b : a)
 KILN_BINARY_LOOP(prelu_i32, int32_t, int32_t, a < 0 ? (int32_t)((uint32_t)a * (uint32_t)b) : a)
 KILN_BINARY_LOOP(prelu_i64, int64_t, int64_t, a < 0 ? (int64_t)((uint64_t)a * (uint64_t)b) : a)
-static const kiln_binary_op_t prelu_op = {{FLOAT_ENTRIES(prelu), SINT_ENTRIES(prelu)}, false};
+static const kiln_binary_op_t prelu_op = {{KILN_FLOAT_ENTRIES(prelu), KILN_SINT_ENTRIES(prelu)}, false};
 
 /* ---- Kernels ------------------------------------------------------------- */
 
@@ -114,7 +109,10 @@ static const activation_t activations[] = {
     {"Sigmoid", 1, &sigmoid_op, {0}, {0}},
     {"Tanh", 1, &tanh_op, {0}, {0}},
     {"Elu", 1, &elu_op, {"alpha"}, {1.0}},
-    {"Selu", 1, &selu_op, {"alpha", NULL, "gamma"},
+    {"Selu",
+     1,
+     &selu_op,
+     {"alpha", NULL, "gamma"},
      {1.67326319217681884765625, 0, 1.05070102214813232421875}},
     {"LeakyRelu", 1, &leaky_op, {"alpha"}, {0.01}},
     {"HardSigmoid", 1, &hsigmoid_op, {"alpha", "beta"}, {0.2, 0.5}},
@@ -134,8 +132,8 @@ static kiln_elem_params_t read_params(const kiln_node_t *node, const activation_
 {
     double v[3];
     for (int i = 0; i < 3; i++)
-        v[i] = a->names[i] ? (double)kiln_attr_float(node, a->names[i], (float)a->defaults[i])
-                           : a->defaults[i];
+        v[i] =
+            a->names[i] ? (double)kiln_attr_float(node, a->names[i], (float)a->defaults[i]) : a->defaults[i];
     return (kiln_elem_params_t){.alpha = v[0], .beta = v[1], .gamma = v[2]};
 }
 
@@ -148,8 +146,7 @@ static kiln_status_t activation_run(kiln_kernel_ctx_t *ctx)
         kiln_elem_params_t p = read_params(node, &activations[i]);
         return kiln_unary_run(ctx, activations[i].loops, kiln_ctx_input(ctx, 0), 0, &p);
     }
-    return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "no activation table for op %s",
-                         node->op_type);
+    return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "no activation table for op %s", node->op_type);
 }
 
 static kiln_status_t gelu_run(kiln_kernel_ctx_t *ctx)
@@ -172,8 +169,8 @@ static kiln_status_t prelu_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *slope = kiln_ctx_input(ctx, 1);
     kiln_tensor_t view;
-    if (kiln_ctx_opset(ctx) < 7 && x && slope && slope->rank == 1 && x->rank >= 2 &&
-        slope->count > 1 && slope->dims[0] == x->dims[1]) {
+    if (kiln_ctx_opset(ctx) < 7 && x && slope && slope->rank == 1 && x->rank >= 2 && slope->count > 1 &&
+        slope->dims[0] == x->dims[1]) {
         view = *slope;
         view.owns_data = false;
         view.rank = x->rank - 1;
@@ -187,9 +184,9 @@ static kiln_status_t prelu_run(kiln_kernel_ctx_t *ctx)
 void kiln_ops_register_activation(kiln_registry_t *reg)
 {
     for (int i = 0; i < COUNT_OF(activations); i++)
-        kiln_register(reg, &(kiln_kernel_t){.op = activations[i].op,
-                                            .since = activations[i].since,
-                                            .run = activation_run});
+        kiln_register(
+            reg,
+            &(kiln_kernel_t){.op = activations[i].op, .since = activations[i].since, .run = activation_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "Gelu", .since = 20, .run = gelu_run});
     kiln_register(reg, &(kiln_kernel_t){.op = "PRelu", .since = 1, .run = prelu_run});
 }

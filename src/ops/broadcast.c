@@ -8,8 +8,8 @@
 
 #include "core/error.h"
 
-kiln_status_t kiln_broadcast_shape(int n, const int *ranks, const int64_t *const *dims,
-                                   int *out_rank, int64_t *out_dims)
+kiln_status_t kiln_broadcast_shape(int n, const int *ranks, const int64_t *const *dims, int *out_rank,
+                                   int64_t *out_dims)
 {
     int rank = 0;
     for (int k = 0; k < n; k++)
@@ -48,8 +48,7 @@ kiln_status_t kiln_broadcast_shape(int n, const int *ranks, const int64_t *const
     return KILN_OK;
 }
 
-kiln_status_t kiln_broadcast_tensors(int n, const kiln_tensor_t *const *ts, int *out_rank,
-                                     int64_t *out_dims)
+kiln_status_t kiln_broadcast_tensors(int n, const kiln_tensor_t *const *ts, int *out_rank, int64_t *out_dims)
 {
     int ranks[KILN_BCAST_MAX_INPUTS];
     const int64_t *dims[KILN_BCAST_MAX_INPUTS];
@@ -65,8 +64,7 @@ kiln_status_t kiln_broadcast_tensors(int n, const kiln_tensor_t *const *ts, int 
 
 /* Element strides of input k over the output shape: the input's row-major
  * strides right-aligned, 0 where the input has size 1 or lacks the dim. */
-static void input_strides(int rank_in, const int64_t *dims_in, int rank,
-                          int64_t *strides)
+static void input_strides(int rank_in, const int64_t *dims_in, int rank, int64_t *strides)
 {
     int shift = rank - rank_in;
     int64_t s = 1;
@@ -92,8 +90,8 @@ static bool dims_mergeable(const kiln_bcast_t *b, int d)
     return true;
 }
 
-void kiln_bcast_init(kiln_bcast_t *b, int n, const int *ranks, const int64_t *const *dims,
-                     int out_rank, const int64_t *out_dims)
+void kiln_bcast_init(kiln_bcast_t *b, int n, const int *ranks, const int64_t *const *dims, int out_rank,
+                     const int64_t *out_dims)
 {
     int64_t full[KILN_BCAST_MAX_INPUTS][KILN_MAX_RANK];
     memset(b, 0, sizeof *b);
@@ -140,8 +138,8 @@ void kiln_bcast_init(kiln_bcast_t *b, int n, const int *ranks, const int64_t *co
     b->inner = b->dims[b->rank - 1];
 }
 
-kiln_status_t kiln_bcast_tensors(kiln_bcast_t *b, int n, const kiln_tensor_t *const *ts,
-                                 int *out_rank, int64_t *out_dims)
+kiln_status_t kiln_bcast_tensors(kiln_bcast_t *b, int n, const kiln_tensor_t *const *ts, int *out_rank,
+                                 int64_t *out_dims)
 {
     kiln_status_t st = kiln_broadcast_tensors(n, ts, out_rank, out_dims);
     if (st != KILN_OK)
@@ -156,8 +154,7 @@ kiln_status_t kiln_bcast_tensors(kiln_bcast_t *b, int n, const kiln_tensor_t *co
     return KILN_OK;
 }
 
-void kiln_bcast_rows(const kiln_bcast_t *b, int64_t begin, int64_t end, kiln_bcast_row_fn fn,
-                     void *arg)
+void kiln_bcast_rows(const kiln_bcast_t *b, int64_t begin, int64_t end, kiln_bcast_row_fn fn, void *arg)
 {
     if (begin >= end)
         return;

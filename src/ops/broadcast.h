@@ -36,41 +36,39 @@
  * KILN_ERR_INVALID_ARGUMENT with a message like "cannot broadcast shapes
  * [2,3] and [4]" (the kernel context adds the node's name).  *out_rank and
  * out_dims (KILN_MAX_RANK entries) receive the shape. */
-kiln_status_t kiln_broadcast_shape(int n, const int *ranks, const int64_t *const *dims,
-                                   int *out_rank, int64_t *out_dims);
+kiln_status_t kiln_broadcast_shape(int n, const int *ranks, const int64_t *const *dims, int *out_rank,
+                                   int64_t *out_dims);
 
 /* Same for tensors; NULL entries are not allowed. */
-kiln_status_t kiln_broadcast_tensors(int n, const kiln_tensor_t *const *ts, int *out_rank,
-                                     int64_t *out_dims);
+kiln_status_t kiln_broadcast_tensors(int n, const kiln_tensor_t *const *ts, int *out_rank, int64_t *out_dims);
 
 /* A prepared walk of n inputs over a broadcast output shape. */
 typedef struct kiln_bcast {
-    int n;                    /* number of inputs */
-    int rank;                 /* rank after merging dims (>= 1) */
-    int64_t dims[KILN_MAX_RANK];                          /* merged output dims */
+    int n;                                                 /* number of inputs */
+    int rank;                                              /* rank after merging dims (>= 1) */
+    int64_t dims[KILN_MAX_RANK];                           /* merged output dims */
     int64_t strides[KILN_BCAST_MAX_INPUTS][KILN_MAX_RANK]; /* element strides, 0 = stretched */
-    int64_t count;            /* output element count */
-    int64_t inner;            /* dims[rank-1]: the length of one row */
-    bool same_shape;          /* every input has the output's shape (one flat run) */
+    int64_t count;                                         /* output element count */
+    int64_t inner;                                         /* dims[rank-1]: the length of one row */
+    bool same_shape; /* every input has the output's shape (one flat run) */
 } kiln_bcast_t;
 
 /* Prepares the walk of n input shapes over the output shape out_rank/out_dims
  * (which must be their broadcast shape, e.g. from kiln_broadcast_shape). */
-void kiln_bcast_init(kiln_bcast_t *b, int n, const int *ranks, const int64_t *const *dims,
-                     int out_rank, const int64_t *out_dims);
+void kiln_bcast_init(kiln_bcast_t *b, int n, const int *ranks, const int64_t *const *dims, int out_rank,
+                     const int64_t *out_dims);
 
 /* Computes the broadcast shape of n tensors and prepares their walk; the
  * output shape is in *out_rank/out_dims (the unmerged shape to allocate). */
-kiln_status_t kiln_bcast_tensors(kiln_bcast_t *b, int n, const kiln_tensor_t *const *ts,
-                                 int *out_rank, int64_t *out_dims);
+kiln_status_t kiln_bcast_tensors(kiln_bcast_t *b, int n, const kiln_tensor_t *const *ts, int *out_rank,
+                                 int64_t *out_dims);
 
 /* Called for one run of len output elements starting at out_off; input k
  * starts at element in_off[k] and advances by step[k] (0 or 1). */
-typedef void (*kiln_bcast_row_fn)(void *arg, int64_t out_off, const int64_t *in_off,
-                                  const int64_t *step, int64_t len);
+typedef void (*kiln_bcast_row_fn)(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step,
+                                  int64_t len);
 
 /* Walks output elements [begin, end) as runs, calling fn for each. */
-void kiln_bcast_rows(const kiln_bcast_t *b, int64_t begin, int64_t end, kiln_bcast_row_fn fn,
-                     void *arg);
+void kiln_bcast_rows(const kiln_bcast_t *b, int64_t begin, int64_t end, kiln_bcast_row_fn fn, void *arg);
 
 #endif

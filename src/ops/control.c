@@ -206,36 +206,6 @@ done:
     return st;
 }
 
-/* A view of slice `index` along `axis` of t, copied into a new tensor. */
-static kiln_tensor_t *slice_along(const kiln_tensor_t *t, int axis, int64_t index)
-{
-    int64_t dims[KILN_MAX_RANK];
-    int r = 0;
-    for (int d = 0; d < t->rank; d++)
-        if (d != axis)
-            dims[r++] = t->dims[d];
-    kiln_tensor_t *out = kiln_tensor_new(t->dtype, r, dims);
-    if (!out)
-        return NULL;
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= t->dims[d];
-    for (int d = axis + 1; d < t->rank; d++)
-        inner *= t->dims[d];
-    size_t es = kiln_dtype_size(t->dtype);
-    for (int64_t o = 0; o < outer; o++) {
-        const char *src = (const char *)t->data + ((o * t->dims[axis] + index) * inner) * (int64_t)es;
-        char *dst = (char *)out->data + o * inner * (int64_t)es;
-        if (t->dtype == KILN_DTYPE_STRING) {
-            for (int64_t k = 0; k < inner; k++)
-                ((char **)dst)[k] = strdup(((char *const *)src)[k]);
-        } else {
-            memcpy(dst, src, (size_t)inner * es);
-        }
-    }
-    return out;
-}
-
 /* Places the stacked pieces (new axis 0) so that the stacking axis becomes
  * `axis`, reversed when reverse is set. */
 static kiln_tensor_t *stack_scan_output(const kiln_value_t *seq, int axis, bool reverse, kiln_dtype_t dtype)
@@ -332,7 +302,7 @@ static kiln_status_t scan_run(kiln_kernel_ctx_t *ctx)
                 st = kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "state input %d is missing", k);
                 break;
             }
-            kiln_tensor_t *c = v8 ? slice_along(t, 0, b) : kiln_tensor_clone(t);
+            kiln_tensor_t *c = v8 ? kiln_tensor_slice_axis(t, 0, b, 1, false) : kiln_tensor_clone(t);
             state[k] = c ? kiln_value_from_tensor(c) : NULL;
             if (!state[k])
                 st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory");
@@ -344,7 +314,7 @@ static kiln_status_t scan_run(kiln_kernel_ctx_t *ctx)
                 st = kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scan input %d is missing", k);
                 break;
             }
-            scan_inputs[k] = v8 ? slice_along(t, 0, b) : kiln_tensor_clone(t);
+            scan_inputs[k] = v8 ? kiln_tensor_slice_axis(t, 0, b, 1, false) : kiln_tensor_clone(t);
             if (!scan_inputs[k]) {
                 st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory");
                 break;
@@ -376,7 +346,7 @@ static kiln_status_t scan_run(kiln_kernel_ctx_t *ctx)
                     axis += scan_inputs[k]->rank;
                 bool reverse = k < n_in_dirs && in_dirs[k] == 1;
                 slices[k].kind = KILN_VALUE_TENSOR;
-                slices[k].tensor = slice_along(scan_inputs[k], (int)axis, reverse ? seq_len - 1 - i : i);
+                slices[k].tensor = kiln_tensor_slice_axis(scan_inputs[k], (int)axis, reverse ? seq_len - 1 - i : i, 1, false);
                 if (!slices[k].tensor)
                     st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory");
                 ins[n_state + k] = &slices[k];

@@ -2,9 +2,12 @@
  * conv.c - Conv and ConvTranspose for float32 (1-D to 3-D, groups,
  * dilations, strides, pads, auto_pad, bias).
  *
- * Conv lowers each (image, group) to one GEMM: im2col lays the receptive
+ * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
- * the group's weights (M/group rows) multiply it.  A pointwise conv (1x1,
+ * the group's weights (M/group rows) multiply it.  The matrix is built a
+ * block of output positions at a time, sized to stay in L2, and written
+ * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so
+ * it is neither streamed through memory nor copied a second time.  A pointwise conv (1x1,
  * stride 1, no pad) needs no im2col: the input already is that matrix.
  * Depthwise convs (one input channel per group) take a direct path, since
  * their GEMM would be a single row.
@@ -18,6 +21,7 @@
 #include "ops/gemm.h"
 #include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
+#include "ops/nn_rows.h"
 
 /* ---- Shared checks ----------------------------------------------------- */
 
@@ -46,12 +50,40 @@ static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
 
 typedef struct im2col_job {
     const float *x;        /* the group's first input channel */
-    float *col;            /* rows = channel x kernel offset, cols = output position */
+    float *panels;         /* the column block in kiln_sgemm_packed_b's panel layout */
+    int64_t panel_width;   /* kiln_sgemm_panel_width() */
+    int64_t rows;          /* rows of the column matrix: channels x kernel volume */
     const kiln_window_t *w;
-    int64_t in_vol, out_vol, kernel_vol;
+    int64_t in_vol, kernel_vol;
+    int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
 } im2col_job_t;
 
-/* One row of the column matrix: channel c at kernel offset (kd, kh, kw). */
+/* Most output positions per im2col block (one block row is built on the
+ * stack before it is spread into panels). */
+enum { IM2COL_MAX_COLS = 4096 };
+
+/* Writes output columns [ow0, ow1) of one output row of a column-matrix
+ * row: src is the input row (already offset by the kernel column), zeros
+ * where the window hangs over the padding. */
+static void im2col_segment(float *dst, const float *src, int64_t ow0, int64_t ow1, int64_t ow_lo,
+                           int64_t ow_hi, int64_t stride)
+{
+    int64_t lo = ow_lo > ow0 ? ow_lo : ow0, hi = ow_hi < ow1 ? ow_hi : ow1;
+    if (lo > hi)
+        lo = hi = ow1;
+    for (int64_t ow = ow0; ow < lo; ow++)
+        dst[ow - ow0] = 0.0f;
+    if (stride == 1)
+        memcpy(dst + (lo - ow0), src + lo, (size_t)(hi - lo) * sizeof *dst);
+    else
+        for (int64_t ow = lo; ow < hi; ow++)
+            dst[ow - ow0] = src[ow * stride];
+    for (int64_t ow = hi; ow < ow1; ow++)
+        dst[ow - ow0] = 0.0f;
+}
+
+/* One row of the column block: channel c at kernel offset (kd, kh, kw),
+ * output positions [j0, j1), walked one output row segment at a time. */
 static void im2col_row(const im2col_job_t *job, int64_t row)
 {
     const kiln_window_t *w = job->w;
@@ -59,7 +91,8 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
     const float *x = job->x + c * job->in_vol;
-    float *dst = job->col + row * job->out_vol;
+    float line[IM2COL_MAX_COLS];
+    float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
     /* output columns ow whose input column lies inside [0, in[2]) */
     int64_t ow_lo = w_off >= 0 ? 0 : (-w_off + s2 - 1) / s2;
@@ -68,25 +101,34 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         ow_hi = w->out[2];
     if (ow_lo > ow_hi)
         ow_lo = ow_hi;
-    for (int64_t od = 0; od < w->out[0]; od++) {
+    for (int64_t j = job->j0; j < job->j1;) {
+        int64_t ow0 = j % w->out[2], oh = j / w->out[2] % w->out[1];
+        int64_t od = j / (w->out[2] * w->out[1]);
+        int64_t ow1 = w->out[2] < ow0 + (job->j1 - j) ? w->out[2] : ow0 + (job->j1 - j);
         int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
-        for (int64_t oh = 0; oh < w->out[1]; oh++, dst += w->out[2]) {
-            int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
-            if (id < 0 || id >= w->in[0] || ih < 0 || ih >= w->in[1]) {
-                memset(dst, 0, (size_t)w->out[2] * sizeof *dst);
-                continue;
-            }
-            const float *src = x + (id * w->in[1] + ih) * w->in[2] + w_off;
-            for (int64_t ow = 0; ow < ow_lo; ow++)
-                dst[ow] = 0.0f;
-            if (s2 == 1)
-                memcpy(dst + ow_lo, src + ow_lo, (size_t)(ow_hi - ow_lo) * sizeof *dst);
-            else
-                for (int64_t ow = ow_lo; ow < ow_hi; ow++)
-                    dst[ow] = src[ow * s2];
-            for (int64_t ow = ow_hi; ow < w->out[2]; ow++)
-                dst[ow] = 0.0f;
-        }
+        int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+        if (id < 0 || id >= w->in[0] || ih < 0 || ih >= w->in[1])
+            memset(dst, 0, (size_t)(ow1 - ow0) * sizeof *dst);
+        else
+            im2col_segment(dst, x + (id * w->in[1] + ih) * w->in[2] + w_off, ow0, ow1, ow_lo, ow_hi,
+                           s2);
+        dst += ow1 - ow0;
+        j += ow1 - ow0;
+    }
+    /* spread the row over the panels: row `row` of panel s holds columns
+     * [s*W, s*W + W) of the block, zero past its end */
+    int64_t cols = job->j1 - job->j0, width = job->panel_width;
+    for (int64_t j = 0; j < cols; j += width) {
+        float *out = job->panels + (j * job->rows + row * width);
+        int64_t n = cols - j < width ? cols - j : width;
+        if (n == 32) /* constant sizes inline into vector moves */
+            memcpy(out, line + j, 32 * sizeof *out);
+        else if (n == 16)
+            memcpy(out, line + j, 16 * sizeof *out);
+        else
+            memcpy(out, line + j, (size_t)n * sizeof *out);
+        for (int64_t q = n; q < width; q++)
+            out[q] = 0.0f;
     }
 }
 
@@ -94,6 +136,19 @@ static void im2col_rows(void *arg, int64_t begin, int64_t end)
 {
     for (int64_t r = begin; r < end; r++)
         im2col_row(arg, r);
+}
+
+/* Output positions per im2col block: the block (rows x cols floats) should
+ * stay in L2 so the GEMM packs it from cache rather than from memory. */
+static int64_t im2col_block_cols(int64_t rows, int64_t out_vol)
+{
+    enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32 };
+    int64_t cols = BLOCK_FLOATS / rows / COL_ALIGN * COL_ALIGN;
+    if (cols < MIN_COLS)
+        cols = MIN_COLS;
+    if (cols * 4 >= out_vol * 3) /* nearly everything: take it all in one block */
+        cols = out_vol;
+    return cols < IM2COL_MAX_COLS ? cols : IM2COL_MAX_COLS;
 }
 
 /* ---- Depthwise direct path ---------------------------------------------- */
@@ -104,7 +159,23 @@ typedef struct depthwise_job {
     const conv_shapes_t *s;
 } depthwise_job_t;
 
-/* Output plane p = (image, out channel): one input channel, one filter. */
+/* The output positions o in [0, out) whose input o*stride + off lies in
+ * [0, in): [*lo, *hi). */
+static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t *lo,
+                          int64_t *hi)
+{
+    *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    *hi = in - off <= 0 ? 0 : (in - off + stride - 1) / stride;
+    if (*hi > out)
+        *hi = out;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* Output plane p = (image, out channel): one input channel, one filter.
+ * The plane starts as the bias and each kernel tap adds its weight times
+ * the shifted input over the output positions where the tap lands inside
+ * the input, so the inner loop is a branch-free (vectorizable) axpy. */
 static void depthwise_plane(const depthwise_job_t *job, int64_t p)
 {
     const conv_shapes_t *s = job->s;
@@ -113,31 +184,31 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
     int64_t c = m / s->out_per_group;
     const float *x = job->x + (n * s->in_channels + c) * s->in_vol;
     const float *f = job->w + m * s->kernel_vol;
-    float bias = job->b ? job->b[m] : 0.0f;
     float *y = job->y + p * s->out_vol;
-    for (int64_t od = 0; od < w->out[0]; od++)
-        for (int64_t oh = 0; oh < w->out[1]; oh++)
-            for (int64_t ow = 0; ow < w->out[2]; ow++) {
-                float sum = bias;
-                for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
-                    int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
-                    if (id < 0 || id >= w->in[0])
-                        continue;
-                    for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
-                        int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
-                        if (ih < 0 || ih >= w->in[1])
-                            continue;
-                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2];
-                        const float *frow = f + (kd * w->kernel[1] + kh) * w->kernel[2];
-                        for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
-                            int64_t iw = ow * w->stride[2] - w->pad_begin[2] + kw * w->dilation[2];
-                            if (iw >= 0 && iw < w->in[2])
-                                sum += xrow[iw] * frow[kw];
-                        }
+    float bias = job->b ? job->b[m] : 0.0f;
+    for (int64_t i = 0; i < s->out_vol; i++)
+        y[i] = bias;
+    int64_t s2 = w->stride[2];
+    for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
+        int64_t d_off = kd * w->dilation[0] - w->pad_begin[0], od_lo, od_hi;
+        valid_outputs(d_off, w->stride[0], w->in[0], w->out[0], &od_lo, &od_hi);
+        for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
+            int64_t h_off = kh * w->dilation[1] - w->pad_begin[1], oh_lo, oh_hi;
+            valid_outputs(h_off, w->stride[1], w->in[1], w->out[1], &oh_lo, &oh_hi);
+            for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
+                int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], ow_lo, ow_hi;
+                valid_outputs(w_off, s2, w->in[2], w->out[2], &ow_lo, &ow_hi);
+                float wv = f[(kd * w->kernel[1] + kh) * w->kernel[2] + kw];
+                for (int64_t od = od_lo; od < od_hi; od++)
+                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                        int64_t id = od * w->stride[0] + d_off, ih = oh * w->stride[1] + h_off;
+                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2] + w_off;
+                        float *yrow = y + (od * w->out[1] + oh) * w->out[2];
+                        kiln_row_axpy(yrow + ow_lo, xrow + ow_lo * s2, s2, wv, ow_hi - ow_lo);
                     }
-                }
-                *y++ = sum;
             }
+        }
+    }
 }
 
 static void depthwise_planes(void *arg, int64_t begin, int64_t end)
@@ -195,7 +266,7 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 }
 
 /* The float32 computation of Conv into y (allocated by the caller with
- * the output shape, zero-filled). */
+ * the output shape; every element is written, so it need not be zeroed). */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
                                   const float *wd, const float *bd, float *yd)
 {
@@ -207,31 +278,37 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
     }
     bool pointwise = is_pointwise(&s.w);
     int64_t col_rows = s.in_per_group * s.kernel_vol;
+    int64_t block = pointwise ? s.out_vol : im2col_block_cols(col_rows, s.out_vol);
+    int64_t width = kiln_sgemm_panel_width();
+    int64_t block_padded = (block + width - 1) / width * width;
     float *col = NULL;
     if (!pointwise) {
-        col = malloc((size_t)(col_rows * s.out_vol) * sizeof *col);
+        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block_padded) * sizeof *col);
         if (!col)
             return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
-                                 (long long)col_rows, (long long)s.out_vol);
+                                 (long long)col_rows, (long long)block);
     }
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
     for (int64_t n = 0; n < s.batch; n++)
         for (int64_t g = 0; g < s.group; g++) {
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
-            const float *cols = xg;
-            if (!pointwise) {
-                im2col_job_t job = {xg, col, &s.w, s.in_vol, s.out_vol, s.kernel_vol};
-                kiln_ctx_parallel_for(ctx, col_rows, 4096 / s.out_vol + 1, im2col_rows, &job);
-                cols = col;
-            }
+            const float *wg = wd + g * s.out_per_group * col_rows;
             if (bd)
                 fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
-            kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f,
-                       wd + g * s.out_per_group * col_rows, col_rows, cols, s.out_vol,
-                       bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
+            if (pointwise) {
+                kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
+                           xg, s.out_vol, bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
+                continue;
+            }
+            for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
+                int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
+                im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
+                kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
+                                    bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
+            }
         }
-    free(col);
     return KILN_OK;
 }
 
@@ -267,7 +344,7 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         return st;
     int64_t dims[KILN_MAX_RANK];
     kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
@@ -360,7 +437,7 @@ kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx)
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
     float *yd = y->data;
     int64_t col_rows = s.out_per_group * s.kernel_vol;
-    float *col = malloc((size_t)(col_rows * s.in_vol) * sizeof *col);
+    float *col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * s.in_vol) * sizeof *col);
     if (!col)
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld column buffer",
                              (long long)col_rows, (long long)s.in_vol);
@@ -377,6 +454,5 @@ kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx)
             col2im_job_t job = {col, yg, &s};
             kiln_ctx_parallel_for(ctx, s.out_per_group, 1, col2im_channels, &job);
         }
-    free(col);
     return KILN_OK;
 }

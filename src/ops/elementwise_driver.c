@@ -4,13 +4,20 @@
  * allocates the output, splits the work across threads in chunks of about
  * GRAIN elements, and widens float16/bfloat16 to float32 in stack blocks.
  */
+/* The build's -O2 vectorises only loops of known trip count, and its
+ * -ftrapping-math keeps selects (x < 0 ? a : b) from becoming vector
+ * blends; these loops run over any n and nobody reads float exception
+ * flags, so this file asks for both.  Placed before the includes so the
+ * inline math of elementwise.h gets the same options. */
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+
 #include "ops/elementwise.h"
 
 #include <stdio.h>
 
-#include "core/half.h"
 #include "kiln.h"
 #include "ops/broadcast.h"
+#include "ops/half_convert.h"
 
 /* Smallest chunk of elements worth handing to another thread. */
 #define GRAIN 16384
@@ -24,35 +31,52 @@ static bool is_half(kiln_dtype_t dt)
 
 static void widen(float *dst, const uint16_t *src, int64_t n, kiln_dtype_t dt)
 {
-    if (dt == KILN_DTYPE_FLOAT16)
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f16_to_f32(src[i]);
-    else
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_bf16_to_f32(src[i]);
+    kiln_half_to_f32_array(dst, src, n, dt);
 }
 
 static void narrow(uint16_t *dst, const float *src, int64_t n, kiln_dtype_t dt)
 {
-    if (dt == KILN_DTYPE_FLOAT16)
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f32_to_f16(src[i]);
-    else
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = kiln_f32_to_bf16(src[i]);
+    kiln_f32_to_half_array(dst, src, n, dt);
 }
 
-/* The loop for dtype dt; 16-bit floats borrow the float32 loop. */
-static const void *pick_loop(const void *const *loops, kiln_dtype_t dt)
+/* The table slot holding the loop for dtype dt: 16-bit floats borrow the
+ * float32 loop; -1 for a dtype outside the table. */
+static int loop_slot(kiln_dtype_t dt)
 {
     if ((int)dt <= 0 || dt >= KILN_DTYPE_COUNT_)
-        return NULL;
-    if (is_half(dt))
-        return loops[KILN_DTYPE_FLOAT32];
-    return loops[dt];
+        return -1;
+    return is_half(dt) ? KILN_DTYPE_FLOAT32 : (int)dt;
+}
+
+static kiln_unary_loop_fn pick_unary(const kiln_unary_op_t *op, kiln_dtype_t dt)
+{
+    int slot = loop_slot(dt);
+    return slot < 0 ? NULL : op->loops[slot];
+}
+
+static kiln_binary_loop_fn pick_binary(const kiln_binary_op_t *op, kiln_dtype_t dt)
+{
+    int slot = loop_slot(dt);
+    return slot < 0 ? NULL : op->loops[slot];
 }
 
 /* ---- Unary ------------------------------------------------------------- */
+
+/* __builtin_cpu_supports reads flags libgcc fills at start-up: cheap. */
+static bool have_avx2_fma(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* The float32 loop of op: its AVX2 build when it has one and the CPU can. */
+static kiln_unary_loop_fn unary_loop(const kiln_unary_op_t *op, kiln_dtype_t dt)
+{
+    kiln_unary_loop_fn loop = pick_unary(op, dt);
+    bool f32_loop = dt == KILN_DTYPE_FLOAT32 || is_half(dt);
+    if (loop && f32_loop && op->f32_avx2 && have_avx2_fma())
+        return op->f32_avx2;
+    return loop;
+}
 
 typedef struct unary_job {
     kiln_unary_loop_fn loop;
@@ -84,13 +108,12 @@ static void unary_chunk(void *arg, int64_t begin, int64_t end)
     }
 }
 
-kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                              const kiln_tensor_t *x, kiln_tensor_t *y,
-                              const kiln_elem_params_t *p)
+kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                              kiln_tensor_t *y, const kiln_elem_params_t *p)
 {
     kiln_elem_params_t none = {0};
     unary_job_t j = {
-        .loop = (kiln_unary_loop_fn)pick_loop((const void *const *)op->loops, x->dtype),
+        .loop = unary_loop(op, x->dtype),
         .x = x->data,
         .y = y->data,
         .xsz = kiln_dtype_size(x->dtype),
@@ -107,16 +130,16 @@ kiln_status_t kiln_unary_into(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
     return KILN_OK;
 }
 
-kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op,
-                             const kiln_tensor_t *x, int out_index, const kiln_elem_params_t *p)
+kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, const kiln_tensor_t *x,
+                             int out_index, const kiln_elem_params_t *p)
 {
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input 0 is missing");
-    if (!pick_loop((const void *const *)op->loops, x->dtype))
+    if (!pick_unary(op, x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
                              kiln_dtype_name(x->dtype));
     kiln_dtype_t out_dt = op->out_bool ? KILN_DTYPE_BOOL : x->dtype;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, out_index, out_dt, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, out_index, out_dt, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     return kiln_unary_into(ctx, op, x, y, p);
@@ -138,8 +161,8 @@ typedef struct binary_job {
 /* One run of a 16-bit float op: widen each operand block (a stepped
  * operand's whole block, a fixed one's single element), run the float32
  * loop, narrow the result unless it is bool. */
-static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *off,
-                            const int64_t *step, int64_t len)
+static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *off, const int64_t *step,
+                            int64_t len)
 {
     float abuf[BLOCK], bbuf[BLOCK], ybuf[BLOCK];
     const uint16_t *a = (const uint16_t *)j->a + off[0];
@@ -157,16 +180,14 @@ static void binary_row_half(const binary_job_t *j, int64_t out, const int64_t *o
     }
 }
 
-static void binary_row(void *arg, int64_t out, const int64_t *off, const int64_t *step,
-                       int64_t len)
+static void binary_row(void *arg, int64_t out, const int64_t *off, const int64_t *step, int64_t len)
 {
     const binary_job_t *j = arg;
     if (j->half) {
         binary_row_half(j, out, off, step, len);
         return;
     }
-    j->loop(j->y + out * j->ysz, j->a + off[0] * j->asz, j->b + off[1] * j->bsz, step[0],
-            step[1], len, j->p);
+    j->loop(j->y + out * j->ysz, j->a + off[0] * j->asz, j->b + off[1] * j->bsz, step[0], step[1], len, j->p);
 }
 
 static void binary_chunk(void *arg, int64_t begin, int64_t end)
@@ -175,24 +196,22 @@ static void binary_chunk(void *arg, int64_t begin, int64_t end)
     kiln_bcast_rows(j->bc, begin, end, binary_row, arg);
 }
 
-static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                                  const kiln_tensor_t *a, const kiln_tensor_t *b)
+static kiln_status_t check_binary(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                                  const kiln_tensor_t *b)
 {
     if (!a || !b)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input %d is missing", a ? 1 : 0);
     if (a->dtype != b->dtype)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
-                             "inputs have different dtypes %s and %s",
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "inputs have different dtypes %s and %s",
                              kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
-    if (!pick_loop((const void *const *)op->loops, a->dtype))
+    if (!pick_binary(op, a->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
                              kiln_dtype_name(a->dtype));
     return KILN_OK;
 }
 
-kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                               const kiln_tensor_t *a, const kiln_tensor_t *b, kiln_tensor_t *y,
-                               const kiln_elem_params_t *p)
+kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                               const kiln_tensor_t *b, kiln_tensor_t *y, const kiln_elem_params_t *p)
 {
     kiln_status_t st = check_binary(ctx, op, a, b);
     if (st != KILN_OK)
@@ -204,7 +223,7 @@ kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *o
     kiln_elem_params_t none = {0};
     binary_job_t j = {
         .bc = &bc,
-        .loop = (kiln_binary_loop_fn)pick_loop((const void *const *)op->loops, a->dtype),
+        .loop = pick_binary(op, a->dtype),
         .a = a->data,
         .b = b->data,
         .y = y->data,
@@ -220,9 +239,8 @@ kiln_status_t kiln_binary_into(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *o
     return KILN_OK;
 }
 
-kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op,
-                              const kiln_tensor_t *a, const kiln_tensor_t *b, int out_index,
-                              const kiln_elem_params_t *p)
+kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op, const kiln_tensor_t *a,
+                              const kiln_tensor_t *b, int out_index, const kiln_elem_params_t *p)
 {
     kiln_status_t st = check_binary(ctx, op, a, b);
     if (st != KILN_OK)
@@ -236,7 +254,7 @@ kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s", why);
     }
     kiln_dtype_t out_dt = op->out_bool ? KILN_DTYPE_BOOL : a->dtype;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, out_index, out_dt, rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, out_index, out_dt, rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     return kiln_binary_into(ctx, op, a, b, y, p);

@@ -18,6 +18,7 @@
  */
 #include "ops/gemm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,56 @@ static void parallel_run(const kiln_gemm_parallel_t *par, int64_t n, int64_t gra
         par->run(par->ctx, n, grain, fn, arg);
     else
         fn(arg, 0, n);
+}
+
+/* ---- Per-thread scratch ------------------------------------------------- */
+
+/* Packing panels and im2col buffers are needed on every call; allocating
+ * them each time would mmap and page-fault megabytes per GEMM.  Each thread
+ * keeps one grow-only, 64-byte aligned buffer per slot, freed when the
+ * thread exits. */
+typedef struct scratch {
+    void *buf[KILN_SCRATCH_SLOTS];
+    size_t cap[KILN_SCRATCH_SLOTS];
+} scratch_t;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static __thread scratch_t *t_scratch;
+
+static void scratch_free(void *arg)
+{
+    scratch_t *s = arg;
+    for (int i = 0; i < KILN_SCRATCH_SLOTS; i++)
+        free(s->buf[i]);
+    free(s);
+}
+
+static void scratch_key_create(void)
+{
+    pthread_key_create(&g_scratch_key, scratch_free);
+}
+
+void *kiln_gemm_scratch(int slot, size_t bytes)
+{
+    if (slot < 0 || slot >= KILN_SCRATCH_SLOTS)
+        return NULL;
+    if (!t_scratch) {
+        pthread_once(&g_scratch_once, scratch_key_create);
+        if (!(t_scratch = calloc(1, sizeof *t_scratch)))
+            return NULL;
+        pthread_setspecific(g_scratch_key, t_scratch);
+    }
+    if (t_scratch->cap[slot] < bytes) {
+        size_t cap = (bytes + 63) / 64 * 64;
+        void *p = aligned_alloc(64, cap);
+        if (!p)
+            return NULL;
+        free(t_scratch->buf[slot]);
+        t_scratch->buf[slot] = p;
+        t_scratch->cap[slot] = cap;
+    }
+    return t_scratch->buf[slot];
 }
 
 /* ---- Reference ---------------------------------------------------------- */
@@ -138,9 +189,20 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
 
 static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
-    .run = kiln_sgemm_ukernel_12x32_avx512};
+    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
+
+/* Column blocks at most this many B panels wide read A in place (see
+ * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
+enum { DIRECT_A_MAX_PANELS = 8 };
 
 static bool g_force_portable;
+static bool g_no_direct_a;
+/* The SIMD packer and vector helpers run whenever the CPU has AVX2,
+ * unless the portable path is forced. */
+static bool use_simd_helpers(void)
+{
+    return !g_force_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
 static bool g_avoid_avx512;
 
 void kiln_sgemm_force_portable(bool force_portable)
@@ -151,6 +213,11 @@ void kiln_sgemm_force_portable(bool force_portable)
 void kiln_sgemm_avoid_avx512(bool avoid)
 {
     g_avoid_avx512 = avoid;
+}
+
+void kiln_sgemm_avoid_direct_a(bool avoid)
+{
+    g_no_direct_a = avoid;
 }
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
@@ -179,6 +246,10 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int rows = mc - ir < mr ? (int)(mc - ir) : mr;
         float *panel = dst + ir * kc;
+        if (!trans_a && rows == mr && use_simd_helpers()) {
+            kiln_sgemm_pack_rows_sse(a + (i0 + ir) * lda + p0, lda, mr, kc, panel);
+            continue;
+        }
         if (rows < mr)
             memset(panel, 0, (size_t)(kc * mr) * sizeof *panel);
         for (int r = 0; r < rows; r++) {
@@ -194,6 +265,13 @@ static void pack_a(bool trans_a, const float *a, int64_t lda, int64_t i0, int64_
             }
         }
     }
+}
+
+/* 16 floats; a constant-size memcpy is inlined into vector moves (a libc
+ * call per 64 bytes would cost more than the copy). */
+static inline void copy16(float *restrict dst, const float *restrict src)
+{
+    memcpy(dst, src, 16 * sizeof *dst);
 }
 
 /* Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-wide
@@ -212,11 +290,20 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
                 for (int64_t p = 0; p < kc; p++)
                     panel[p * nr + s] = src[p];
             }
+        } else if (cols == 16 && nr == 16) {
+            for (int64_t p = 0; p < kc; p++)
+                copy16(panel + p * nr, b + (p0 + p) * ldb + j0 + jr);
+        } else if (cols == 32 && nr == 32) {
+            for (int64_t p = 0; p < kc; p++) {
+                copy16(panel + p * nr, b + (p0 + p) * ldb + j0 + jr);
+                copy16(panel + p * nr + 16, b + (p0 + p) * ldb + j0 + jr + 16);
+            }
         } else {
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = b + (p0 + p) * ldb + j0 + jr;
                 float *out = panel + p * nr;
-                memcpy(out, src, (size_t)cols * sizeof *out);
+                for (int s = 0; s < cols; s++)
+                    out[s] = src[s];
                 for (int s = cols; s < nr; s++)
                     out[s] = 0.0f;
             }
@@ -236,6 +323,8 @@ typedef struct sgemm_job {
     float *c;
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
+    bool direct_a;              /* the microkernel reads A in place (narrow C) */
+    const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -251,7 +340,8 @@ static int64_t min64(int64_t a, int64_t b)
 /* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
  * into C at (i0, j0). */
 static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
-                         int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc, float beta)
+                         int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
+                         float beta)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
@@ -259,9 +349,56 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * kc, c, job->ldc, mr, nr, job->alpha, beta);
+            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta);
         }
     }
+}
+
+/* The same with A read in place (row-major, not transposed): for a narrow
+ * C, each A element is used by only a few B panels, so packing A would
+ * cost more than it saves.  A partial last row tile is packed into a_edge. */
+static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
+                                  int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
+                                  int64_t nc, int64_t kc, float beta)
+{
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    int64_t full = mc / uk->mr * uk->mr;
+    if (full < mc)
+        pack_a(false, job->a, job->lda, i0 + full, mc - full, p0, kc, uk->mr, a_edge);
+    for (int64_t jr = 0; jr < nc; jr += uk->nr) {
+        int nr = (int)min64(uk->nr, nc - jr);
+        for (int64_t ir = 0; ir < full; ir += uk->mr) {
+            float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
+                           job->ldc, nr, job->alpha, beta);
+        }
+        if (full < mc)
+            uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
+                    job->ldc, (int)(mc - full), nr, job->alpha, beta);
+    }
+}
+
+/* The plain-loop fallback when no packing memory is left: rows of C at
+ * (i0, j0), mc x nc, from A and either B or the caller's B panels. */
+static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64_t j0, int64_t nc)
+{
+    if (!job->b_panels) {
+        reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
+                       job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
+                       job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
+                       job->c + i0 * job->ldc + j0, job->ldc);
+        return;
+    }
+    int64_t nr = job->uk->nr;
+    for (int64_t i = i0; i < i0 + mc; i++)
+        for (int64_t j = j0; j < j0 + nc; j++) {
+            const float *panel = job->b_panels + j / nr * nr * job->k + j % nr;
+            float sum = 0.0f;
+            for (int64_t p = 0; p < job->k; p++)
+                sum += job->a[i * job->lda + p] * panel[p * nr];
+            float *cij = job->c + i * job->ldc + j;
+            *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
+        }
 }
 
 /* Tasks [begin, end): runs of consecutive tasks in one column block share
@@ -272,19 +409,16 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
     const kiln_sgemm_ukernel_t *uk = job->uk;
     size_t a_bytes = (size_t)(round_up(job->mc, uk->mr) * job->kc) * sizeof(float);
     size_t b_bytes = (size_t)(round_up(job->nc, uk->nr) * job->kc) * sizeof(float);
-    float *a_pack = aligned_alloc(64, round_up((int64_t)a_bytes, 64));
-    float *b_pack = aligned_alloc(64, round_up((int64_t)b_bytes, 64));
+    float *a_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_A, a_bytes);
+    float *b_pack = job->b_panels ? NULL : kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
     for (int64_t t = begin; t < end;) {
         int64_t jb = t / job->m_blocks;
         int64_t run_end = min64(end, (jb + 1) * job->m_blocks);
         int64_t j0 = jb * job->nc, nc = min64(job->nc, job->n - j0);
-        if (!a_pack || !b_pack) { /* out of memory: finish these rows with plain loops */
+        if (!a_pack || (!b_pack && !job->b_panels)) { /* out of memory */
             for (int64_t u = t; u < run_end; u++) {
-                int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
-                reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
-                               job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
-                               job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb,
-                               job->beta, job->c + i0 * job->ldc + j0, job->ldc);
+                int64_t i0 = (u % job->m_blocks) * job->mc;
+                fallback_block(job, i0, min64(job->mc, job->m - i0), j0, nc);
             }
             t = run_end;
             continue;
@@ -292,17 +426,27 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
         for (int64_t p0 = 0; p0 < job->k; p0 += job->kc) {
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
-            pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            /* B panel jr of this slice is at b_slice + jr * b_ld */
+            const float *b_slice = b_pack;
+            int64_t b_ld = kc;
+            if (job->b_panels) {
+                b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
+                b_ld = job->k;
+            } else {
+                pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
+                if (job->direct_a) {
+                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta);
+                    continue;
+                }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                macro_kernel(job, a_pack, b_pack, i0, mc, j0, nc, kc, beta);
+                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta);
             }
         }
         t = run_end;
     }
-    free(a_pack);
-    free(b_pack);
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
@@ -319,6 +463,7 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
+    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -362,28 +507,42 @@ typedef struct row_vector_job {
     float *c;
 } row_vector_job_t;
 
+/* Dot product and axpy for the one-row path: AVX2 when the CPU has it. */
+static float dot(const float *x, const float *y, int64_t n)
+{
+    if (use_simd_helpers())
+        return kiln_sdot_avx2(x, y, n);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+static void axpy(float *y, const float *x, float a, int64_t n)
+{
+    if (use_simd_helpers()) {
+        kiln_saxpy_avx2(y, x, a, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 static void row_vector_task(void *arg, int64_t begin, int64_t end)
 {
     const row_vector_job_t *j = arg;
     float *c = j->c;
     if (j->trans_b) {
         for (int64_t q = begin; q < end; q++) {
-            const float *brow = j->b + q * j->ldb;
-            float sum = 0.0f;
-            for (int64_t p = 0; p < j->k; p++)
-                sum += j->a_scaled[p] * brow[p];
+            float sum = dot(j->a_scaled, j->b + q * j->ldb, j->k);
             c[q] = sum + (j->beta == 0.0f ? 0.0f : j->beta * c[q]);
         }
         return;
     }
     for (int64_t q = begin; q < end; q++)
         c[q] = j->beta == 0.0f ? 0.0f : j->beta * c[q];
-    for (int64_t p = 0; p < j->k; p++) {
-        float av = j->a_scaled[p];
-        const float *brow = j->b + p * j->ldb;
-        for (int64_t q = begin; q < end; q++)
-            c[q] += av * brow[q];
-    }
+    for (int64_t p = 0; p < j->k; p++)
+        axpy(c + begin, j->b + p * j->ldb + begin, j->a_scaled[p], end - begin);
 }
 
 static void sgemm_row_vector(bool trans_a, bool trans_b, int64_t n, int64_t k, float alpha,
@@ -423,6 +582,27 @@ void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
                        .ldb = ldb, .ldc = ldc, .c = c};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+int kiln_sgemm_panel_width(void)
+{
+    return choose_ukernel()->nr;
+}
+
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
+                         const kiln_gemm_parallel_t *par)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_rows(0, m, n, beta, c, ldc);
+        return;
+    }
+    sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
+                       .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

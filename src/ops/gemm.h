@@ -21,6 +21,7 @@
 #define KILN_OPS_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/threadpool.h"
@@ -46,6 +47,18 @@ void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                 int64_t ldc, const kiln_gemm_parallel_t *par);
 
+/* The fast path with B supplied already packed, for callers that can lay
+ * out B themselves (Conv writes its im2col straight into this form):
+ * B is k x n, not transposed, stored as ceil(n / W) panels of W columns,
+ * W = kiln_sgemm_panel_width(); panel s holds rows 0..k-1 of columns
+ * [s*W, s*W + W), W floats per row (columns past n are ignored), panels
+ * one after another (k * W floats each).  b_panels must be 64-byte
+ * aligned.  A is m x k row-major (not transposed). */
+int kiln_sgemm_panel_width(void);
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
+                         const kiln_gemm_parallel_t *par);
+
 /* The portable reference: plain loops, single-threaded. */
 void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
@@ -57,6 +70,18 @@ void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, dou
                 const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                 double *c, int64_t ldc, const kiln_gemm_parallel_t *par);
 
+/* A per-thread scratch buffer of at least bytes (64-byte aligned) for
+ * slot, reused by later calls on the same thread and freed when the thread
+ * exits; NULL when out of memory.  The pointer stays valid until the next
+ * call for the same slot on this thread. */
+enum {
+    KILN_SCRATCH_PACK_A = 0, /* kiln_sgemm's packed A block */
+    KILN_SCRATCH_PACK_B = 1, /* kiln_sgemm's packed B slice */
+    KILN_SCRATCH_IM2COL = 2, /* Conv's column matrix */
+    KILN_SCRATCH_SLOTS = 4
+};
+void *kiln_gemm_scratch(int slot, size_t bytes);
+
 /* Which microkernel kiln_sgemm uses: "avx512", "avx2" or "portable".
  * For tests and benchmarks: force_portable makes kiln_sgemm use the
  * blocked path with the portable C microkernel; avoid_avx512 keeps it on
@@ -64,5 +89,7 @@ void kiln_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, dou
 const char *kiln_sgemm_path(void);
 void kiln_sgemm_force_portable(bool force_portable);
 void kiln_sgemm_avoid_avx512(bool avoid);
+/* For tests: always pack A, even where the kernel could read it in place. */
+void kiln_sgemm_avoid_direct_a(bool avoid);
 
 #endif

@@ -7,7 +7,10 @@
  * keeps both FMA ports of a Haswell-or-later core busy.  Edge tiles (mr < 6
  * or nr < 16) are computed in full into a stack buffer and copied out.
  *
- * Compiled with -mavx2 -mfma; gemm.c calls it only after
+ * Also here: the SSE-transposing packer of A row panels used by both SIMD
+ * paths, and the dot/axpy of the one-row (matrix-vector) path.
+ *
+ * Compiled with -mavx2 -mfma; gemm.c calls these only after
  * __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma").
  */
 #include <immintrin.h>
@@ -96,4 +99,62 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
                 crow[j] = brow[j] + beta * crow[j];
         }
     }
+}
+
+void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel)
+{
+    int quads = mr / 4 * 4; /* rows done by 4x4 transposes; the rest one by one */
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        for (int r = quads; r < mr; r++)
+            for (int64_t q = p; q < p + 4; q++)
+                panel[q * mr + r] = a[r * lda + q];
+        for (int r = 0; r < quads; r += 4) {
+            const float *src = a + r * lda + p;
+            __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + lda);
+            __m128 r2 = _mm_loadu_ps(src + 2 * lda), r3 = _mm_loadu_ps(src + 3 * lda);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float *dst = panel + p * mr + r;
+            _mm_storeu_ps(dst, r0);
+            _mm_storeu_ps(dst + mr, r1);
+            _mm_storeu_ps(dst + 2 * mr, r2);
+            _mm_storeu_ps(dst + 3 * mr, r3);
+        }
+    }
+    for (; p < kc; p++)
+        for (int r = 0; r < mr; r++)
+            panel[p * mr + r] = a[r * lda + p];
+}
+
+float kiln_sdot_avx2(const float *x, const float *y, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float sum = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+void kiln_saxpy_avx2(float *y, const float *x, float a, int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
 }

@@ -7,7 +7,11 @@
  * That is 24 FMAs per 2 loads + 12 broadcasts, enough to keep both 512-bit
  * FMA ports busy.  The accumulator arrays are fully unrolled by the
  * compiler (constant trip counts, #pragma GCC unroll), so they live in
- * registers.  Edge tiles go through a stack buffer as in gemm_avx2.c.
+ * registers.  Edge tiles are written with masked stores.
+ *
+ * A second entry point reads A in place (row i at a + i*lda) instead of
+ * from a packed panel; gemm.c uses it when C is narrow and packing A
+ * would cost more than the multiply (late ResNet layers, N = 49).
  *
  * Compiled with AVX-512 flags; gemm.c calls it only after
  * __builtin_cpu_supports("avx512f").
@@ -18,28 +22,16 @@
 
 enum { TILE_M = 12, TILE_N = 32 };
 
-void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
-                                     int64_t ldc, int mr, int nr, float alpha, float beta)
-{
-    __m512 acc[TILE_M][2];
-#pragma GCC unroll 12
-    for (int i = 0; i < TILE_M; i++) {
-        acc[i][0] = _mm512_setzero_ps();
-        acc[i][1] = _mm512_setzero_ps();
-    }
-    for (int64_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(b);
-        __m512 b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < TILE_M; i++) {
-            __m512 av = _mm512_set1_ps(a[i]);
-            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-        }
-        a += TILE_M;
-        b += TILE_N;
-    }
+/* Direct-A kernel prefetch: every 16 steps of k (one cache line of a row),
+ * PREFETCH_AHEAD floats ahead. */
+enum { PREFETCH_EVERY = 16, PREFETCH_AHEAD = 64 };
 
+/* Writes the mr x nr corner of alpha*acc + beta*C (C not read when beta
+ * is 0); full tiles with plain stores, edges with masked ones. */
+static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][2], float *c,
+                                                             int64_t ldc, int mr, int nr,
+                                                             float alpha, float beta)
+{
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (mr == TILE_M && nr == TILE_N) {
 #pragma GCC unroll 12
@@ -55,8 +47,6 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
         }
         return;
     }
-
-    /* Edge tile: masked stores of the wanted mr x nr corner. */
     __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
     __mmask16 m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
 #pragma GCC unroll 12
@@ -72,4 +62,82 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
         _mm512_mask_storeu_ps(crow, m0, lo);
         _mm512_mask_storeu_ps(crow + 16, m1, hi);
     }
+}
+
+void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
+                                     int64_t ldc, int mr, int nr, float alpha, float beta)
+{
+    __m512 acc[TILE_M][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_M; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    if (nr <= TILE_N / 2) {
+        /* a narrow edge tile: only the left half of the panel matters */
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_load_ps(b);
+#pragma GCC unroll 12
+            for (int i = 0; i < TILE_M; i++)
+                acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i][0]);
+            a += TILE_M;
+            b += TILE_N;
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+            for (int i = 0; i < TILE_M; i++) {
+                __m512 av = _mm512_set1_ps(a[i]);
+                acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+            }
+            a += TILE_M;
+            b += TILE_N;
+        }
+    }
+    store_tile(acc, c, ldc, mr, nr, alpha, beta);
+}
+
+void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
+                                            const float *b, float *c, int64_t ldc, int nr,
+                                            float alpha, float beta)
+{
+    __m512 acc[TILE_M][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_M; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const float *a4 = a + 4 * lda, *a8 = a + 8 * lda;
+    int64_t lda3 = 3 * lda;
+    if (nr <= TILE_N / 2) {
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_load_ps(b);
+            const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
+                                         a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
+                                         a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
+#pragma GCC unroll 12
+            for (int i = 0; i < TILE_M; i++)
+                acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[i]), b0, acc[i][0]);
+            b += TILE_N;
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+            const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
+                                         a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
+                                         a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
+            if ((k & (PREFETCH_EVERY - 1)) == 0) {
+                /* twelve strided streams: fetch each row's next lines early */
+#pragma GCC unroll 12
+                for (int i = 0; i < TILE_M; i++)
+                    _mm_prefetch((const char *)(rows[i] + PREFETCH_AHEAD), _MM_HINT_T0);
+            }
+#pragma GCC unroll 12
+            for (int i = 0; i < TILE_M; i++) {
+                __m512 av = _mm512_set1_ps(*rows[i]);
+                acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+            }
+            b += TILE_N;
+        }
+    }
+    store_tile(acc, c, ldc, TILE_M, nr, alpha, beta);
 }

@@ -18,20 +18,39 @@ typedef void (*kiln_sgemm_ukernel_fn)(int64_t kc, const float *a_pack, const flo
                                       float *c, int64_t ldc, int mr, int nr, float alpha,
                                       float beta);
 
+/* The same for a full MR-row tile with A read in place: row i of the tile
+ * is a + i*lda, kc values (row-major A, not packed). */
+typedef void (*kiln_sgemm_ukernel_direct_fn)(int64_t kc, const float *a, int64_t lda,
+                                             const float *b_pack, float *c, int64_t ldc, int nr,
+                                             float alpha, float beta);
+
 typedef struct kiln_sgemm_ukernel {
     const char *name;
     int mr, nr;               /* register tile */
     int kc, mc, nc;           /* cache blocking: K depth, A block rows, B block cols */
     kiln_sgemm_ukernel_fn run;
+    kiln_sgemm_ukernel_direct_fn run_direct; /* NULL: A is always packed */
 } kiln_sgemm_ukernel_t;
 
 /* AVX2+FMA 6x16 tile (gemm_avx2.c); call only when the CPU has avx2 and fma. */
 void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *b_pack, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta);
 
+/* Packs mr rows of a row-major matrix, kc columns each, into one MR-tall
+ * micro-panel, 4x4 blocks at a time with SSE transposes (rows past the
+ * last multiple of 4 one by one); gemm_avx2.c, call only with avx2. */
+void kiln_sgemm_pack_rows_sse(const float *a, int64_t lda, int mr, int64_t kc, float *panel);
+
+/* Dot product and y += a*x (gemm_avx2.c; call only with avx2 and fma). */
+float kiln_sdot_avx2(const float *x, const float *y, int64_t n);
+void kiln_saxpy_avx2(float *y, const float *x, float a, int64_t n);
+
 /* AVX-512F 12x32 tile (gemm_avx512.c); call only when the CPU has avx512f. */
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a_pack, const float *b_pack,
                                      float *c, int64_t ldc, int mr, int nr, float alpha,
                                      float beta);
+void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
+                                            const float *b_pack, float *c, int64_t ldc, int nr,
+                                            float alpha, float beta);
 
 #endif

@@ -58,7 +58,7 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st;
     if (c && (st = gemm_bias_shape(ctx, c, m, n, &bias)) != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, a->dtype, 2, (int64_t[]){m, n});
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, 2, (int64_t[]){m, n});
     if (!y)
         return kiln_ctx_status(ctx);
     bool use_c = c && beta != 0.0f;
@@ -167,6 +167,40 @@ static bool matmul_folds(const kiln_matmul_shape_t *s)
     return true;
 }
 
+/* Below this m*n*k a batched MatMul runs its batches in parallel, each
+ * GEMM on one thread, rather than splitting every small GEMM. */
+enum { BATCH_PARALLEL_MAX_VOLUME = 256 * 256 * 256 };
+
+typedef struct matmul_job {
+    const kiln_matmul_shape_t *s;
+    const kiln_tensor_t *a, *b;
+    kiln_tensor_t *y;
+    int64_t rows; /* rows of each GEMM (m, or every row when batches fold) */
+} matmul_job_t;
+
+/* Batch t of the MatMul; par NULL runs it on this thread. */
+static void matmul_batch(const matmul_job_t *job, int64_t t, const kiln_gemm_parallel_t *par)
+{
+    const kiln_matmul_shape_t *s = job->s;
+    int64_t a_off, b_off;
+    kiln_matmul_batch_offsets(s, t, &a_off, &b_off);
+    int64_t y_off = t * s->m * s->n;
+    if (job->a->dtype == KILN_DTYPE_FLOAT32)
+        kiln_sgemm(false, false, job->rows, s->n, s->k, 1.0f, (const float *)job->a->data + a_off,
+                   s->k, (const float *)job->b->data + b_off, s->n, 0.0f,
+                   (float *)job->y->data + y_off, s->n, par);
+    else
+        kiln_dgemm(false, false, job->rows, s->n, s->k, 1.0, (const double *)job->a->data + a_off,
+                   s->k, (const double *)job->b->data + b_off, s->n, 0.0,
+                   (double *)job->y->data + y_off, s->n, par);
+}
+
+static void matmul_batches(void *arg, int64_t begin, int64_t end)
+{
+    for (int64_t t = begin; t < end; t++)
+        matmul_batch(arg, t, NULL);
+}
+
 static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1);
@@ -180,29 +214,25 @@ static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st = kiln_matmul_shape(ctx, a, b, &s);
     if (st != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, a->dtype, s.out_rank, s.out_dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, s.out_rank, s.out_dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
-    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
-    int64_t batches = s.batch_count, rows = s.m;
+    matmul_job_t job = {&s, a, b, y, s.m};
+    int64_t batches = s.batch_count;
     if (matmul_folds(&s)) {
-        rows *= batches;
+        job.rows = s.m * batches;
         batches = 1;
     }
-    for (int64_t t = 0; t < batches; t++) {
-        int64_t a_off, b_off;
-        kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
-        int64_t y_off = t * s.m * s.n;
-        if (a->dtype == KILN_DTYPE_FLOAT32)
-            kiln_sgemm(false, false, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
-                       (const float *)b->data + b_off, s.n, 0.0f, (float *)y->data + y_off, s.n, &par);
-        else
-            kiln_dgemm(false, false, rows, s.n, s.k, 1.0, (const double *)a->data + a_off, s.k,
-                       (const double *)b->data + b_off, s.n, 0.0, (double *)y->data + y_off, s.n,
-                       &par);
+    if (batches > 1 && s.m * s.n * s.k < BATCH_PARALLEL_MAX_VOLUME) {
+        /* many small products (attention heads): one whole GEMM per thread */
+        kiln_ctx_parallel_for(ctx, batches, 1, matmul_batches, &job);
+        return KILN_OK;
     }
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+    for (int64_t t = 0; t < batches; t++)
+        matmul_batch(&job, t, &par);
     return KILN_OK;
 }
 

@@ -7,7 +7,8 @@
  * the reduction (max, mean, p-norm) and which positions count towards a
  * mean.  Values are reduced in double, read from and written to any
  * numeric dtype, so MaxPool on uint8 and pools on float64 need no code of
- * their own; float32 is read and written directly.
+ * their own.  float32 max and average pooling (without Indices) take a
+ * fast tap-major path on the SIMD row primitives of nn_rows.h.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
+#include "ops/nn_rows.h"
 
 typedef enum pool_kind { POOL_MAX, POOL_AVERAGE, POOL_LP } pool_kind_t;
 
@@ -28,6 +30,7 @@ typedef struct pool_job {
     double p;                  /* LpPool */
     kiln_window_t w;
     int64_t in_vol, out_vol;
+    int64_t *counts[KILN_WINDOW_DIMS]; /* float32 AveragePool: taps counted per output, per dim */
 } pool_job_t;
 
 static double load(const kiln_tensor_t *t, int64_t i)
@@ -114,6 +117,113 @@ static void pool_planes(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* ---- float32 fast path ---------------------------------------------------- */
+
+/* The output positions o in [0, out) whose tap input o*stride + off lies
+ * in [0, in): [*lo, *hi). */
+static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t *lo,
+                          int64_t *hi)
+{
+    *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    *hi = in - off <= 0 ? 0 : (in - off + stride - 1) / stride;
+    if (*hi > out)
+        *hi = out;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* For each output along dim i, how many taps land in the counted region:
+ * the input, or the padded input when count_include_pad. */
+static void tap_counts(const pool_job_t *job, int i, int64_t *counts)
+{
+    const kiln_window_t *w = &job->w;
+    int64_t lo = job->count_include_pad ? -w->pad_begin[i] : 0;
+    int64_t hi = job->count_include_pad ? w->in[i] + w->pad_end[i] : w->in[i];
+    for (int64_t o = 0; o < w->out[i]; o++) {
+        counts[o] = 0;
+        for (int64_t k = 0; k < w->kernel[i]; k++) {
+            int64_t pos = o * w->stride[i] - w->pad_begin[i] + k * w->dilation[i];
+            counts[o] += pos >= lo && pos < hi;
+        }
+    }
+}
+
+/* Max or average of one float32 plane, tap-major: for each kernel tap,
+ * fold the shifted input rows into every output row it reaches with the
+ * SIMD row primitives; averages are divided by their tap counts after. */
+static void pool_plane_f32(const pool_job_t *job, int64_t plane)
+{
+    const kiln_window_t *w = &job->w;
+    const float *x = (const float *)job->x->data + plane * job->in_vol;
+    float *y = (float *)job->y->data + plane * job->out_vol;
+    bool is_max = job->kind == POOL_MAX;
+    for (int64_t i = 0; i < job->out_vol; i++)
+        y[i] = is_max ? -INFINITY : 0.0f;
+    int64_t s2 = w->stride[2];
+    for (int64_t kd = 0; kd < w->kernel[0]; kd++) {
+        int64_t d_off = kd * w->dilation[0] - w->pad_begin[0], od_lo, od_hi;
+        valid_outputs(d_off, w->stride[0], w->in[0], w->out[0], &od_lo, &od_hi);
+        for (int64_t kh = 0; kh < w->kernel[1]; kh++) {
+            int64_t h_off = kh * w->dilation[1] - w->pad_begin[1], oh_lo, oh_hi;
+            valid_outputs(h_off, w->stride[1], w->in[1], w->out[1], &oh_lo, &oh_hi);
+            for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
+                int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], ow_lo, ow_hi;
+                valid_outputs(w_off, s2, w->in[2], w->out[2], &ow_lo, &ow_hi);
+                for (int64_t od = od_lo; od < od_hi; od++)
+                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                        int64_t id = od * w->stride[0] + d_off, ih = oh * w->stride[1] + h_off;
+                        const float *xrow = x + (id * w->in[1] + ih) * w->in[2] + w_off + ow_lo * s2;
+                        float *yrow = y + (od * w->out[1] + oh) * w->out[2] + ow_lo;
+                        if (is_max)
+                            kiln_row_max(yrow, xrow, s2, ow_hi - ow_lo);
+                        else
+                            kiln_row_axpy(yrow, xrow, s2, 1.0f, ow_hi - ow_lo);
+                    }
+            }
+        }
+    }
+    if (is_max)
+        return;
+    for (int64_t od = 0; od < w->out[0]; od++)
+        for (int64_t oh = 0; oh < w->out[1]; oh++) {
+            float *yrow = y + (od * w->out[1] + oh) * w->out[2];
+            int64_t dh = job->counts[0][od] * job->counts[1][oh];
+            for (int64_t ow = 0; ow < w->out[2]; ow++) {
+                int64_t count = dh * job->counts[2][ow];
+                yrow[ow] = count > 0 ? yrow[ow] / (float)count : 0.0f;
+            }
+        }
+}
+
+static void pool_planes_f32(void *arg, int64_t begin, int64_t end)
+{
+    for (int64_t plane = begin; plane < end; plane++)
+        pool_plane_f32(arg, plane);
+}
+
+/* Runs the float32 fast path when it applies (max without Indices, or
+ * average); returns false to fall back to the generic path. */
+static bool try_pool_f32(kiln_kernel_ctx_t *ctx, pool_job_t *job, int64_t planes)
+{
+    if (job->x->dtype != KILN_DTYPE_FLOAT32 || job->indices ||
+        (job->kind != POOL_MAX && job->kind != POOL_AVERAGE))
+        return false;
+    int64_t *counts = NULL;
+    if (job->kind == POOL_AVERAGE) {
+        counts = malloc((size_t)(job->w.out[0] + job->w.out[1] + job->w.out[2]) * sizeof *counts);
+        if (!counts)
+            return false;
+        job->counts[0] = counts;
+        job->counts[1] = counts + job->w.out[0];
+        job->counts[2] = job->counts[1] + job->w.out[1];
+        for (int i = 0; i < KILN_WINDOW_DIMS; i++)
+            tap_counts(job, i, job->counts[i]);
+    }
+    kiln_ctx_parallel_for(ctx, planes, 1, pool_planes_f32, job);
+    free(counts);
+    return true;
+}
+
 static kiln_status_t check_pool_input(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x)
 {
     if (!x)
@@ -152,7 +262,8 @@ static kiln_status_t run_window_pool(kiln_kernel_ctx_t *ctx, pool_kind_t kind)
             return kiln_ctx_status(ctx);
         job.indices = ind->data;
     }
-    kiln_ctx_parallel_for(ctx, x->dims[0] * x->dims[1], 1, pool_planes, &job);
+    if (!try_pool_f32(ctx, &job, x->dims[0] * x->dims[1]))
+        kiln_ctx_parallel_for(ctx, x->dims[0] * x->dims[1], 1, pool_planes, &job);
     return KILN_OK;
 }
 

@@ -143,41 +143,6 @@ static kiln_status_t sequence_length_run(kiln_kernel_ctx_t *ctx)
     return KILN_OK;
 }
 
-/* Copies rows [begin, begin+len) along axis of t into a new tensor;
- * with keep_axis false the axis (len must be 1) is removed. */
-static kiln_tensor_t *take_range(const kiln_tensor_t *t, int axis, int64_t begin, int64_t len, bool keep_axis)
-{
-    int64_t dims[KILN_MAX_RANK];
-    int r = 0;
-    for (int d = 0; d < t->rank; d++) {
-        if (d == axis) {
-            if (keep_axis)
-                dims[r++] = len;
-        } else {
-            dims[r++] = t->dims[d];
-        }
-    }
-    kiln_tensor_t *out = kiln_tensor_new(t->dtype, r, dims);
-    if (!out)
-        return NULL;
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < axis; d++)
-        outer *= t->dims[d];
-    for (int d = axis + 1; d < t->rank; d++)
-        inner *= t->dims[d];
-    size_t es = kiln_dtype_size(t->dtype);
-    for (int64_t o = 0; o < outer; o++) {
-        const char *src = (const char *)t->data + ((o * t->dims[axis] + begin) * inner) * (int64_t)es;
-        char *dst = (char *)out->data + (o * len * inner) * (int64_t)es;
-        if (t->dtype == KILN_DTYPE_STRING)
-            for (int64_t k = 0; k < len * inner; k++)
-                ((char **)dst)[k] = strdup(((char *const *)src)[k]);
-        else
-            memcpy(dst, src, (size_t)(len * inner) * es);
-    }
-    return out;
-}
-
 static kiln_status_t split_to_sequence_run(kiln_kernel_ctx_t *ctx)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
@@ -198,7 +163,7 @@ static kiln_status_t split_to_sequence_run(kiln_kernel_ctx_t *ctx)
     if (!split) {
         bool keep = kiln_attr_int(node, "keepdims", 1) != 0;
         for (int64_t i = 0; i < dim && !st; i++) {
-            kiln_tensor_t *piece = take_range(x, (int)axis, i, 1, keep);
+            kiln_tensor_t *piece = kiln_tensor_slice_axis(x, (int)axis, i, 1, keep);
             st = piece ? kiln_sequence_insert(seq, -1, piece) : KILN_ERR_NO_MEMORY;
         }
     } else if (split->rank == 0 || split->count == 1) {
@@ -207,7 +172,7 @@ static kiln_status_t split_to_sequence_run(kiln_kernel_ctx_t *ctx)
             st = kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "split size %lld must be positive", (long long)chunk);
         for (int64_t b = 0; b < dim && !st; b += chunk) {
             int64_t len = b + chunk <= dim ? chunk : dim - b;
-            kiln_tensor_t *piece = take_range(x, (int)axis, b, len, true);
+            kiln_tensor_t *piece = kiln_tensor_slice_axis(x, (int)axis, b, len, true);
             st = piece ? kiln_sequence_insert(seq, -1, piece) : KILN_ERR_NO_MEMORY;
         }
     } else {
@@ -224,7 +189,7 @@ static kiln_status_t split_to_sequence_run(kiln_kernel_ctx_t *ctx)
                                (long long)total, (long long)dim);
         for (int64_t i = 0, b = 0; i < split->count && !st; i++) {
             int64_t len = kiln_tensor_get_i64(split, i);
-            kiln_tensor_t *piece = take_range(x, (int)axis, b, len, true);
+            kiln_tensor_t *piece = kiln_tensor_slice_axis(x, (int)axis, b, len, true);
             st = piece ? kiln_sequence_insert(seq, -1, piece) : KILN_ERR_NO_MEMORY;
             b += len;
         }
@@ -295,7 +260,8 @@ static kiln_status_t concat_from_sequence_run(kiln_kernel_ctx_t *ctx)
                 for (int64_t k = 0; k < len * inner; k++)
                     ((char **)dst)[k] = strdup(((char *const *)src)[k]);
             else
-                memcpy(dst, src, (size_t)(len * inner) * es);
+                if (len * inner > 0)
+                    memcpy(dst, src, (size_t)(len * inner) * es);
         }
         offset += len;
     }

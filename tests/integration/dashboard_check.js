@@ -6,12 +6,12 @@
 // "no GPU" or draws GPU charts as expected.  Prints "ok NAME" / "FAIL NAME:
 // why" per check and saves a screenshot.
 //
-// usage: node dashboard_check.js URL SCREENSHOT.png EXPECT_GPU(0|1) PROFILE_DIR
+// usage: node dashboard_check.js URL SCREENSHOT.png EXPECT_GPU(0|1) PROFILE_DIR [EXPECT_MODELS(0|1)]
 "use strict";
 const path = require("path");
 const { chromium } = require(path.join(__dirname, "..", "..", "web", "node_modules", "playwright-core"));
 
-const [url, shot, expectGpu, profile] = process.argv.slice(2);
+const [url, shot, expectGpu, profile, expectModels] = process.argv.slice(2);
 let failed = 0;
 function check(name, ok, why) {
   if (ok) console.log("ok " + name);
@@ -58,6 +58,17 @@ function check(name, ok, why) {
     } else {
       check("no-gpu notice shown", await page.locator("#no-gpu").isVisible());
       check("no gpu charts", (await page.locator("#gpu-charts canvas").count()) === 0);
+    }
+    if (expectModels === "1") {
+      await page.waitForFunction(() => window.kiln.charts.throughput && window.kiln.charts.throughput.points >= 2 &&
+                                       window.kiln.charts.latency && window.kiln.charts.latency.points >= 2,
+                                 null, { timeout: 20000, polling: 500 }).catch(() => {});
+      const m = await page.evaluate(() => window.kiln.charts);
+      check("throughput chart has data", m.throughput && m.throughput.points >= 2, JSON.stringify(m.throughput));
+      check("latency chart has p50 and p99", m.latency && m.latency.series >= 2 && m.latency.points >= 2,
+            JSON.stringify(m.latency));
+      check("queue-time chart has data", m.queue && m.queue.points >= 1, JSON.stringify(m.queue));
+      check("no-models notice hidden", await page.locator("#no-models").isHidden());
     }
     await page.waitForFunction(() => window.kiln.alerts >= 1, null, { timeout: 15000, polling: 500 }).catch(() => {});
     const rows = await page.locator("#alerts tbody td.state-firing").count();

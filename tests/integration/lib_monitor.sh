@@ -17,9 +17,19 @@ check() {
     if "$@"; then pass "$name"; else fail "$name"; fi
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
+# A TCP port on 127.0.0.1 that nothing listens on right now, never one this
+# script handed out before (two quick calls could otherwise return the same).
+# The ports given are kept in a file: $(free_port) runs in a subshell.
+GIVEN_PORTS_FILE=$(mktemp)
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    local p
+    while :; do
+        p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+        grep -qx "$p" "$GIVEN_PORTS_FILE" && continue
+        echo "$p" >>"$GIVEN_PORTS_FILE"
+        echo "$p"
+        return
+    done
 }
 
 # start LOGFILE COMMAND...: runs it in the background, remembers its pid.
@@ -65,6 +75,7 @@ stop_started() {
 }
 
 finish() {
+    rm -f "$GIVEN_PORTS_FILE"
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }

@@ -12,6 +12,10 @@ Every file is generated here at test time (nothing binary is committed):
   raw_mismatch.onnx    an initializer of shape [4] float32 with 12 raw bytes
   dims_overflow.onnx   an initializer of shape [2^40, 2^40] float32
   escape.onnx          an initializer whose external data is ../escape_secret.bin
+  a_truncated.npy      a.npy missing its last 8 bytes; a_bad.pb a [2,3] TensorProto with 20 raw bytes
+  cycle.onnx           Softmax nodes feeding each other; dangling.onnx a node input nobody makes;
+  no_import.onnx       a node in a domain the model does not import
+  escape_link.onnx     external data through local_weights.bin, a link to ../escape_secret.bin
 """
 import os
 import sys
@@ -84,3 +88,37 @@ for k, v in (("location", "../escape_secret.bin"), ("offset", "0"), ("length", "
 with open(os.path.join(out, "..", "escape_secret.bin"), "wb") as f:
     f.write(b"\0" * 16)
 save(add_model(inits=[esc]), "escape.onnx")
+
+# Inputs that are broken files rather than wrong tensors.
+with open(os.path.join(out, "a.npy"), "rb") as f:
+    npy = f.read()
+with open(os.path.join(out, "a_truncated.npy"), "wb") as f:
+    f.write(npy[:-8])
+bad_pb = TensorProto(name="A", data_type=TensorProto.FLOAT, dims=[2, 3], raw_data=b"\0" * 20)
+with open(os.path.join(out, "a_bad.pb"), "wb") as f:
+    f.write(bad_pb.SerializeToString())
+
+# Graphs that are wrong as graphs.
+x2 = helper.make_tensor_value_info("X", TensorProto.FLOAT, [2])
+y2 = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2])
+cycle = helper.make_graph([helper.make_node("Softmax", ["X", ], ["T"], name="s0"),
+                           helper.make_node("Softmax", ["U"], ["Y"], name="s1"),
+                           helper.make_node("Softmax", ["Y"], ["U"], name="s2")], "cycle", [x2], [y2])
+save(helper.make_model(cycle, opset_imports=OPSET), "cycle.onnx")
+dangling = helper.make_graph([helper.make_node("Softmax", ["nowhere"], ["Y"], name="lost")], "dangling", [x2], [y2])
+save(helper.make_model(dangling, opset_imports=OPSET), "dangling.onnx")
+no_import = helper.make_graph([helper.make_node("Softmax", ["X"], ["Y"], name="s", domain="com.example")],
+                              "no_import", [x2], [y2])
+save(helper.make_model(no_import, opset_imports=OPSET), "no_import.onnx")
+
+# The same escape through a symbolic link that looks local.
+link = os.path.join(out, "local_weights.bin")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(os.path.join("..", "escape_secret.bin"), link)
+esc_link = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4])
+esc_link.data_location = TensorProto.EXTERNAL
+for k, v in (("location", "local_weights.bin"), ("offset", "0"), ("length", "16")):
+    e = esc_link.external_data.add()
+    e.key, e.value = k, v
+save(add_model(inits=[esc_link]), "escape_link.onnx")

@@ -52,6 +52,12 @@ expect missing_input_file "cannot open" "$dir/good.onnx" --input A=$dir/nothing.
 expect raw_mismatch "needs 16 raw bytes, the file has 12" "$dir/raw_mismatch.onnx"
 expect dims_overflow "overflows" "$dir/dims_overflow.onnx"
 expect external_escape "outside the model's directory" "$dir/escape.onnx"
+expect external_escape_link "leads outside the model's directory" "$dir/escape_link.onnx"
+expect truncated_npy "a_truncated.npy" "$dir/good.onnx" --input A=$dir/a_truncated.npy --input B=$dir/b.npy
+expect bad_pb_input "needs 24 raw bytes, the file has 20" "$dir/good.onnx" --input A=$dir/a_bad.pb --input B=$dir/b.npy
+expect cycle "has a cycle" "$dir/cycle.onnx"
+expect dangling "input 'nowhere' is not produced" "$dir/dangling.onnx"
+expect no_import "does not import domain 'com.example'" "$dir/no_import.onnx"
 USAGE=1 expect bad_usage "unknown option" "$dir/good.onnx" --frobnicate
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

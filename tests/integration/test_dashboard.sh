@@ -35,7 +35,23 @@ groups:
           summary: "host has {{ $value | humanize }}B of memory"
 RULES
 
-# run_dashboard NAME EXPECT_GPU SHOT [ENV...]
+# check_page NAME EXPECT_GPU SHOT PORT [EXPECT_MODELS]: the browser part.
+check_page() {
+    local name=$1 gpu=$2 shot=$3 port=$4 models=${5:-0}
+    mkdir -p "$tmp/profile-$name"
+    timeout 120 node tests/integration/dashboard_check.js "http://127.0.0.1:$port/dashboard" "$shot" "$gpu" \
+        "$tmp/profile-$name" "$models" >"$tmp/$name.out" 2>&1
+    while read -r line; do
+        case "$line" in
+        ok\ *) pass "$name: ${line#ok }" ;;
+        FAIL\ *) fail "$name: ${line#FAIL }" ;;
+        *) echo "  $line" ;;
+        esac
+    done <"$tmp/$name.out"
+    grep -q '^ok ' "$tmp/$name.out" || fail "$name: browser check ran" "$(tail -5 "$tmp/$name.out")"
+}
+
+# run_dashboard NAME EXPECT_GPU SHOT [ENV...]: against `kiln monitor`.
 run_dashboard() {
     local name=$1 gpu=$2 shot=$3
     shift 3
@@ -47,17 +63,7 @@ run_dashboard() {
         return
     fi
     sleep 1.5 # a few samples in the history
-    mkdir -p "$tmp/profile-$name"
-    timeout 120 node tests/integration/dashboard_check.js "http://127.0.0.1:$port/dashboard" "$shot" "$gpu" \
-        "$tmp/profile-$name" >"$tmp/$name.out" 2>&1
-    while read -r line; do
-        case "$line" in
-        ok\ *) pass "$name: ${line#ok }" ;;
-        FAIL\ *) fail "$name: ${line#FAIL }" ;;
-        *) echo "  $line" ;;
-        esac
-    done <"$tmp/$name.out"
-    grep -q '^ok ' "$tmp/$name.out" || fail "$name: browser check ran" "$(tail -5 "$tmp/$name.out")"
+    check_page "$name" "$gpu" "$shot" "$port"
     PORT=$port
 }
 
@@ -85,6 +91,35 @@ NVML
     stop_started
 else
     fail "fake NVML library" "build/tests/libfake_nvml.so missing (make unit builds it)"
+fi
+
+# A model served by `kiln serve` under load: the model charts fill in.
+if [ -e build/models/demo_mlp.onnx ]; then
+    mkdir -p "$tmp/repo/demo_mlp/1"
+    cp build/models/demo_mlp.onnx "$tmp/repo/demo_mlp/1/model.onnx"
+    hport=$(free_port)
+    mport=$(free_port)
+    start "$tmp/serve.log" env KILN_NVML_LIBRARY=/nonexistent "$KILN" serve --model-repository "$tmp/repo" \
+        --http-port "$hport" --metrics-port "$mport" --alert-rules "$tmp/rules.yml"
+    if wait_http "http://127.0.0.1:$hport/v2/models/demo_mlp/ready" 30 && wait_http "http://127.0.0.1:$mport/metrics" 10; then
+        body='{"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5,1.6]}]}'
+        load() { # requests until killed, a few hundred a second at most
+            while :; do
+                curl -s -o /dev/null --max-time 2 -H 'Content-Type: application/json' -d "$body" \
+                    "http://127.0.0.1:$hport/v2/models/demo_mlp/infer"
+                sleep 0.02
+            done
+        }
+        load &
+        STARTED_PIDS+=($!)
+        sleep 3
+        check_page serve 0 build/dashboard_models.png "$mport" 1
+    else
+        fail "kiln serve starts" "$(tail -5 "$tmp/serve.log")"
+    fi
+    stop_started
+else
+    fail "demo model" "build/models/demo_mlp.onnx missing (make builds it)"
 fi
 
 # Without assets the page says where it looked, with 503.

@@ -41,6 +41,7 @@ static void test_expr_valid(void)
         "foo > NaN",
         "foo == 0x10",
         "foo # a comment\n > 1",
+        "foo{a=~\"x{2,3}[+*]\\\\+?(b|c)*\"} > 1",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char err[300] = "";
@@ -79,6 +80,10 @@ static void test_expr_errors(void)
     expect_expr_error("foo{a=b} > 1", 7, "quoted label value");
     expect_expr_error("foo{a=~\"(\"} > 1", 8, "invalid regular expression");
     expect_expr_error("{a=~\".*\"} > 1", 1, "needs a metric name");
+    expect_expr_error("foo{a=~\"z+++\"} > 1", 8, "bad repetition operator");
+    expect_expr_error("foo{a=~\"z*{2}\"} > 1", 8, "bad repetition operator");
+    expect_expr_error("foo{a=~\"z{1001}\"} > 1", 8, "repetition count above 1000");
+    expect_expr_error("foo{a=~\"((z{50}){50})\"} > 1", 8, "multiply above 1000");
     expect_expr_error("foo > 1 and bar > 2", 9, "unexpected 'and'");
     expect_expr_error("foo > bool 1", 7, "'bool' modifier");
     expect_expr_error("foo > 1x", 7, "bad number");
@@ -127,7 +132,8 @@ static char *render(const char *src, double value, const char *lname, const char
 static void check_render(const char *src, double value, const char *expect)
 {
     char *got = render(src, value, "gpu_uuid", "GPU-1");
-    CHECK_MSG(got && !strcmp(got, expect), "template '%s': want '%s' got '%s'", src, expect, got ? got : "(null)");
+    CHECK_MSG(got && !strcmp(got, expect), "template '%s': want '%s' got '%s'", src, expect,
+              got ? got : "(null)");
     free(got);
 }
 
@@ -167,26 +173,25 @@ static void test_templates(void)
     expect_template_error("{{ $labels.bad-name }}", 3, "bad label name");
 }
 
-static const char *good_file =
-    "# kiln example\n"
-    "groups:\n"
-    "  - name: gpu\n"
-    "    interval: 15s\n"
-    "    rules:\n"
-    "      - alert: GpuHot\n"
-    "        expr: max_over_time(kiln_gpu_temperature_celsius[1m]) > 85\n"
-    "        for: 2m\n"
-    "        keep_firing_for: 1m\n"
-    "        labels:\n"
-    "          severity: page\n"
-    "          gpu: '{{ $labels.gpu_uuid }}'\n"
-    "        annotations:\n"
-    "          summary: GPU {{ $labels.gpu_uuid }} is at {{ $value }} C\n"
-    "      - alert: HostDown\n"
-    "        expr: |\n"
-    "          up{job=\"kiln\"} == 0\n"
-    "  - name: empty\n"
-    "    rules: []\n";
+static const char *good_file = "# kiln example\n"
+                               "groups:\n"
+                               "  - name: gpu\n"
+                               "    interval: 15s\n"
+                               "    rules:\n"
+                               "      - alert: GpuHot\n"
+                               "        expr: max_over_time(kiln_gpu_temperature_celsius[1m]) > 85\n"
+                               "        for: 2m\n"
+                               "        keep_firing_for: 1m\n"
+                               "        labels:\n"
+                               "          severity: page\n"
+                               "          gpu: '{{ $labels.gpu_uuid }}'\n"
+                               "        annotations:\n"
+                               "          summary: GPU {{ $labels.gpu_uuid }} is at {{ $value }} C\n"
+                               "      - alert: HostDown\n"
+                               "        expr: |\n"
+                               "          up{job=\"kiln\"} == 0\n"
+                               "  - name: empty\n"
+                               "    rules: []\n";
 
 static int parse(const char *text, kiln_alert_rules_t **r, char *err, size_t errlen)
 {
@@ -235,31 +240,47 @@ static void test_rule_files(void)
 
     /* Structure errors name line and column. */
     expect_file_error("rules: []\n", "rules.yml:1:1:", "unknown top-level field 'rules'");
+    expect_file_error("groups: []\ngroups: []\n",
+                      "rules.yml:2:1:", "duplicate key 'groups' (first on line 1)");
+    expect_file_error("groups:\n  - name: a\n    name: b\n", "rules.yml:3:5:", "duplicate key 'name'");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels: {}\n"
+        "        labels: {a: b}\n",
+        "rules.yml:7:9:", "duplicate key 'labels' (first on line 6)");
     expect_file_error("- a\n", "rules.yml:1:1:", "must be a mapping with 'groups:'");
     expect_file_error("groups: 3\n", "rules.yml:1:9:", "'groups' must be a list");
     expect_file_error("groups:\n  - rules: []\n", "rules.yml:2:5:", "group has no 'name'");
     expect_file_error("groups:\n  - name: a\n  - name: a\n", "rules.yml:3:5:", "repeated");
-    expect_file_error("groups:\n  - name: a\n    interval: fast\n", "rules.yml:3:15:", "not a valid duration");
-    expect_file_error("groups:\n  - name: a\n    colour: red\n", "rules.yml:3:5:", "unknown group field 'colour'");
+    expect_file_error("groups:\n  - name: a\n    interval: fast\n",
+                      "rules.yml:3:15:", "not a valid duration");
+    expect_file_error("groups:\n  - name: a\n    colour: red\n",
+                      "rules.yml:3:5:", "unknown group field 'colour'");
     expect_file_error("groups:\n  - name: a\n    rules: {}\n", "rules.yml:3:12:", "must be a list");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - expr: up == 0\n", "rules.yml:4:9:", "no 'alert'");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n", "rules.yml:4:9:", "has no 'expr'");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - record: x\n        expr: up\n", "rules.yml:4:9:",
-                      "recording rules");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        for: 5\n",
-                      "rules.yml:6:14:", "'for' is not a valid duration");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        summary: x\n",
-                      "rules.yml:6:9:", "unknown rule field 'summary'");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels:\n"
-                      "          bad-name: x\n",
-                      "rules.yml:7:11:", "invalid labels name 'bad-name'");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels: [a]\n",
-                      "rules.yml:6:17:", "must be a mapping");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: [up]\n", "rules.yml:5:15:",
-                      "'expr' must be a string");
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels:\n"
-                      "          alertname: y\n",
-                      "rules.yml:4:9:", "reserved");
+    expect_file_error("groups:\n  - name: a\n    rules:\n      - expr: up == 0\n",
+                      "rules.yml:4:9:", "no 'alert'");
+    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n",
+                      "rules.yml:4:9:", "has no 'expr'");
+    expect_file_error("groups:\n  - name: a\n    rules:\n      - record: x\n        expr: up\n",
+                      "rules.yml:4:9:", "recording rules");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        for: 5\n",
+        "rules.yml:6:14:", "'for' is not a valid duration");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        summary: x\n",
+        "rules.yml:6:9:", "unknown rule field 'summary'");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels:\n"
+        "          bad-name: x\n",
+        "rules.yml:7:11:", "invalid labels name 'bad-name'");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels: [a]\n",
+        "rules.yml:6:17:", "must be a mapping");
+    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: [up]\n",
+                      "rules.yml:5:15:", "'expr' must be a string");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        labels:\n"
+        "          alertname: y\n",
+        "rules.yml:4:9:", "reserved");
 
     /* Expression errors point at the character inside the file: plain,
      * quoted and block scalars. */
@@ -273,9 +294,10 @@ static void test_rule_files(void)
                       "            bar\n",
                       "rules.yml:7:13: rule 'X': expr character 8:", "comparing two series");
     /* Template errors too. */
-    expect_file_error("groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        annotations:\n"
-                      "          summary: 'at {{ $value | shout }}'\n",
-                      "rules.yml:7:36: annotations 'summary': template:", "unsupported template function 'shout'");
+    expect_file_error(
+        "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up > 1\n        annotations:\n"
+        "          summary: 'at {{ $value | shout }}'\n",
+        "rules.yml:7:36: annotations 'summary': template:", "unsupported template function 'shout'");
 
     /* Files: a missing file names itself. */
     CHECK(kiln_alert_rules_load("/nonexistent/rules.yml", &r, err, sizeof err) == -1);

@@ -60,8 +60,8 @@ static void fake_push(fake_series_t *s, double t, double v)
     s->n++;
 }
 
-static int fake_select(void *ctx, const kiln_alert_selector_t *sel, double start, double end, kiln_series_set_t *out,
-                       char *err, size_t errlen)
+static int fake_select(void *ctx, const kiln_alert_selector_t *sel, double start, double end,
+                       kiln_series_set_t *out, char *err, size_t errlen)
 {
     fake_source_t *f = ctx;
     f->queries++;
@@ -148,11 +148,12 @@ static void test_ramp_for(void)
         fake_push(cold, t, 40);
     }
     tr_log_t log = {0};
-    kiln_alert_engine_t *e = make_engine("groups:\n- name: gpu\n  rules:\n  - alert: GpuHot\n"
-                                         "    expr: kiln_gpu_temperature_celsius > 85\n    for: 2m\n"
-                                         "    labels: {severity: page}\n"
-                                         "    annotations: {summary: 'GPU {{ $labels.gpu_uuid }} at {{ $value }} C'}\n",
-                                         &src, &log);
+    kiln_alert_engine_t *e =
+        make_engine("groups:\n- name: gpu\n  rules:\n  - alert: GpuHot\n"
+                    "    expr: kiln_gpu_temperature_celsius > 85\n    for: 2m\n"
+                    "    labels: {severity: page}\n"
+                    "    annotations: {summary: 'GPU {{ $labels.gpu_uuid }} at {{ $value }} C'}\n",
+                    &src, &log);
     CHECK(e != NULL);
     if (!e)
         return;
@@ -171,7 +172,10 @@ static void test_ramp_for(void)
     /* The exposition and the API while firing. */
     char *m = kiln_alert_engine_metrics_text(e);
     CHECK(m && strstr(m, "# TYPE ALERTS gauge\n"));
-    CHECK(m && strstr(m, "ALERTS{alertname=\"GpuHot\",alertstate=\"firing\",gpu_uuid=\"GPU-0\",severity=\"page\"} 1\n"));
+    CHECK(m &&
+          strstr(
+              m,
+              "ALERTS{alertname=\"GpuHot\",alertstate=\"firing\",gpu_uuid=\"GPU-0\",severity=\"page\"} 1\n"));
     CHECK(m && !strstr(m, "GPU-1"));
     free(m);
     char *api = kiln_alert_engine_api_json(e);
@@ -247,8 +251,9 @@ static void test_pending_clears_and_keep_firing(void)
 
     /* keep_firing_for: a breach again during the grace period resets it. */
     memset(&log, 0, sizeof log);
-    e = make_engine("groups:\n- name: g\n  rules:\n  - alert: Busy\n    expr: load > 5\n    keep_firing_for: 1m\n",
-                    &src, &log);
+    e = make_engine(
+        "groups:\n- name: g\n  rules:\n  - alert: Busy\n    expr: load > 5\n    keep_firing_for: 1m\n", &src,
+        &log);
     CHECK(state_at(e, T0 + 60, "Busy", NULL) == KILN_ALERT_FIRING); /* for: 0 fires at once */
     CHECK(state_at(e, T0 + 90, "Busy", NULL) == KILN_ALERT_FIRING);
     CHECK(state_at(e, T0 + 150, "Busy", NULL) == KILN_ALERT_FIRING); /* back before 60 s passed */
@@ -275,14 +280,13 @@ static void test_range_functions(void)
         fake_push(c, T0 + 15 * i, total);
         total += 30;
     }
-    kiln_alert_engine_t *e = make_engine(
-        "groups:\n- name: g\n  rules:\n"
-        "  - alert: Avg\n    expr: avg_over_time(util[5m]) > 0\n"
-        "  - alert: Max\n    expr: max_over_time(util[5m]) > 0\n"
-        "  - alert: Min\n    expr: min_over_time(util[5m]) > 0\n"
-        "  - alert: Rate\n    expr: rate(requests_total[5m]) > 1\n"
-        "  - alert: NotYet\n    expr: rate(requests_total[5m]) > 100\n",
-        &src, NULL);
+    kiln_alert_engine_t *e = make_engine("groups:\n- name: g\n  rules:\n"
+                                         "  - alert: Avg\n    expr: avg_over_time(util[5m]) > 0\n"
+                                         "  - alert: Max\n    expr: max_over_time(util[5m]) > 0\n"
+                                         "  - alert: Min\n    expr: min_over_time(util[5m]) > 0\n"
+                                         "  - alert: Rate\n    expr: rate(requests_total[5m]) > 1\n"
+                                         "  - alert: NotYet\n    expr: rate(requests_total[5m]) > 100\n",
+                                         &src, NULL);
     CHECK(e != NULL);
     if (!e)
         return;
@@ -318,9 +322,9 @@ static void test_errors_and_rules_json(void)
     memset(&src, 0, sizeof src);
     fake_series_t *s = fake_add(&src, "up", NULL, NULL);
     fake_push(s, T0, 0);
-    kiln_alert_engine_t *e =
-        make_engine("groups:\n- name: g\n  interval: 30s\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 5m\n",
-                    &src, NULL);
+    kiln_alert_engine_t *e = make_engine(
+        "groups:\n- name: g\n  interval: 30s\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 5m\n",
+        &src, NULL);
     CHECK(e != NULL);
     if (!e)
         return;
@@ -330,14 +334,17 @@ static void test_errors_and_rules_json(void)
     char err[300];
     src.fail = 1;
     CHECK(kiln_alert_engine_evaluate(e, T0, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "group 'g': rule 'Down': sample source: history store is locked") != NULL, "%s", err);
+    CHECK_MSG(strstr(err, "group 'g': rule 'Down': sample source: history store is locked") != NULL, "%s",
+              err);
     rj = kiln_alert_engine_rules_json(e);
     json_error_t jerr;
     json_t *j = rj ? json_loads(rj, 0, &jerr) : NULL;
     CHECK_MSG(j != NULL, "rules json: %s", rj ? rj : "(null)");
     if (j) {
         json_t *r = json_array_get(
-            json_object_get(json_array_get(json_object_get(json_object_get(j, "data"), "groups"), 0), "rules"), 0);
+            json_object_get(json_array_get(json_object_get(json_object_get(j, "data"), "groups"), 0),
+                            "rules"),
+            0);
         CHECK(!strcmp(json_string_value(json_object_get(r, "health")), "err"));
         CHECK(!strcmp(json_string_value(json_object_get(r, "query")), "up == 0"));
         CHECK(json_number_value(json_object_get(r, "duration")) == 300);
@@ -360,7 +367,8 @@ static void test_errors_and_rules_json(void)
     memset(&src, 0, sizeof src);
     fake_push(fake_add(&src, "a_total", NULL, NULL), T0, 1);
     fake_push(fake_add(&src, "b_total", NULL, NULL), T0, 1);
-    e = make_engine("groups:\n- name: g\n  rules:\n  - alert: Dup\n    expr: max_over_time({__name__=~\".*_total\"}[1m]) > 0\n",
+    e = make_engine("groups:\n- name: g\n  rules:\n  - alert: Dup\n    expr: "
+                    "max_over_time({__name__=~\".*_total\"}[1m]) > 0\n",
                     &src, NULL);
     CHECK(e && kiln_alert_engine_evaluate(e, T0, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "same labelset") != NULL, "%s", err);
@@ -369,6 +377,8 @@ static void test_errors_and_rules_json(void)
     /* An engine with no rules answers empty documents. */
     kiln_alert_engine_t *none = kiln_alert_engine_new(NULL, NULL);
     CHECK(none && kiln_alert_engine_evaluate(none, T0, err, sizeof err) == 0);
+    CHECK(kiln_alert_engine_start(none, 10, err, sizeof err) == 0); /* a thread with nothing to do */
+    kiln_alert_engine_stop(none);
     char *api = kiln_alert_engine_api_json(none);
     CHECK(api && !strcmp(api, "{\"status\":\"success\",\"data\":{\"alerts\":[]}}"));
     free(api);
@@ -379,7 +389,8 @@ static void test_thread(void)
 {
     static fake_source_t src;
     memset(&src, 0, sizeof src);
-    kiln_alert_engine_t *e = make_engine("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: up == 0\n", &src, NULL);
+    kiln_alert_engine_t *e =
+        make_engine("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: up == 0\n", &src, NULL);
     CHECK(e != NULL);
     if (!e)
         return;

@@ -63,8 +63,7 @@ typedef struct walk {
     int rows;
 } walk_t;
 
-static void record_row(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step,
-                       int64_t len)
+static void record_row(void *arg, int64_t out_off, const int64_t *in_off, const int64_t *step, int64_t len)
 {
     walk_t *w = arg;
     w->rows++;
@@ -75,8 +74,7 @@ static void record_row(void *arg, int64_t out_off, const int64_t *in_off, const 
     }
 }
 
-static void check_walk(int ra, const int64_t *a, int rb, const int64_t *b, int64_t begin,
-                       int64_t end)
+static void check_walk(int ra, const int64_t *a, int rb, const int64_t *b, int64_t begin, int64_t end)
 {
     int ranks[2] = {ra, rb};
     const int64_t *ds[2] = {a, b};
@@ -106,8 +104,8 @@ static void check_walk(int ra, const int64_t *a, int rb, const int64_t *b, int64
         }
         CHECK_MSG(w.out[i] == o && w.in0[i] == ia && w.in1[i] == ib,
                   "element %lld: got (%lld,%lld,%lld) want (%lld,%lld,%lld)", (long long)o,
-                  (long long)w.out[i], (long long)w.in0[i], (long long)w.in1[i], (long long)o,
-                  (long long)ia, (long long)ib);
+                  (long long)w.out[i], (long long)w.in0[i], (long long)w.in1[i], (long long)o, (long long)ia,
+                  (long long)ib);
     }
 }
 

@@ -152,6 +152,13 @@ static void test_monitor_api(kiln_metrics_server_t *srv)
         return;
     for (int i = 0; i < 3; i++)
         CHECK(kiln_monitor_sample_now(mon) == KILN_OK);
+    /* Rates: 10 requests of batch 4 between two samples. */
+    for (int i = 0; i < 10; i++) {
+        kiln_model_stats_request(m, 1, 10, 20, 40);
+        kiln_model_stats_execution(m, 4);
+    }
+    usleep(20000);
+    CHECK(kiln_monitor_sample_now(mon) == KILN_OK);
     int st, found;
     char *a = get("/metrics", &st);
     const char *t = body_of(a);
@@ -168,10 +175,14 @@ static void test_monitor_api(kiln_metrics_server_t *srv)
     CHECK(strstr(t, "# TYPE nv_energy_consumption counter\n"));
     CHECK(strstr(t, "kiln_gpu_up{gpu_uuid=\"GPU-test0\",gpu_index=\"0\",name=\"Kiln Fake GPU\"} 1\n"));
     CHECK(strstr(t, "kiln_gpu_process_memory_used_bytes{gpu_uuid=\"GPU-test0\",pid=\"1\""));
-    CHECK(strstr(t, "nv_inference_request_success{model=\"resnet50\",version=\"1\"} 1\n"));
+    CHECK(strstr(t, "nv_inference_request_success{model=\"resnet50\",version=\"1\"} 11\n"));
     CHECK(strstr(t, "kiln_inference_batch_size_bucket{model=\"resnet50\",version=\"1\",le=\"3\"} 1\n"));
     CHECK(strstr(t, "kiln_process_resident_memory_bytes "));
-    CHECK(strstr(t, "kiln_gpu_count 2\n"));
+    CHECK(strstr(t, "kiln_gpu_devices 2\n"));
+    double rps = metric_value(t, "kiln_inference_requests_per_second{model=\"resnet50\",version=\"1\"} ", &found);
+    CHECK(found && rps > 0);
+    double ips = metric_value(t, "kiln_inference_throughput_per_second{model=\"resnet50\",version=\"1\"} ", &found);
+    CHECK_NEAR(ips, rps * 4, rps * 1e-9);
     free(a);
 
     /* query_range over the last minute at 1 s: the temperature ramps. */

@@ -50,6 +50,12 @@ static void test_parse_forms(void)
     CHECK(s && !strcmp(s->matchers[0].value, "q\"uote\\ \n"));
     kiln_selector_free(s);
 
+    s = parse("m{a=~\"[+*]+x{2,3}(ab)?[]a]*\"}");
+    CHECK(s != NULL);
+    kiln_label_t rl[] = {{"a", "+*xxab]"}};
+    CHECK(s && kiln_selector_matches(s, "m", rl, 1));
+    kiln_selector_free(s);
+
     s = parse("job:rate5m{}");
     CHECK(s && !strcmp(s->metric, "job:rate5m"));
     kiln_selector_free(s);
@@ -101,6 +107,10 @@ static void test_errors(void)
     expect_error("m{a=~\"a{1000}\"}", "repeat count");
     expect_error("m{a=~\"a{2}b{2}c{2}d{2}e{2}\"}", "bounded repeats");
     expect_error("m{1a=\"x\"}", "label name");
+    expect_error("m{a=~\"a++\"}", "nested repetition");
+    expect_error("m{a=~\"a*?\"}", "nested repetition");
+    expect_error("m{a=~\"((((((((((((((x)+)+)+)+)+)+)+)+)+)+)+)+)+)+\"}", "too costly");
+    expect_error("m{a=~\"((x{20}){20}){20}\"}", "too costly");
     expect_error("m{a=\"x\\", "not closed");
     expect_error("{,}", "label name");
     char big[KILN_SELECTOR_MAX_TEXT + 10];

@@ -53,11 +53,13 @@ static void test_parse(void)
     kiln_prom_set_free(&set);
 
     const char *bad[] = {"{a=\"b\"} 1\n", "x{a=b} 1\n", "x{a=\"b} 1\n", "ok 1\nx\n", "x 1y\n"};
-    const char *why[] = {"line 1: expected a metric name", "line 1: bad label", "line 1: unterminated label value",
-                         "line 2: no value for x", "line 1: bad value '1y'"};
+    const char *why[] = {"line 1: expected a metric name", "line 1: bad label",
+                         "line 1: unterminated label value", "line 2: no value for x",
+                         "line 1: bad value '1y'"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kiln_prom_set_t s = {0};
-        CHECK_MSG(kiln_prom_parse(bad[i], strlen(bad[i]), &s, err, sizeof err) == -1, "'%s' should fail", bad[i]);
+        CHECK_MSG(kiln_prom_parse(bad[i], strlen(bad[i]), &s, err, sizeof err) == -1, "'%s' should fail",
+                  bad[i]);
         CHECK_MSG(strstr(err, why[i]) != NULL, "'%s': want '%s' got '%s'", bad[i], why[i], err);
         kiln_prom_set_free(&s);
     }
@@ -84,18 +86,20 @@ static void test_snapshot(void)
     CHECK(!a.models[0].rps.ok); /* no previous scrape yet */
     kiln_top_build(&s2, &a, 1002.0, &b);
     CHECK(b.models[0].rps.ok);
-    CHECK_NEAR(b.models[0].rps.v, 100.0, 1e-9);     /* 200 inferences in 2 s */
+    CHECK_NEAR(b.models[0].rps.v, 100.0, 1e-9);    /* 200 inferences in 2 s */
     CHECK_NEAR(b.models[0].queue_ms.v, 0.2, 1e-9); /* 20000 us over 100 requests */
     CHECK(b.ngpus == 0);
 
-    const char *json = "{\"status\":\"success\",\"data\":{\"alerts\":[{\"labels\":{\"alertname\":\"Hot\",\"gpu_uuid\":"
-                       "\"GPU-a\"},\"annotations\":{\"summary\":\"too hot\"},\"state\":\"firing\",\"activeAt\":\"x\","
-                       "\"value\":\"91\"}]}}";
+    const char *json =
+        "{\"status\":\"success\",\"data\":{\"alerts\":[{\"labels\":{\"alertname\":\"Hot\",\"gpu_uuid\":"
+        "\"GPU-a\"},\"annotations\":{\"summary\":\"too hot\"},\"state\":\"firing\",\"activeAt\":\"x\","
+        "\"value\":\"91\"}]}}";
     CHECK(kiln_top_read_alerts(json, strlen(json), &a, err, sizeof err) == 0);
     CHECK(a.alerts_ok && a.nalerts == 1);
     CHECK(!strcmp(a.alerts[0].state, "firing") && !strcmp(a.alerts[0].name, "Hot"));
     CHECK(!strcmp(a.alerts[0].labels, "gpu_uuid=GPU-a") && !strcmp(a.alerts[0].summary, "too hot"));
-    CHECK(kiln_top_read_alerts("{\"data\":1}", 10, &a, err, sizeof err) == -1 && strstr(err, "no data.alerts"));
+    CHECK(kiln_top_read_alerts("{\"data\":1}", 10, &a, err, sizeof err) == -1 &&
+          strstr(err, "no data.alerts"));
     CHECK(kiln_top_read_alerts("nope", 4, &a, err, sizeof err) == -1 && strstr(err, "not JSON"));
 
     kiln_top_read_alerts(json, strlen(json), &a, err, sizeof err);
@@ -104,7 +108,9 @@ static void test_snapshot(void)
     FILE *f = open_memstream(&text, &len);
     kiln_top_print(&a, "test", f);
     fclose(f);
-    CHECK(text && strstr(text, "gpu 0 GPU-a Big \"Card\"  util 50%  mem 1.0 GiB / 4.0 GiB  temp 71 C  power 120 / - W"));
+    CHECK(text &&
+          strstr(text,
+                 "gpu 0 GPU-a Big \"Card\"  util 50%  mem 1.0 GiB / 4.0 GiB  temp 71 C  power 120 / - W"));
     CHECK(text && strstr(text, "model resnet/1  - inf/s  p50 1.50 ms  p99 9.00 ms"));
     CHECK(text && strstr(text, "alert firing Hot  gpu_uuid=GPU-a  too hot"));
     free(text);
