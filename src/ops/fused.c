@@ -93,21 +93,19 @@ static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor
 
 /* ---- FusedConv ------------------------------------------------------------- */
 
+static void activate_block(void *arg, float *y, int64_t n)
+{
+    activate(arg, y, n);
+}
+
 static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
 {
     activation_t act;
     kiln_status_t st = read_activation(ctx, &act);
     if (st)
         return st;
-    kiln_tensor_t *y = NULL;
-    st = kiln_conv_float32(ctx, kiln_ctx_input(ctx, 0), kiln_ctx_input(ctx, 1), kiln_ctx_input(ctx, 2), &y);
-    if (st)
-        return st;
-    activate_tensor(ctx, &act, y);
-    kiln_value_t *v = kiln_value_from_tensor(y);
-    if (!v)
-        kiln_tensor_free(y);
-    return kiln_ctx_set_output_value(ctx, 0, v);
+    kiln_conv_epilogue_t ep = {activate_block, &act};
+    return kiln_conv_run_epilogue(ctx, act.kind == KILN_ACT_NONE ? NULL : &ep);
 }
 
 /* ---- FusedGemm ------------------------------------------------------------- */
@@ -138,7 +136,7 @@ static kiln_status_t fused_gemm_run(kiln_kernel_ctx_t *ctx)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "C does not broadcast to [%lld,%lld]",
                                  (long long)m, (long long)n);
     }
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, 2, (int64_t[]){m, n});
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, 2, (int64_t[]){m, n});
     if (!y)
         return kiln_ctx_status(ctx);
     bool use_c = c && beta != 0.0f;
@@ -193,7 +191,7 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     if (bias && bias->count != s.n)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "bias has %lld elements, the product %lld columns",
                              (long long)bias->count, (long long)s.n);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
@@ -226,7 +224,7 @@ static kiln_status_t gelu_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x || x->dtype != KILN_DTYPE_FLOAT32)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "X must be float32");
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count)

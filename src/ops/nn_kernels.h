@@ -9,6 +9,15 @@
 
 /* conv.c */
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
+/* An in-place pass over finished output: apply(arg, y, n) on n contiguous
+ * floats.  FusedConv (fused.c) applies its activation this way. */
+typedef struct kiln_conv_epilogue {
+    void (*apply)(void *arg, float *y, int64_t n);
+    void *arg;
+} kiln_conv_epilogue_t;
+/* Conv with ep (NULL: none) run on each block of the output right after
+ * the GEMM (or depthwise plane) that made it, while it is in cache. */
+kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep);
 kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 /* Conv's float32 computation on x, w and b (b may be NULL) with the node's
  * Conv attributes; used by ConvInteger and QLinearConv.  On success *y is a
