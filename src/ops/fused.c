@@ -6,7 +6,9 @@
  *   FusedGemm(A, B, C?)       Gemm (float32), then an activation
  *   FusedMatMul(A, B, bias?)  MatMul (numpy rules) + bias [N] along the last
  *                             axis, then an activation; transB = 1 reads B
- *                             with its last two axes swapped
+ *                             with its last two axes swapped; packed_b (a
+ *                             tensor attribute, with packed_width) holds a
+ *                             constant B already in the SGEMM's panels
  *   Gelu(X)                   0.5 x (1 + erf(x / sqrt 2))
  *   LayerNormalization(X, Scale, B)  the opset-17 op, for models of any opset
  *
@@ -205,6 +207,16 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     if (batches_fold(&s)) {
         rows *= batches;
         batches = 1;
+    }
+    /* B prepacked at load (opt/passes_fuse.c): one product over the panels */
+    const kiln_tensor_t *packed = kiln_attr_tensor(kiln_ctx_node(ctx), "packed_b");
+    int64_t w = kiln_sgemm_panel_width();
+    if (packed && batches == 1 && !tb && b->rank == 2 &&
+        kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
+        packed->count == (s.n + w - 1) / w * w * s.k) {
+        kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, a->data, s.k, packed->data, bias ? 1.0f : 0.0f, yd, s.n, &par);
+        activate_tensor(ctx, &act, y);
+        return KILN_OK;
     }
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;

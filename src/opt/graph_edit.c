@@ -239,9 +239,7 @@ int opt_add_value(kiln_opt_t *o, const char *base)
     return v;
 }
 
-/* Keeps t in the owner's list of tensors to free; false when out of memory
- * (t is freed then). */
-static bool own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
+bool opt_own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
 {
     kiln_opt_graph_t *ow = o->owner;
     if (ow->n_owned == ow->cap_owned) {
@@ -261,7 +259,7 @@ static bool own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
 
 bool opt_set_const(kiln_opt_t *o, int v, kiln_tensor_t *t)
 {
-    if (!own_tensor(o, t))
+    if (!opt_own_tensor(o, t))
         return false;
     kiln_graph_t *g = o->g;
     kiln_tensor_t **inits = arena_dup(o, g->initializers, (size_t)g->n_initializers + 1, sizeof *inits);
@@ -357,6 +355,13 @@ bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n
     a->ints = copy;
     a->n = n;
     return true;
+}
+
+void opt_set_attr_tensor(kiln_opt_t *o, kiln_node_t *node, const char *name, kiln_tensor_t *t)
+{
+    kiln_attr_t *a = attr_slot(o, node, name);
+    a->type = KILN_ATTR_TENSOR;
+    a->t = t;
 }
 
 void opt_set_attr_string(kiln_opt_t *o, kiln_node_t *node, const char *name, const char *v)

@@ -15,7 +15,8 @@
  *      only standard ONNX ops come out
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
- *      subgraphs -> com.kiln Gelu / LayerNormalization
+ *      subgraphs -> com.kiln Gelu / LayerNormalization; FusedMatMul's
+ *      constant B prepacked for the SGEMM once, at load
  *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
  *      transB (the transpose disappears or keeps rows contiguous)
  *
@@ -48,6 +49,7 @@ typedef enum kiln_opt_pass {
     KILN_OPT_MATMUL_BIAS_FUSION,
     KILN_OPT_ACTIVATION_FUSION,
     KILN_OPT_TRANSPOSE_MATMUL_FOLDING,
+    KILN_OPT_MATMUL_PREPACK,
     KILN_OPT_PASS_COUNT
 } kiln_opt_pass_t;
 
@@ -81,6 +83,10 @@ const char *kiln_opt_pass_name(kiln_opt_pass_t pass);
 kiln_status_t kiln_opt_graph_create(kiln_session_t *session, const kiln_graph_t *src, int level,
                                     kiln_opt_graph_t **out);
 void kiln_opt_graph_free(kiln_opt_graph_t *o);
+
+/* Removes what only this process can use from the graph (weights prepacked
+ * for this CPU's SGEMM), before it is written to a file. */
+void kiln_opt_strip_packed(kiln_opt_graph_t *o);
 
 /* Node count of a graph and its subgraphs, and bytes of its initializers. */
 int kiln_opt_count_nodes(const kiln_graph_t *g);

@@ -77,6 +77,7 @@ def main(out):
         n("LeakyRelu", ["a"], ["y"], alpha=0.2)],
         [f32("x", [4, 8])], [f32("y", [4, 16])], [const("w", rnd(8, 16)), const("b", rnd(16))])
     # BERT's pieces: LayerNorm written out, MatMul + Add, GELU written out
+    # (40 columns: the prepacked weight ends in a partial panel)
     h = 16
     save(out, "layer_norm_gelu", [
         n("ReduceMean", ["x"], ["mean"], axes=[-1]),
@@ -95,9 +96,9 @@ def main(out):
         n("Add", ["e", "one"], ["e1"]),
         n("Mul", ["lin", "e1"], ["g"]),
         n("Mul", ["g", "half"], ["y"])],
-        [f32("x", [2, 5, h])], [f32("y", [2, 5, 32])],
+        [f32("x", [2, 5, h])], [f32("y", [2, 5, 40])],
         [const("two", np.array(2.0, np.float32)), const("eps", np.array(1e-5, np.float32)),
-         const("gamma", rnd(h) + 1), const("beta", rnd(h)), const("w", rnd(h, 32)), const("bias", rnd(32)),
+         const("gamma", rnd(h) + 1), const("beta", rnd(h)), const("w", rnd(h, 40)), const("bias", rnd(40)),
          const("sqrt2", np.array(1.4142135381698608, np.float32)), const("one", np.array(1.0, np.float32)),
          const("half", np.array(0.5, np.float32))])
     # attention scores: Q K^T with K transposed by [0,2,3,1] out of [b, s, heads, d]
