@@ -218,7 +218,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
         if (job->ep) /* while the plane is in cache */
-            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, job->s->out_vol);
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
     }
 }
 
@@ -274,7 +274,8 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
  * session's threads. */
 typedef struct epilogue_job {
     const kiln_conv_epilogue_t *ep;
-    float *y;
+    float *y, *y0; /* the block, and the whole output */
+    const float *bias; /* per row, or NULL */
     int64_t cols, ld;
 } epilogue_job_t;
 
@@ -282,15 +283,16 @@ static void epilogue_rows(void *arg, int64_t begin, int64_t end)
 {
     const epilogue_job_t *job = arg;
     for (int64_t r = begin; r < end; r++)
-        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->cols);
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
+                       job->bias ? job->bias[r] : 0.0f);
 }
 
-static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, int64_t rows,
-                         int64_t cols, int64_t ld)
+static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
+                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
 {
     if (!ep)
         return;
-    epilogue_job_t job = {ep, y, cols, ld};
+    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
     kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
 }
 
@@ -324,12 +326,15 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            if (bd)
-                fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
+            /* the bias: filled in first, or added by the epilogue while in cache */
+            const float *bg = bd ? bd + g * s.out_per_group : NULL;
+            if (bg && !ep)
+                fill_bias(yg, bg, s.out_per_group, s.out_vol);
+            float beta = bg && !ep ? 1.0f : 0.0f;
             if (pointwise) {
                 kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                           xg, s.out_vol, bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
-                run_epilogue(ctx, ep, yg, s.out_per_group, s.out_vol, s.out_vol);
+                           xg, s.out_vol, beta, yg, s.out_vol, &par);
+                run_epilogue(ctx, ep, yg, yd, bg, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
@@ -337,8 +342,8 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
                 kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
-                                    bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
-                run_epilogue(ctx, ep, yg + j0, s.out_per_group, cols, s.out_vol);
+                                    beta, yg + j0, s.out_vol, &par);
+                run_epilogue(ctx, ep, yg + j0, yd, bg, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;

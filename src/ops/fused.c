@@ -2,7 +2,8 @@
  * fused.c - kiln's own ops (domain com.kiln), made by the graph optimizer
  * (src/opt/) out of standard subgraphs:
  *
- *   FusedConv(X, W, B?)       Conv, then an activation on the output
+ *   FusedConv(X, W, B?, Z?)   Conv, + Z (a residual of the output's shape),
+ *                             then an activation on the output
  *   FusedGemm(A, B, C?)       Gemm (float32), then an activation
  *   FusedMatMul(A, B, bias?)  MatMul (numpy rules) + bias [N] along the last
  *                             axis, then an activation; transB = 1 reads B
@@ -30,6 +31,7 @@
 
 #include "ops/fused_epilogue.h"
 #include "ops/gemm.h"
+#include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
 
 /* ---- the activation epilogue ----------------------------------------------- */
@@ -64,16 +66,21 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
     return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown activation '%s'", name);
 }
 
-/* Applies the activation to y[0..n) with the best loop for this CPU. */
-static void activate(const activation_t *a, float *y, int64_t n)
+/* y[i] = act(y[i] + bias) over [0, n) with the best loop for this CPU. */
+static void activate_bias(const activation_t *a, float *y, int64_t n, float bias)
 {
     static int use_avx2 = -1;
     if (use_avx2 < 0)
         use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (use_avx2)
-        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, y, n);
+        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, bias, y, n);
     else
-        kiln_act_loop(a->kind, a->alpha, a->beta, y, n, expf, tanhf);
+        kiln_act_loop(a->kind, a->alpha, a->beta, bias, y, n, expf, tanhf);
+}
+
+static void activate(const activation_t *a, float *y, int64_t n)
+{
+    activate_bias(a, y, n, 0.0f);
 }
 
 /* Elements per parallel chunk of the epilogue. */
@@ -95,19 +102,48 @@ static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor
 
 /* ---- FusedConv ------------------------------------------------------------- */
 
-static void activate_block(void *arg, float *y, int64_t n)
+/* FusedConv's epilogue: bias, the residual Z (when present), activation. */
+typedef struct conv_epilogue {
+    activation_t act;
+    const float *z; /* Z, shaped as the output, or NULL */
+} conv_epilogue_t;
+
+static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n, float bias)
 {
-    activate(arg, y, n);
+    const conv_epilogue_t *e = arg;
+    if (e->z) {
+        const float *z = e->z + offset;
+        for (int64_t i = 0; i < n; i++)
+            y[i] += z[i];
+    }
+    activate_bias(&e->act, y, n, bias);
 }
 
+/* FusedConv(X, W, B?, Z?): Z must have the output's shape. */
 static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
 {
-    activation_t act;
-    kiln_status_t st = read_activation(ctx, &act);
+    conv_epilogue_t e = {.z = NULL};
+    kiln_status_t st = read_activation(ctx, &e.act);
     if (st)
         return st;
-    kiln_conv_epilogue_t ep = {activate_block, &act};
-    return kiln_conv_run_epilogue(ctx, act.kind == KILN_ACT_NONE ? NULL : &ep);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1), *z = kiln_ctx_input(ctx, 3);
+    if (z) {
+        kiln_window_t win;
+        int64_t dims[KILN_MAX_RANK];
+        if (!x || !w || x->rank < 3 || w->rank != x->rank || z->dtype != KILN_DTYPE_FLOAT32)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X, W and Z must be float32 tensors of one rank");
+        if ((st = kiln_window_forward(ctx, x, w->dims + 2, false, &win)) != KILN_OK)
+            return st;
+        kiln_window_output_dims(&win, x->dims[0], w->dims[0], dims);
+        bool same = z->rank == x->rank;
+        for (int d = 0; same && d < z->rank; d++)
+            same = z->dims[d] == dims[d];
+        if (!same)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Z must have the output's shape");
+        e.z = z->data;
+    }
+    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e};
+    return kiln_conv_run_epilogue(ctx, &ep);
 }
 
 /* ---- FusedGemm ------------------------------------------------------------- */

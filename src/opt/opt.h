@@ -15,7 +15,8 @@
  *      only standard ONNX ops come out
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
- *      subgraphs -> com.kiln Gelu / LayerNormalization; FusedMatMul's
+ *      subgraphs -> com.kiln Gelu / LayerNormalization; Conv (+ residual
+ *      Add) -> FusedConv with bias and sum in its epilogue; FusedMatMul's
  *      constant B prepacked for the SGEMM once, at load
  *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
  *      transB (the transpose disappears or keeps rows contiguous)
@@ -47,6 +48,7 @@ typedef enum kiln_opt_pass {
     KILN_OPT_GELU_FUSION,
     KILN_OPT_LAYER_NORM_FUSION,
     KILN_OPT_MATMUL_BIAS_FUSION,
+    KILN_OPT_CONV_FUSION,
     KILN_OPT_ACTIVATION_FUSION,
     KILN_OPT_TRANSPOSE_MATMUL_FOLDING,
     KILN_OPT_MATMUL_PREPACK,

@@ -108,6 +108,7 @@ int opt_matmul_bias_fusion(kiln_opt_t *o);
 int opt_activation_fusion(kiln_opt_t *o);
 int opt_transpose_matmul_folding(kiln_opt_t *o);
 int opt_matmul_prepack(kiln_opt_t *o);
+int opt_conv_fusion(kiln_opt_t *o);
 
 /* True when node is op in the default ONNX domain. */
 bool opt_is_op(const kiln_node_t *node, const char *op);

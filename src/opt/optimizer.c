@@ -33,6 +33,7 @@ static const struct {
     {KILN_OPT_LAYER_NORM_FUSION, "layer_norm_fusion", 2, opt_layer_norm_fusion},
     {KILN_OPT_MATMUL_BIAS_FUSION, "matmul_bias_fusion", 2, opt_matmul_bias_fusion},
     {KILN_OPT_TRANSPOSE_MATMUL_FOLDING, "transpose_matmul_folding", 3, opt_transpose_matmul_folding},
+    {KILN_OPT_CONV_FUSION, "conv_fusion", 2, opt_conv_fusion},
     {KILN_OPT_ACTIVATION_FUSION, "activation_fusion", 2, opt_activation_fusion},
     {KILN_OPT_DEAD_NODE_ELIMINATION, "dead_node_elimination", 1, opt_dead_node_elimination},
     {KILN_OPT_UNUSED_INITIALIZER_ELIMINATION, "unused_initializer_elimination", 1,

@@ -230,10 +230,15 @@ int opt_identity_elimination(kiln_opt_t *o)
 /* ---- Conv + BatchNormalization / Add / Mul ------------------------------ */
 
 /* A Conv whose weights (and bias, when present) are float32 constants;
- * returns the output channel count, or -1. */
+ * returns the output channel count, or -1.  (At level 2 it may already be
+ * a plain FusedConv: opt_conv_fusion.) */
 static int64_t const_conv_channels(const kiln_opt_t *o, const kiln_node_t *c)
 {
-    if (!opt_is_op(c, "Conv") || c->n_inputs < 2 || c->n_outputs != 1)
+    /* a FusedConv still computes just the convolution when it has no
+     * residual input and no activation yet */
+    bool fused = c->op_type && !strcmp(c->domain, KILN_OPT_DOMAIN) && !strcmp(c->op_type, "FusedConv") &&
+                 c->n_inputs <= 3 && !kiln_node_attr(c, "activation");
+    if ((!opt_is_op(c, "Conv") && !fused) || c->n_inputs < 2 || c->n_outputs != 1)
         return -1;
     const kiln_tensor_t *w = opt_const(o, c->inputs[1]);
     if (!w || w->dtype != KILN_DTYPE_FLOAT32 || w->rank < 3)
@@ -393,6 +398,7 @@ int opt_conv_add_mul_folding(kiln_opt_t *o)
         opt_remove_node(o, j);
         opt_refresh(o);
         fired++;
+        i--; /* the next Add or Mul may fold into the same Conv */
     }
     return fired;
 }

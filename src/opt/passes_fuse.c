@@ -237,6 +237,62 @@ int opt_matmul_bias_fusion(kiln_opt_t *o)
     return fired;
 }
 
+/* ---- Conv -> FusedConv, + residual Add ------------------------------------------ */
+
+/* True when a and b have the same fully static tensor shape. */
+static bool same_static_shape(const kiln_type_t *a, const kiln_type_t *b)
+{
+    if (a->rank < 0 || a->rank != b->rank)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->dims[d].size < 0 || a->dims[d].size != b->dims[d].size)
+            return false;
+    return true;
+}
+
+/* Every Conv with float32 constant weights becomes FusedConv, whose
+ * epilogue adds the bias block by block while it is in cache (instead of
+ * writing the bias over the whole output first).  When its only user is
+ * Add(conv, Z) with Z of the same static shape (a residual connection),
+ * the Add joins as FusedConv's fourth input. */
+int opt_conv_fusion(kiln_opt_t *o)
+{
+    int fired = 0;
+    kiln_graph_t *g = o->g;
+    for (int i = 0; i < g->n_nodes && !o->status; i++) {
+        kiln_node_t *c = &g->nodes[i];
+        bool is_conv = opt_is_op(c, "Conv");
+        bool is_fused = c->op_type && !strcmp(c->domain, KILN_OPT_DOMAIN) && !strcmp(c->op_type, "FusedConv");
+        if ((!is_conv && !is_fused) || c->n_outputs != 1 || c->n_inputs < 2)
+            continue;
+        const kiln_tensor_t *w = opt_const(o, c->inputs[1]);
+        if (!w || w->dtype != KILN_DTYPE_FLOAT32)
+            continue;
+        if (is_conv) {
+            opt_retype(o, c, KILN_OPT_DOMAIN, "FusedConv", KILN_OPT_DOMAIN_VERSION);
+            fired++;
+        }
+        if (c->n_inputs > 3 || kiln_node_attr(c, "activation"))
+            continue;
+        int slot, a = sole_user_op(o, c->outputs[0], "Add", &slot);
+        if (a < 0)
+            continue;
+        int z = other_input(&g->nodes[a], slot), out = g->nodes[a].outputs[0];
+        if (z < 0 || z == c->outputs[0] || !same_static_shape(&g->values[z].type, &g->values[out].type) ||
+            !same_static_shape(&g->values[c->outputs[0]].type, &g->values[out].type) ||
+            g->values[z].type.dtype != KILN_DTYPE_FLOAT32)
+            continue;
+        int ins[4] = {c->inputs[0], c->inputs[1], c->n_inputs >= 3 ? c->inputs[2] : -1, z};
+        if (!opt_set_inputs(o, c, 4, ins))
+            break;
+        c->outputs[0] = out;
+        opt_remove_node(o, a);
+        opt_refresh(o);
+        fired++;
+    }
+    return fired;
+}
+
 /* ---- activation epilogues ----------------------------------------------------- */
 
 /* Reads activation node n as (name, alpha, beta); false when it is not one

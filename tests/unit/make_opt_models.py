@@ -52,6 +52,12 @@ def main(out):
         [f32("x", [2, 4, 6, 6])], [f32("y", [2, 4, 6, 6])],
         [const("w", rnd(4, 1, 3, 3, s=2.0)), const("scale", rnd(4, 1, 1) + 1), const("shift", rnd(1, 4, 1, 1) + 1),
          const("lo", np.array(0.0, np.float32)), const("hi", np.array(6.0, np.float32))])
+    # residual block: Conv -> Add(x) -> Relu
+    save(out, "conv_residual", [
+        n("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        n("Add", ["c", "x"], ["a"]),
+        n("Relu", ["a"], ["y"])],
+        [f32("x", [1, 4, 6, 6])], [f32("y", [1, 4, 6, 6])], [const("w", rnd(4, 4, 3, 3)), const("b", rnd(4))])
     # Identity / Dropout / Cast-to-same-type around a Relu; the output comes from an Identity
     save(out, "identity_dropout", [
         n("Identity", ["x"], ["i1"]),

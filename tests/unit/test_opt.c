@@ -126,6 +126,9 @@ static const expect_t expectations[] = {
     {"conv_bn_relu", 2, KILN_OPT_ACTIVATION_FUSION, 1, "FusedConv"},
     {"conv_mul_add_clip", 1, KILN_OPT_CONV_ADD_MUL_FOLDING, 2, "Clip"},
     {"conv_mul_add_clip", 2, KILN_OPT_ACTIVATION_FUSION, 1, "FusedConv"},
+    {"conv_residual", 1, KILN_OPT_PASS_COUNT, 3, "Conv"},
+    {"conv_residual", 2, KILN_OPT_CONV_FUSION, 1, "FusedConv"},
+    {"conv_residual", 2, KILN_OPT_ACTIVATION_FUSION, 1, NULL},
     {"identity_dropout", 1, KILN_OPT_IDENTITY_ELIMINATION, 1, "Sigmoid"},
     {"constant_folding", 1, KILN_OPT_CONSTANT_FOLDING, 2, "Reshape"},
     {"constant_folding", 1, KILN_OPT_UNUSED_INITIALIZER_ELIMINATION, 2, "Mul"},
@@ -156,6 +159,8 @@ static void test_passes_fire(void)
             if (e->op)
                 CHECK_MSG(count_op(s, e->op) > 0, "%s level %d: no %s node", e->model, e->level, e->op);
             CHECK(r->nodes_before == m->ir.graph->n_nodes);
+            if (!strcmp(e->model, "conv_residual") && e->level == 2) /* X, W, B and the residual Z */
+                CHECK(s->graph->n_nodes == 1 && s->graph->nodes[0].n_inputs == 4);
         }
         kiln_session_free(s);
         kiln_model_free(m);
@@ -164,7 +169,7 @@ static void test_passes_fire(void)
 
 static void test_levels_agree(void)
 {
-    static const char *const models[] = {"conv_bn_relu",     "conv_mul_add_clip", "identity_dropout",
+    static const char *const models[] = {"conv_bn_relu", "conv_mul_add_clip", "conv_residual", "identity_dropout",
                                          "constant_folding", "matmul_add_leaky",  "layer_norm_gelu",
                                          "transpose_matmul"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
