@@ -411,6 +411,10 @@ int opt_transpose_matmul_folding(kiln_opt_t *o)
         int bv = mm->inputs[1], t = opt_producer(o, bv);
         if (t < 0 || o->uses[bv] != 1 || o->pinned[bv] || !opt_is_op(&g->nodes[t], "Transpose"))
             continue;
+        /* FusedMatMul is float32 only: the operand types must say so */
+        if (g->values[mm->inputs[0]].type.dtype != KILN_DTYPE_FLOAT32 &&
+            g->values[g->nodes[t].inputs[0]].type.dtype != KILN_DTYPE_FLOAT32)
+            continue;
         const int64_t *perm;
         int64_t r = kiln_attr_ints(&g->nodes[t], "perm", &perm);
         if (r < 2 || r > KILN_MAX_RANK)

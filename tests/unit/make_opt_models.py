@@ -113,6 +113,12 @@ def main(out):
         n("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]),
         n("MatMul", ["qt", "kt"], ["y"])],
         [f32("q", [1, 6, 2, 4]), f32("k", [1, 6, 2, 4])], [f32("y", [1, 2, 6, 6])], [])
+    # the same in float64: the float32-only fused op must not be used
+    f64 = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.DOUBLE, shape)
+    save(out, "transpose_matmul_f64", [
+        n("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]),
+        n("MatMul", ["q", "kt"], ["y"])],
+        [f64("q", [1, 2, 6, 4]), f64("k", [1, 6, 2, 4])], [f64("y", [1, 2, 6, 6])], [])
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ static const expect_t expectations[] = {
     {"layer_norm_gelu", 2, KILN_OPT_MATMUL_PREPACK, 2, NULL},
     {"transpose_matmul", 2, KILN_OPT_PASS_COUNT, 3, "MatMul"},
     {"transpose_matmul", 3, KILN_OPT_TRANSPOSE_MATMUL_FOLDING, 3, "FusedMatMul"},
+    {"transpose_matmul_f64", 3, KILN_OPT_PASS_COUNT, 2, "MatMul"},
 };
 
 static void test_passes_fire(void)
