@@ -47,10 +47,14 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
     static const struct {
         const char *name;
         kiln_act_kind_t kind;
-    } names[] = {{"Relu", KILN_ACT_RELU},       {"Clip", KILN_ACT_CLIP},
-                 {"Sigmoid", KILN_ACT_SIGMOID}, {"Tanh", KILN_ACT_TANH},
-                 {"HardSigmoid", KILN_ACT_HARD_SIGMOID}, {"HardSwish", KILN_ACT_HARD_SWISH},
-                 {"LeakyRelu", KILN_ACT_LEAKY_RELU}, {"Gelu", KILN_ACT_GELU}};
+    } names[] = {{"Relu", KILN_ACT_RELU},
+                 {"Clip", KILN_ACT_CLIP},
+                 {"Sigmoid", KILN_ACT_SIGMOID},
+                 {"Tanh", KILN_ACT_TANH},
+                 {"HardSigmoid", KILN_ACT_HARD_SIGMOID},
+                 {"HardSwish", KILN_ACT_HARD_SWISH},
+                 {"LeakyRelu", KILN_ACT_LEAKY_RELU},
+                 {"Gelu", KILN_ACT_GELU}};
     const kiln_node_t *node = kiln_ctx_node(ctx);
     const char *name = kiln_attr_string(node, "activation", NULL);
     a->kind = KILN_ACT_NONE;
@@ -69,10 +73,7 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
 /* y[i] = act(y[i] + bias) over [0, n) with the best loop for this CPU. */
 static void activate_bias(const activation_t *a, float *y, int64_t n, float bias)
 {
-    static int use_avx2 = -1;
-    if (use_avx2 < 0)
-        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (use_avx2)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         kiln_act_loop_avx2(a->kind, a->alpha, a->beta, bias, y, n);
     else
         kiln_act_loop(a->kind, a->alpha, a->beta, bias, y, n, expf, tanhf);
@@ -131,7 +132,8 @@ static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
         kiln_window_t win;
         int64_t dims[KILN_MAX_RANK];
         if (!x || !w || x->rank < 3 || w->rank != x->rank || z->dtype != KILN_DTYPE_FLOAT32)
-            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "X, W and Z must be float32 tensors of one rank");
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "X, W and Z must be float32 tensors of one rank");
         if ((st = kiln_window_forward(ctx, x, w->dims + 2, false, &win)) != KILN_OK)
             return st;
         kiln_window_output_dims(&win, x->dims[0], w->dims[0], dims);
@@ -207,7 +209,8 @@ static bool batches_fold(const kiln_matmul_shape_t *s)
 
 static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     activation_t act;
     kiln_status_t st = read_activation(ctx, &act);
     if (st)
@@ -227,8 +230,9 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     if ((st = kiln_matmul_shape(ctx, a, &bview, &s)) != KILN_OK)
         return st;
     if (bias && bias->count != s.n)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "bias has %lld elements, the product %lld columns",
-                             (long long)bias->count, (long long)s.n);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "bias has %lld elements, the product %lld columns", (long long)bias->count,
+                             (long long)s.n);
     kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims);
     if (!y)
         return kiln_ctx_status(ctx);
@@ -250,7 +254,8 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     if (packed && batches == 1 && !tb && b->rank == 2 &&
         kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
         packed->count == (s.n + w - 1) / w * w * s.k) {
-        kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, a->data, s.k, packed->data, bias ? 1.0f : 0.0f, yd, s.n, &par);
+        kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, a->data, s.k, packed->data, bias ? 1.0f : 0.0f, yd, s.n,
+                            &par);
         activate_tensor(ctx, &act, y);
         return KILN_OK;
     }
@@ -258,8 +263,8 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
         int64_t a_off, b_off;
         kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
         kiln_sgemm(false, tb, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
-                   (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n, s.n,
-                   &par);
+                   (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n,
+                   s.n, &par);
     }
     activate_tensor(ctx, &act, y);
     return KILN_OK;
@@ -301,10 +306,11 @@ void kiln_ops_register_fused(kiln_registry_t *reg)
         const char *op;
         kiln_kernel_run_fn run;
     } kernels[] = {
-        {"FusedConv", fused_conv_run},   {"FusedGemm", fused_gemm_run}, {"FusedMatMul", fused_matmul_run},
-        {"Gelu", gelu_run},              {"LayerNormalization", layer_norm_run},
+        {"FusedConv", fused_conv_run},          {"FusedGemm", fused_gemm_run},
+        {"FusedMatMul", fused_matmul_run},      {"Gelu", gelu_run},
+        {"LayerNormalization", layer_norm_run},
     };
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        kiln_register(reg, &(kiln_kernel_t){.domain = "com.kiln", .op = kernels[i].op, .since = 1,
-                                             .run = kernels[i].run});
+        kiln_register(reg, &(kiln_kernel_t){
+                               .domain = "com.kiln", .op = kernels[i].op, .since = 1, .run = kernels[i].run});
 }

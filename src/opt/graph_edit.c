@@ -158,7 +158,8 @@ bool opt_output_unused(const kiln_opt_t *o, const kiln_node_t *node, int k)
 
 bool opt_is_op(const kiln_node_t *node, const char *op)
 {
-    return node->op_type && (!node->domain[0] || !strcmp(node->domain, "ai.onnx")) && !strcmp(node->op_type, op);
+    return node->op_type && (!node->domain[0] || !strcmp(node->domain, "ai.onnx")) &&
+           !strcmp(node->op_type, op);
 }
 
 void opt_remove_node(kiln_opt_t *o, int i)
@@ -263,7 +264,8 @@ bool opt_set_const(kiln_opt_t *o, int v, kiln_tensor_t *t)
         return false;
     kiln_graph_t *g = o->g;
     kiln_tensor_t **inits = arena_dup(o, g->initializers, (size_t)g->n_initializers + 1, sizeof *inits);
-    int *init_values = arena_dup(o, g->initializer_values, (size_t)g->n_initializers + 1, sizeof *init_values);
+    int *init_values =
+        arena_dup(o, g->initializer_values, (size_t)g->n_initializers + 1, sizeof *init_values);
     if (!inits || !init_values)
         return false;
     inits[g->n_initializers] = t;

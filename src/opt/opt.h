@@ -68,10 +68,10 @@ typedef struct kiln_opt_report {
 } kiln_opt_report_t;
 
 typedef struct kiln_opt_graph {
-    kiln_arena_t arena;      /* the graph copy's tables, new names, nodes and attributes */
-    kiln_graph_t graph;      /* the optimized graph (checked: sorted, kernels chosen) */
+    kiln_arena_t arena; /* the graph copy's tables, new names, nodes and attributes */
+    kiln_graph_t graph; /* the optimized graph (checked: sorted, kernels chosen) */
     int n_owned, cap_owned;
-    kiln_tensor_t **owned;   /* tensors the passes made (initializers of graph) */
+    kiln_tensor_t **owned; /* tensors the passes made (initializers of graph) */
     kiln_opt_report_t report;
 } kiln_opt_graph_t;
 

@@ -297,7 +297,8 @@ int opt_conv_fusion(kiln_opt_t *o)
 
 /* Reads activation node n as (name, alpha, beta); false when it is not one
  * the fused kernels apply. */
-static bool activation_of(const kiln_opt_t *o, const kiln_node_t *n, const char **name, float *alpha, float *beta)
+static bool activation_of(const kiln_opt_t *o, const kiln_node_t *n, const char **name, float *alpha,
+                          float *beta)
 {
     *alpha = 0.0f;
     *beta = 0.0f;
@@ -356,7 +357,8 @@ static const char *fused_name(const kiln_opt_t *o, const kiln_node_t *n)
     if (opt_is_op(n, "MatMul") && n->n_inputs == 2 && const_matrix_cols(o, n->inputs[1]) > 0)
         return "FusedMatMul";
     if (n->op_type && !strcmp(n->domain, KILN_OPT_DOMAIN) &&
-        (!strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "FusedGemm") || !strcmp(n->op_type, "FusedMatMul")))
+        (!strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "FusedGemm") ||
+         !strcmp(n->op_type, "FusedMatMul")))
         return n->op_type;
     return NULL;
 }
@@ -405,7 +407,8 @@ int opt_transpose_matmul_folding(kiln_opt_t *o)
     for (int i = 0; i < g->n_nodes && !o->status; i++) {
         kiln_node_t *mm = &g->nodes[i];
         bool plain = opt_is_op(mm, "MatMul");
-        bool fused = mm->op_type && !strcmp(mm->domain, KILN_OPT_DOMAIN) && !strcmp(mm->op_type, "FusedMatMul");
+        bool fused =
+            mm->op_type && !strcmp(mm->domain, KILN_OPT_DOMAIN) && !strcmp(mm->op_type, "FusedMatMul");
         if ((!plain && !fused) || mm->n_inputs < 2 || mm->n_outputs != 1 || kiln_attr_int(mm, "transB", 0))
             continue;
         int bv = mm->inputs[1], t = opt_producer(o, bv);
@@ -433,7 +436,8 @@ int opt_transpose_matmul_folding(kiln_opt_t *o)
         if (identity) {
             mm->inputs[1] = g->nodes[t].inputs[0];
             opt_remove_node(o, t);
-        } else if (!opt_own_attrs(o, &g->nodes[t], 0) || !opt_set_attr_ints(o, &g->nodes[t], "perm", (int)r, rest)) {
+        } else if (!opt_own_attrs(o, &g->nodes[t], 0) ||
+                   !opt_set_attr_ints(o, &g->nodes[t], "perm", (int)r, rest)) {
             break;
         }
         opt_set_attr_int(o, mm, "transB", 1);

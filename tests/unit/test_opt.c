@@ -101,8 +101,8 @@ static void check_levels_agree(kiln_model_t *m, const char *name)
                     double err = fabs((double)g[i] - w[i]) / (1e-4 + 1e-3 * fabs((double)w[i]));
                     worst = err > worst ? err : worst;
                 }
-                CHECK_MSG(worst <= 1.0, "%s level %d output %d differs from level 0 (%.3g of tolerance)", name,
-                          level, k, worst);
+                CHECK_MSG(worst <= 1.0, "%s level %d output %d differs from level 0 (%.3g of tolerance)",
+                          name, level, k, worst);
                 kiln_tensor_free(got[k]);
             }
         }
@@ -156,7 +156,8 @@ static void test_passes_fire(void)
                 CHECK_MSG(r->fired[e->pass] > 0, "%s level %d: %s did not fire", e->model, e->level,
                           kiln_opt_pass_name(e->pass));
             CHECK_MSG(s->graph->n_nodes == e->nodes_after && r->nodes_after == e->nodes_after,
-                      "%s level %d: %d nodes, expected %d", e->model, e->level, s->graph->n_nodes, e->nodes_after);
+                      "%s level %d: %d nodes, expected %d", e->model, e->level, s->graph->n_nodes,
+                      e->nodes_after);
             if (e->op)
                 CHECK_MSG(count_op(s, e->op) > 0, "%s level %d: no %s node", e->model, e->level, e->op);
             CHECK(r->nodes_before == m->ir.graph->n_nodes);
@@ -170,9 +171,9 @@ static void test_passes_fire(void)
 
 static void test_levels_agree(void)
 {
-    static const char *const models[] = {"conv_bn_relu", "conv_mul_add_clip", "conv_residual", "identity_dropout",
-                                         "constant_folding", "matmul_add_leaky",  "layer_norm_gelu",
-                                         "transpose_matmul"};
+    static const char *const models[] = {"conv_bn_relu",     "conv_mul_add_clip", "conv_residual",
+                                         "identity_dropout", "constant_folding",  "matmul_add_leaky",
+                                         "layer_norm_gelu",  "transpose_matmul"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         kiln_model_t *m = load(models[i]);
         if (m)
