@@ -857,7 +857,7 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
         f.view_of[v] = -1;
         f.entry[v] = -1;
     }
-    if (!parent)
+    if (!parent && g == s->graph) /* not for graphs run at load (constant folding) */
         plan_begin(s, g, inputs, &f);
     for (int i = 0; i < g->n_initializers; i++) {
         f.borrowed[i].kind = KILN_VALUE_TENSOR;
