@@ -494,86 +494,64 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
     return KILN_OK;
 }
 
-/* Copies t's binary form (see binary_size) to dst; returns the bytes written. */
-static size_t write_binary(const kiln_tensor_t *t, char *dst)
-{
-    if (t->dtype != KILN_DTYPE_STRING) {
-        if (t->nbytes)
-            memcpy(dst, t->data, t->nbytes);
-        return t->nbytes;
-    }
-    size_t off = 0;
-    for (int64_t k = 0; k < t->count; k++) {
-        const char *s = ((char *const *)t->data)[k];
-        uint32_t n = (uint32_t)strlen(s);
-        memcpy(dst + off, &n, 4);
-        memcpy(dst + off + 4, s, n);
-        off += 4 + n;
-    }
-    return off;
-}
-
+/* The client's side (kiln bench --url): same writer, inputs instead of
+ * outputs, so the bytes a benchmark sends are what a real client sends. */
 kiln_status_t kiln_v2_write_request(int n_inputs, const char *const *names, const kiln_tensor_t *const *tensors,
                                     bool binary_inputs, bool binary_outputs, char **out, size_t *out_len,
                                     size_t *json_len)
 {
-    json_t *root = json_object();
-    json_t *ins = json_array();
+    out_buf_t b = {0};
     size_t bin_total = 0;
-    if (!root || !ins || json_object_set_new(root, "inputs", ins)) {
-        json_decref(root);
-        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
-    }
+    out_str(&b, "{\"inputs\":[");
     for (int i = 0; i < n_inputs; i++) {
         const kiln_tensor_t *t = tensors[i];
-        json_t *o = json_object();
-        json_t *shape = json_array();
-        if (!o || !shape || json_array_append_new(ins, o)) {
-            json_decref(shape);
-            json_decref(root);
-            return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
-        }
+        out_str(&b, i ? ",{\"name\":" : "{\"name\":");
+        out_json_string(&b, names[i]);
+        out_str(&b, ",\"shape\":[");
         for (int d = 0; d < t->rank; d++)
-            json_array_append_new(shape, json_integer(t->dims[d]));
-        json_object_set_new(o, "name", json_string(names[i]));
-        json_object_set_new(o, "shape", shape);
-        json_object_set_new(o, "datatype", json_string(kiln_dtype_to_kserve_type(t->dtype)));
+            out_fmt(&b, d ? ",%lld" : "%lld", (long long)t->dims[d]);
+        out_str(&b, "],\"datatype\":\"");
+        out_str(&b, kiln_dtype_to_kserve_type(t->dtype));
+        out_str(&b, "\"");
         if (binary_inputs) {
             size_t size = binary_size(t);
-            json_t *p = json_object();
-            json_object_set_new(p, "binary_data_size", json_integer((json_int_t)size));
-            json_object_set_new(o, "parameters", p);
+            out_fmt(&b, ",\"parameters\":{\"binary_data_size\":%zu}}", size);
             bin_total += size;
         } else {
-            json_t *data = tensor_data_json(t);
-            if (!data) {
-                json_decref(root);
-                return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+            out_str(&b, ",\"data\":[");
+            for (int64_t k = 0; k < t->count; k++) {
+                if (k)
+                    out_raw(&b, ",", 1);
+                out_element(&b, t, k);
             }
-            json_object_set_new(o, "data", data);
+            out_str(&b, "]}");
         }
     }
-    if (binary_outputs) {
-        json_t *p = json_object();
-        json_object_set_new(p, "binary_data_output", json_true());
-        json_object_set_new(root, "parameters", p);
-    }
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (!text)
-        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
-    size_t jl = strlen(text);
-    char *buf = realloc(text, jl + bin_total + 1);
-    if (!buf) {
-        free(text);
+    out_str(&b, binary_outputs ? "],\"parameters\":{\"binary_data_output\":true}}" : "]}");
+    size_t jl = b.len;
+    out_reserve(&b, bin_total + 1);
+    if (b.failed) {
+        free(b.p);
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
     }
-    size_t off = jl;
-    for (int i = 0; binary_inputs && i < n_inputs; i++)
-        off += write_binary(tensors[i], buf + off);
-    buf[off] = 0;
-    *out = buf;
-    *out_len = off;
+    for (int i = 0; binary_inputs && i < n_inputs; i++) {
+        const kiln_tensor_t *t = tensors[i];
+        if (t->dtype == KILN_DTYPE_STRING) {
+            for (int64_t k = 0; k < t->count; k++) {
+                const char *str = ((char *const *)t->data)[k];
+                uint32_t n = (uint32_t)strlen(str);
+                memcpy(b.p + b.len, &n, 4);
+                memcpy(b.p + b.len + 4, str, n);
+                b.len += 4 + n;
+            }
+        } else if (t->nbytes) {
+            memcpy(b.p + b.len, t->data, t->nbytes);
+            b.len += t->nbytes;
+        }
+    }
+    b.p[b.len] = 0;
+    *out = b.p;
+    *out_len = b.len;
     *json_len = jl;
     return KILN_OK;
 }
