@@ -787,7 +787,6 @@ static void conn_close(conn_t *c)
 }
 
 static void conn_start(worker_t *w, conn_t *c, double now);
-static void conn_progress(worker_t *w, conn_t *c);
 
 static void conn_fail(worker_t *w, conn_t *c, int slot, double now, const char *what, int err)
 {
@@ -812,8 +811,9 @@ static void begin_request(worker_t *w, conn_t *c, double now)
     kiln_http_reader_reset(&c->rd);
 }
 
-/* Starts the next request on c: reconnects when needed, or retires c when
- * the level is over. */
+/* Prepares the next request on c: reconnects when needed, or retires c
+ * when the level is over.  Sends nothing itself (conn_progress does), so
+ * an answer that completes inside conn_progress never recurses. */
 static void conn_start(worker_t *w, conn_t *c, double now)
 {
     if (stopping(w, now)) {
@@ -850,7 +850,6 @@ static void conn_start(worker_t *w, conn_t *c, double now)
         }
     }
     begin_request(w, c, now);
-    conn_progress(w, c);
 }
 
 /* One answer has been read completely. */
@@ -955,6 +954,13 @@ static void conn_progress(worker_t *w, conn_t *c)
     }
 }
 
+/* conn_start, then send as far as the socket allows. */
+static void conn_kick(worker_t *w, conn_t *c, double now)
+{
+    conn_start(w, c, now);
+    conn_progress(w, c);
+}
+
 /* The 5 ms timer: deadlines, back-offs, interruption.  Returns the number of
  * connections not yet retired. */
 static int worker_tick(worker_t *w, double now)
@@ -967,13 +973,13 @@ static int worker_tick(worker_t *w, double now)
             c->state = CONN_DONE;
         }
         if (c->state == CONN_BACKOFF && now >= c->retry_at)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         else if ((c->state == CONN_CONNECTING || c->state == CONN_SENDING || c->state == CONN_RECEIVING) &&
                  now > c->deadline)
             conn_fail(w, c, SLOT_TIMEOUT, now, c->state == CONN_CONNECTING ? "connect timed out" : "request timed out",
                       0);
         else if (c->state == CONN_IDLE)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         active += c->state != CONN_DONE;
     }
     return active;
@@ -985,7 +991,7 @@ static void *worker_run(void *arg)
     struct epoll_event events[256];
     double now = now_s(), last_tick = now;
     for (int i = 0; i < w->n_conns; i++)
-        conn_start(w, &w->conns[i], now);
+        conn_kick(w, &w->conns[i], now);
     for (;;) {
         int n = epoll_wait(w->epfd, events, 256, (int)(TIMER_S * 1000));
         for (int i = 0; i < n; i++)
