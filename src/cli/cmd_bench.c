@@ -5,7 +5,9 @@
  * Measures one model the way trtexec does: load time (model load plus
  * session creation, comparable to ONNX Runtime's session creation), then
  * warm-up runs, then timed runs; prints latency percentiles, throughput,
- * peak resident memory and the activation memory of a run.  MODEL is an
+ * peak resident memory and the activation memory of a run: the peak of live
+ * intermediate tensors, the sum of all of them, and the planned arena that
+ * holds them (see core/session.h).  MODEL is an
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
  * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
@@ -32,6 +34,7 @@
 typedef struct bench_args {
     const char *model;
     int threads, warmup, iters;
+    int level; /* session optimization level (default 3) */
     bool json;
     int n_inputs;
     char **input_names;
@@ -45,7 +48,7 @@ typedef struct bench_args {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kiln bench MODEL [--threads N] [--warmup N] [--iters N] [--input NAME=FILE]...\n"
-                 "                  [--shape NAME=DIMS]... [--json]\n"
+                 "                  [--shape NAME=DIMS]... [--level 0-3] [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
                  "  the shape of an input whose declared dims are symbolic.\n"
@@ -207,8 +210,12 @@ int kiln_cmd_bench(int argc, char **argv)
             goto done;
         } else if (!strcmp(arg, "--json")) {
             a.json = true;
-        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters")) {
-            int *dst = !strcmp(arg, "--threads") ? &a.threads : !strcmp(arg, "--warmup") ? &a.warmup : &a.iters;
+        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters") ||
+                   !strcmp(arg, "--level")) {
+            int *dst = !strcmp(arg, "--threads")  ? &a.threads
+                       : !strcmp(arg, "--warmup") ? &a.warmup
+                       : !strcmp(arg, "--level")  ? &a.level
+                                                  : &a.iters;
             int lo = !strcmp(arg, "--iters") ? 1 : 0;
             if (!has_value || !parse_int(argv[++i], lo, 1000000, dst)) {
                 fprintf(stderr, "kiln bench: %s needs a number (%d or more)\n", arg, lo);
@@ -259,6 +266,7 @@ int kiln_cmd_bench(int argc, char **argv)
     kiln_session_options_t opts;
     kiln_session_options_init(&opts);
     opts.threads = a.threads;
+    opts.optimization_level = a.level;
     if (kiln_model_load(model_path, &model) != KILN_OK || kiln_session_create(model, &opts, &session) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;
@@ -317,6 +325,7 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "peak_rss_bytes", json_integer((json_int_t)peak_rss));
         json_object_set_new(j, "activation_peak_bytes", json_integer((json_int_t)session->last_peak_bytes));
         json_object_set_new(j, "activation_total_bytes", json_integer((json_int_t)session->last_total_bytes));
+        json_object_set_new(j, "arena_bytes", json_integer((json_int_t)session->last_arena_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");
@@ -327,9 +336,10 @@ int kiln_cmd_bench(int argc, char **argv)
         printf("latency over %d runs: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, mean %.3f ms (min %.3f, max %.3f)\n",
                a.iters, s.p50, s.p90, s.p99, s.mean, s.min, s.max);
         printf("throughput: %.1f inferences/s\n", throughput);
-        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced\n",
+        printf("peak resident memory: %.1f MB; activations: peak %.1f MB live of %.1f MB produced, "
+               "planned arena %.1f MB\n",
                (double)peak_rss / 1048576.0, (double)session->last_peak_bytes / 1048576.0,
-               (double)session->last_total_bytes / 1048576.0);
+               (double)session->last_total_bytes / 1048576.0, (double)session->last_arena_bytes / 1048576.0);
     }
     rc = KILN_EXIT_OK;
 done:

@@ -4,6 +4,7 @@
  */
 #include "core/session.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,45 @@
 #include "core/error.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
+#include "opt/opt.h"
+
+/* ---- memory plan ---------------------------------------------------------
+ *
+ * One entry per tensor the kernels allocate through kiln_ctx_output during a
+ * run of the main graph, in allocation order (graph outputs, omitted outputs,
+ * strings and empty tensors are never planned: they are allocated as usual).
+ * A recorded run fills node/output/nbytes and the lifetime [first, last] in
+ * node steps (allocated while node `first` ran, its storage released after
+ * node `last` ran); plan_place() then gives each entry an offset such that
+ * entries whose lifetimes overlap do not overlap in the arena. */
+typedef struct plan_entry {
+    int node, output;
+    size_t nbytes;
+    int first, last;
+    size_t offset;
+} plan_entry_t;
+
+typedef enum plan_state {
+    PLAN_RECORD, /* the next run records */
+    PLAN_READY   /* entries placed; runs with the same input shapes use the arena */
+} plan_state_t;
+
+typedef struct kiln_plan {
+    pthread_mutex_t lock;     /* held by the run using the plan; others run without */
+    plan_state_t state;
+    const kiln_graph_t *graph;
+    bool *is_output;          /* per value of graph: listed as a graph output */
+    int n_inputs;
+    kiln_dtype_t *in_dtype;   /* input shapes the plan was recorded with */
+    int *in_rank;
+    int64_t (*in_dims)[KILN_MAX_RANK];
+    plan_entry_t *entries;
+    int n_entries, cap_entries;
+    size_t arena_bytes;
+    void *arena;
+} kiln_plan_t;
+
+typedef enum frame_plan_mode { FRAME_PLAN_NONE, FRAME_PLAN_RECORD, FRAME_PLAN_USE } frame_plan_mode_t;
 
 /* The values of one running graph. */
 typedef struct kiln_frame {
@@ -20,8 +60,16 @@ typedef struct kiln_frame {
     kiln_value_t **slots;   /* per value: current value (NULL when not yet produced) */
     bool *owned;            /* slot is freed by the frame */
     int *remaining;         /* consumers left before the slot can be freed */
+    int *view_of;           /* per value: the owned value whose storage it shares, or -1 */
+    int *views;             /* per value: live views of its storage (it is kept while > 0) */
+    int *entry;             /* per value: its plan entry while recording, or -1 */
     kiln_value_t *borrowed; /* wrappers for initializers (not owning their tensors) */
     size_t live_bytes, peak_bytes, total_bytes;
+    int step;               /* index of the node running */
+    kiln_plan_t *plan;      /* main graph only, when this run holds the plan */
+    frame_plan_mode_t plan_mode;
+    int next_entry;         /* FRAME_PLAN_USE: the entry the next allocation should match */
+    bool plan_broken;       /* FRAME_PLAN_USE: an allocation did not match; malloc from here on */
 } kiln_frame_t;
 
 struct kiln_kernel_ctx {
@@ -74,8 +122,38 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
             return kiln_fail(KILN_ERR_NO_MEMORY, "cannot start %d threads", threads);
         }
     }
+    /* Which graph runs: the model's, or (level 1 and up) an optimized copy. */
+    s->graph = s->ir->graph;
+    if (s->options.optimization_level < 0) {
+        int level = s->options.optimization_level;
+        kiln_session_free(s);
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "optimization_level must be 0 or more, not %d", level);
+    }
+    if (s->options.optimization_level > 0) {
+        int level = s->options.optimization_level > 3 ? 3 : s->options.optimization_level;
+        kiln_status_t st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
+        if (st) {
+            kiln_session_free(s);
+            return st;
+        }
+        s->graph = &s->opt->graph;
+    }
     *out = s;
     return KILN_OK;
+}
+
+static void plan_free(kiln_plan_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_destroy(&p->lock);
+    free(p->is_output);
+    free(p->in_dtype);
+    free(p->in_rank);
+    free(p->in_dims);
+    free(p->entries);
+    free(p->arena);
+    free(p);
 }
 
 void kiln_session_free(kiln_session_t *s)
@@ -83,19 +161,21 @@ void kiln_session_free(kiln_session_t *s)
     if (!s)
         return;
     kiln_threadpool_free(s->pool);
+    plan_free(s->plan);
+    kiln_opt_graph_free(s->opt);
     free(s);
 }
 
 int kiln_session_input_count(const kiln_session_t *s)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++)
         n += g->values[g->inputs[i]].initializer < 0;
     return n;
 }
 
-int kiln_session_output_count(const kiln_session_t *s) { return s->ir->graph->n_outputs; }
+int kiln_session_output_count(const kiln_session_t *s) { return s->graph->n_outputs; }
 
 static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 {
@@ -111,7 +191,7 @@ static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 
 kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value_info_t *v = &g->values[g->inputs[i]];
@@ -127,7 +207,7 @@ kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_i
 
 kiln_status_t kiln_session_output_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (index < 0 || index >= g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "output index %d is out of range (the model has %d outputs)",
                          index, g->n_outputs);
@@ -160,50 +240,205 @@ bool kiln_ctx_output_wanted(const kiln_kernel_ctx_t *ctx, int i)
     return i >= 0 && i < ctx->node->n_outputs && ctx->node->outputs[i] >= 0;
 }
 
-kiln_status_t kiln_ctx_set_output_value(kiln_kernel_ctx_t *ctx, int i, kiln_value_t *value)
+/* Frees what slot v holds (after its last reader, or when a kernel replaces
+ * it).  A view releases its hold on its source, which goes too when that was
+ * the last thing keeping it.  The source of live views is kept. */
+static void release_slot(kiln_frame_t *f, int v)
 {
-    if (!value)
-        return ctx->status = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "output %d could not be made", i);
+    if (f->owned[v] && f->views[v] > 0)
+        return; /* released when its last view is */
+    kiln_value_t *val = f->slots[v];
+    int src = f->view_of[v];
+    if (f->owned[v] && val) {
+        if (src < 0 && val->tensor)
+            f->live_bytes -= val->tensor->nbytes;
+        if (f->entry[v] >= 0)
+            f->plan->entries[f->entry[v]].last = f->step;
+        kiln_value_free(val);
+    }
+    f->slots[v] = NULL;
+    f->owned[v] = false;
+    f->view_of[v] = -1;
+    f->entry[v] = -1;
+    if (src >= 0 && --f->views[src] == 0 && f->remaining[src] <= 0)
+        release_slot(f, src);
+}
+
+/* Puts value into the slot of output i (or among the dropped ones when the
+ * output is omitted).  Returns the value index, -1 when dropped, -2 on
+ * failure (value freed, error set). */
+static int place_output(kiln_kernel_ctx_t *ctx, int i, kiln_value_t *value)
+{
     kiln_frame_t *f = ctx->frame;
     if (!kiln_ctx_output_wanted(ctx, i)) {
         kiln_value_t **d = realloc(ctx->dropped, (size_t)(ctx->n_dropped + 1) * sizeof *d);
         if (!d) {
             kiln_value_free(value);
-            return ctx->status = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");
+            ctx->status = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");
+            return -2;
         }
         ctx->dropped = d;
         d[ctx->n_dropped++] = value;
-        return KILN_OK;
+        return -1;
     }
     int v = ctx->node->outputs[i];
     if (f->slots[v] && f->owned[v]) {
-        if (f->slots[v]->tensor)
-            f->live_bytes -= f->slots[v]->tensor->nbytes;
-        kiln_value_free(f->slots[v]);
+        f->views[v] = 0; /* a kernel replacing its own output: no view of it exists yet */
+        release_slot(f, v);
     }
     f->slots[v] = value;
     f->owned[v] = true;
+    return v;
+}
+
+static void count_bytes(kiln_frame_t *f, const kiln_value_t *value)
+{
     if (value->kind == KILN_VALUE_TENSOR && value->tensor) {
         f->live_bytes += value->tensor->nbytes;
         f->total_bytes += value->tensor->nbytes;
         if (f->live_bytes > f->peak_bytes)
             f->peak_bytes = f->live_bytes;
     }
+}
+
+kiln_status_t kiln_ctx_set_output_value(kiln_kernel_ctx_t *ctx, int i, kiln_value_t *value)
+{
+    if (!value)
+        return ctx->status = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "output %d could not be made", i);
+    int v = place_output(ctx, i, value);
+    if (v == -2)
+        return ctx->status;
+    if (v >= 0)
+        count_bytes(ctx->frame, value);
     return KILN_OK;
 }
 
-kiln_tensor_t *kiln_ctx_output(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank, const int64_t *dims)
+/* The planned storage for output i of nbytes, when this run follows a plan
+ * and the allocation is the one the plan expects next; else NULL (and, while
+ * recording, *entry names the entry recorded for it). */
+static void *plan_storage(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank, const int64_t *dims,
+                          int *entry)
 {
-    kiln_tensor_t *t = kiln_tensor_new(dtype, rank, dims);
+    kiln_frame_t *f = ctx->frame;
+    *entry = -1;
+    if (f->plan_mode == FRAME_PLAN_NONE || f->plan_broken || dtype == KILN_DTYPE_STRING ||
+        !kiln_ctx_output_wanted(ctx, i) || f->plan->is_output[ctx->node->outputs[i]])
+        return NULL;
+    size_t esize = kiln_dtype_size(dtype);
+    int64_t count = esize ? kiln_shape_count(rank, dims, esize) : -1;
+    if (count <= 0)
+        return NULL;
+    size_t nbytes = (size_t)count * esize;
+    kiln_plan_t *p = f->plan;
+    if (f->plan_mode == FRAME_PLAN_USE) {
+        plan_entry_t *e = f->next_entry < p->n_entries ? &p->entries[f->next_entry] : NULL;
+        if (!e || e->node != f->step || e->output != i || e->nbytes != nbytes) {
+            f->plan_broken = true;
+            return NULL;
+        }
+        f->next_entry++;
+        return (char *)p->arena + e->offset;
+    }
+    if (p->n_entries == p->cap_entries) {
+        int cap = p->cap_entries ? p->cap_entries * 2 : 256;
+        plan_entry_t *grown = realloc(p->entries, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            f->plan_mode = FRAME_PLAN_NONE; /* cannot record: this run just allocates */
+            p->n_entries = 0;
+            return NULL;
+        }
+        p->entries = grown;
+        p->cap_entries = cap;
+    }
+    *entry = p->n_entries;
+    p->entries[p->n_entries++] =
+        (plan_entry_t){.node = f->step, .output = i, .nbytes = nbytes, .first = f->step, .last = -1};
+    return NULL;
+}
+
+static kiln_tensor_t *ctx_output(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank, const int64_t *dims,
+                                 bool zero)
+{
+    int entry;
+    void *planned = plan_storage(ctx, i, dtype, rank, dims, &entry);
+    kiln_tensor_t *t;
+    if (planned) {
+        size_t esize = kiln_dtype_size(dtype);
+        size_t nbytes = (size_t)kiln_shape_count(rank, dims, esize) * esize;
+        t = kiln_tensor_wrap(dtype, rank, dims, planned, nbytes);
+        if (t && zero)
+            memset(planned, 0, nbytes);
+    } else {
+        t = zero ? kiln_tensor_new(dtype, rank, dims) : kiln_tensor_new_uninit(dtype, rank, dims);
+    }
     if (!t) {
         ctx->status = kiln_fail_prefix(KILN_ERR_NO_MEMORY, "node '%s' (%s) output %d", ctx->node->name,
                                        ctx->node->op_type, i);
         return NULL;
     }
-    kiln_value_t *v = kiln_value_from_tensor(t);
-    if (!v || kiln_ctx_set_output_value(ctx, i, v) != KILN_OK) {
+    kiln_value_t *value = kiln_value_from_tensor(t);
+    if (!value) {
         ctx->status = KILN_ERR_NO_MEMORY;
         return NULL;
+    }
+    int v = place_output(ctx, i, value);
+    if (v == -2)
+        return NULL;
+    if (v >= 0) {
+        count_bytes(ctx->frame, value);
+        ctx->frame->entry[v] = entry;
+    }
+    return t;
+}
+
+kiln_tensor_t *kiln_ctx_output(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank, const int64_t *dims)
+{
+    return ctx_output(ctx, i, dtype, rank, dims, true);
+}
+
+kiln_tensor_t *kiln_ctx_output_uninit(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank,
+                                      const int64_t *dims)
+{
+    return ctx_output(ctx, i, dtype, rank, dims, false);
+}
+
+kiln_tensor_t *kiln_ctx_output_view(kiln_kernel_ctx_t *ctx, int i, int input, int rank, const int64_t *dims)
+{
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, input);
+    if (!x) {
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input %d is missing or not a tensor", input);
+        return NULL;
+    }
+    int64_t count = kiln_shape_count(rank, dims, 0);
+    if (count != x->count) {
+        char a[256], b[256];
+        kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "cannot view %s as %s",
+                      kiln_shape_str(x->rank, x->dims, a, sizeof a), kiln_shape_str(rank, dims, b, sizeof b));
+        return NULL;
+    }
+    kiln_tensor_t *t = calloc(1, sizeof *t);
+    kiln_value_t *value = t ? kiln_value_from_tensor(t) : NULL;
+    if (!value) {
+        ctx->status = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");
+        return NULL;
+    }
+    *t = *x;
+    t->rank = rank;
+    memset(t->dims, 0, sizeof t->dims);
+    memcpy(t->dims, dims, (size_t)rank * sizeof *dims);
+    t->owns_data = false;
+    kiln_frame_t *f = ctx->frame;
+    int src = ctx->node->inputs[input];
+    int v = place_output(ctx, i, value);
+    if (v == -2)
+        return NULL;
+    /* Track the source when this frame owns it (graph inputs, initializers
+     * and outer values outlive the frame). */
+    if (v >= 0 && f->owned[src] && f->slots[src]) {
+        if (f->view_of[src] >= 0)
+            src = f->view_of[src];
+        f->view_of[v] = src;
+        f->views[src]++;
     }
     return t;
 }
@@ -262,17 +497,6 @@ static kiln_value_t *frame_lookup(kiln_frame_t *f, int v)
     return NULL;
 }
 
-static void release_slot(kiln_frame_t *f, int v)
-{
-    if (f->owned[v] && f->slots[v]) {
-        if (f->slots[v]->tensor)
-            f->live_bytes -= f->slots[v]->tensor->nbytes;
-        kiln_value_free(f->slots[v]);
-    }
-    f->slots[v] = NULL;
-    f->owned[v] = false;
-}
-
 static kiln_status_t check_kernel_for_dtype(const kiln_node_t *node, const kiln_value_t *in0,
                                             const kiln_kernel_t **kernel)
 {
@@ -291,6 +515,173 @@ static kiln_status_t check_kernel_for_dtype(const kiln_node_t *node, const kiln_
     return KILN_OK;
 }
 
+/* ---- memory plan ----------------------------------------------------------- */
+
+static kiln_plan_t *plan_create(const kiln_graph_t *g)
+{
+    kiln_plan_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    p->graph = g;
+    p->n_inputs = g->n_inputs;
+    p->is_output = calloc((size_t)g->n_values + 1, sizeof *p->is_output);
+    p->in_dtype = calloc((size_t)g->n_inputs + 1, sizeof *p->in_dtype);
+    p->in_rank = calloc((size_t)g->n_inputs + 1, sizeof *p->in_rank);
+    p->in_dims = calloc((size_t)g->n_inputs + 1, sizeof *p->in_dims);
+    if (!p->is_output || !p->in_dtype || !p->in_rank || !p->in_dims) {
+        plan_free(p);
+        return NULL;
+    }
+    for (int k = 0; k < g->n_outputs; k++)
+        p->is_output[g->outputs[k]] = true;
+    return p;
+}
+
+/* True when the plan was recorded with inputs of these dtypes and shapes. */
+static bool plan_inputs_match(const kiln_plan_t *p, const kiln_value_t *const *inputs)
+{
+    for (int i = 0; i < p->n_inputs; i++) {
+        const kiln_value_t *v = inputs ? inputs[i] : NULL;
+        const kiln_tensor_t *t = v && v->kind == KILN_VALUE_TENSOR ? v->tensor : NULL;
+        if (!t) {
+            if (p->in_rank[i] != -1)
+                return false;
+            continue;
+        }
+        if (t->dtype != p->in_dtype[i] || t->rank != p->in_rank[i] ||
+            memcmp(t->dims, p->in_dims[i], (size_t)t->rank * sizeof *t->dims))
+            return false;
+    }
+    return true;
+}
+
+/* Starts a run of the main graph: takes the session's plan (unless another
+ * run holds it) and decides whether this run uses it or records it. */
+static void plan_begin(kiln_session_t *s, const kiln_graph_t *g, const kiln_value_t *const *inputs, kiln_frame_t *f)
+{
+    for (int i = 0; i < g->n_inputs; i++) /* sequences and optionals as inputs: no plan */
+        if (inputs && inputs[i] && inputs[i]->kind != KILN_VALUE_TENSOR)
+            return;
+    if (s->plan && s->plan->graph != g) {
+        if (pthread_mutex_trylock(&s->plan->lock) != 0)
+            return;
+        pthread_mutex_unlock(&s->plan->lock);
+        plan_free(s->plan);
+        s->plan = NULL;
+    }
+    if (!s->plan && !(s->plan = plan_create(g)))
+        return;
+    kiln_plan_t *p = s->plan;
+    if (pthread_mutex_trylock(&p->lock) != 0)
+        return; /* a concurrent run holds it: this one just allocates */
+    f->plan = p;
+    if (p->state == PLAN_READY && plan_inputs_match(p, inputs)) {
+        f->plan_mode = FRAME_PLAN_USE;
+        s->last_arena_bytes = p->arena_bytes;
+        return;
+    }
+    /* Record: forget the old plan first so its arena does not add to this
+     * run's peak. */
+    free(p->arena);
+    p->arena = NULL;
+    p->arena_bytes = 0;
+    p->n_entries = 0;
+    p->state = PLAN_RECORD;
+    for (int i = 0; i < p->n_inputs; i++) {
+        const kiln_tensor_t *t = inputs && inputs[i] ? inputs[i]->tensor : NULL;
+        p->in_dtype[i] = t ? t->dtype : KILN_DTYPE_UNDEFINED;
+        p->in_rank[i] = t ? t->rank : -1;
+        memset(p->in_dims[i], 0, sizeof p->in_dims[i]);
+        if (t)
+            memcpy(p->in_dims[i], t->dims, (size_t)t->rank * sizeof *t->dims);
+    }
+    f->plan_mode = FRAME_PLAN_RECORD;
+    s->last_arena_bytes = 0;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const plan_entry_t *x = *(const plan_entry_t *const *)a, *y = *(const plan_entry_t *const *)b;
+    return x->nbytes < y->nbytes ? 1 : x->nbytes > y->nbytes ? -1 : x->first - y->first;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const plan_entry_t *x = *(const plan_entry_t *const *)a, *y = *(const plan_entry_t *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Places the recorded entries: largest first, each at the lowest offset
+ * where it overlaps no placed entry whose lifetime overlaps its own (the
+ * greedy-by-size heuristic TensorFlow Lite and ONNX Runtime use).  Sizes
+ * are rounded up to 64 bytes so every tensor stays 64-byte aligned.
+ * Returns the arena size, or 0 when out of memory. */
+static size_t plan_place(kiln_plan_t *p)
+{
+    int n = p->n_entries;
+    plan_entry_t **order = malloc(((size_t)n + 1) * sizeof *order);
+    plan_entry_t **placed = malloc(((size_t)n + 1) * sizeof *placed);
+    plan_entry_t **live = malloc(((size_t)n + 1) * sizeof *live);
+    size_t total = 0;
+    if (!order || !placed || !live)
+        goto done;
+    for (int k = 0; k < n; k++)
+        order[k] = &p->entries[k];
+    qsort(order, (size_t)n, sizeof *order, by_size_desc);
+    for (int k = 0, n_placed = 0; k < n; k++) {
+        plan_entry_t *e = order[k];
+        size_t size = (e->nbytes + 63) & ~(size_t)63;
+        /* the placed entries alive at the same time, in offset order */
+        int n_live = 0;
+        for (int j = 0; j < n_placed; j++)
+            if (placed[j]->first <= e->last && e->first <= placed[j]->last)
+                live[n_live++] = placed[j];
+        qsort(live, (size_t)n_live, sizeof *live, by_offset);
+        /* the first gap that fits */
+        size_t offset = 0;
+        for (int j = 0; j < n_live; j++) {
+            size_t lsize = (live[j]->nbytes + 63) & ~(size_t)63;
+            if (live[j]->offset >= offset + size)
+                break;
+            if (live[j]->offset + lsize > offset)
+                offset = live[j]->offset + lsize;
+        }
+        e->offset = offset;
+        placed[n_placed++] = e;
+        if (offset + size > total)
+            total = offset + size;
+    }
+done:
+    free(order);
+    free(placed);
+    free(live);
+    return total;
+}
+
+/* Ends a run that held the plan: after a good recorded run, places the
+ * entries and allocates the arena; after a run that left the plan, records
+ * again next time. */
+static void plan_end(kiln_session_t *s, kiln_frame_t *f, bool ok)
+{
+    kiln_plan_t *p = f->plan;
+    if (f->plan_mode == FRAME_PLAN_RECORD && ok && p->n_entries > 0) {
+        for (int k = 0; k < p->n_entries; k++)
+            if (p->entries[k].last < 0)
+                p->entries[k].last = p->graph->n_nodes;
+        size_t bytes = plan_place(p);
+        p->arena = bytes ? aligned_alloc(64, bytes) : NULL;
+        if (p->arena) {
+            p->arena_bytes = bytes;
+            p->state = PLAN_READY;
+            s->last_arena_bytes = bytes;
+        }
+    } else if (f->plan_mode == FRAME_PLAN_USE && (f->plan_broken || !ok)) {
+        p->state = PLAN_RECORD;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_frame_t *parent,
                                  const kiln_value_t *const *inputs, kiln_value_t **outputs)
 {
@@ -300,13 +691,21 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
     f.slots = calloc((size_t)nv + 1, sizeof *f.slots);
     f.owned = calloc((size_t)nv + 1, sizeof *f.owned);
     f.remaining = calloc((size_t)nv + 1, sizeof *f.remaining);
+    f.view_of = malloc(((size_t)nv + 1) * sizeof *f.view_of);
+    f.views = calloc((size_t)nv + 1, sizeof *f.views);
+    f.entry = malloc(((size_t)nv + 1) * sizeof *f.entry);
     f.borrowed = calloc((size_t)g->n_initializers + 1, sizeof *f.borrowed);
-    if (!f.slots || !f.owned || !f.remaining || !f.borrowed) {
+    if (!f.slots || !f.owned || !f.remaining || !f.view_of || !f.views || !f.entry || !f.borrowed) {
         st = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory running graph '%s'", g->name);
         goto done;
     }
-    for (int v = 0; v < nv; v++)
+    for (int v = 0; v < nv; v++) {
         f.remaining[v] = g->values[v].consumers;
+        f.view_of[v] = -1;
+        f.entry[v] = -1;
+    }
+    if (!parent)
+        plan_begin(s, g, inputs, &f);
     for (int i = 0; i < g->n_initializers; i++) {
         f.borrowed[i].kind = KILN_VALUE_TENSOR;
         f.borrowed[i].tensor = g->initializers[i];
@@ -342,6 +741,7 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
                                     &kernel);
         if (st)
             break;
+        f.step = i;
         kiln_kernel_ctx_t ctx = {.session = s, .frame = &f, .node = node};
         st = kernel->run(&ctx);
         if (st == KILN_OK && ctx.status)
@@ -378,8 +778,11 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
                 st = kiln_fail(KILN_ERR_RUNTIME, "graph '%s': output '%s' was not produced", g->name, g->values[v].name);
                 break;
             }
-            /* An output may be listed twice or be borrowed: hand out a copy then. */
-            bool take = f.owned[v] && f.slots[v] == val;
+            /* An output may be listed twice, be borrowed, or share storage
+             * (a view, the arena): hand out a copy then. */
+            bool take = f.owned[v] && f.slots[v] == val && f.view_of[v] < 0 &&
+                        !(val->kind == KILN_VALUE_TENSOR && val->tensor && val->tensor->data &&
+                          !val->tensor->owns_data);
             for (int j = k + 1; j < g->n_outputs && take; j++)
                 take = g->outputs[j] != v;
             if (take) {
@@ -409,9 +812,14 @@ done:
         for (int v = 0; v < nv; v++)
             if (f.owned[v])
                 kiln_value_free(f.slots[v]);
+    if (f.plan)
+        plan_end(s, &f, st == KILN_OK);
     free(f.slots);
     free(f.owned);
     free(f.remaining);
+    free(f.view_of);
+    free(f.views);
+    free(f.entry);
     free(f.borrowed);
     return st;
 }
@@ -433,7 +841,7 @@ static bool dims_match(const kiln_value_info_t *vi, const kiln_tensor_t *t)
 kiln_status_t kiln_session_run(kiln_session_t *s, int input_count, const char *const *input_names,
                                const kiln_tensor_t *const *inputs, int output_count, kiln_tensor_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (output_count != g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "the model has %d outputs, output_count is %d", g->n_outputs,
                          output_count);
@@ -506,7 +914,7 @@ done:
 kiln_status_t kiln_session_run_values(kiln_session_t *s, int n_inputs, const kiln_value_t *const *inputs,
                                       kiln_value_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     const kiln_value_t **in_ptrs = calloc((size_t)g->n_inputs + 1, sizeof *in_ptrs);
     if (!in_ptrs)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");

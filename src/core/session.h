@@ -7,6 +7,19 @@
  * freed right after its last consumer ran (consumer counts come from the
  * graph check).  Subgraphs run in a child frame whose outer-scope values
  * point at the parent's slots.
+ *
+ * A value may be a view of another (Reshape, Identity ... share their
+ * input's elements): the frame keeps the source's storage until its last
+ * view is released too.  Graph outputs are handed to the caller as tensors
+ * that own their elements (a view or an arena-placed value is copied).
+ *
+ * Memory plan: the first run of the main graph records every output the
+ * kernels allocate (node, size, and when it was freed); an offline pass
+ * places them in one arena so that values alive at the same time do not
+ * overlap.  Later runs with the same input shapes take their outputs from
+ * the arena at the planned offsets; any difference (another size, another
+ * order) falls back to the allocator for the rest of that run and records a
+ * new plan on the next.
  */
 #ifndef KILN_CORE_SESSION_H
 #define KILN_CORE_SESSION_H
@@ -15,15 +28,27 @@
 #include "core/threadpool.h"
 #include "kiln.h"
 
+struct kiln_opt_graph;
+
 struct kiln_session {
     kiln_model_t *model;
     kiln_model_ir_t *ir;
+    /* The graph this session runs and describes: the model's graph at
+     * optimization level 0, else the session's own optimized copy (opt
+     * owns it, and the weights the passes made; see opt/opt.h). */
+    const kiln_graph_t *graph;
+    struct kiln_opt_graph *opt;
     kiln_session_options_t options;
     kiln_threadpool_t *pool;
     /* Peak bytes of live intermediate tensors during the last run, and the
      * sum of all intermediate tensor sizes (reported by kiln bench). */
     size_t last_peak_bytes;
     size_t last_total_bytes;
+    /* The activation arena of the main graph (see session.c, "memory
+     * plan"): planned from the value lifetimes of a recorded run, reused by
+     * the runs after it while the input shapes stay the same. */
+    struct kiln_plan *plan;
+    size_t last_arena_bytes; /* planned arena size in force for the last run (0: none) */
 };
 
 /* Runs graph g with inputs (one per g->inputs entry; NULL = use the

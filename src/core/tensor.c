@@ -151,7 +151,7 @@ static kiln_tensor_t *tensor_header(kiln_dtype_t dtype, int rank, const int64_t 
     return t;
 }
 
-kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims)
+static kiln_tensor_t *tensor_alloc(kiln_dtype_t dtype, int rank, const int64_t *dims, bool zero)
 {
     int64_t count;
     kiln_tensor_t *t = tensor_header(dtype, rank, dims, &count);
@@ -167,9 +167,20 @@ kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims
             kiln_fail(KILN_ERR_NO_MEMORY, "out of memory allocating %zu bytes for a tensor", alloc);
             return NULL;
         }
-        memset(t->data, 0, alloc);
+        if (zero || dtype == KILN_DTYPE_STRING)
+            memset(t->data, 0, alloc);
     }
     return t;
+}
+
+kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims)
+{
+    return tensor_alloc(dtype, rank, dims, true);
+}
+
+kiln_tensor_t *kiln_tensor_new_uninit(kiln_dtype_t dtype, int rank, const int64_t *dims)
+{
+    return tensor_alloc(dtype, rank, dims, false);
 }
 
 kiln_tensor_t *kiln_tensor_create(kiln_dtype_t dtype, int rank, const int64_t *dims)
@@ -219,7 +230,7 @@ void kiln_tensor_free(kiln_tensor_t *t)
 
 kiln_tensor_t *kiln_tensor_clone(const kiln_tensor_t *src)
 {
-    kiln_tensor_t *t = kiln_tensor_new(src->dtype, src->rank, src->dims);
+    kiln_tensor_t *t = kiln_tensor_new_uninit(src->dtype, src->rank, src->dims);
     if (!t)
         return NULL;
     if (src->dtype == KILN_DTYPE_STRING) {

@@ -36,6 +36,9 @@ int64_t kiln_shape_count(int rank, const int64_t *dims, size_t elem_size);
 /* Allocates an owning tensor (zeroed).  Same as kiln_tensor_create but
  * reports errors with the tensor name for context (name may be NULL). */
 kiln_tensor_t *kiln_tensor_new(kiln_dtype_t dtype, int rank, const int64_t *dims);
+/* Same, but the elements are left uninitialized (the caller writes every
+ * one); string tensors are still zeroed (NULL pointers) so they can be freed. */
+kiln_tensor_t *kiln_tensor_new_uninit(kiln_dtype_t dtype, int rank, const int64_t *dims);
 
 /* A deep copy (owning) of t. */
 kiln_tensor_t *kiln_tensor_clone(const kiln_tensor_t *t);

@@ -5,8 +5,9 @@
  * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
  * the group's weights (M/group rows) multiply it.  The matrix is built a
- * block of output positions at a time, sized to stay in L2, so the GEMM
- * packs it from cache instead of streaming a huge buffer through memory.  A pointwise conv (1x1,
+ * block of output positions at a time, sized to stay in L2, and written
+ * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so
+ * it is neither streamed through memory nor copied a second time.  A pointwise conv (1x1,
  * stride 1, no pad) needs no im2col: the input already is that matrix.
  * Depthwise convs (one input channel per group) take a direct path, since
  * their GEMM would be a single row.
@@ -49,11 +50,17 @@ static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
 
 typedef struct im2col_job {
     const float *x;        /* the group's first input channel */
-    float *col;            /* rows = channel x kernel offset, cols = output positions [j0, j1) */
+    float *panels;         /* the column block in kiln_sgemm_packed_b's panel layout */
+    int64_t panel_width;   /* kiln_sgemm_panel_width() */
+    int64_t rows;          /* rows of the column matrix: channels x kernel volume */
     const kiln_window_t *w;
     int64_t in_vol, kernel_vol;
     int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
 } im2col_job_t;
+
+/* Most output positions per im2col block (one block row is built on the
+ * stack before it is spread into panels). */
+enum { IM2COL_MAX_COLS = 4096 };
 
 /* Writes output columns [ow0, ow1) of one output row of a column-matrix
  * row: src is the input row (already offset by the kernel column), zeros
@@ -84,7 +91,8 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
     const float *x = job->x + c * job->in_vol;
-    float *dst = job->col + row * (job->j1 - job->j0);
+    float line[IM2COL_MAX_COLS];
+    float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
     /* output columns ow whose input column lies inside [0, in[2]) */
     int64_t ow_lo = w_off >= 0 ? 0 : (-w_off + s2 - 1) / s2;
@@ -107,6 +115,21 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         dst += ow1 - ow0;
         j += ow1 - ow0;
     }
+    /* spread the row over the panels: row `row` of panel s holds columns
+     * [s*W, s*W + W) of the block, zero past its end */
+    int64_t cols = job->j1 - job->j0, width = job->panel_width;
+    for (int64_t j = 0; j < cols; j += width) {
+        float *out = job->panels + (j * job->rows + row * width);
+        int64_t n = cols - j < width ? cols - j : width;
+        if (n == 32) /* constant sizes inline into vector moves */
+            memcpy(out, line + j, 32 * sizeof *out);
+        else if (n == 16)
+            memcpy(out, line + j, 16 * sizeof *out);
+        else
+            memcpy(out, line + j, (size_t)n * sizeof *out);
+        for (int64_t q = n; q < width; q++)
+            out[q] = 0.0f;
+    }
 }
 
 static void im2col_rows(void *arg, int64_t begin, int64_t end)
@@ -125,7 +148,7 @@ static int64_t im2col_block_cols(int64_t rows, int64_t out_vol)
         cols = MIN_COLS;
     if (cols * 4 >= out_vol * 3) /* nearly everything: take it all in one block */
         cols = out_vol;
-    return cols;
+    return cols < IM2COL_MAX_COLS ? cols : IM2COL_MAX_COLS;
 }
 
 /* ---- Depthwise direct path ---------------------------------------------- */
@@ -243,7 +266,7 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 }
 
 /* The float32 computation of Conv into y (allocated by the caller with
- * the output shape, zero-filled). */
+ * the output shape; every element is written, so it need not be zeroed). */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
                                   const float *wd, const float *bd, float *yd)
 {
@@ -256,9 +279,11 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
     bool pointwise = is_pointwise(&s.w);
     int64_t col_rows = s.in_per_group * s.kernel_vol;
     int64_t block = pointwise ? s.out_vol : im2col_block_cols(col_rows, s.out_vol);
+    int64_t width = kiln_sgemm_panel_width();
+    int64_t block_padded = (block + width - 1) / width * width;
     float *col = NULL;
     if (!pointwise) {
-        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block) * sizeof *col);
+        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block_padded) * sizeof *col);
         if (!col)
             return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
                                  (long long)col_rows, (long long)block);
@@ -278,10 +303,10 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
-                im2col_job_t job = {xg, col, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
+                im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm(false, false, s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
-                           cols, bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
+                                    bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
             }
         }
     return KILN_OK;
@@ -319,7 +344,7 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         return st;
     int64_t dims[KILN_MAX_RANK];
     kiln_window_output_dims(&s.w, s.batch, s.out_channels, dims);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, x->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)

@@ -461,7 +461,7 @@ static kiln_status_t cast_to(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kil
     if ((int)to <= 0 || to >= KILN_DTYPE_COUNT_ || !castable(to) || !castable(x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "cast from %s to dtype %d", kiln_dtype_name(x->dtype),
                              (int)to);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, to, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, to, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (x->count == 0)

@@ -139,7 +139,7 @@ kiln_status_t kiln_unary_run(kiln_kernel_ctx_t *ctx, const kiln_unary_op_t *op, 
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "input dtype %s is not supported",
                              kiln_dtype_name(x->dtype));
     kiln_dtype_t out_dt = op->out_bool ? KILN_DTYPE_BOOL : x->dtype;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, out_index, out_dt, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, out_index, out_dt, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     return kiln_unary_into(ctx, op, x, y, p);
@@ -254,7 +254,7 @@ kiln_status_t kiln_binary_run(kiln_kernel_ctx_t *ctx, const kiln_binary_op_t *op
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "%s", why);
     }
     kiln_dtype_t out_dt = op->out_bool ? KILN_DTYPE_BOOL : a->dtype;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, out_index, out_dt, rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, out_index, out_dt, rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     return kiln_binary_into(ctx, op, a, b, y, p);

@@ -112,7 +112,7 @@ static kiln_status_t gather_run(kiln_kernel_ctx_t *ctx)
     int64_t *idx = tops_read_indices(ctx, ind, x->dims[axis], "indices");
     if (!idx)
         return kiln_ctx_status(ctx);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, rank, dims);
     int64_t outer = 1, inner = 1;
     for (int d = 0; d < axis; d++)
         outer *= x->dims[d];

@@ -191,9 +191,9 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
     .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
 
-/* C at most this many B panels wide reads A in place (see
- * macro_kernel_direct_a). */
-enum { DIRECT_A_MAX_PANELS = 4 };
+/* Column blocks at most this many B panels wide read A in place (see
+ * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
+enum { DIRECT_A_MAX_PANELS = 8 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
@@ -324,6 +324,7 @@ typedef struct sgemm_job {
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
+    const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -339,7 +340,8 @@ static int64_t min64(int64_t a, int64_t b)
 /* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
  * into C at (i0, j0). */
 static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
-                         int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc, float beta)
+                         int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
+                         float beta)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
@@ -347,7 +349,7 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * kc, c, job->ldc, mr, nr, job->alpha, beta);
+            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta);
         }
     }
 }
@@ -356,8 +358,8 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
  * C, each A element is used by only a few B panels, so packing A would
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
 static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
-                                  int64_t i0, int64_t mc, int64_t p0, int64_t j0, int64_t nc,
-                                  int64_t kc, float beta)
+                                  int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
+                                  int64_t nc, int64_t kc, float beta)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -367,13 +369,36 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         int nr = (int)min64(uk->nr, nc - jr);
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * kc, c,
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
                            job->ldc, nr, job->alpha, beta);
         }
         if (full < mc)
-            uk->run(kc, a_edge, b_pack + jr * kc, job->c + (i0 + full) * job->ldc + j0 + jr,
+            uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
                     job->ldc, (int)(mc - full), nr, job->alpha, beta);
     }
+}
+
+/* The plain-loop fallback when no packing memory is left: rows of C at
+ * (i0, j0), mc x nc, from A and either B or the caller's B panels. */
+static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64_t j0, int64_t nc)
+{
+    if (!job->b_panels) {
+        reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
+                       job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
+                       job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
+                       job->c + i0 * job->ldc + j0, job->ldc);
+        return;
+    }
+    int64_t nr = job->uk->nr;
+    for (int64_t i = i0; i < i0 + mc; i++)
+        for (int64_t j = j0; j < j0 + nc; j++) {
+            const float *panel = job->b_panels + j / nr * nr * job->k + j % nr;
+            float sum = 0.0f;
+            for (int64_t p = 0; p < job->k; p++)
+                sum += job->a[i * job->lda + p] * panel[p * nr];
+            float *cij = job->c + i * job->ldc + j;
+            *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
+        }
 }
 
 /* Tasks [begin, end): runs of consecutive tasks in one column block share
@@ -385,18 +410,15 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
     size_t a_bytes = (size_t)(round_up(job->mc, uk->mr) * job->kc) * sizeof(float);
     size_t b_bytes = (size_t)(round_up(job->nc, uk->nr) * job->kc) * sizeof(float);
     float *a_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_A, a_bytes);
-    float *b_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
+    float *b_pack = job->b_panels ? NULL : kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
     for (int64_t t = begin; t < end;) {
         int64_t jb = t / job->m_blocks;
         int64_t run_end = min64(end, (jb + 1) * job->m_blocks);
         int64_t j0 = jb * job->nc, nc = min64(job->nc, job->n - j0);
-        if (!a_pack || !b_pack) { /* out of memory: finish these rows with plain loops */
+        if (!a_pack || (!b_pack && !job->b_panels)) { /* out of memory */
             for (int64_t u = t; u < run_end; u++) {
-                int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
-                reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
-                               job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
-                               job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb,
-                               job->beta, job->c + i0 * job->ldc + j0, job->ldc);
+                int64_t i0 = (u % job->m_blocks) * job->mc;
+                fallback_block(job, i0, min64(job->mc, job->m - i0), j0, nc);
             }
             t = run_end;
             continue;
@@ -404,15 +426,23 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
         for (int64_t p0 = 0; p0 < job->k; p0 += job->kc) {
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
-            pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            /* B panel jr of this slice is at b_slice + jr * b_ld */
+            const float *b_slice = b_pack;
+            int64_t b_ld = kc;
+            if (job->b_panels) {
+                b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
+                b_ld = job->k;
+            } else {
+                pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
-                    macro_kernel_direct_a(job, a_pack, b_pack, i0, mc, p0, j0, nc, kc, beta);
+                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta);
                     continue;
                 }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                macro_kernel(job, a_pack, b_pack, i0, mc, j0, nc, kc, beta);
+                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta);
             }
         }
         t = run_end;
@@ -433,7 +463,7 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->n <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -552,6 +582,27 @@ void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
                        .ldb = ldb, .ldc = ldc, .c = c};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+int kiln_sgemm_panel_width(void)
+{
+    return choose_ukernel()->nr;
+}
+
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
+                         const kiln_gemm_parallel_t *par)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_rows(0, m, n, beta, c, ldc);
+        return;
+    }
+    sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
+                       .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

@@ -47,6 +47,18 @@ void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                 int64_t ldc, const kiln_gemm_parallel_t *par);
 
+/* The fast path with B supplied already packed, for callers that can lay
+ * out B themselves (Conv writes its im2col straight into this form):
+ * B is k x n, not transposed, stored as ceil(n / W) panels of W columns,
+ * W = kiln_sgemm_panel_width(); panel s holds rows 0..k-1 of columns
+ * [s*W, s*W + W), W floats per row (columns past n are ignored), panels
+ * one after another (k * W floats each).  b_panels must be 64-byte
+ * aligned.  A is m x k row-major (not transposed). */
+int kiln_sgemm_panel_width(void);
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
+                         const kiln_gemm_parallel_t *par);
+
 /* The portable reference: plain loops, single-threaded. */
 void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,

@@ -22,6 +22,10 @@
 
 enum { TILE_M = 12, TILE_N = 32 };
 
+/* Direct-A kernel prefetch: every 16 steps of k (one cache line of a row),
+ * PREFETCH_AHEAD floats ahead. */
+enum { PREFETCH_EVERY = 16, PREFETCH_AHEAD = 64 };
+
 /* Writes the mr x nr corner of alpha*acc + beta*C (C not read when beta
  * is 0); full tiles with plain stores, edges with masked ones. */
 static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][2], float *c,
@@ -120,6 +124,12 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
+            if ((k & (PREFETCH_EVERY - 1)) == 0) {
+                /* twelve strided streams: fetch each row's next lines early */
+#pragma GCC unroll 12
+                for (int i = 0; i < TILE_M; i++)
+                    _mm_prefetch((const char *)(rows[i] + PREFETCH_AHEAD), _MM_HINT_T0);
+            }
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++) {
                 __m512 av = _mm512_set1_ps(*rows[i]);

@@ -92,6 +92,18 @@ bool kiln_ctx_output_wanted(const kiln_kernel_ctx_t *ctx, int i);
  * tensor is simply dropped after the kernel), so kernels need not check. */
 kiln_tensor_t *kiln_ctx_output(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank,
                                const int64_t *dims);
+/* Same, but the elements are not zeroed: for kernels that write every
+ * element of the output (the memset is a few percent of a run otherwise). */
+kiln_tensor_t *kiln_ctx_output_uninit(kiln_kernel_ctx_t *ctx, int i, kiln_dtype_t dtype, int rank,
+                                      const int64_t *dims);
+/* Makes output i a view of input `input`: the same elements (no copy) under
+ * a new shape with the same element count (Reshape, Flatten, Squeeze,
+ * Unsqueeze, Identity).  The executor keeps the input's storage alive while
+ * the view is, and copies a view that is a graph output.  The kernel must
+ * not write through the returned tensor.  NULL with the error set when the
+ * input is missing or the counts differ. */
+kiln_tensor_t *kiln_ctx_output_view(kiln_kernel_ctx_t *ctx, int i, int input, int rank,
+                                    const int64_t *dims);
 /* Sets output i to a value built by the kernel (sequences, optionals, or a
  * tensor made elsewhere); takes ownership. */
 kiln_status_t kiln_ctx_set_output_value(kiln_kernel_ctx_t *ctx, int i, kiln_value_t *value);
@@ -133,5 +145,6 @@ void kiln_ops_register_rnn(kiln_registry_t *reg);         /* ops/rnn.c */
 void kiln_ops_register_signal(kiln_registry_t *reg);      /* ops/signal.c: DFT, STFT, windows */
 void kiln_ops_register_text(kiln_registry_t *reg);        /* ops/text.c: StringNormalizer, TfIdf */
 void kiln_ops_register_misc(kiln_registry_t *reg);        /* ops/misc.c: Einsum, Det, Unique... */
+void kiln_ops_register_fused(kiln_registry_t *reg);       /* ops/fused.c: com.kiln ops of the optimizer */
 
 #endif

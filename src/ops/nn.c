@@ -58,7 +58,7 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st;
     if (c && (st = gemm_bias_shape(ctx, c, m, n, &bias)) != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, a->dtype, 2, (int64_t[]){m, n});
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, 2, (int64_t[]){m, n});
     if (!y)
         return kiln_ctx_status(ctx);
     bool use_c = c && beta != 0.0f;
@@ -214,7 +214,7 @@ static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st = kiln_matmul_shape(ctx, a, b, &s);
     if (st != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, a->dtype, s.out_rank, s.out_dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, s.out_rank, s.out_dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)

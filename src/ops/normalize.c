@@ -243,7 +243,7 @@ static kiln_status_t softmax_family_run(kiln_kernel_ctx_t *ctx, softmax_kind_t k
         kiln_axis_split(x->rank, x->dims, axis, &outer, &inner);
         n = x->dims[axis];
     }
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (x->count == 0)
@@ -580,7 +580,7 @@ static kiln_status_t layer_norm_run(kiln_kernel_ctx_t *ctx)
     if (scale->count == 0 || n % scale->count != 0 || (bias && (bias->count == 0 || n % bias->count != 0)))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
                              "Scale and B must broadcast to the normalized %lld elements", (long long)n);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     int64_t sdims[KILN_MAX_RANK];

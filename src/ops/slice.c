@@ -195,7 +195,7 @@ static kiln_status_t concat_run(kiln_kernel_ctx_t *ctx)
         }
         dims[axis] += t->dims[axis];
     }
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, first->dtype, first->rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, first->dtype, first->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     int64_t outer = 1, inner = 1;

@@ -129,6 +129,9 @@ static kiln_status_t identity_run(kiln_kernel_ctx_t *ctx)
     const kiln_value_t *x = kiln_ctx_input_value(ctx, 0);
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input is missing");
+    if (x->kind == KILN_VALUE_TENSOR) /* shares the input's elements */
+        return kiln_ctx_output_view(ctx, 0, 0, x->tensor->rank, x->tensor->dims) ? KILN_OK
+                                                                                 : kiln_ctx_status(ctx);
     kiln_value_t *y = kiln_value_clone(x);
     if (!y)
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "out of memory copying the input");
@@ -196,7 +199,9 @@ static kiln_status_t dropout_run(kiln_kernel_ctx_t *ctx)
     if (training && (ratio < 0.0 || ratio >= 1.0))
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "ratio %g is outside [0, 1)", ratio);
 
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    bool pass = !training || ratio == 0.0; /* y is x: a view, no copy */
+    kiln_tensor_t *y = pass ? kiln_ctx_output_view(ctx, 0, 0, x->rank, x->dims)
+                            : kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     kiln_tensor_t *mask = NULL;
@@ -207,10 +212,10 @@ static kiln_status_t dropout_run(kiln_kernel_ctx_t *ctx)
         if (!mask)
             return kiln_ctx_status(ctx);
     }
-    if (!training || ratio == 0.0) {
+    if (pass) {
         for (int64_t i = 0; mask && i < mask->count; i++)
             kiln_tensor_set_f64(mask, i, 1.0);
-        return tops_copy_tensor(ctx, y, x);
+        return KILN_OK;
     }
     if (!kiln_dtype_is_float(x->dtype))
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "training-mode dropout of %s",

@@ -56,7 +56,7 @@ static kiln_status_t transpose_run(kiln_kernel_ctx_t *ctx)
     int64_t dims[KILN_MAX_RANK];
     for (int d = 0; d < x->rank; d++)
         dims[d] = x->dims[perm[d]];
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, dims);
     if (!y)
         return kiln_ctx_status(ctx);
     return permute_copy(ctx, x, y, x->rank, x->dims, perm);

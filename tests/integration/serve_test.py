@@ -240,6 +240,11 @@ def main():
         text = data.decode()
         check(st == 200 and 'nv_inference_request_success{model="add",version="1"}' in text, "nv_inference metrics")
         check("nv_inference_pending_request_count" in text, "pending request gauge")
+        check('nv_inference_compute_input_duration_us{model="add",version="1"}' in text
+              and 'nv_inference_compute_output_duration_us{model="add",version="1"}' in text, "compute input/output counters")
+        inf = [l for l in text.splitlines()
+               if l.startswith('kiln_inference_request_duration_us_bucket{model="add",version="1",le="+Inf"}')]
+        check(inf and float(inf[0].split()[-1]) >= 80, f"latency histogram counts the requests: {inf}")
         if shutil.which("promtool"):
             # promtool 2.42 has no --lint switch: it reports parse errors and naming lint alike.
             # Triton's metric names (nv_inference_count, *_duration_us ...) are a contract, so

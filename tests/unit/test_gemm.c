@@ -67,6 +67,32 @@ static void check_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, float 
     free(c1);
 }
 
+/* kiln_sgemm_packed_b against the reference, B laid out in panels here. */
+static void check_packed_b(int64_t m, int64_t n, int64_t k, float beta, kiln_threadpool_t *pool)
+{
+    unsigned state = (unsigned)(m * 7 + n * 3 + k);
+    int64_t w = kiln_sgemm_panel_width(), panels = (n + w - 1) / w;
+    float *a = random_matrix(m * k, &state), *b = random_matrix(k * n, &state);
+    float *c0 = random_matrix(m * n, &state), *c1 = malloc((size_t)(m * n) * sizeof *c1);
+    float *bp = aligned_alloc(64, (size_t)(panels * w * k) * sizeof *bp);
+    memcpy(c1, c0, (size_t)(m * n) * sizeof *c1);
+    for (int64_t s = 0; s < panels; s++)
+        for (int64_t p = 0; p < k; p++)
+            for (int64_t j = 0; j < w; j++)
+                bp[(s * k + p) * w + j] = s * w + j < n ? b[p * n + s * w + j] : 12345.0f;
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
+    kiln_sgemm_reference(false, false, m, n, k, 1.5f, a, k, b, n, beta, c0, n);
+    kiln_sgemm_packed_b(m, n, k, 1.5f, a, k, bp, beta, c1, n, &par);
+    double err = max_error(c0, c1, m, n, n);
+    CHECK_MSG(err <= 1e-5 * (double)(k + 1) * 2.5, "packed_b %s m=%lld n=%lld k=%lld: error %g",
+              kiln_sgemm_path(), (long long)m, (long long)n, (long long)k, err);
+    free(a);
+    free(b);
+    free(c0);
+    free(c1);
+    free(bp);
+}
+
 static void check_sizes(kiln_threadpool_t *pool)
 {
     static const int64_t sizes[][3] = {{1, 1, 1},    {7, 13, 5},    {129, 65, 257},
@@ -75,6 +101,10 @@ static void check_sizes(kiln_threadpool_t *pool)
                                        {100, 49, 300}, {37, 20, 64}};
     static const float alphas[] = {1.0f, 0.5f};
     static const float betas[] = {0.0f, 1.0f, -0.25f};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        check_packed_b(sizes[s][0], sizes[s][1], sizes[s][2], 0.0f, pool);
+        check_packed_b(sizes[s][0], sizes[s][1], sizes[s][2], 0.5f, pool);
+    }
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (size_t ai = 0; ai < 2; ai++)
