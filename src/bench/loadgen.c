@@ -50,11 +50,11 @@
 
 #define MAX_LEVELS 64
 #define MAX_CONCURRENCY 4096
-#define TIMER_S 0.005          /* how often each loop checks deadlines and back-offs */
-#define BACKOFF_S 0.05         /* wait before reconnecting after a failure */
-#define CONNECT_TIMEOUT_S 5.0  /* at most; never more than the request timeout */
-#define SCRATCH_BYTES 65536    /* one receive buffer per client thread */
-#define PROBE_BODY_MAX 4096    /* bytes of a failed probe's answer kept for the message */
+#define TIMER_S 0.005         /* how often each loop checks deadlines and back-offs */
+#define BACKOFF_S 0.05        /* wait before reconnecting after a failure */
+#define CONNECT_TIMEOUT_S 5.0 /* at most; never more than the request timeout */
+#define SCRATCH_BYTES 65536   /* one receive buffer per client thread */
+#define PROBE_BODY_MAX 4096   /* bytes of a failed probe's answer kept for the message */
 
 /* ---- The incremental HTTP/1.1 response reader ------------------------- */
 
@@ -286,11 +286,11 @@ bool kiln_http_reader_eof(kiln_http_reader_t *r)
 typedef struct loadgen_args {
     const char *url;
     const char *model;
-    const char *version;   /* NULL: the server's choice */
+    const char *version; /* NULL: the server's choice */
     int levels[MAX_LEVELS];
     int n_levels;
     double duration_s, warmup_s, timeout_s;
-    int threads;           /* client threads; 0 = automatic */
+    int threads; /* client threads; 0 = automatic */
     bool binary, json;
     int n_inputs;
     char **input_names, **input_files;
@@ -395,7 +395,8 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
             a->version = argv[++i];
         } else if (!strcmp(arg, "--concurrency")) {
             if (!parse_levels(argv[++i], a)) {
-                fprintf(stderr, "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
+                fprintf(stderr,
+                        "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
                         MAX_CONCURRENCY, val);
                 return EXIT_BAD;
             }
@@ -429,7 +430,8 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 a->input_files[a->n_inputs++] = (char *)eq + 1;
             } else {
                 if (!parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
-                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n", eq + 1);
+                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n",
+                            eq + 1);
                     return EXIT_BAD;
                 }
                 a->shape_names[a->n_shapes++] = strndup(v, (size_t)(eq - v));
@@ -455,13 +457,13 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
 
 typedef struct target {
     kiln_http_url_t url;
-    char prefix[512];                 /* the URL's path without the trailing '/' */
-    char model_path[1024];            /* prefix/v2/models/NAME[/versions/V] */
+    char prefix[512];      /* the URL's path without the trailing '/' */
+    char model_path[1024]; /* prefix/v2/models/NAME[/versions/V] */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char *request;                    /* the whole HTTP request: headers and body */
+    char *request; /* the whole HTTP request: headers and body */
     size_t request_len, body_len;
-    int batch;                        /* inferences per request: the batch dim when the model batches */
+    int batch; /* inferences per request: the batch dim when the model batches */
     double timeout_s, connect_timeout_s;
 } target_t;
 
@@ -616,7 +618,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     meta = json_loads(body, 0, &jerr);
     json_t *inputs = meta ? json_object_get(meta, "inputs") : NULL;
     if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
-        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model, t->url.text);
+        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model,
+                t->url.text);
         goto done;
     }
     n = json_array_size(inputs);
@@ -631,7 +634,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         json_t *js = json_object_get(in, "shape");
         if (!json_is_string(jn) || !json_is_string(jt) || !json_is_array(js) ||
             json_array_size(js) > KILN_MAX_RANK) {
-            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model, i);
+            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model,
+                    i);
             goto done;
         }
         const char *name = json_string_value(jn);
@@ -652,7 +656,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             continue;
         }
         if (dtype == KILN_DTYPE_UNDEFINED) {
-            fprintf(stderr, "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
+            fprintf(stderr,
+                    "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
                     name, json_string_value(jt));
             goto done;
         }
@@ -678,16 +683,16 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         for (size_t i = 0; i < n; i++)
             found |= names[i] && !strcmp(names[i], a->input_names[k]);
         if (!found) {
-            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n", a->input_names[k],
-                    a->model);
+            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n",
+                    a->input_names[k], a->model);
             goto done;
         }
     }
     t->batch = batch_size(t, a, tensors[0]);
     char *payload = NULL;
     size_t payload_len = 0, json_len = 0;
-    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors, a->binary,
-                              a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
+    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors,
+                              a->binary, a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;
     }
@@ -695,11 +700,12 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     bool v6 = strchr(t->url.host, ':') != NULL;
     snprintf(host, sizeof host, "%s%s%s:%s", v6 ? "[" : "", t->url.host, v6 ? "]" : "", t->url.port);
     snprintf(path, sizeof path, "%s/infer", t->model_path);
-    int hl = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", path, host,
-                      json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
+    int hl = snprintf(
+        head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+        path, host, json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
     if (json_len != payload_len)
-        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n", json_len);
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n",
+                       json_len);
     hl += snprintf(head + hl, sizeof head - (size_t)hl, "\r\n");
     t->request = malloc((size_t)hl + payload_len);
     if (!t->request) {
@@ -735,22 +741,27 @@ enum { SLOT_CONNECT = 600, SLOT_TIMEOUT, SLOT_BROKEN, N_SLOTS };
 static const char *slot_name(int slot, char *buf, size_t size)
 {
     switch (slot) {
-    case SLOT_CONNECT: return "connect";
-    case SLOT_TIMEOUT: return "timeout";
-    case SLOT_BROKEN: return "connection";
-    default: snprintf(buf, size, "%d", slot); return buf;
+    case SLOT_CONNECT:
+        return "connect";
+    case SLOT_TIMEOUT:
+        return "timeout";
+    case SLOT_BROKEN:
+        return "connection";
+    default:
+        snprintf(buf, size, "%d", slot);
+        return buf;
     }
 }
 
 enum { CONN_IDLE, CONN_CONNECTING, CONN_SENDING, CONN_RECEIVING, CONN_BACKOFF, CONN_DONE };
 
 typedef struct conn {
-    int fd;             /* -1 when closed */
+    int fd; /* -1 when closed */
     int state;
-    size_t sent;        /* request bytes sent so far */
-    double start;       /* when the request's first byte was sent */
-    double deadline;    /* connect or request deadline */
-    double retry_at;    /* end of a back-off */
+    size_t sent;     /* request bytes sent so far */
+    double start;    /* when the request's first byte was sent */
+    double deadline; /* connect or request deadline */
+    double retry_at; /* end of a back-off */
     kiln_http_reader_t rd;
 } conn_t;
 
@@ -758,21 +769,24 @@ static volatile sig_atomic_t g_interrupted;
 
 typedef struct worker {
     const target_t *t;
-    double t_start, t_end;   /* the measurement window */
-    long max_requests;       /* 0: until t_end; the probe uses 1 */
+    double t_start, t_end; /* the measurement window */
+    long max_requests;     /* 0: until t_end; the probe uses 1 */
     conn_t *conns;
     int n_conns;
     int epfd;
     char *scratch;
-    double *lat;             /* latencies (ms) of successes inside the window */
+    double *lat; /* latencies (ms) of successes inside the window */
     size_t n_lat, cap_lat;
     uint64_t errors[N_SLOTS];
-    long finished;           /* answers and failures, window or not */
-    char first_error[256];   /* the first network failure, for the report */
+    long finished;         /* answers and failures, window or not */
+    char first_error[256]; /* the first network failure, for the report */
     pthread_t thread;
 } worker_t;
 
-static double now_s(void) { return kiln_now_seconds(); }
+static double now_s(void)
+{
+    return kiln_now_seconds();
+}
 
 static bool stopping(const worker_t *w, double now)
 {
@@ -793,7 +807,8 @@ static void conn_fail(worker_t *w, conn_t *c, int slot, double now, const char *
     if (now >= w->t_start)
         w->errors[slot]++;
     if (!w->first_error[0])
-        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "",
+                 err ? strerror(err) : "");
     w->finished++;
     conn_close(c);
     c->state = CONN_BACKOFF;
@@ -976,8 +991,8 @@ static int worker_tick(worker_t *w, double now)
             conn_kick(w, c, now);
         else if ((c->state == CONN_CONNECTING || c->state == CONN_SENDING || c->state == CONN_RECEIVING) &&
                  now > c->deadline)
-            conn_fail(w, c, SLOT_TIMEOUT, now, c->state == CONN_CONNECTING ? "connect timed out" : "request timed out",
-                      0);
+            conn_fail(w, c, SLOT_TIMEOUT, now,
+                      c->state == CONN_CONNECTING ? "connect timed out" : "request timed out", 0);
         else if (c->state == CONN_IDLE)
             conn_kick(w, c, now);
         active += c->state != CONN_DONE;
@@ -1061,8 +1076,8 @@ static int probe(const target_t *t, const char *model)
     } else if (status != 200) {
         char msg[300];
         error_text(w.conns[0].rd.body, msg, sizeof msg);
-        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model, status,
-                msg);
+        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model,
+                status, msg);
     } else {
         rc = EXIT_OK;
     }
@@ -1113,7 +1128,8 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
     json_t *list = j ? json_object_get(j, "model_stats") : NULL;
     size_t i;
     json_t *e;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         json_t *name = json_object_get(e, "name"), *ver = json_object_get(e, "version");
         if (json_is_string(name) && strcmp(json_string_value(name), a->model))
             continue;
@@ -1139,15 +1155,15 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
 
 typedef struct level_result {
     int concurrency;
-    int batch;                /* inferences per request */
+    int batch; /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
-    uint64_t requests;        /* successes in the window */
+    uint64_t requests; /* successes in the window */
     uint64_t errors[N_SLOTS];
     uint64_t error_total;
     char first_error[256];
     bool server_ok;
-    server_stats_t d;         /* after - before */
+    server_stats_t d; /* after - before */
 } level_result_t;
 
 static void sleep_until(double when)
@@ -1250,12 +1266,21 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
     return rc;
 }
 
-static double per_request_us(uint64_t ns, uint64_t count) { return count ? (double)ns / (double)count / 1e3 : 0; }
+static double per_request_us(uint64_t ns, uint64_t count)
+{
+    return count ? (double)ns / (double)count / 1e3 : 0;
+}
 
-static double request_rate(const level_result_t *r) { return r->window_s > 0 ? (double)r->requests / r->window_s : 0; }
+static double request_rate(const level_result_t *r)
+{
+    return r->window_s > 0 ? (double)r->requests / r->window_s : 0;
+}
 
 /* Inferences per second: requests times the batch each carries. */
-static double throughput(const level_result_t *r) { return request_rate(r) * r->batch; }
+static double throughput(const level_result_t *r)
+{
+    return request_rate(r) * r->batch;
+}
 
 static double avg_batch(const server_stats_t *d)
 {
@@ -1269,8 +1294,8 @@ static void print_level_text(const level_result_t *r)
     printf("  Client:\n");
     printf("    Request count: %llu in %.2f s\n", (unsigned long long)r->requests, r->window_s);
     if (r->batch > 1)
-        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r), request_rate(r),
-               r->batch);
+        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r),
+               request_rate(r), r->batch);
     else
         printf("    Throughput: %.1f infer/sec\n", throughput(r));
     printf("    Latency: p50 %.0f usec, p90 %.0f usec, p95 %.0f usec, p99 %.0f usec, avg %.0f usec"
@@ -1297,7 +1322,8 @@ static void print_level_text(const level_result_t *r)
     printf("    Execution count: %llu (average batch size %.2f)\n", (unsigned long long)d->execution_count,
            avg_batch(d));
     printf("    Successful request count: %llu\n", (unsigned long long)d->success_count);
-    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer %.0f usec"
+    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer "
+           "%.0f usec"
            " + compute output %.0f usec)\n",
            per_request_us(d->success_ns, d->success_count), per_request_us(d->queue_ns, d->queue_count),
            per_request_us(d->input_ns, d->input_count), per_request_us(d->infer_ns, d->infer_count),
@@ -1377,7 +1403,8 @@ int kiln_loadgen_main(int argc, char **argv)
     if (rc != EXIT_OK)
         goto done;
     rc = EXIT_BAD;
-    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK || probe(&t, a.model) != EXIT_OK)
+    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK ||
+        probe(&t, a.model) != EXIT_OK)
         goto done;
     results = calloc((size_t)a.n_levels, sizeof *results);
     if (!results)
@@ -1391,8 +1418,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("  Server: %s, model '%s'%s%s, %d input%s, request %zu bytes (%s)\n", t.url.text, a.model,
                a.version ? " version " : "", a.version ? a.version : "", n_inputs, n_inputs == 1 ? "" : "s",
                t.body_len, a.binary ? "binary tensor data" : "JSON");
-        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n", a.warmup_s,
-               a.duration_s, a.timeout_s);
+        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n",
+               a.warmup_s, a.duration_s, a.timeout_s);
         fflush(stdout);
     }
     int done_levels = 0;
@@ -1433,7 +1460,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("\nInferences/Second vs. Client p50/p99 Latency\n");
         for (int i = 0; i < done_levels; i++) {
             const level_result_t *r = &results[i];
-            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, errors %llu",
+            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, "
+                   "errors %llu",
                    r->concurrency, throughput(r), r->lat.p50 * 1e3, r->lat.p99 * 1e3,
                    (unsigned long long)r->error_total);
             if (r->server_ok)
