@@ -54,7 +54,11 @@
 #define BACKOFF_S 0.05        /* wait before reconnecting after a failure */
 #define CONNECT_TIMEOUT_S 5.0 /* at most; never more than the request timeout */
 #define SCRATCH_BYTES 65536   /* one receive buffer per client thread */
-#define PROBE_BODY_MAX 4096   /* bytes of a failed probe's answer kept for the message */
+#define PROBE_BODY_MAX 4096
+#define N_PARTS 3 /* the window is also counted in thirds, to tell a steady rate from a drifting one */
+#define STABLE_WITHIN                                                                                        \
+    0.10 /* perf_analyzer's criterion: each part within 10% of the mean */ /* bytes of a failed probe's      \
+                                                                              answer kept for the message */
 
 /* ---- The incremental HTTP/1.1 response reader ------------------------- */
 
@@ -777,6 +781,7 @@ typedef struct worker {
     char *scratch;
     double *lat; /* latencies (ms) of successes inside the window */
     size_t n_lat, cap_lat;
+    uint64_t parts[N_PARTS]; /* successes in each third of the window */
     uint64_t errors[N_SLOTS];
     long finished;         /* answers and failures, window or not */
     char first_error[256]; /* the first network failure, for the report */
@@ -884,6 +889,8 @@ static void conn_finish(worker_t *w, conn_t *c, double now)
             }
             if (w->n_lat < w->cap_lat)
                 w->lat[w->n_lat++] = (now - c->start) * 1e3;
+            int part = (int)((now - w->t_start) * N_PARTS / (w->t_end - w->t_start));
+            w->parts[part < 0 ? 0 : part >= N_PARTS ? N_PARTS - 1 : part]++;
         }
     } else if (now >= w->t_start) {
         w->errors[status >= 100 && status < 600 ? status : SLOT_BROKEN]++;
@@ -1158,7 +1165,9 @@ typedef struct level_result {
     int batch; /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
-    uint64_t requests; /* successes in the window */
+    uint64_t requests;       /* successes in the window */
+    uint64_t parts[N_PARTS]; /* successes per third of the window */
+    bool stable;             /* every third within STABLE_WITHIN of their mean */
     uint64_t errors[N_SLOTS];
     uint64_t error_total;
     char first_error[256];
@@ -1230,6 +1239,8 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
         if (lat && ws[i].n_lat)
             memcpy(lat + k, ws[i].lat, ws[i].n_lat * sizeof *lat);
         k += ws[i].n_lat;
+        for (int p = 0; p < N_PARTS; p++)
+            out->parts[p] += ws[i].parts[p];
         for (int s = 0; s < N_SLOTS; s++) {
             out->errors[s] += ws[i].errors[s];
             out->error_total += ws[i].errors[s];
@@ -1238,6 +1249,10 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
             memcpy(out->first_error, ws[i].first_error, sizeof out->first_error);
     }
     out->requests = total;
+    out->stable = !g_interrupted && total > 0;
+    for (int p = 0; p < N_PARTS; p++)
+        if (fabs((double)out->parts[p] * N_PARTS - (double)total) > STABLE_WITHIN * (double)total)
+            out->stable = false;
     if (lat && total)
         kiln_latency_stats(lat, total, &out->lat);
     free(lat);
@@ -1287,6 +1302,12 @@ static double avg_batch(const server_stats_t *d)
     return d->execution_count ? (double)d->inference_count / (double)d->execution_count : 0;
 }
 
+/* Inferences per second in one third of the window. */
+static double part_throughput(const level_result_t *r, int p)
+{
+    return r->window_s > 0 ? (double)r->parts[p] * N_PARTS / r->window_s * r->batch : 0;
+}
+
 static void print_level_text(const level_result_t *r)
 {
     char name[16];
@@ -1298,6 +1319,13 @@ static void print_level_text(const level_result_t *r)
                request_rate(r), r->batch);
     else
         printf("    Throughput: %.1f infer/sec\n", throughput(r));
+    if (!r->stable && r->requests) {
+        printf("    Unsteady: the thirds of the window ran at");
+        for (int p = 0; p < N_PARTS; p++)
+            printf("%s %.1f", p ? "," : "", part_throughput(r, p));
+        printf(" infer/sec (not all within %.0f%% of their mean; try a longer --duration)\n",
+               STABLE_WITHIN * 100);
+    }
     printf("    Latency: p50 %.0f usec, p90 %.0f usec, p95 %.0f usec, p99 %.0f usec, avg %.0f usec"
            " (min %.0f, max %.0f)\n",
            r->lat.p50 * 1e3, r->lat.p90 * 1e3, r->lat.p95 * 1e3, r->lat.p99 * 1e3, r->lat.mean * 1e3,
@@ -1339,6 +1367,11 @@ static json_t *level_json(const level_result_t *r)
     json_object_set_new(o, "requests", json_integer((json_int_t)r->requests));
     json_object_set_new(o, "throughput_per_s", json_real(throughput(r)));
     json_object_set_new(o, "requests_per_s", json_real(request_rate(r)));
+    json_t *parts = json_array();
+    for (int p = 0; p < N_PARTS; p++)
+        json_array_append_new(parts, json_real(part_throughput(r, p)));
+    json_object_set_new(o, "throughput_by_third", parts);
+    json_object_set_new(o, "stable", json_boolean(r->stable));
     json_object_set_new(o, "p50_ms", json_real(r->lat.p50));
     json_object_set_new(o, "p90_ms", json_real(r->lat.p90));
     json_object_set_new(o, "p95_ms", json_real(r->lat.p95));
