@@ -35,6 +35,15 @@ kiln_status_t kiln_matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
 void kiln_matmul_batch_offsets(const kiln_matmul_shape_t *s, int64_t t, int64_t *a_off,
                                int64_t *b_off);
 
+/* nn.c: float16 / bfloat16 support.  The nn kernels compute those in
+ * float32: kiln_nn_float32_copy makes a float32 copy of a tensor of any
+ * float dtype (caller frees it with kiln_tensor_free; NULL on no memory)
+ * and kiln_nn_store_float32 rounds a float32 tensor into out (same count,
+ * any float dtype). */
+bool kiln_nn_is_half(kiln_dtype_t dtype);
+kiln_tensor_t *kiln_nn_float32_copy(const kiln_tensor_t *t);
+void kiln_nn_store_float32(const kiln_tensor_t *f, kiln_tensor_t *out);
+
 /* pool.c */
 kiln_status_t kiln_average_pool_run(kiln_kernel_ctx_t *ctx);
 kiln_status_t kiln_max_pool_run(kiln_kernel_ctx_t *ctx);

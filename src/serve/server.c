@@ -743,6 +743,11 @@ static void send_infer_response(evutil_socket_t fd, short what, void *arg)
     uint64_t compute_us = (r->end_ns - r->start_ns) / 1000;
     if (p->lv->stats) {
         kiln_model_stats_request(p->lv->stats, r->status == KILN_OK, queue_us, compute_us, total_us);
+        if (r->status != KILN_OK)
+            kiln_model_stats_failure_reason(p->lv->stats, p->closed || !p->http_req ? KILN_FAILURE_CANCELED
+                                                          : r->http_status == 503 ? KILN_FAILURE_REJECTED
+                                                          : r->http_status == 400 ? KILN_FAILURE_OTHER
+                                                                                  : KILN_FAILURE_BACKEND);
         kiln_model_stats_set_pending(p->lv->stats, kiln_runner_pending(p->lv->runner));
     }
     if (p->closed || !p->http_req) {
@@ -1002,8 +1007,10 @@ static void handle_infer(struct kiln_server *s, struct evhttp_request *req, cons
     evhttp_connection_set_closecb(conn, on_connection_close, p);
     if (kiln_runner_submit(lv->runner, r) != KILN_OK) {
         evhttp_connection_set_closecb(conn, NULL, NULL);
-        if (lv->stats)
+        if (lv->stats) {
             kiln_model_stats_request(lv->stats, 0, 0, 0, 0);
+            kiln_model_stats_failure_reason(lv->stats, KILN_FAILURE_REJECTED);
+        }
         reply_error(req, 503, "%s", kiln_last_error());
         pending_free(p);
         return;

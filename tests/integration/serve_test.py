@@ -235,6 +235,12 @@ def main():
         [t.start() for t in threads]
         [t.join() for t in threads]
         check(503 in codes and 200 in codes and set(codes) <= {200, 503}, f"queue limit answers 503: {sorted(codes)}")
+        time.sleep(1.2)  # the monitor samples once a second
+        st, h, data = s.request("GET", "/metrics", port=s.metrics_port)
+        rejected = [l for l in data.decode().splitlines()
+                    if l.startswith('nv_inference_request_failure{model="slow",version="1",reason="REJECTED"}')]
+        check(rejected and float(rejected[0].split()[-1]) == codes.count(503),
+              f"rejections counted with reason REJECTED: {rejected} vs {codes.count(503)}")
         # metrics
         st, h, data = s.request("GET", "/metrics", port=s.metrics_port)
         text = data.decode()
