@@ -764,6 +764,8 @@ typedef struct conn {
     int state;
     size_t sent;     /* request bytes sent so far */
     double start;    /* when the request's first byte was sent */
+    double sent_at;  /* when its last byte was sent */
+    double first_at; /* when the answer's first byte arrived (0: not yet) */
     double deadline; /* connect or request deadline */
     double retry_at; /* end of a back-off */
     kiln_http_reader_t rd;
@@ -781,7 +783,8 @@ typedef struct worker {
     char *scratch;
     double *lat; /* latencies (ms) of successes inside the window */
     size_t n_lat, cap_lat;
-    uint64_t parts[N_PARTS]; /* successes in each third of the window */
+    uint64_t parts[N_PARTS];       /* successes in each third of the window */
+    double send_s, wait_s, recv_s; /* sums over those successes: the phases of a request */
     uint64_t errors[N_SLOTS];
     long finished;         /* answers and failures, window or not */
     char first_error[256]; /* the first network failure, for the report */
@@ -827,6 +830,7 @@ static void begin_request(worker_t *w, conn_t *c, double now)
     c->state = CONN_SENDING;
     c->sent = 0;
     c->start = now;
+    c->sent_at = c->first_at = 0;
     c->deadline = now + w->t->timeout_s;
     kiln_http_reader_reset(&c->rd);
 }
@@ -889,6 +893,9 @@ static void conn_finish(worker_t *w, conn_t *c, double now)
             }
             if (w->n_lat < w->cap_lat)
                 w->lat[w->n_lat++] = (now - c->start) * 1e3;
+            w->send_s += c->sent_at - c->start;
+            w->wait_s += c->first_at - c->sent_at;
+            w->recv_s += now - c->first_at;
             int part = (int)((now - w->t_start) * N_PARTS / (w->t_end - w->t_start));
             w->parts[part < 0 ? 0 : part >= N_PARTS ? N_PARTS - 1 : part]++;
         }
@@ -938,8 +945,10 @@ static void conn_progress(worker_t *w, conn_t *c)
                 return;
             }
             c->sent += (size_t)n;
-            if (c->sent == t->request_len)
+            if (c->sent == t->request_len) {
+                c->sent_at = now_s();
                 c->state = CONN_RECEIVING;
+            }
             break;
         }
         case CONN_RECEIVING: {
@@ -961,6 +970,8 @@ static void conn_progress(worker_t *w, conn_t *c)
                 }
                 return;
             }
+            if (!c->first_at)
+                c->first_at = now_s();
             ssize_t used = kiln_http_reader_feed(&c->rd, w->scratch, (size_t)n);
             if (used < 0 || (used < n)) { /* malformed, or bytes after the answer: we never pipeline */
                 conn_fail(w, c, SLOT_BROKEN, now_s(), "malformed HTTP answer", 0);
@@ -1165,9 +1176,10 @@ typedef struct level_result {
     int batch; /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
-    uint64_t requests;       /* successes in the window */
-    uint64_t parts[N_PARTS]; /* successes per third of the window */
-    bool stable;             /* every third within STABLE_WITHIN of their mean */
+    uint64_t requests;                /* successes in the window */
+    uint64_t parts[N_PARTS];          /* successes per third of the window */
+    double send_us, wait_us, recv_us; /* per success: sending, waiting for the answer, receiving it */
+    bool stable;                      /* every third within STABLE_WITHIN of their mean */
     uint64_t errors[N_SLOTS];
     uint64_t error_total;
     char first_error[256];
@@ -1241,6 +1253,9 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
         k += ws[i].n_lat;
         for (int p = 0; p < N_PARTS; p++)
             out->parts[p] += ws[i].parts[p];
+        out->send_us += ws[i].send_s;
+        out->wait_us += ws[i].wait_s;
+        out->recv_us += ws[i].recv_s;
         for (int s = 0; s < N_SLOTS; s++) {
             out->errors[s] += ws[i].errors[s];
             out->error_total += ws[i].errors[s];
@@ -1249,6 +1264,11 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
             memcpy(out->first_error, ws[i].first_error, sizeof out->first_error);
     }
     out->requests = total;
+    if (total) {
+        out->send_us = out->send_us / (double)total * 1e6;
+        out->wait_us = out->wait_us / (double)total * 1e6;
+        out->recv_us = out->recv_us / (double)total * 1e6;
+    }
     out->stable = !g_interrupted && total > 0;
     for (int p = 0; p < N_PARTS; p++)
         if (fabs((double)out->parts[p] * N_PARTS - (double)total) > STABLE_WITHIN * (double)total)
@@ -1330,6 +1350,8 @@ static void print_level_text(const level_result_t *r)
            " (min %.0f, max %.0f)\n",
            r->lat.p50 * 1e3, r->lat.p90 * 1e3, r->lat.p95 * 1e3, r->lat.p99 * 1e3, r->lat.mean * 1e3,
            r->lat.min * 1e3, r->lat.max * 1e3);
+    printf("    Avg HTTP time: %.0f usec (send %.0f usec + response wait %.0f usec + receive %.0f usec)\n",
+           r->send_us + r->wait_us + r->recv_us, r->send_us, r->wait_us, r->recv_us);
     printf("    Errors: %llu", (unsigned long long)r->error_total);
     const char *sep = " (";
     for (int s = 0; s < N_SLOTS; s++)
@@ -1377,6 +1399,9 @@ static json_t *level_json(const level_result_t *r)
     json_object_set_new(o, "p95_ms", json_real(r->lat.p95));
     json_object_set_new(o, "p99_ms", json_real(r->lat.p99));
     json_object_set_new(o, "avg_ms", json_real(r->lat.mean));
+    json_object_set_new(o, "send_us", json_real(r->send_us));
+    json_object_set_new(o, "wait_us", json_real(r->wait_us));
+    json_object_set_new(o, "receive_us", json_real(r->recv_us));
     json_object_set_new(o, "min_ms", json_real(r->lat.min));
     json_object_set_new(o, "max_ms", json_real(r->lat.max));
     json_object_set_new(o, "errors", json_integer((json_int_t)r->error_total));

@@ -82,6 +82,8 @@ jcheck "server counts match the client's within the window" "$tmp/b.json" \
     'all(abs(l["server"]["inference_count"] - l["requests"]) <= 0.2 * l["requests"] + 50 for l in j["levels"])'
 jcheck "thirds of the window add up to the whole" "$tmp/b.json" \
     'all(len(l["throughput_by_third"]) == 3 and abs(sum(l["throughput_by_third"]) / 3 - l["throughput_per_s"]) < 1e-6 * l["throughput_per_s"] + 1e-9 and isinstance(l["stable"], bool) for l in j["levels"])'
+jcheck "send + wait + receive = average latency" "$tmp/b.json" \
+    'all(abs(l["send_us"] + l["wait_us"] + l["receive_us"] - 1000 * l["avg_ms"]) <= 0.01 * 1000 * l["avg_ms"] and l["wait_us"] > 0 for l in j["levels"])'
 jcheck "JSON names the model and the settings" "$tmp/b.json" \
     'j["model"] == "batched" and j["duration_s"] == 2 and j["batch_size"] == 1 and j["binary"] is False'
 
