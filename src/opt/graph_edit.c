@@ -76,8 +76,10 @@ kiln_status_t opt_refresh(kiln_opt_t *o)
             return o->status = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory optimizing graph '%s'", g->name);
         o->cap_index = cap;
     }
-    memset(o->uses, 0, (size_t)g->n_values * sizeof *o->uses);
-    memset(o->pinned, 0, (size_t)g->n_values * sizeof *o->pinned);
+    if (g->n_values) { /* an empty graph has no tables yet */
+        memset(o->uses, 0, (size_t)g->n_values * sizeof *o->uses);
+        memset(o->pinned, 0, (size_t)g->n_values * sizeof *o->pinned);
+    }
     for (int v = 0; v < g->n_values; v++)
         g->values[v].producer = -1;
     for (int i = 0; i < g->n_nodes; i++) {
