@@ -50,11 +50,15 @@
 
 #define MAX_LEVELS 64
 #define MAX_CONCURRENCY 4096
-#define TIMER_S 0.005          /* how often each loop checks deadlines and back-offs */
-#define BACKOFF_S 0.05         /* wait before reconnecting after a failure */
-#define CONNECT_TIMEOUT_S 5.0  /* at most; never more than the request timeout */
-#define SCRATCH_BYTES 65536    /* one receive buffer per client thread */
-#define PROBE_BODY_MAX 4096    /* bytes of a failed probe's answer kept for the message */
+#define TIMER_S 0.005         /* how often each loop checks deadlines and back-offs */
+#define BACKOFF_S 0.05        /* wait before reconnecting after a failure */
+#define CONNECT_TIMEOUT_S 5.0 /* at most; never more than the request timeout */
+#define SCRATCH_BYTES 65536   /* one receive buffer per client thread */
+#define PROBE_BODY_MAX 4096
+#define N_PARTS 3 /* the window is also counted in thirds, to tell a steady rate from a drifting one */
+#define STABLE_WITHIN                                                                                        \
+    0.10 /* perf_analyzer's criterion: each part within 10% of the mean */ /* bytes of a failed probe's      \
+                                                                              answer kept for the message */
 
 /* ---- The incremental HTTP/1.1 response reader ------------------------- */
 
@@ -286,11 +290,11 @@ bool kiln_http_reader_eof(kiln_http_reader_t *r)
 typedef struct loadgen_args {
     const char *url;
     const char *model;
-    const char *version;   /* NULL: the server's choice */
+    const char *version; /* NULL: the server's choice */
     int levels[MAX_LEVELS];
     int n_levels;
     double duration_s, warmup_s, timeout_s;
-    int threads;           /* client threads; 0 = automatic */
+    int threads; /* client threads; 0 = automatic */
     bool binary, json;
     int n_inputs;
     char **input_names, **input_files;
@@ -395,7 +399,8 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
             a->version = argv[++i];
         } else if (!strcmp(arg, "--concurrency")) {
             if (!parse_levels(argv[++i], a)) {
-                fprintf(stderr, "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
+                fprintf(stderr,
+                        "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
                         MAX_CONCURRENCY, val);
                 return EXIT_BAD;
             }
@@ -429,7 +434,8 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 a->input_files[a->n_inputs++] = (char *)eq + 1;
             } else {
                 if (!parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
-                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n", eq + 1);
+                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n",
+                            eq + 1);
                     return EXIT_BAD;
                 }
                 a->shape_names[a->n_shapes++] = strndup(v, (size_t)(eq - v));
@@ -455,13 +461,13 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
 
 typedef struct target {
     kiln_http_url_t url;
-    char prefix[512];                 /* the URL's path without the trailing '/' */
-    char model_path[1024];            /* prefix/v2/models/NAME[/versions/V] */
+    char prefix[512];      /* the URL's path without the trailing '/' */
+    char model_path[1024]; /* prefix/v2/models/NAME[/versions/V] */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char *request;                    /* the whole HTTP request: headers and body */
+    char *request; /* the whole HTTP request: headers and body */
     size_t request_len, body_len;
-    int batch;                        /* inferences per request: the batch dim when the model batches */
+    int batch; /* inferences per request: the batch dim when the model batches */
     double timeout_s, connect_timeout_s;
 } target_t;
 
@@ -616,7 +622,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     meta = json_loads(body, 0, &jerr);
     json_t *inputs = meta ? json_object_get(meta, "inputs") : NULL;
     if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
-        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model, t->url.text);
+        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model,
+                t->url.text);
         goto done;
     }
     n = json_array_size(inputs);
@@ -631,7 +638,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         json_t *js = json_object_get(in, "shape");
         if (!json_is_string(jn) || !json_is_string(jt) || !json_is_array(js) ||
             json_array_size(js) > KILN_MAX_RANK) {
-            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model, i);
+            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model,
+                    i);
             goto done;
         }
         const char *name = json_string_value(jn);
@@ -652,7 +660,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             continue;
         }
         if (dtype == KILN_DTYPE_UNDEFINED) {
-            fprintf(stderr, "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
+            fprintf(stderr,
+                    "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
                     name, json_string_value(jt));
             goto done;
         }
@@ -678,16 +687,16 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         for (size_t i = 0; i < n; i++)
             found |= names[i] && !strcmp(names[i], a->input_names[k]);
         if (!found) {
-            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n", a->input_names[k],
-                    a->model);
+            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n",
+                    a->input_names[k], a->model);
             goto done;
         }
     }
     t->batch = batch_size(t, a, tensors[0]);
     char *payload = NULL;
     size_t payload_len = 0, json_len = 0;
-    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors, a->binary,
-                              a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
+    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors,
+                              a->binary, a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;
     }
@@ -695,11 +704,12 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     bool v6 = strchr(t->url.host, ':') != NULL;
     snprintf(host, sizeof host, "%s%s%s:%s", v6 ? "[" : "", t->url.host, v6 ? "]" : "", t->url.port);
     snprintf(path, sizeof path, "%s/infer", t->model_path);
-    int hl = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", path, host,
-                      json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
+    int hl = snprintf(
+        head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+        path, host, json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
     if (json_len != payload_len)
-        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n", json_len);
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n",
+                       json_len);
     hl += snprintf(head + hl, sizeof head - (size_t)hl, "\r\n");
     t->request = malloc((size_t)hl + payload_len);
     if (!t->request) {
@@ -735,22 +745,29 @@ enum { SLOT_CONNECT = 600, SLOT_TIMEOUT, SLOT_BROKEN, N_SLOTS };
 static const char *slot_name(int slot, char *buf, size_t size)
 {
     switch (slot) {
-    case SLOT_CONNECT: return "connect";
-    case SLOT_TIMEOUT: return "timeout";
-    case SLOT_BROKEN: return "connection";
-    default: snprintf(buf, size, "%d", slot); return buf;
+    case SLOT_CONNECT:
+        return "connect";
+    case SLOT_TIMEOUT:
+        return "timeout";
+    case SLOT_BROKEN:
+        return "connection";
+    default:
+        snprintf(buf, size, "%d", slot);
+        return buf;
     }
 }
 
 enum { CONN_IDLE, CONN_CONNECTING, CONN_SENDING, CONN_RECEIVING, CONN_BACKOFF, CONN_DONE };
 
 typedef struct conn {
-    int fd;             /* -1 when closed */
+    int fd; /* -1 when closed */
     int state;
-    size_t sent;        /* request bytes sent so far */
-    double start;       /* when the request's first byte was sent */
-    double deadline;    /* connect or request deadline */
-    double retry_at;    /* end of a back-off */
+    size_t sent;     /* request bytes sent so far */
+    double start;    /* when the request's first byte was sent */
+    double sent_at;  /* when its last byte was sent */
+    double first_at; /* when the answer's first byte arrived (0: not yet) */
+    double deadline; /* connect or request deadline */
+    double retry_at; /* end of a back-off */
     kiln_http_reader_t rd;
 } conn_t;
 
@@ -758,21 +775,26 @@ static volatile sig_atomic_t g_interrupted;
 
 typedef struct worker {
     const target_t *t;
-    double t_start, t_end;   /* the measurement window */
-    long max_requests;       /* 0: until t_end; the probe uses 1 */
+    double t_start, t_end; /* the measurement window */
+    long max_requests;     /* 0: until t_end; the probe uses 1 */
     conn_t *conns;
     int n_conns;
     int epfd;
     char *scratch;
-    double *lat;             /* latencies (ms) of successes inside the window */
+    double *lat; /* latencies (ms) of successes inside the window */
     size_t n_lat, cap_lat;
+    uint64_t parts[N_PARTS];       /* successes in each third of the window */
+    double send_s, wait_s, recv_s; /* sums over those successes: the phases of a request */
     uint64_t errors[N_SLOTS];
-    long finished;           /* answers and failures, window or not */
-    char first_error[256];   /* the first network failure, for the report */
+    long finished;         /* answers and failures, window or not */
+    char first_error[256]; /* the first network failure, for the report */
     pthread_t thread;
 } worker_t;
 
-static double now_s(void) { return kiln_now_seconds(); }
+static double now_s(void)
+{
+    return kiln_now_seconds();
+}
 
 static bool stopping(const worker_t *w, double now)
 {
@@ -787,14 +809,14 @@ static void conn_close(conn_t *c)
 }
 
 static void conn_start(worker_t *w, conn_t *c, double now);
-static void conn_progress(worker_t *w, conn_t *c);
 
 static void conn_fail(worker_t *w, conn_t *c, int slot, double now, const char *what, int err)
 {
     if (now >= w->t_start)
         w->errors[slot]++;
     if (!w->first_error[0])
-        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "",
+                 err ? strerror(err) : "");
     w->finished++;
     conn_close(c);
     c->state = CONN_BACKOFF;
@@ -808,12 +830,14 @@ static void begin_request(worker_t *w, conn_t *c, double now)
     c->state = CONN_SENDING;
     c->sent = 0;
     c->start = now;
+    c->sent_at = c->first_at = 0;
     c->deadline = now + w->t->timeout_s;
     kiln_http_reader_reset(&c->rd);
 }
 
-/* Starts the next request on c: reconnects when needed, or retires c when
- * the level is over. */
+/* Prepares the next request on c: reconnects when needed, or retires c
+ * when the level is over.  Sends nothing itself (conn_progress does), so
+ * an answer that completes inside conn_progress never recurses. */
 static void conn_start(worker_t *w, conn_t *c, double now)
 {
     if (stopping(w, now)) {
@@ -850,7 +874,6 @@ static void conn_start(worker_t *w, conn_t *c, double now)
         }
     }
     begin_request(w, c, now);
-    conn_progress(w, c);
 }
 
 /* One answer has been read completely. */
@@ -870,6 +893,11 @@ static void conn_finish(worker_t *w, conn_t *c, double now)
             }
             if (w->n_lat < w->cap_lat)
                 w->lat[w->n_lat++] = (now - c->start) * 1e3;
+            w->send_s += c->sent_at - c->start;
+            w->wait_s += c->first_at - c->sent_at;
+            w->recv_s += now - c->first_at;
+            int part = (int)((now - w->t_start) * N_PARTS / (w->t_end - w->t_start));
+            w->parts[part < 0 ? 0 : part >= N_PARTS ? N_PARTS - 1 : part]++;
         }
     } else if (now >= w->t_start) {
         w->errors[status >= 100 && status < 600 ? status : SLOT_BROKEN]++;
@@ -917,8 +945,10 @@ static void conn_progress(worker_t *w, conn_t *c)
                 return;
             }
             c->sent += (size_t)n;
-            if (c->sent == t->request_len)
+            if (c->sent == t->request_len) {
+                c->sent_at = now_s();
                 c->state = CONN_RECEIVING;
+            }
             break;
         }
         case CONN_RECEIVING: {
@@ -940,6 +970,8 @@ static void conn_progress(worker_t *w, conn_t *c)
                 }
                 return;
             }
+            if (!c->first_at)
+                c->first_at = now_s();
             ssize_t used = kiln_http_reader_feed(&c->rd, w->scratch, (size_t)n);
             if (used < 0 || (used < n)) { /* malformed, or bytes after the answer: we never pipeline */
                 conn_fail(w, c, SLOT_BROKEN, now_s(), "malformed HTTP answer", 0);
@@ -955,6 +987,13 @@ static void conn_progress(worker_t *w, conn_t *c)
     }
 }
 
+/* conn_start, then send as far as the socket allows. */
+static void conn_kick(worker_t *w, conn_t *c, double now)
+{
+    conn_start(w, c, now);
+    conn_progress(w, c);
+}
+
 /* The 5 ms timer: deadlines, back-offs, interruption.  Returns the number of
  * connections not yet retired. */
 static int worker_tick(worker_t *w, double now)
@@ -967,13 +1006,13 @@ static int worker_tick(worker_t *w, double now)
             c->state = CONN_DONE;
         }
         if (c->state == CONN_BACKOFF && now >= c->retry_at)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         else if ((c->state == CONN_CONNECTING || c->state == CONN_SENDING || c->state == CONN_RECEIVING) &&
                  now > c->deadline)
-            conn_fail(w, c, SLOT_TIMEOUT, now, c->state == CONN_CONNECTING ? "connect timed out" : "request timed out",
-                      0);
+            conn_fail(w, c, SLOT_TIMEOUT, now,
+                      c->state == CONN_CONNECTING ? "connect timed out" : "request timed out", 0);
         else if (c->state == CONN_IDLE)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         active += c->state != CONN_DONE;
     }
     return active;
@@ -985,7 +1024,7 @@ static void *worker_run(void *arg)
     struct epoll_event events[256];
     double now = now_s(), last_tick = now;
     for (int i = 0; i < w->n_conns; i++)
-        conn_start(w, &w->conns[i], now);
+        conn_kick(w, &w->conns[i], now);
     for (;;) {
         int n = epoll_wait(w->epfd, events, 256, (int)(TIMER_S * 1000));
         for (int i = 0; i < n; i++)
@@ -1055,8 +1094,8 @@ static int probe(const target_t *t, const char *model)
     } else if (status != 200) {
         char msg[300];
         error_text(w.conns[0].rd.body, msg, sizeof msg);
-        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model, status,
-                msg);
+        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model,
+                status, msg);
     } else {
         rc = EXIT_OK;
     }
@@ -1107,7 +1146,8 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
     json_t *list = j ? json_object_get(j, "model_stats") : NULL;
     size_t i;
     json_t *e;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         json_t *name = json_object_get(e, "name"), *ver = json_object_get(e, "version");
         if (json_is_string(name) && strcmp(json_string_value(name), a->model))
             continue;
@@ -1133,15 +1173,18 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
 
 typedef struct level_result {
     int concurrency;
-    int batch;                /* inferences per request */
+    int batch; /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
-    uint64_t requests;        /* successes in the window */
+    uint64_t requests;                /* successes in the window */
+    uint64_t parts[N_PARTS];          /* successes per third of the window */
+    double send_us, wait_us, recv_us; /* per success: sending, waiting for the answer, receiving it */
+    bool stable;                      /* every third within STABLE_WITHIN of their mean */
     uint64_t errors[N_SLOTS];
     uint64_t error_total;
     char first_error[256];
     bool server_ok;
-    server_stats_t d;         /* after - before */
+    server_stats_t d; /* after - before */
 } level_result_t;
 
 static void sleep_until(double when)
@@ -1208,6 +1251,11 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
         if (lat && ws[i].n_lat)
             memcpy(lat + k, ws[i].lat, ws[i].n_lat * sizeof *lat);
         k += ws[i].n_lat;
+        for (int p = 0; p < N_PARTS; p++)
+            out->parts[p] += ws[i].parts[p];
+        out->send_us += ws[i].send_s;
+        out->wait_us += ws[i].wait_s;
+        out->recv_us += ws[i].recv_s;
         for (int s = 0; s < N_SLOTS; s++) {
             out->errors[s] += ws[i].errors[s];
             out->error_total += ws[i].errors[s];
@@ -1216,6 +1264,15 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
             memcpy(out->first_error, ws[i].first_error, sizeof out->first_error);
     }
     out->requests = total;
+    if (total) {
+        out->send_us = out->send_us / (double)total * 1e6;
+        out->wait_us = out->wait_us / (double)total * 1e6;
+        out->recv_us = out->recv_us / (double)total * 1e6;
+    }
+    out->stable = !g_interrupted && total > 0;
+    for (int p = 0; p < N_PARTS; p++)
+        if (fabs((double)out->parts[p] * N_PARTS - (double)total) > STABLE_WITHIN * (double)total)
+            out->stable = false;
     if (lat && total)
         kiln_latency_stats(lat, total, &out->lat);
     free(lat);
@@ -1244,16 +1301,31 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
     return rc;
 }
 
-static double per_request_us(uint64_t ns, uint64_t count) { return count ? (double)ns / (double)count / 1e3 : 0; }
+static double per_request_us(uint64_t ns, uint64_t count)
+{
+    return count ? (double)ns / (double)count / 1e3 : 0;
+}
 
-static double request_rate(const level_result_t *r) { return r->window_s > 0 ? (double)r->requests / r->window_s : 0; }
+static double request_rate(const level_result_t *r)
+{
+    return r->window_s > 0 ? (double)r->requests / r->window_s : 0;
+}
 
 /* Inferences per second: requests times the batch each carries. */
-static double throughput(const level_result_t *r) { return request_rate(r) * r->batch; }
+static double throughput(const level_result_t *r)
+{
+    return request_rate(r) * r->batch;
+}
 
 static double avg_batch(const server_stats_t *d)
 {
     return d->execution_count ? (double)d->inference_count / (double)d->execution_count : 0;
+}
+
+/* Inferences per second in one third of the window. */
+static double part_throughput(const level_result_t *r, int p)
+{
+    return r->window_s > 0 ? (double)r->parts[p] * N_PARTS / r->window_s * r->batch : 0;
 }
 
 static void print_level_text(const level_result_t *r)
@@ -1263,14 +1335,23 @@ static void print_level_text(const level_result_t *r)
     printf("  Client:\n");
     printf("    Request count: %llu in %.2f s\n", (unsigned long long)r->requests, r->window_s);
     if (r->batch > 1)
-        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r), request_rate(r),
-               r->batch);
+        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r),
+               request_rate(r), r->batch);
     else
         printf("    Throughput: %.1f infer/sec\n", throughput(r));
+    if (!r->stable && r->requests) {
+        printf("    Unsteady: the thirds of the window ran at");
+        for (int p = 0; p < N_PARTS; p++)
+            printf("%s %.1f", p ? "," : "", part_throughput(r, p));
+        printf(" infer/sec (not all within %.0f%% of their mean; try a longer --duration)\n",
+               STABLE_WITHIN * 100);
+    }
     printf("    Latency: p50 %.0f usec, p90 %.0f usec, p95 %.0f usec, p99 %.0f usec, avg %.0f usec"
            " (min %.0f, max %.0f)\n",
            r->lat.p50 * 1e3, r->lat.p90 * 1e3, r->lat.p95 * 1e3, r->lat.p99 * 1e3, r->lat.mean * 1e3,
            r->lat.min * 1e3, r->lat.max * 1e3);
+    printf("    Avg HTTP time: %.0f usec (send %.0f usec + response wait %.0f usec + receive %.0f usec)\n",
+           r->send_us + r->wait_us + r->recv_us, r->send_us, r->wait_us, r->recv_us);
     printf("    Errors: %llu", (unsigned long long)r->error_total);
     const char *sep = " (";
     for (int s = 0; s < N_SLOTS; s++)
@@ -1291,7 +1372,8 @@ static void print_level_text(const level_result_t *r)
     printf("    Execution count: %llu (average batch size %.2f)\n", (unsigned long long)d->execution_count,
            avg_batch(d));
     printf("    Successful request count: %llu\n", (unsigned long long)d->success_count);
-    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer %.0f usec"
+    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer "
+           "%.0f usec"
            " + compute output %.0f usec)\n",
            per_request_us(d->success_ns, d->success_count), per_request_us(d->queue_ns, d->queue_count),
            per_request_us(d->input_ns, d->input_count), per_request_us(d->infer_ns, d->infer_count),
@@ -1307,11 +1389,19 @@ static json_t *level_json(const level_result_t *r)
     json_object_set_new(o, "requests", json_integer((json_int_t)r->requests));
     json_object_set_new(o, "throughput_per_s", json_real(throughput(r)));
     json_object_set_new(o, "requests_per_s", json_real(request_rate(r)));
+    json_t *parts = json_array();
+    for (int p = 0; p < N_PARTS; p++)
+        json_array_append_new(parts, json_real(part_throughput(r, p)));
+    json_object_set_new(o, "throughput_by_third", parts);
+    json_object_set_new(o, "stable", json_boolean(r->stable));
     json_object_set_new(o, "p50_ms", json_real(r->lat.p50));
     json_object_set_new(o, "p90_ms", json_real(r->lat.p90));
     json_object_set_new(o, "p95_ms", json_real(r->lat.p95));
     json_object_set_new(o, "p99_ms", json_real(r->lat.p99));
     json_object_set_new(o, "avg_ms", json_real(r->lat.mean));
+    json_object_set_new(o, "send_us", json_real(r->send_us));
+    json_object_set_new(o, "wait_us", json_real(r->wait_us));
+    json_object_set_new(o, "receive_us", json_real(r->recv_us));
     json_object_set_new(o, "min_ms", json_real(r->lat.min));
     json_object_set_new(o, "max_ms", json_real(r->lat.max));
     json_object_set_new(o, "errors", json_integer((json_int_t)r->error_total));
@@ -1371,7 +1461,8 @@ int kiln_loadgen_main(int argc, char **argv)
     if (rc != EXIT_OK)
         goto done;
     rc = EXIT_BAD;
-    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK || probe(&t, a.model) != EXIT_OK)
+    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK ||
+        probe(&t, a.model) != EXIT_OK)
         goto done;
     results = calloc((size_t)a.n_levels, sizeof *results);
     if (!results)
@@ -1385,8 +1476,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("  Server: %s, model '%s'%s%s, %d input%s, request %zu bytes (%s)\n", t.url.text, a.model,
                a.version ? " version " : "", a.version ? a.version : "", n_inputs, n_inputs == 1 ? "" : "s",
                t.body_len, a.binary ? "binary tensor data" : "JSON");
-        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n", a.warmup_s,
-               a.duration_s, a.timeout_s);
+        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n",
+               a.warmup_s, a.duration_s, a.timeout_s);
         fflush(stdout);
     }
     int done_levels = 0;
@@ -1427,7 +1518,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("\nInferences/Second vs. Client p50/p99 Latency\n");
         for (int i = 0; i < done_levels; i++) {
             const level_result_t *r = &results[i];
-            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, errors %llu",
+            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, "
+                   "errors %llu",
                    r->concurrency, throughput(r), r->lat.p50 * 1e3, r->lat.p99 * 1e3,
                    (unsigned long long)r->error_total);
             if (r->server_ok)
