@@ -1409,6 +1409,16 @@ static double part_throughput(const level_result_t *r, int p)
     return r->window_s > 0 ? (double)r->parts[p] * N_PARTS / r->window_s * r->batch : 0;
 }
 
+/* The server's time per request outside its queue and compute phases, as
+ * perf_analyzer reports it ("overhead"); never below 0. */
+static double server_overhead_us(const server_stats_t *d)
+{
+    double o = per_request_us(d->success_ns, d->success_count) - per_request_us(d->queue_ns, d->queue_count) -
+               per_request_us(d->input_ns, d->input_count) - per_request_us(d->infer_ns, d->infer_count) -
+               per_request_us(d->output_ns, d->output_count);
+    return o > 0 ? o : 0;
+}
+
 static void print_level_text(const level_result_t *r)
 {
     char name[16];
@@ -1453,12 +1463,12 @@ static void print_level_text(const level_result_t *r)
     printf("    Execution count: %llu (average batch size %.2f)\n", (unsigned long long)d->execution_count,
            avg_batch(d));
     printf("    Successful request count: %llu\n", (unsigned long long)d->success_count);
-    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer "
-           "%.0f usec"
-           " + compute output %.0f usec)\n",
-           per_request_us(d->success_ns, d->success_count), per_request_us(d->queue_ns, d->queue_count),
-           per_request_us(d->input_ns, d->input_count), per_request_us(d->infer_ns, d->infer_count),
-           per_request_us(d->output_ns, d->output_count));
+    printf(
+        "    Avg request latency: %.0f usec (overhead %.0f usec + queue %.0f usec + compute input %.0f usec"
+        " + compute infer %.0f usec + compute output %.0f usec)\n",
+        per_request_us(d->success_ns, d->success_count), server_overhead_us(d),
+        per_request_us(d->queue_ns, d->queue_count), per_request_us(d->input_ns, d->input_count),
+        per_request_us(d->infer_ns, d->infer_count), per_request_us(d->output_ns, d->output_count));
 }
 
 static json_t *level_json(const level_result_t *r)
@@ -1501,6 +1511,7 @@ static json_t *level_json(const level_result_t *r)
         json_object_set_new(s, "success_count", json_integer((json_int_t)d->success_count));
         json_object_set_new(s, "avg_batch_size", json_real(avg_batch(d)));
         json_object_set_new(s, "request_us", json_real(per_request_us(d->success_ns, d->success_count)));
+        json_object_set_new(s, "overhead_us", json_real(server_overhead_us(d)));
         json_object_set_new(s, "queue_us", json_real(per_request_us(d->queue_ns, d->queue_count)));
         json_object_set_new(s, "compute_input_us", json_real(per_request_us(d->input_ns, d->input_count)));
         json_object_set_new(s, "compute_infer_us", json_real(per_request_us(d->infer_ns, d->infer_count)));
