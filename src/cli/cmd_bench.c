@@ -326,6 +326,8 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "activation_peak_bytes", json_integer((json_int_t)session->last_peak_bytes));
         json_object_set_new(j, "activation_total_bytes", json_integer((json_int_t)session->last_total_bytes));
         json_object_set_new(j, "arena_bytes", json_integer((json_int_t)session->last_arena_bytes));
+        json_object_set_new(j, "weights_prepacked_bytes", json_integer((json_int_t)session->packed_bytes));
+        json_object_set_new(j, "weights_released_bytes", json_integer((json_int_t)session->released_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");

@@ -159,6 +159,7 @@ typedef struct depthwise_job {
     const float *x, *w, *b;
     float *y;
     const conv_shapes_t *s;
+    const kiln_conv_epilogue_t *ep; /* applied to each plane when done, or NULL */
 } depthwise_job_t;
 
 /* The output positions o in [0, out) whose input o*stride + off lies in
@@ -215,8 +216,12 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
 
 static void depthwise_planes(void *arg, int64_t begin, int64_t end)
 {
-    for (int64_t p = begin; p < end; p++)
-        depthwise_plane(arg, p);
+    const depthwise_job_t *job = arg;
+    for (int64_t p = begin; p < end; p++) {
+        depthwise_plane(job, p);
+        if (job->ep) /* while the plane is in cache */
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+    }
 }
 
 /* ---- Conv ---------------------------------------------------------------- */
@@ -267,14 +272,41 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
+/* Runs the epilogue over rows x cols of y (row stride ld), split over the
+ * session's threads. */
+typedef struct epilogue_job {
+    const kiln_conv_epilogue_t *ep;
+    float *y, *y0; /* the block, and the whole output */
+    const float *bias; /* per row, or NULL */
+    int64_t cols, ld;
+} epilogue_job_t;
+
+static void epilogue_rows(void *arg, int64_t begin, int64_t end)
+{
+    const epilogue_job_t *job = arg;
+    for (int64_t r = begin; r < end; r++)
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
+                       job->bias ? job->bias[r] : 0.0f);
+}
+
+static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
+                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
+{
+    if (!ep)
+        return;
+    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
+    kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
+}
+
 /* The float32 computation of Conv into y (allocated by the caller with
- * the output shape; every element is written, so it need not be zeroed). */
+ * the output shape; every element is written, so it need not be zeroed),
+ * then the epilogue (may be NULL) on each block of y right after its GEMM. */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
-                                  const float *wd, const float *bd, float *yd)
+                                  const float *wd, const float *bd, float *yd, const kiln_conv_epilogue_t *ep)
 {
     conv_shapes_t s = *sp;
     if (s.in_per_group == 1 && s.group > 1) {
-        depthwise_job_t job = {xd, wd, bd, yd, &s};
+        depthwise_job_t job = {xd, wd, bd, yd, &s, ep};
         kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
         return KILN_OK;
     }
@@ -296,10 +328,14 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            kiln_sgemm_epilogue_t ep = {.row_bias = bd ? bd + g * s.out_per_group : NULL};
+            /* the bias is added by the GEMM while each block is in cache; a fused
+             * activation (ep) runs on the block right after */
+            const float *bg = bd ? bd + g * s.out_per_group : NULL;
+            kiln_sgemm_epilogue_t gep = {.row_bias = bg};
             if (pointwise) {
                 kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                              xg, s.out_vol, 0.0f, yg, s.out_vol, &ep, &par);
+                              xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
+                run_epilogue(ctx, ep, yg, yd, NULL, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             /* weights used by several blocks are packed once for all of them */
@@ -314,7 +350,8 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
                 kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
-                                    yg + j0, s.out_vol, &ep, &par);
+                                    yg + j0, s.out_vol, &gep, &par);
+                run_epilogue(ctx, ep, yg + j0, yd, NULL, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;
@@ -334,7 +371,7 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
     if ((*y)->count == 0)
         return KILN_OK;
-    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data);
+    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data, NULL);
     if (st != KILN_OK) {
         kiln_tensor_free(*y);
         *y = NULL;
@@ -369,6 +406,11 @@ static kiln_status_t conv_half(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
 
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
 {
+    return kiln_conv_run_epilogue(ctx, NULL);
+}
+
+kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep)
+{
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
     const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
     if (x && w && kiln_nn_is_half(x->dtype) && w->dtype == x->dtype && (!b || b->dtype == x->dtype))
@@ -384,7 +426,7 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
-    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data);
+    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data, ep);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------- */

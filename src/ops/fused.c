@@ -2,11 +2,14 @@
  * fused.c - kiln's own ops (domain com.kiln), made by the graph optimizer
  * (src/opt/) out of standard subgraphs:
  *
- *   FusedConv(X, W, B?)       Conv, then an activation on the output
+ *   FusedConv(X, W, B?, Z?)   Conv, + Z (a residual of the output's shape),
+ *                             then an activation on the output
  *   FusedGemm(A, B, C?)       Gemm (float32), then an activation
  *   FusedMatMul(A, B, bias?)  MatMul (numpy rules) + bias [N] along the last
  *                             axis, then an activation; transB = 1 reads B
- *                             with its last two axes swapped
+ *                             with its last two axes swapped; packed_b (a
+ *                             tensor attribute, with packed_width) holds a
+ *                             constant B already in the SGEMM's panels
  *   Gelu(X)                   0.5 x (1 + erf(x / sqrt 2))
  *   LayerNormalization(X, Scale, B)  the opset-17 op, for models of any opset
  *
@@ -18,28 +21,23 @@
  * the output, split over the session's threads, so the separate activation
  * op, its output tensor and one pass over memory disappear.
  */
+/* The loops run over any n and select with ?:, so ask for the full
+ * vectorizer cost model and allow speculating float ops (results are the
+ * same; only FP exception flags could differ). */
+#pragma GCC optimize("no-trapping-math", "vect-cost-model=dynamic")
+
 #include <math.h>
 #include <string.h>
 
+#include "ops/fused_epilogue.h"
 #include "ops/gemm.h"
+#include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
 
 /* ---- the activation epilogue ----------------------------------------------- */
 
-typedef enum act_kind {
-    ACT_NONE,
-    ACT_RELU,
-    ACT_CLIP,
-    ACT_SIGMOID,
-    ACT_TANH,
-    ACT_HARD_SIGMOID,
-    ACT_HARD_SWISH,
-    ACT_LEAKY_RELU,
-    ACT_GELU
-} act_kind_t;
-
 typedef struct activation {
-    act_kind_t kind;
+    kiln_act_kind_t kind;
     float alpha, beta;
     float *y;
 } activation_t;
@@ -48,14 +46,18 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
 {
     static const struct {
         const char *name;
-        act_kind_t kind;
-    } names[] = {{"Relu", ACT_RELU},         {"Clip", ACT_CLIP},
-                 {"Sigmoid", ACT_SIGMOID},   {"Tanh", ACT_TANH},
-                 {"HardSigmoid", ACT_HARD_SIGMOID}, {"HardSwish", ACT_HARD_SWISH},
-                 {"LeakyRelu", ACT_LEAKY_RELU}, {"Gelu", ACT_GELU}};
+        kiln_act_kind_t kind;
+    } names[] = {{"Relu", KILN_ACT_RELU},
+                 {"Clip", KILN_ACT_CLIP},
+                 {"Sigmoid", KILN_ACT_SIGMOID},
+                 {"Tanh", KILN_ACT_TANH},
+                 {"HardSigmoid", KILN_ACT_HARD_SIGMOID},
+                 {"HardSwish", KILN_ACT_HARD_SWISH},
+                 {"LeakyRelu", KILN_ACT_LEAKY_RELU},
+                 {"Gelu", KILN_ACT_GELU}};
     const kiln_node_t *node = kiln_ctx_node(ctx);
     const char *name = kiln_attr_string(node, "activation", NULL);
-    a->kind = ACT_NONE;
+    a->kind = KILN_ACT_NONE;
     a->alpha = kiln_attr_float(node, "activation_alpha", 0.0f);
     a->beta = kiln_attr_float(node, "activation_beta", 0.0f);
     if (!name)
@@ -68,55 +70,18 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
     return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown activation '%s'", name);
 }
 
-static inline float gelu(float x)
+/* y[i] = act(y[i] + bias) over [0, n) with the best loop for this CPU. */
+static void activate_bias(const activation_t *a, float *y, int64_t n, float bias)
 {
-    return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, bias, y, n);
+    else
+        kiln_act_loop(a->kind, a->alpha, a->beta, bias, y, n, expf, tanhf);
 }
 
-/* Applies the activation to y[0..n). */
 static void activate(const activation_t *a, float *y, int64_t n)
 {
-    float al = a->alpha, be = a->beta;
-    switch (a->kind) {
-    case ACT_NONE:
-        break;
-    case ACT_RELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-        break;
-    case ACT_CLIP:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] < al ? al : y[i] > be ? be : y[i];
-        break;
-    case ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] >= 0.0f ? 1.0f / (1.0f + expf(-y[i])) : expf(y[i]) / (1.0f + expf(y[i]));
-        break;
-    case ACT_TANH:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = tanhf(y[i]);
-        break;
-    case ACT_HARD_SIGMOID:
-        for (int64_t i = 0; i < n; i++) {
-            float v = al * y[i] + be;
-            y[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        }
-        break;
-    case ACT_HARD_SWISH:
-        for (int64_t i = 0; i < n; i++) {
-            float v = y[i] / 6.0f + 0.5f;
-            y[i] *= v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-        }
-        break;
-    case ACT_LEAKY_RELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] < 0.0f ? al * y[i] : y[i];
-        break;
-    case ACT_GELU:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = gelu(y[i]);
-        break;
-    }
+    activate_bias(a, y, n, 0.0f);
 }
 
 /* Elements per parallel chunk of the epilogue. */
@@ -130,7 +95,7 @@ static void activate_range(void *arg, int64_t begin, int64_t end)
 
 static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor_t *y)
 {
-    if (a->kind == ACT_NONE || y->count == 0)
+    if (a->kind == KILN_ACT_NONE || y->count == 0)
         return;
     a->y = y->data;
     kiln_ctx_parallel_for(ctx, y->count, ACT_GRAIN, activate_range, a);
@@ -138,21 +103,49 @@ static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor
 
 /* ---- FusedConv ------------------------------------------------------------- */
 
+/* FusedConv's epilogue: bias, the residual Z (when present), activation. */
+typedef struct conv_epilogue {
+    activation_t act;
+    const float *z; /* Z, shaped as the output, or NULL */
+} conv_epilogue_t;
+
+static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n, float bias)
+{
+    const conv_epilogue_t *e = arg;
+    if (e->z) {
+        const float *z = e->z + offset;
+        for (int64_t i = 0; i < n; i++)
+            y[i] += z[i];
+    }
+    activate_bias(&e->act, y, n, bias);
+}
+
+/* FusedConv(X, W, B?, Z?): Z must have the output's shape. */
 static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
 {
-    activation_t act;
-    kiln_status_t st = read_activation(ctx, &act);
+    conv_epilogue_t e = {.z = NULL};
+    kiln_status_t st = read_activation(ctx, &e.act);
     if (st)
         return st;
-    kiln_tensor_t *y = NULL;
-    st = kiln_conv_float32(ctx, kiln_ctx_input(ctx, 0), kiln_ctx_input(ctx, 1), kiln_ctx_input(ctx, 2), &y);
-    if (st)
-        return st;
-    activate_tensor(ctx, &act, y);
-    kiln_value_t *v = kiln_value_from_tensor(y);
-    if (!v)
-        kiln_tensor_free(y);
-    return kiln_ctx_set_output_value(ctx, 0, v);
+    const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1), *z = kiln_ctx_input(ctx, 3);
+    if (z) {
+        kiln_window_t win;
+        int64_t dims[KILN_MAX_RANK];
+        if (!x || !w || x->rank < 3 || w->rank != x->rank || z->dtype != KILN_DTYPE_FLOAT32)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                                 "X, W and Z must be float32 tensors of one rank");
+        if ((st = kiln_window_forward(ctx, x, w->dims + 2, false, &win)) != KILN_OK)
+            return st;
+        kiln_window_output_dims(&win, x->dims[0], w->dims[0], dims);
+        bool same = z->rank == x->rank;
+        for (int d = 0; same && d < z->rank; d++)
+            same = z->dims[d] == dims[d];
+        if (!same)
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Z must have the output's shape");
+        e.z = z->data;
+    }
+    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e};
+    return kiln_conv_run_epilogue(ctx, &ep);
 }
 
 /* ---- FusedGemm ------------------------------------------------------------- */
@@ -183,7 +176,7 @@ static kiln_status_t fused_gemm_run(kiln_kernel_ctx_t *ctx)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "C does not broadcast to [%lld,%lld]",
                                  (long long)m, (long long)n);
     }
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, 2, (int64_t[]){m, n});
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, 2, (int64_t[]){m, n});
     if (!y)
         return kiln_ctx_status(ctx);
     bool use_c = c && beta != 0.0f;
@@ -216,7 +209,8 @@ static bool batches_fold(const kiln_matmul_shape_t *s)
 
 static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
 {
-    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1), *bias = kiln_ctx_input(ctx, 2);
+    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1),
+                        *bias = kiln_ctx_input(ctx, 2);
     activation_t act;
     kiln_status_t st = read_activation(ctx, &act);
     if (st)
@@ -236,9 +230,10 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     if ((st = kiln_matmul_shape(ctx, a, &bview, &s)) != KILN_OK)
         return st;
     if (bias && bias->count != s.n)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "bias has %lld elements, the product %lld columns",
-                             (long long)bias->count, (long long)s.n);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims);
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT,
+                             "bias has %lld elements, the product %lld columns", (long long)bias->count,
+                             (long long)s.n);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
@@ -253,12 +248,23 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
         rows *= batches;
         batches = 1;
     }
+    /* B prepacked at load (opt/passes_fuse.c): one product over the panels */
+    const kiln_tensor_t *packed = kiln_attr_tensor(kiln_ctx_node(ctx), "packed_b");
+    int64_t w = kiln_sgemm_panel_width();
+    if (packed && batches == 1 && !tb && b->rank == 2 &&
+        kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
+        packed->count == (s.n + w - 1) / w * w * s.k) {
+        kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, a->data, s.k, NULL, packed->data, bias ? 1.0f : 0.0f, yd,
+                            s.n, NULL, &par);
+        activate_tensor(ctx, &act, y);
+        return KILN_OK;
+    }
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;
         kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
         kiln_sgemm(false, tb, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
-                   (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n, s.n,
-                   &par);
+                   (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n,
+                   s.n, &par);
     }
     activate_tensor(ctx, &act, y);
     return KILN_OK;
@@ -271,12 +277,12 @@ static kiln_status_t gelu_run(kiln_kernel_ctx_t *ctx)
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0);
     if (!x || x->dtype != KILN_DTYPE_FLOAT32)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "X must be float32");
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     if (y->count)
         memcpy(y->data, x->data, y->nbytes);
-    activation_t act = {.kind = ACT_GELU};
+    activation_t act = {.kind = KILN_ACT_GELU};
     activate_tensor(ctx, &act, y);
     return KILN_OK;
 }
@@ -300,10 +306,11 @@ void kiln_ops_register_fused(kiln_registry_t *reg)
         const char *op;
         kiln_kernel_run_fn run;
     } kernels[] = {
-        {"FusedConv", fused_conv_run},   {"FusedGemm", fused_gemm_run}, {"FusedMatMul", fused_matmul_run},
-        {"Gelu", gelu_run},              {"LayerNormalization", layer_norm_run},
+        {"FusedConv", fused_conv_run},          {"FusedGemm", fused_gemm_run},
+        {"FusedMatMul", fused_matmul_run},      {"Gelu", gelu_run},
+        {"LayerNormalization", layer_norm_run},
     };
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        kiln_register(reg, &(kiln_kernel_t){.domain = "com.kiln", .op = kernels[i].op, .since = 1,
-                                             .run = kernels[i].run});
+        kiln_register(reg, &(kiln_kernel_t){
+                               .domain = "com.kiln", .op = kernels[i].op, .since = 1, .run = kernels[i].run});
 }

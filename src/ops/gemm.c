@@ -328,6 +328,21 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
 
 /* ---- Blocked path ------------------------------------------------------- */
 
+/* A B matrix packed once (kiln_sgemm_pack_b): for each kc-deep slice of K
+ * (the depths plan_blocks picks for this k), all of op(B)'s columns as
+ * NR-wide micro-panels, exactly what pack_b writes for j0 = 0, nc = n.
+ * Slice p0 starts at panels + p0 * n_padded; the panel of columns from j0
+ * at + j0 * kc of that slice. */
+struct kiln_sgemm_packed_b {
+    const kiln_sgemm_ukernel_t *uk; /* the microkernel the panels are laid out for */
+    int64_t k, n, n_padded;         /* n_padded = n rounded up to NR */
+    bool trans_b;
+    const float *b;                 /* the source: only read while packing */
+    int64_t ldb;
+    float *panels;
+    size_t bytes;
+};
+
 typedef struct sgemm_job {
     const kiln_sgemm_ukernel_t *uk;
     bool trans_a, trans_b;
@@ -343,6 +358,7 @@ typedef struct sgemm_job {
     const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
     bool relu;                  /* epilogue: clamp C at 0 */
+    const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -474,6 +490,8 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
             if (job->b_panels) {
                 b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
                 b_ld = job->k;
+            } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
+                b_slice = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
             } else {
                 pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
             }
@@ -692,6 +710,135 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
                        .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+/* ---- Prepacked B -------------------------------------------------------- */
+
+/* Whether kiln_sgemm_prepacked takes the blocked path for these sizes (the
+ * others read the source B). */
+static bool prepacked_blocked(int64_t m, int64_t n, int64_t k)
+{
+    return m > 1 && n > 1 && k > 0 && m * n * k >= 8 * 8 * 8;
+}
+
+size_t kiln_sgemm_packed_b_size(int64_t k, int64_t n)
+{
+    return (size_t)(round_up(n, choose_ukernel()->nr) * k) * sizeof(float);
+}
+
+kiln_sgemm_packed_b_t *kiln_sgemm_pack_b_into(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                                              float *storage, float *scratch)
+{
+    if (k <= 0 || n <= 1)
+        return NULL;
+    kiln_sgemm_packed_b_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->uk = choose_ukernel();
+    p->k = k;
+    p->n = n;
+    p->n_padded = round_up(n, p->uk->nr);
+    p->trans_b = trans_b;
+    p->b = b;
+    p->ldb = ldb;
+    p->bytes = (size_t)(p->n_padded * k) * sizeof(float);
+    p->panels = storage;
+    float *dst = scratch ? scratch : storage;
+    /* the slice depths plan_blocks will choose for this k */
+    sgemm_job_t job = {.uk = p->uk, .m = 2, .n = n, .k = k};
+    plan_blocks(&job);
+    for (int64_t p0 = 0; p0 < k; p0 += job.kc) {
+        int64_t kc = min64(job.kc, k - p0);
+        pack_b(trans_b, b, ldb, p0, kc, 0, n, p->uk->nr, dst + p0 * p->n_padded);
+    }
+    if (scratch)
+        memcpy(storage, scratch, p->bytes);
+    return p;
+}
+
+kiln_sgemm_packed_b_t *kiln_sgemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb)
+{
+    if (k <= 0 || n <= 1)
+        return NULL;
+    size_t bytes = kiln_sgemm_packed_b_size(k, n);
+    float *storage = aligned_alloc(64, (size_t)round_up((int64_t)bytes, 64));
+    kiln_sgemm_packed_b_t *p = storage ? kiln_sgemm_pack_b_into(trans_b, k, n, b, ldb, storage, NULL) : NULL;
+    if (!p)
+        free(storage);
+    return p;
+}
+
+size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p)
+{
+    return p ? p->bytes : 0;
+}
+
+void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p)
+{
+    if (!p)
+        return;
+    free(p->panels);
+    free(p);
+}
+
+/* Small products (one row, tiny volumes): plain loops that read B's
+ * elements from the panels, so the source B is never needed. */
+typedef struct prepacked_rows_job {
+    const kiln_sgemm_packed_b_t *b;
+    float alpha;
+    const float *a;
+    int64_t lda;
+    float beta;
+    float *c;
+    int64_t ldc;
+} prepacked_rows_job_t;
+
+static void prepacked_rows(void *arg, int64_t begin, int64_t end)
+{
+    const prepacked_rows_job_t *j = arg;
+    const kiln_sgemm_packed_b_t *b = j->b;
+    sgemm_job_t plan = {.uk = b->uk, .m = 2, .n = b->n, .k = b->k};
+    plan_blocks(&plan);
+    int nr = b->uk->nr;
+    scale_rows(begin, end, b->n, j->beta, j->c, j->ldc);
+    for (int64_t p0 = 0; p0 < b->k; p0 += plan.kc) {
+        int64_t kc = min64(plan.kc, b->k - p0);
+        const float *slice = b->panels + p0 * b->n_padded;
+        for (int64_t i = begin; i < end; i++) {
+            float *crow = j->c + i * j->ldc;
+            const float *arow = j->a + i * j->lda + p0;
+            for (int64_t jr = 0; jr < b->n; jr += nr) {
+                const float *panel = slice + jr * kc;
+                int cols = (int)min64(nr, b->n - jr);
+                for (int64_t p = 0; p < kc; p++) {
+                    float av = j->alpha * arow[p];
+                    for (int s = 0; s < cols; s++)
+                        crow[jr + s] += av * panel[p * nr + s];
+                }
+            }
+        }
+    }
+}
+
+void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                          float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    if (m <= 0)
+        return;
+    if (alpha == 0.0f) {
+        scale_rows(0, m, b->n, beta, c, ldc);
+        return;
+    }
+    if (!prepacked_blocked(m, b->n, b->k)) {
+        prepacked_rows_job_t job = {b, alpha, a, lda, beta, c, ldc};
+        parallel_run(par, m, 32768 / (b->n * b->k + 1) + 1, prepacked_rows, &job);
+        return;
+    }
+    sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
+                       .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
+                       .b_packed = b};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

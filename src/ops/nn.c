@@ -258,6 +258,7 @@ typedef struct matmul_job {
     const kiln_tensor_t *a, *b;
     kiln_tensor_t *y;
     int64_t rows; /* rows of each GEMM (m, or every row when batches fold) */
+    const kiln_sgemm_packed_b_t *packed; /* B (a weight matrix) packed at session creation, or NULL */
 } matmul_job_t;
 
 /* Batch t of the MatMul; par NULL runs it on this thread. */
@@ -267,7 +268,10 @@ static void matmul_batch(const matmul_job_t *job, int64_t t, const kiln_gemm_par
     int64_t a_off, b_off;
     kiln_matmul_batch_offsets(s, t, &a_off, &b_off);
     int64_t y_off = t * s->m * s->n;
-    if (job->a->dtype == KILN_DTYPE_FLOAT32)
+    if (job->packed) /* B is 2-D: the same matrix for every batch */
+        kiln_sgemm_prepacked(job->rows, 1.0f, (const float *)job->a->data + a_off, s->k, job->packed, 0.0f,
+                             (float *)job->y->data + y_off, s->n, par);
+    else if (job->a->dtype == KILN_DTYPE_FLOAT32)
         kiln_sgemm(false, false, job->rows, s->n, s->k, 1.0f, (const float *)job->a->data + a_off,
                    s->k, (const float *)job->b->data + b_off, s->n, 0.0f,
                    (float *)job->y->data + y_off, s->n, par);
@@ -301,7 +305,9 @@ static kiln_status_t matmul_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
     }
     if (y->count == 0)
         return KILN_OK;
-    matmul_job_t job = {&s, a, b, y, s.m};
+    matmul_job_t job = {&s, a, b, y, s.m, NULL};
+    if (a->dtype == KILN_DTYPE_FLOAT32)
+        job.packed = kiln_ctx_input_prepacked(ctx, 1);
     int64_t batches = s.batch_count;
     if (matmul_folds(&s)) {
         job.rows = s.m * batches;

@@ -48,7 +48,8 @@ kiln_status_t opt_copy_graph(kiln_opt_t *o, const kiln_graph_t *src)
         arena_dup(o, src->initializer_values, (size_t)src->n_initializers, sizeof *src->initializer_values);
     if (!g->values || !g->nodes || !g->inputs || !g->outputs || !g->initializers || !g->initializer_values)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory copying graph '%s'", src->name);
-    memcpy(g->values, src->values, (size_t)src->n_values * sizeof *g->values);
+    if (src->n_values) /* a graph may have no values at all */
+        memcpy(g->values, src->values, (size_t)src->n_values * sizeof *g->values);
     for (int i = 0; i < g->n_nodes; i++) {
         kiln_node_t *n = &g->nodes[i];
         n->inputs = arena_dup(o, n->inputs, (size_t)n->n_inputs, sizeof *n->inputs);
@@ -158,7 +159,8 @@ bool opt_output_unused(const kiln_opt_t *o, const kiln_node_t *node, int k)
 
 bool opt_is_op(const kiln_node_t *node, const char *op)
 {
-    return node->op_type && (!node->domain[0] || !strcmp(node->domain, "ai.onnx")) && !strcmp(node->op_type, op);
+    return node->op_type && (!node->domain[0] || !strcmp(node->domain, "ai.onnx")) &&
+           !strcmp(node->op_type, op);
 }
 
 void opt_remove_node(kiln_opt_t *o, int i)
@@ -239,9 +241,7 @@ int opt_add_value(kiln_opt_t *o, const char *base)
     return v;
 }
 
-/* Keeps t in the owner's list of tensors to free; false when out of memory
- * (t is freed then). */
-static bool own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
+bool opt_own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
 {
     kiln_opt_graph_t *ow = o->owner;
     if (ow->n_owned == ow->cap_owned) {
@@ -261,11 +261,12 @@ static bool own_tensor(kiln_opt_t *o, kiln_tensor_t *t)
 
 bool opt_set_const(kiln_opt_t *o, int v, kiln_tensor_t *t)
 {
-    if (!own_tensor(o, t))
+    if (!opt_own_tensor(o, t))
         return false;
     kiln_graph_t *g = o->g;
     kiln_tensor_t **inits = arena_dup(o, g->initializers, (size_t)g->n_initializers + 1, sizeof *inits);
-    int *init_values = arena_dup(o, g->initializer_values, (size_t)g->n_initializers + 1, sizeof *init_values);
+    int *init_values =
+        arena_dup(o, g->initializer_values, (size_t)g->n_initializers + 1, sizeof *init_values);
     if (!inits || !init_values)
         return false;
     inits[g->n_initializers] = t;
@@ -345,6 +346,25 @@ void opt_set_attr_float(kiln_opt_t *o, kiln_node_t *node, const char *name, floa
     kiln_attr_t *a = attr_slot(o, node, name);
     a->type = KILN_ATTR_FLOAT;
     a->f = v;
+}
+
+bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n, const int64_t *v)
+{
+    int64_t *copy = arena_dup(o, v, (size_t)n, sizeof *v);
+    if (!copy)
+        return false;
+    kiln_attr_t *a = attr_slot(o, node, name);
+    a->type = KILN_ATTR_INTS;
+    a->ints = copy;
+    a->n = n;
+    return true;
+}
+
+void opt_set_attr_tensor(kiln_opt_t *o, kiln_node_t *node, const char *name, kiln_tensor_t *t)
+{
+    kiln_attr_t *a = attr_slot(o, node, name);
+    a->type = KILN_ATTR_TENSOR;
+    a->t = t;
 }
 
 void opt_set_attr_string(kiln_opt_t *o, kiln_node_t *node, const char *name, const char *v)

@@ -15,8 +15,11 @@
  *      only standard ONNX ops come out
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
- *      subgraphs -> com.kiln Gelu / LayerNormalization
- *   3  layout: level 2 plus transposes folded into FusedMatMul (transB)
+ *      subgraphs -> com.kiln Gelu / LayerNormalization; Conv (+ residual
+ *      Add) -> FusedConv with bias and sum in its epilogue; FusedMatMul's
+ *      constant B prepacked for the SGEMM once, at load
+ *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
+ *      transB (the transpose disappears or keeps rows contiguous)
  *
  * The copy keeps every value index of the model's graph (new values are
  * appended, dead ones stay unused) so subgraphs of If/Loop/Scan, which
@@ -45,8 +48,10 @@ typedef enum kiln_opt_pass {
     KILN_OPT_GELU_FUSION,
     KILN_OPT_LAYER_NORM_FUSION,
     KILN_OPT_MATMUL_BIAS_FUSION,
+    KILN_OPT_CONV_FUSION,
     KILN_OPT_ACTIVATION_FUSION,
     KILN_OPT_TRANSPOSE_MATMUL_FOLDING,
+    KILN_OPT_MATMUL_PREPACK,
     KILN_OPT_PASS_COUNT
 } kiln_opt_pass_t;
 
@@ -63,10 +68,10 @@ typedef struct kiln_opt_report {
 } kiln_opt_report_t;
 
 typedef struct kiln_opt_graph {
-    kiln_arena_t arena;      /* the graph copy's tables, new names, nodes and attributes */
-    kiln_graph_t graph;      /* the optimized graph (checked: sorted, kernels chosen) */
+    kiln_arena_t arena; /* the graph copy's tables, new names, nodes and attributes */
+    kiln_graph_t graph; /* the optimized graph (checked: sorted, kernels chosen) */
     int n_owned, cap_owned;
-    kiln_tensor_t **owned;   /* tensors the passes made (initializers of graph) */
+    kiln_tensor_t **owned; /* tensors the passes made (initializers of graph) */
     kiln_opt_report_t report;
 } kiln_opt_graph_t;
 
@@ -80,6 +85,10 @@ const char *kiln_opt_pass_name(kiln_opt_pass_t pass);
 kiln_status_t kiln_opt_graph_create(kiln_session_t *session, const kiln_graph_t *src, int level,
                                     kiln_opt_graph_t **out);
 void kiln_opt_graph_free(kiln_opt_graph_t *o);
+
+/* Removes what only this process can use from the graph (weights prepacked
+ * for this CPU's SGEMM), before it is written to a file. */
+void kiln_opt_strip_packed(kiln_opt_graph_t *o);
 
 /* Node count of a graph and its subgraphs, and bytes of its initializers. */
 int kiln_opt_count_nodes(const kiln_graph_t *g);

@@ -76,6 +76,9 @@ int opt_add_initializer(kiln_opt_t *o, const char *base, kiln_tensor_t *t);
 /* Makes value v (whose producer the caller removes) the constant t; the
  * owner takes t, also on failure. */
 bool opt_set_const(kiln_opt_t *o, int v, kiln_tensor_t *t);
+/* Keeps t in the owner's list of tensors to free with the graph; false
+ * when out of memory (t is freed then). */
+bool opt_own_tensor(kiln_opt_t *o, kiln_tensor_t *t);
 /* Sets node i's inputs (arena copy of ins[0..n)). */
 bool opt_set_inputs(kiln_opt_t *o, kiln_node_t *node, int n, const int *ins);
 /* Gives node a copy of its attributes with room for `extra` more. */
@@ -84,6 +87,8 @@ bool opt_own_attrs(kiln_opt_t *o, kiln_node_t *node, int extra);
 void opt_set_attr_int(kiln_opt_t *o, kiln_node_t *node, const char *name, int64_t v);
 void opt_set_attr_float(kiln_opt_t *o, kiln_node_t *node, const char *name, float v);
 void opt_set_attr_string(kiln_opt_t *o, kiln_node_t *node, const char *name, const char *v);
+void opt_set_attr_tensor(kiln_opt_t *o, kiln_node_t *node, const char *name, kiln_tensor_t *t);
+bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n, const int64_t *v);
 /* Turns node into op (domain, opset) keeping inputs, outputs and attributes. */
 void opt_retype(kiln_opt_t *o, kiln_node_t *node, const char *domain, const char *op, int opset);
 char *opt_strdup(kiln_opt_t *o, const char *s);
@@ -102,6 +107,8 @@ int opt_layer_norm_fusion(kiln_opt_t *o);
 int opt_matmul_bias_fusion(kiln_opt_t *o);
 int opt_activation_fusion(kiln_opt_t *o);
 int opt_transpose_matmul_folding(kiln_opt_t *o);
+int opt_matmul_prepack(kiln_opt_t *o);
+int opt_conv_fusion(kiln_opt_t *o);
 
 /* True when node is op in the default ONNX domain. */
 bool opt_is_op(const kiln_node_t *node, const char *op);

@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "core/session.h"
-#include "opt/opt_internal.h"
 #include "ops/kernel.h"
+#include "opt/opt_internal.h"
 
 /* ---- constant folding ---------------------------------------------------- */
 
@@ -25,9 +25,16 @@ enum { FOLD_MAX_GROWTH_BYTES = 4 << 20 };
 
 static bool foldable_op(const kiln_node_t *n)
 {
-    static const char *const never[] = {"RandomNormal", "RandomUniform", "RandomNormalLike",
-                                        "RandomUniformLike", "Multinomial", "Bernoulli",
-                                        "If", "Loop", "Scan", "SequenceMap"};
+    static const char *const never[] = {"RandomNormal",
+                                        "RandomUniform",
+                                        "RandomNormalLike",
+                                        "RandomUniformLike",
+                                        "Multinomial",
+                                        "Bernoulli",
+                                        "If",
+                                        "Loop",
+                                        "Scan",
+                                        "SequenceMap"};
     if (n->n_implicit || !n->kernel)
         return false;
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
@@ -65,6 +72,7 @@ static bool run_const_node(kiln_opt_t *o, const kiln_node_t *node, kiln_value_t 
         int tv = t.n_values++;
         vals[tv] = g->values[v];
         vals[tv].producer = -1;
+        vals[tv].outer = -1;
         vals[tv].initializer = n_init;
         vals[tv].is_graph_input = false;
         vals[tv].consumers = 1;
@@ -80,6 +88,8 @@ static bool run_const_node(kiln_opt_t *o, const kiln_node_t *node, kiln_value_t 
         int tv = t.n_values++;
         vals[tv] = g->values[node->outputs[k]];
         vals[tv].producer = 0;
+        vals[tv].outer = -1;
+        vals[tv].is_graph_input = false;
         vals[tv].initializer = -1;
         vals[tv].consumers = 1;
         outv[k] = tv;
@@ -194,7 +204,8 @@ static int passthrough_input(const kiln_opt_t *o, const kiln_node_t *n)
     if (opt_is_op(n, "Cast") && n->n_outputs == 1) {
         kiln_dtype_t to = (kiln_dtype_t)kiln_attr_int(n, "to", 0);
         kiln_dtype_t from = g->values[x].type.dtype;
-        return from != KILN_DTYPE_UNDEFINED && from == to && g->values[x].type.kind == KILN_VALUE_TENSOR ? x : -1;
+        return from != KILN_DTYPE_UNDEFINED && from == to && g->values[x].type.kind == KILN_VALUE_TENSOR ? x
+                                                                                                         : -1;
     }
     if ((opt_is_op(n, "Reshape") && n->n_inputs >= 2) || (opt_is_op(n, "Expand") && n->n_inputs >= 2)) {
         /* to the shape x already has (x's dims all known) */
@@ -230,10 +241,15 @@ int opt_identity_elimination(kiln_opt_t *o)
 /* ---- Conv + BatchNormalization / Add / Mul ------------------------------ */
 
 /* A Conv whose weights (and bias, when present) are float32 constants;
- * returns the output channel count, or -1. */
+ * returns the output channel count, or -1.  (At level 2 it may already be
+ * a plain FusedConv: opt_conv_fusion.) */
 static int64_t const_conv_channels(const kiln_opt_t *o, const kiln_node_t *c)
 {
-    if (!opt_is_op(c, "Conv") || c->n_inputs < 2 || c->n_outputs != 1)
+    /* a FusedConv still computes just the convolution when it has no
+     * residual input and no activation yet */
+    bool fused = c->op_type && !strcmp(c->domain, KILN_OPT_DOMAIN) && !strcmp(c->op_type, "FusedConv") &&
+                 c->n_inputs <= 3 && !kiln_node_attr(c, "activation");
+    if ((!opt_is_op(c, "Conv") && !fused) || c->n_inputs < 2 || c->n_outputs != 1)
         return -1;
     const kiln_tensor_t *w = opt_const(o, c->inputs[1]);
     if (!w || w->dtype != KILN_DTYPE_FLOAT32 || w->rank < 3)
@@ -251,7 +267,8 @@ static int64_t const_conv_channels(const kiln_opt_t *o, const kiln_node_t *c)
 static bool rescale_conv(kiln_opt_t *o, kiln_node_t *conv, const double *scale, const double *shift)
 {
     const kiln_tensor_t *w = opt_const(o, conv->inputs[1]);
-    const kiln_tensor_t *b = conv->n_inputs >= 3 && conv->inputs[2] >= 0 ? opt_const(o, conv->inputs[2]) : NULL;
+    const kiln_tensor_t *b =
+        conv->n_inputs >= 3 && conv->inputs[2] >= 0 ? opt_const(o, conv->inputs[2]) : NULL;
     int64_t m = w->dims[0], per = w->count / (m ? m : 1);
     kiln_tensor_t *nw = kiln_tensor_clone(w);
     kiln_tensor_t *nb = kiln_tensor_new(KILN_DTYPE_FLOAT32, 1, &m);
@@ -384,7 +401,8 @@ int opt_conv_add_mul_folding(kiln_opt_t *o)
             o->status = KILN_ERR_NO_MEMORY;
             break;
         }
-        bool done = per_channel(c, r, m, vec) && rescale_conv(o, conv, is_mul ? vec : NULL, is_add ? vec : NULL);
+        bool done =
+            per_channel(c, r, m, vec) && rescale_conv(o, conv, is_mul ? vec : NULL, is_add ? vec : NULL);
         free(vec);
         if (!done)
             continue;
@@ -393,6 +411,7 @@ int opt_conv_add_mul_folding(kiln_opt_t *o)
         opt_remove_node(o, j);
         opt_refresh(o);
         fired++;
+        i--; /* the next Add or Mul may fold into the same Conv */
     }
     return fired;
 }
@@ -411,7 +430,8 @@ int opt_matmul_add_gemm(kiln_opt_t *o)
             continue;
         const kiln_type_t *ta = &g->values[mm->inputs[0]].type;
         const kiln_tensor_t *b = opt_const(o, mm->inputs[1]);
-        if (ta->rank != 2 || ta->dtype != KILN_DTYPE_FLOAT32 || !b || b->rank != 2 || b->dtype != KILN_DTYPE_FLOAT32)
+        if (ta->rank != 2 || ta->dtype != KILN_DTYPE_FLOAT32 || !b || b->rank != 2 ||
+            b->dtype != KILN_DTYPE_FLOAT32)
             continue;
         int slot, j = opt_sole_user(o, mm->outputs[0], &slot);
         if (j < 0 || !opt_is_op(&g->nodes[j], "Add") || g->nodes[j].n_inputs != 2)

@@ -10,12 +10,13 @@
  *   activation  Conv / Gemm / FusedMatMul followed by Relu, Clip, Sigmoid,
  *               Tanh, HardSigmoid, HardSwish, LeakyRelu or Gelu -> the fused
  *               op with attributes activation, activation_alpha/beta
- *   transpose   (level 3) Transpose swapping the last two axes feeding
- *               FusedMatMul's B -> FusedMatMul transB
+ *   transpose   (level 3) MatMul(A, Transpose(T, perm)) -> FusedMatMul(A,
+ *               T or a cheaper Transpose of T, transB = 1)
  */
 #include <math.h>
 #include <string.h>
 
+#include "ops/gemm.h"
 #include "opt/opt_internal.h"
 
 static bool near(float a, double b)
@@ -236,11 +237,68 @@ int opt_matmul_bias_fusion(kiln_opt_t *o)
     return fired;
 }
 
+/* ---- Conv -> FusedConv, + residual Add ------------------------------------------ */
+
+/* True when a and b have the same fully static tensor shape. */
+static bool same_static_shape(const kiln_type_t *a, const kiln_type_t *b)
+{
+    if (a->rank < 0 || a->rank != b->rank)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->dims[d].size < 0 || a->dims[d].size != b->dims[d].size)
+            return false;
+    return true;
+}
+
+/* Every Conv with float32 constant weights becomes FusedConv, whose
+ * epilogue adds the bias block by block while it is in cache (instead of
+ * writing the bias over the whole output first).  When its only user is
+ * Add(conv, Z) with Z of the same static shape (a residual connection),
+ * the Add joins as FusedConv's fourth input. */
+int opt_conv_fusion(kiln_opt_t *o)
+{
+    int fired = 0;
+    kiln_graph_t *g = o->g;
+    for (int i = 0; i < g->n_nodes && !o->status; i++) {
+        kiln_node_t *c = &g->nodes[i];
+        bool is_conv = opt_is_op(c, "Conv");
+        bool is_fused = c->op_type && !strcmp(c->domain, KILN_OPT_DOMAIN) && !strcmp(c->op_type, "FusedConv");
+        if ((!is_conv && !is_fused) || c->n_outputs != 1 || c->n_inputs < 2)
+            continue;
+        const kiln_tensor_t *w = opt_const(o, c->inputs[1]);
+        if (!w || w->dtype != KILN_DTYPE_FLOAT32)
+            continue;
+        if (is_conv) {
+            opt_retype(o, c, KILN_OPT_DOMAIN, "FusedConv", KILN_OPT_DOMAIN_VERSION);
+            fired++;
+        }
+        if (c->n_inputs > 3 || kiln_node_attr(c, "activation"))
+            continue;
+        int slot, a = sole_user_op(o, c->outputs[0], "Add", &slot);
+        if (a < 0)
+            continue;
+        int z = other_input(&g->nodes[a], slot), out = g->nodes[a].outputs[0];
+        if (z < 0 || z == c->outputs[0] || !same_static_shape(&g->values[z].type, &g->values[out].type) ||
+            !same_static_shape(&g->values[c->outputs[0]].type, &g->values[out].type) ||
+            g->values[z].type.dtype != KILN_DTYPE_FLOAT32)
+            continue;
+        int ins[4] = {c->inputs[0], c->inputs[1], c->n_inputs >= 3 ? c->inputs[2] : -1, z};
+        if (!opt_set_inputs(o, c, 4, ins))
+            break;
+        c->outputs[0] = out;
+        opt_remove_node(o, a);
+        opt_refresh(o);
+        fired++;
+    }
+    return fired;
+}
+
 /* ---- activation epilogues ----------------------------------------------------- */
 
 /* Reads activation node n as (name, alpha, beta); false when it is not one
  * the fused kernels apply. */
-static bool activation_of(const kiln_opt_t *o, const kiln_node_t *n, const char **name, float *alpha, float *beta)
+static bool activation_of(const kiln_opt_t *o, const kiln_node_t *n, const char **name, float *alpha,
+                          float *beta)
 {
     *alpha = 0.0f;
     *beta = 0.0f;
@@ -299,7 +357,8 @@ static const char *fused_name(const kiln_opt_t *o, const kiln_node_t *n)
     if (opt_is_op(n, "MatMul") && n->n_inputs == 2 && const_matrix_cols(o, n->inputs[1]) > 0)
         return "FusedMatMul";
     if (n->op_type && !strcmp(n->domain, KILN_OPT_DOMAIN) &&
-        (!strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "FusedGemm") || !strcmp(n->op_type, "FusedMatMul")))
+        (!strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "FusedGemm") ||
+         !strcmp(n->op_type, "FusedMatMul")))
         return n->op_type;
     return NULL;
 }
@@ -334,33 +393,104 @@ int opt_activation_fusion(kiln_opt_t *o)
 
 /* ---- level 3: transposes into FusedMatMul --------------------------------------- */
 
-/* Transpose(T, perm swapping only the last two axes) feeding FusedMatMul's
- * B becomes FusedMatMul(A, T, transB = 1) when nothing else reads it. */
+/* MatMul(A, Transpose(T, perm)): the product can read B with its last two
+ * axes swapped (transB), so the Transpose only has to do the rest of perm.
+ * When that rest is nothing the Transpose goes; otherwise it stays with the
+ * last two entries of perm swapped, which is taken only when it then keeps
+ * the last axis in place (rows are copied whole, as in attention's
+ * [b, s, heads, d] -> [b, heads, d, s] key transpose).  The MatMul becomes
+ * FusedMatMul(A, T', transB = 1). */
 int opt_transpose_matmul_folding(kiln_opt_t *o)
 {
     int fired = 0;
     kiln_graph_t *g = o->g;
     for (int i = 0; i < g->n_nodes && !o->status; i++) {
         kiln_node_t *mm = &g->nodes[i];
-        if (!mm->op_type || strcmp(mm->domain, KILN_OPT_DOMAIN) || strcmp(mm->op_type, "FusedMatMul") ||
-            mm->n_inputs < 2 || kiln_attr_int(mm, "transB", 0))
+        bool plain = opt_is_op(mm, "MatMul");
+        bool fused =
+            mm->op_type && !strcmp(mm->domain, KILN_OPT_DOMAIN) && !strcmp(mm->op_type, "FusedMatMul");
+        if ((!plain && !fused) || mm->n_inputs < 2 || mm->n_outputs != 1 || kiln_attr_int(mm, "transB", 0))
             continue;
         int bv = mm->inputs[1], t = opt_producer(o, bv);
         if (t < 0 || o->uses[bv] != 1 || o->pinned[bv] || !opt_is_op(&g->nodes[t], "Transpose"))
             continue;
+        /* FusedMatMul is float32 only: the operand types must say so */
+        if (g->values[mm->inputs[0]].type.dtype != KILN_DTYPE_FLOAT32 &&
+            g->values[g->nodes[t].inputs[0]].type.dtype != KILN_DTYPE_FLOAT32)
+            continue;
         const int64_t *perm;
         int64_t r = kiln_attr_ints(&g->nodes[t], "perm", &perm);
-        bool swap_last = r >= 2;
-        for (int64_t k = 0; k < r - 2 && swap_last; k++)
-            swap_last = perm[k] == k;
-        if (!swap_last || perm[r - 2] != r - 1 || perm[r - 1] != r - 2)
+        if (r < 2 || r > KILN_MAX_RANK)
+            continue;
+        int64_t rest[KILN_MAX_RANK];
+        memcpy(rest, perm, (size_t)r * sizeof *rest);
+        rest[r - 2] = perm[r - 1];
+        rest[r - 1] = perm[r - 2];
+        bool identity = true;
+        for (int64_t k = 0; k < r; k++)
+            identity &= rest[k] == k;
+        if (!identity && rest[r - 1] != r - 1)
             continue;
         if (!opt_own_attrs(o, mm, 1))
             break;
+        if (identity) {
+            mm->inputs[1] = g->nodes[t].inputs[0];
+            opt_remove_node(o, t);
+        } else if (!opt_own_attrs(o, &g->nodes[t], 0) ||
+                   !opt_set_attr_ints(o, &g->nodes[t], "perm", (int)r, rest)) {
+            break;
+        }
         opt_set_attr_int(o, mm, "transB", 1);
-        mm->inputs[1] = g->nodes[t].inputs[0];
-        opt_remove_node(o, t);
+        if (plain)
+            opt_retype(o, mm, KILN_OPT_DOMAIN, "FusedMatMul", KILN_OPT_DOMAIN_VERSION);
         opt_refresh(o);
+        fired++;
+    }
+    return fired;
+}
+
+/* ---- level 2: prepacked weights --------------------------------------------------- */
+
+/* FusedMatMul with a constant float32 B (K x N, not transposed) gets B in
+ * the SGEMM's panel layout (gemm.h, kiln_sgemm_packed_b), made once here
+ * instead of packed again on every run: attribute packed_b (a tensor the
+ * session owns) and packed_width (the panel width it was made for; the
+ * kernel packs as usual when the CPU's width differs).  Both are for this
+ * process only: kiln optimize strips them (kiln_opt_strip_packed). */
+int opt_matmul_prepack(kiln_opt_t *o)
+{
+    int fired = 0;
+    kiln_graph_t *g = o->g;
+    int64_t w = kiln_sgemm_panel_width();
+    for (int i = 0; i < g->n_nodes && !o->status; i++) {
+        kiln_node_t *mm = &g->nodes[i];
+        if (!mm->op_type || strcmp(mm->domain, KILN_OPT_DOMAIN) || strcmp(mm->op_type, "FusedMatMul") ||
+            mm->n_inputs < 2 || kiln_attr_int(mm, "transB", 0) || kiln_node_attr(mm, "packed_b"))
+            continue;
+        const kiln_tensor_t *b = opt_const(o, mm->inputs[1]);
+        if (!b || b->rank != 2 || b->dtype != KILN_DTYPE_FLOAT32 || b->count == 0)
+            continue;
+        int64_t k = b->dims[0], n = b->dims[1], panels = (n + w - 1) / w;
+        int64_t count = panels * k * w;
+        kiln_tensor_t *packed = kiln_tensor_new(KILN_DTYPE_FLOAT32, 1, &count);
+        if (!packed) {
+            o->status = KILN_ERR_NO_MEMORY;
+            break;
+        }
+        const float *src = b->data;
+        float *dst = packed->data;
+        for (int64_t s = 0; s < panels; s++) {
+            int64_t cols = n - s * w < w ? n - s * w : w; /* the last panel may be partial */
+            for (int64_t p = 0; p < k; p++) {
+                float *row = dst + (s * k + p) * w;
+                memcpy(row, src + p * n + s * w, (size_t)cols * sizeof *row);
+                memset(row + cols, 0, (size_t)(w - cols) * sizeof *row);
+            }
+        }
+        if (!opt_own_tensor(o, packed) || !opt_own_attrs(o, mm, 2))
+            break;
+        opt_set_attr_tensor(o, mm, "packed_b", packed);
+        opt_set_attr_int(o, mm, "packed_width", w);
         fired++;
     }
     return fired;
