@@ -184,7 +184,7 @@ int kiln_cmd_bench(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--url"))
             return kiln_loadgen_main(argc, argv);
-    bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50};
+    bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50, .level = 3};
     int rc = KILN_EXIT_BAD_INPUT;
     a.input_names = calloc((size_t)argc + 1, sizeof(char *));
     a.input_files = calloc((size_t)argc + 1, sizeof(char *));
@@ -326,6 +326,8 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "activation_peak_bytes", json_integer((json_int_t)session->last_peak_bytes));
         json_object_set_new(j, "activation_total_bytes", json_integer((json_int_t)session->last_total_bytes));
         json_object_set_new(j, "arena_bytes", json_integer((json_int_t)session->last_arena_bytes));
+        json_object_set_new(j, "weights_prepacked_bytes", json_integer((json_int_t)session->packed_bytes));
+        json_object_set_new(j, "weights_released_bytes", json_integer((json_int_t)session->released_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "ops/gemm.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
 #include "opt/opt.h"
@@ -89,6 +90,140 @@ void kiln_session_options_init(kiln_session_options_t *o)
     o->provider = KILN_PROVIDER_CPU;
 }
 
+/* ---- prepacked weights ---------------------------------------------------
+ *
+ * The B operand of a MatMul is packed into the GEMM microkernel's panels on
+ * every call; for a weight (a float32 matrix initializer) the session packs
+ * it once, the first time a MatMul asks (kiln_ctx_input_prepacked), and the
+ * MatMuls read the panels from then on.  Loading and session creation stay
+ * cheap (the weights are not even read), as does a session that never runs.
+ *
+ * When every reader of the weight in the graph is such a MatMul, the packed
+ * copy replaces the original: a heap copy the model reader made of
+ * misaligned file bytes becomes the panels' storage (packed through a
+ * scratch buffer, so no new memory) or is freed; pages in the file mapping
+ * are handed back.  Heap copies are only taken while the model has no other
+ * session (which might read them); a new session first copies any taken
+ * original back from the file, and so does freeing the last session, so the
+ * model is as loaded for whoever uses it next. */
+
+static pthread_mutex_t g_prepack_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The initializer index read by input 1 of node when it is a MatMul whose
+ * B can be prepacked (a float32 matrix initializer that no caller can
+ * override), else -1. */
+static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
+{
+    /* MatMul, or the optimizer's FusedMatMul (+ bias, activation) unless it
+     * reads B transposed */
+    bool matmul = !strcmp(node->op_type, "MatMul") && !(node->domain && node->domain[0]) && node->n_inputs == 2;
+    bool fused = !strcmp(node->op_type, "FusedMatMul") && node->domain && !strcmp(node->domain, KILN_OPT_DOMAIN) &&
+                 node->n_inputs >= 2 && node->n_inputs <= 3 && !kiln_attr_int(node, "transB", 0);
+    if ((!matmul && !fused) || node->inputs[1] < 0)
+        return -1;
+    const kiln_value_info_t *vi = &g->values[node->inputs[1]];
+    if (vi->initializer < 0 || vi->is_graph_input)
+        return -1;
+    const kiln_tensor_t *t = g->initializers[vi->initializer];
+    if (t->dtype != KILN_DTYPE_FLOAT32 || t->rank != 2 || t->dims[1] <= 1 || t->dims[0] < 1 || !t->data)
+        return -1;
+    return vi->initializer;
+}
+
+static void prepack_free(kiln_session_t *s)
+{
+    for (int i = 0; s->packed_b && i < s->packed_graph->n_initializers; i++)
+        kiln_sgemm_packed_b_free(s->packed_b[i]);
+    free(s->packed_b);
+    free(s->pack_uses);
+    free(s->pack_done);
+    free(s->pack_scratch);
+    s->packed_b = NULL;
+}
+
+/* Finds the packable MatMul weights of g: pack_uses[init] counts the
+ * MatMuls that would read init packed (0: not packable). */
+static kiln_status_t prepack_prepare(kiln_session_t *s, const kiln_graph_t *g)
+{
+    s->packed_graph = g;
+    s->packed_b = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_b);
+    s->pack_uses = calloc((size_t)g->n_initializers + 1, sizeof *s->pack_uses);
+    s->pack_done = calloc((size_t)g->n_initializers + 1, sizeof *s->pack_done);
+    if (!s->packed_b || !s->pack_uses || !s->pack_done)
+        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory preparing to prepack weights");
+    for (int i = 0; i < g->n_nodes; i++) {
+        int init = packable_b(g, &g->nodes[i]);
+        if (init >= 0 && s->pack_uses[init]++ == 0)
+            s->pack_pending++;
+    }
+    return KILN_OK;
+}
+
+/* Packs weight init (see above); with g_prepack_lock held. */
+static void prepack_one(kiln_session_t *s, int init)
+{
+    const kiln_graph_t *g = s->packed_graph;
+    kiln_tensor_t *w = g->initializers[init];
+    int64_t k = w->dims[0], n = w->dims[1];
+    size_t bytes = kiln_sgemm_packed_b_size(k, n);
+    /* every reader is a packed MatMul (a graph output or a subgraph reading
+     * it counts as a consumer too) */
+    bool only_packed = s->pack_uses[init] == g->values[g->initializer_values[init]].consumers;
+    bool take = only_packed && s->model->sessions == 1 && kiln_model_is_copy(s->model, w);
+    kiln_sgemm_packed_b_t *p = NULL;
+    if (take && bytes <= ((w->nbytes + 63) & ~(size_t)63)) {
+        if (bytes > s->pack_scratch_bytes) {
+            free(s->pack_scratch);
+            s->pack_scratch_bytes = 0;
+            if ((s->pack_scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63)))
+                s->pack_scratch_bytes = bytes;
+        }
+        float *storage = w->data;
+        if (s->pack_scratch && (p = kiln_sgemm_pack_b_into(false, k, n, w->data, n, storage, s->pack_scratch))) {
+            kiln_model_take_copy(s->model, w); /* == storage, p's from now on */
+            s->released_bytes += w->nbytes;
+        }
+    }
+    if (!p && (p = kiln_sgemm_pack_b(false, k, n, w->data, n))) {
+        if (take) {
+            free(kiln_model_take_copy(s->model, w)); /* the packed copy replaces it */
+            s->released_bytes += w->nbytes;
+        } else if (only_packed) { /* the file pages are not needed any more */
+            s->released_bytes += kiln_model_release_mapped(s->model, w);
+        }
+    }
+    s->packed_b[init] = p; /* NULL when out of memory: this MatMul packs per call */
+    s->packed_bytes += kiln_sgemm_packed_b_bytes(p);
+    if (--s->pack_pending == 0) {
+        free(s->pack_scratch);
+        s->pack_scratch = NULL;
+        s->pack_scratch_bytes = 0;
+    }
+}
+
+const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i)
+{
+    kiln_session_t *s = ctx->session;
+    const kiln_frame_t *f = ctx->frame;
+    if (!s || !s->packed_b || f->graph != s->packed_graph || i < 0 || i >= ctx->node->n_inputs ||
+        ctx->node->inputs[i] < 0)
+        return NULL;
+    int v = ctx->node->inputs[i];
+    int init = f->graph->values[v].initializer;
+    /* a packable weight, and the slot still holds the initializer itself */
+    if (init < 0 || !s->pack_uses[init] || !f->slots[v] || f->slots[v]->tensor != f->graph->initializers[init])
+        return NULL;
+    if (!__atomic_load_n(&s->pack_done[init], __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&g_prepack_lock);
+        if (!s->pack_done[init]) {
+            prepack_one(s, init);
+            __atomic_store_n(&s->pack_done[init], 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&g_prepack_lock);
+    }
+    return s->packed_b[init];
+}
+
 kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_options_t *options,
                                   kiln_session_t **out)
 {
@@ -126,17 +261,34 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
     s->graph = s->ir->graph;
     if (s->options.optimization_level < 0) {
         int level = s->options.optimization_level;
-        kiln_session_free(s);
+        kiln_threadpool_free(s->pool);
+        free(s);
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "optimization_level must be 0 or more, not %d", level);
     }
+    kiln_status_t st = KILN_OK;
     if (s->options.optimization_level > 0) {
         int level = s->options.optimization_level > 3 ? 3 : s->options.optimization_level;
-        kiln_status_t st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
-        if (st) {
-            kiln_session_free(s);
-            return st;
-        }
-        s->graph = &s->opt->graph;
+        st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
+        if (!st)
+            s->graph = &s->opt->graph;
+    }
+    if (!st) {
+        pthread_mutex_lock(&g_prepack_lock);
+        /* Weights an earlier session replaced are read again from the file:
+         * this session's graph may read them. */
+        st = kiln_model_restore_copies(model);
+        if (!st && s->options.optimization_level > 0)
+            st = prepack_prepare(s, s->graph);
+        if (!st)
+            model->sessions++;
+        pthread_mutex_unlock(&g_prepack_lock);
+    }
+    if (st) {
+        prepack_free(s);
+        kiln_opt_graph_free(s->opt);
+        kiln_threadpool_free(s->pool);
+        free(s);
+        return st;
     }
     *out = s;
     return KILN_OK;
@@ -162,6 +314,11 @@ void kiln_session_free(kiln_session_t *s)
         return;
     kiln_threadpool_free(s->pool);
     plan_free(s->plan);
+    prepack_free(s);
+    pthread_mutex_lock(&g_prepack_lock);
+    if (--s->model->sessions == 0)
+        kiln_model_restore_copies(s->model); /* out of memory: stays released (data NULL) */
+    pthread_mutex_unlock(&g_prepack_lock);
     kiln_opt_graph_free(s->opt);
     free(s);
 }

@@ -49,6 +49,17 @@ struct kiln_session {
      * the runs after it while the input shapes stay the same. */
     struct kiln_plan *plan;
     size_t last_arena_bytes; /* planned arena size in force for the last run (0: none) */
+    /* MatMul weights packed for the GEMM microkernel on first use, per
+     * initializer of packed_graph (see session.c, "prepacked weights"). */
+    const kiln_graph_t *packed_graph;
+    struct kiln_sgemm_packed_b **packed_b; /* NULL where not (yet) packed */
+    int *pack_uses;          /* MatMuls that read it packed (0: not packable) */
+    unsigned char *pack_done; /* packing was done (or tried), read atomically */
+    int pack_pending;        /* packable weights not packed yet */
+    float *pack_scratch;     /* packing buffer, freed when none are pending */
+    size_t pack_scratch_bytes;
+    size_t packed_bytes;     /* bytes of packed copies */
+    size_t released_bytes;   /* bytes of originals they replaced (freed or handed back) */
 };
 
 /* Runs graph g with inputs (one per g->inputs entry; NULL = use the

@@ -6,8 +6,11 @@
 #include "onnx/model.h"
 
 #include <libgen.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -25,9 +28,75 @@ void kiln_model_free(kiln_model_t *m)
     for (int i = 0; i < m->n_copies; i++)
         free(m->copies[i]);
     free(m->copies);
+    free(m->copy_src);
+    free(m->copy_released);
     free(m->dir);
     kiln_arena_release(&m->arena);
     free(m);
+}
+
+bool kiln_model_is_copy(const kiln_model_t *m, const kiln_tensor_t *t)
+{
+    for (int i = 0; t->data && i < m->n_copies; i++)
+        if (m->copies[i] == t->data)
+            return m->copy_src[i] != NULL;
+    return false;
+}
+
+void *kiln_model_take_copy(kiln_model_t *m, kiln_tensor_t *t)
+{
+    if (!t->data)
+        return NULL;
+    for (int i = 0; i < m->n_copies; i++)
+        if (m->copies[i] == t->data) {
+            if (!m->copy_src[i])
+                return NULL; /* decoded from typed fields: cannot be made again cheaply */
+            void *buf = m->copies[i];
+            m->copies[i] = NULL;
+            m->copy_released[i] = t;
+            t->data = NULL;
+            return buf;
+        }
+    return NULL;
+}
+
+kiln_status_t kiln_model_restore_copies(kiln_model_t *m)
+{
+    for (int i = 0; i < m->n_copies; i++) {
+        kiln_tensor_t *t = m->copy_released[i];
+        if (!t)
+            continue;
+        void *buf = aligned_alloc(64, (t->nbytes + 63) & ~(size_t)63);
+        if (!buf)
+            return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory restoring a %zu-byte weight", t->nbytes);
+        memcpy(buf, m->copy_src[i], t->nbytes);
+        m->copies[i] = t->data = buf;
+        m->copy_released[i] = NULL;
+    }
+    return KILN_OK;
+}
+
+/* True when [p, p + n) lies inside the mapped (not malloc'd) mapping map. */
+static bool in_mapping(const kiln_mapping_t *map, const void *p, size_t n)
+{
+    uintptr_t base = (uintptr_t)map->data, lo = (uintptr_t)p;
+    return !map->is_malloc && map->data && lo >= base && lo + n <= base + map->size;
+}
+
+size_t kiln_model_release_mapped(kiln_model_t *m, const kiln_tensor_t *t)
+{
+    bool mapped = t->data && in_mapping(&m->file, t->data, t->nbytes);
+    for (int i = 0; i < m->n_external && !mapped; i++)
+        mapped = in_mapping(&m->external[i], t->data, t->nbytes);
+    if (!mapped)
+        return 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    if (end <= start)
+        return 0;
+    madvise((void *)start, end - start, MADV_DONTNEED);
+    return end - start;
 }
 
 static kiln_status_t load_common(kiln_model_t *m, const char *what)

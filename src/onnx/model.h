@@ -34,7 +34,10 @@ struct kiln_model {
     char **external_names;       /* their locations, as written in the model */
     int n_copies;
     void **copies;               /* heap buffers holding copied initializer data */
+    const void **copy_src;       /* per copy: the file bytes it came from (NULL: decoded) */
+    kiln_tensor_t **copy_released; /* per copy: its tensor once the copy was released, else NULL */
     size_t copied_bytes;         /* total of those, reported by kiln bench */
+    int sessions;                /* live sessions on the model (core/session.c keeps it) */
     bool parse_only;             /* built by kiln_model_load_unchecked: no graph check */
 };
 
@@ -66,6 +69,19 @@ kiln_status_t kiln_onnx_write_bytes(const kiln_model_ir_t *ir, uint8_t **out, si
 
 /* Same, into a file (replaced if it exists; removed again on failure). */
 kiln_status_t kiln_onnx_write_file(const kiln_model_ir_t *ir, const char *path);
+
+/* Weights a session has replaced (its prepacked copies, core/session.c):
+ * kiln_model_take_copy hands the heap copy holding t's elements (64-byte
+ * aligned, t->nbytes rounded up to 64) to the caller, who frees it, when it
+ * can be made again from the file, leaving t->data NULL; NULL when t is not
+ * such a copy.  kiln_model_restore_copies copies every taken tensor back
+ * (before another session may read them).  kiln_model_release_mapped hands
+ * the whole pages of t's elements back to the kernel when they lie in a
+ * file mapping (a later read faults them back in from the file). */
+bool kiln_model_is_copy(const struct kiln_model *m, const kiln_tensor_t *t); /* take_copy would succeed */
+void *kiln_model_take_copy(struct kiln_model *m, kiln_tensor_t *t);
+kiln_status_t kiln_model_restore_copies(struct kiln_model *m);
+size_t kiln_model_release_mapped(struct kiln_model *m, const kiln_tensor_t *t); /* bytes handed back */
 
 /* Maps a whole file read-only. */
 kiln_status_t kiln_map_file(const char *path, kiln_mapping_t *out);

@@ -481,9 +481,18 @@ static kiln_status_t external_file(struct kiln_model *m, const tensor_view_t *v,
 static void *model_copy_buffer(struct kiln_model *m, size_t nbytes)
 {
     void **copies = realloc(m->copies, (size_t)(m->n_copies + 1) * sizeof *copies);
-    if (!copies)
+    if (copies)
+        m->copies = copies;
+    const void **src = realloc(m->copy_src, (size_t)(m->n_copies + 1) * sizeof *src);
+    if (src)
+        m->copy_src = src;
+    kiln_tensor_t **released = realloc(m->copy_released, (size_t)(m->n_copies + 1) * sizeof *released);
+    if (released)
+        m->copy_released = released;
+    if (!copies || !src || !released)
         return NULL;
-    m->copies = copies;
+    m->copy_src[m->n_copies] = NULL;
+    m->copy_released[m->n_copies] = NULL;
     size_t alloc = (nbytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, alloc ? alloc : 64);
     if (!p)
@@ -579,6 +588,7 @@ static kiln_status_t materialize_borrowed(struct kiln_model *m, const tensor_vie
     if (src) {
         if (t->nbytes)
             memcpy(buf, src, t->nbytes);
+        m->copy_src[m->n_copies - 1] = src;
         if (t->nbytes && (v->external || !m->file.is_malloc))
             release_mapped_pages(src, t->nbytes);
         if (v->dtype == KILN_DTYPE_BOOL)

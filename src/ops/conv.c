@@ -1,16 +1,18 @@
 /*
  * conv.c - Conv and ConvTranspose for float32 (1-D to 3-D, groups,
- * dilations, strides, pads, auto_pad, bias).
+ * dilations, strides, pads, auto_pad, bias); float16/bfloat16 Conv runs
+ * on float32 copies.
  *
  * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
  * the group's weights (M/group rows) multiply it.  The matrix is built a
  * block of output positions at a time, sized to stay in L2, and written
- * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so
- * it is neither streamed through memory nor copied a second time.  A pointwise conv (1x1,
- * stride 1, no pad) needs no im2col: the input already is that matrix.
- * Depthwise convs (one input channel per group) take a direct path, since
- * their GEMM would be a single row.
+ * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
+ * is neither streamed through memory nor copied a second time; the bias is
+ * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
+ * needs no im2col: the input already is that matrix.  Depthwise convs (one
+ * input channel per group) take a direct tap-major path, since their GEMM
+ * would be a single row.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
@@ -218,7 +220,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
         if (job->ep) /* while the plane is in cache */
-            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol);
     }
 }
 
@@ -275,7 +277,6 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 typedef struct epilogue_job {
     const kiln_conv_epilogue_t *ep;
     float *y, *y0; /* the block, and the whole output */
-    const float *bias; /* per row, or NULL */
     int64_t cols, ld;
 } epilogue_job_t;
 
@@ -283,16 +284,15 @@ static void epilogue_rows(void *arg, int64_t begin, int64_t end)
 {
     const epilogue_job_t *job = arg;
     for (int64_t r = begin; r < end; r++)
-        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
-                       job->bias ? job->bias[r] : 0.0f);
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols);
 }
 
 static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
-                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
+                         int64_t rows, int64_t cols, int64_t ld)
 {
     if (!ep)
         return;
-    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
+    epilogue_job_t job = {ep, y, y0, cols, ld};
     kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
 }
 
@@ -326,24 +326,31 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias: filled in first, or added by the epilogue while in cache */
-            const float *bg = bd ? bd + g * s.out_per_group : NULL;
-            if (bg && !ep)
-                fill_bias(yg, bg, s.out_per_group, s.out_vol);
-            float beta = bg && !ep ? 1.0f : 0.0f;
+            /* the bias goes in with the GEMM's stores (and ReLU when that is the
+             * whole epilogue); any other epilogue runs on each block after */
+            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
+                                         .relu = ep && ep->gemm_relu};
+            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
             if (pointwise) {
-                kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                           xg, s.out_vol, beta, yg, s.out_vol, &par);
-                run_epilogue(ctx, ep, yg, yd, bg, s.out_per_group, s.out_vol, s.out_vol);
+                kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
+                              xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
+                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
+            }
+            /* weights used by several blocks are packed once for all of them */
+            float *wp = NULL;
+            if (block < s.out_vol) {
+                size_t floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
+                if ((wp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, floats * sizeof *wp)))
+                    kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wp);
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
                 im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
-                                    beta, yg + j0, s.out_vol, &par);
-                run_epilogue(ctx, ep, yg + j0, yd, bg, s.out_per_group, cols, s.out_vol);
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
+                                    yg + j0, s.out_vol, &gep, &par);
+                run_epilogue(ctx, after, yg + j0, yd, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;
@@ -371,6 +378,31 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
     return st;
 }
 
+/* float16/bfloat16 Conv: float32 copies in, the float32 result rounded out. */
+static kiln_status_t conv_half(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                               const kiln_tensor_t *w, const kiln_tensor_t *b)
+{
+    kiln_tensor_t *xf = kiln_nn_float32_copy(x), *wf = kiln_nn_float32_copy(w);
+    kiln_tensor_t *bf = b ? kiln_nn_float32_copy(b) : NULL, *yf = NULL;
+    kiln_status_t st;
+    if (!xf || !wf || (b && !bf))
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for float32 copies of the inputs");
+    else
+        st = kiln_conv_float32(ctx, xf, wf, bf, &yf);
+    if (st == KILN_OK) {
+        kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, yf->rank, yf->dims);
+        if (y)
+            kiln_nn_store_float32(yf, y);
+        else
+            st = kiln_ctx_status(ctx);
+    }
+    kiln_tensor_free(xf);
+    kiln_tensor_free(wf);
+    kiln_tensor_free(bf);
+    kiln_tensor_free(yf);
+    return st;
+}
+
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
 {
     return kiln_conv_run_epilogue(ctx, NULL);
@@ -380,6 +412,8 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
     const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    if (x && w && kiln_nn_is_half(x->dtype) && w->dtype == x->dtype && (!b || b->dtype == x->dtype))
+        return conv_half(ctx, x, w, b);
     kiln_status_t st = check_float32(ctx, x, w, b);
     conv_shapes_t s;
     if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)

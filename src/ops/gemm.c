@@ -13,8 +13,17 @@
  * reused.  Consecutive tasks of one chunk share a column block, so the
  * packed B slice is reused across them.
  *
+ * Variations on that loop: when a column block is only a few panels wide,
+ * A is read in place by a microkernel that takes row pointers (packing it
+ * would cost more than the few reuses repay); callers may hand B over
+ * already in panels (kiln_sgemm_packed_b: Conv writes im2col that way) and
+ * A packed once for many calls (kiln_sgemm_pack_a).  An epilogue (row bias,
+ * ReLU) is applied in the microkernel's stores.  Packing buffers are
+ * per-thread scratch that lives as long as the thread.
+ *
  * Small or degenerate products (one row or one column, tiny volumes) go to
- * plain loops, where packing would cost more than it saves.
+ * plain loops (AVX2 dot/axpy for one row), where packing would cost more
+ * than it saves.
  */
 #include "ops/gemm.h"
 
@@ -160,7 +169,7 @@ void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
 
 static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr, float alpha, float beta)
+                             int mr, int nr, float alpha, float beta, const float *bias, bool relu)
 {
     float acc[PORTABLE_MR][PORTABLE_NR];
     memset(acc, 0, sizeof acc);
@@ -175,8 +184,11 @@ static void ukernel_portable(int64_t kc, const float *a, const float *b, float *
     }
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
-        for (int j = 0; j < nr; j++)
-            crow[j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]);
+        float add = bias ? bias[i] : 0.0f;
+        for (int j = 0; j < nr; j++) {
+            float v = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]) + add;
+            crow[j] = relu && v < 0.0f ? 0.0f : v;
+        }
     }
 }
 
@@ -282,7 +294,10 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int cols = nc - jr < nr ? (int)(nc - jr) : nr;
         float *panel = dst + jr * kc;
-        if (trans_b) {
+        if (trans_b && cols == nr && use_simd_helpers()) {
+            /* columns of op(B) are rows of the stored B^T: the A-panel packer */
+            kiln_sgemm_pack_rows_sse(b + (j0 + jr) * ldb + p0, ldb, nr, kc, panel);
+        } else if (trans_b) {
             if (cols < nr)
                 memset(panel, 0, (size_t)(kc * nr) * sizeof *panel);
             for (int s = 0; s < cols; s++) {
@@ -313,6 +328,21 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
 
 /* ---- Blocked path ------------------------------------------------------- */
 
+/* A B matrix packed once (kiln_sgemm_pack_b): for each kc-deep slice of K
+ * (the depths plan_blocks picks for this k), all of op(B)'s columns as
+ * NR-wide micro-panels, exactly what pack_b writes for j0 = 0, nc = n.
+ * Slice p0 starts at panels + p0 * n_padded; the panel of columns from j0
+ * at + j0 * kc of that slice. */
+struct kiln_sgemm_packed_b {
+    const kiln_sgemm_ukernel_t *uk; /* the microkernel the panels are laid out for */
+    int64_t k, n, n_padded;         /* n_padded = n rounded up to NR */
+    bool trans_b;
+    const float *b;                 /* the source: only read while packing */
+    int64_t ldb;
+    float *panels;
+    size_t bytes;
+};
+
 typedef struct sgemm_job {
     const kiln_sgemm_ukernel_t *uk;
     bool trans_a, trans_b;
@@ -325,6 +355,10 @@ typedef struct sgemm_job {
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
     const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
+    const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
+    const float *row_bias;      /* epilogue: added to row i of C, or NULL */
+    bool relu;                  /* epilogue: clamp C at 0 */
+    const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -341,7 +375,7 @@ static int64_t min64(int64_t a, int64_t b)
  * into C at (i0, j0). */
 static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
                          int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
-                         float beta)
+                         float beta, const float *bias, bool relu)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
@@ -349,7 +383,8 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta);
+            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta,
+                    bias ? bias + i0 + ir : NULL, relu);
         }
     }
 }
@@ -359,7 +394,7 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
 static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
                                   int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
-                                  int64_t nc, int64_t kc, float beta)
+                                  int64_t nc, int64_t kc, float beta, const float *bias, bool relu)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -370,11 +405,28 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
             uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
-                           job->ldc, nr, job->alpha, beta);
+                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, relu);
         }
         if (full < mc)
             uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
-                    job->ldc, (int)(mc - full), nr, job->alpha, beta);
+                    job->ldc, (int)(mc - full), nr, job->alpha, beta,
+                    bias ? bias + i0 + full : NULL, relu);
+    }
+}
+
+/* The epilogue as a separate pass over an m x n block of C (paths that
+ * do not run the microkernels). */
+static void apply_epilogue(float *c, int64_t ldc, int64_t m, int64_t n, const float *row_bias,
+                           bool relu)
+{
+    if (!row_bias && !relu)
+        return;
+    for (int64_t i = 0; i < m; i++) {
+        float *crow = c + i * ldc, add = row_bias ? row_bias[i] : 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            float v = crow[j] + add;
+            crow[j] = relu && v < 0.0f ? 0.0f : v;
+        }
     }
 }
 
@@ -387,6 +439,8 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
                        job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
                        job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
                        job->c + i0 * job->ldc + j0, job->ldc);
+        apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
+                       job->row_bias ? job->row_bias + i0 : NULL, job->relu);
         return;
     }
     int64_t nr = job->uk->nr;
@@ -399,6 +453,8 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
             float *cij = job->c + i * job->ldc + j;
             *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
         }
+    apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
+                   job->row_bias ? job->row_bias + i0 : NULL, job->relu);
 }
 
 /* Tasks [begin, end): runs of consecutive tasks in one column block share
@@ -426,27 +482,45 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
         for (int64_t p0 = 0; p0 < job->k; p0 += job->kc) {
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
+            const float *bias = p0 == 0 ? job->row_bias : NULL; /* once, with the first slice */
+            bool relu = job->relu && p0 + kc >= job->k;          /* after the last slice */
             /* B panel jr of this slice is at b_slice + jr * b_ld */
             const float *b_slice = b_pack;
             int64_t b_ld = kc;
             if (job->b_panels) {
                 b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
                 b_ld = job->k;
+            } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
+                b_slice = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
             } else {
                 pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
             }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
-                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta);
+                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
+                                          bias, relu);
+                    continue;
+                }
+                if (job->a_packed) { /* the caller packed all of A once */
+                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
+                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
                     continue;
                 }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta);
+                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
             }
         }
         t = run_end;
     }
+}
+
+/* The K depth of the slices a product of depth k is cut into (the last
+ * one may be shorter); a product barely deeper than one slice is not cut,
+ * to avoid a thin last slice. */
+static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
+{
+    return k < uk->kc + uk->kc / 4 ? k : uk->kc;
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
@@ -455,7 +529,7 @@ static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     enum { MIN_TASKS = 8, MIN_NC = 96 };
-    job->kc = job->k < uk->kc + uk->kc / 4 ? job->k : uk->kc; /* avoid a thin last K slice */
+    job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
     job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
@@ -463,7 +537,8 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
+                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -561,29 +636,41 @@ static void sgemm_row_vector(bool trans_a, bool trans_b, int64_t n, int64_t k, f
     free(a_scaled);
 }
 
-void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                int64_t ldc, const kiln_gemm_parallel_t *par)
+void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
+    const float *row_bias = ep ? ep->row_bias : NULL;
+    bool relu = ep && ep->relu;
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     if (m == 1) {
         sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     if (n == 1 || m * n * k < 8 * 8 * 8) {
         sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
-                       .ldb = ldb, .ldc = ldc, .c = c};
+                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    kiln_sgemm_ex(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, par);
 }
 
 int kiln_sgemm_panel_width(void)
@@ -591,18 +678,167 @@ int kiln_sgemm_panel_width(void)
     return choose_ukernel()->nr;
 }
 
+size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k)
+{
+    return (size_t)(round_up(m, choose_ukernel()->mr) * k);
+}
+
+void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst)
+{
+    const kiln_sgemm_ukernel_t *uk = choose_ukernel();
+    int64_t depth = slice_depth(uk, k), m_pad = round_up(m, uk->mr);
+    for (int64_t p0 = 0; p0 < k; p0 += depth) {
+        int64_t kc = min64(depth, k - p0);
+        pack_a(false, a, lda, 0, m, p0, kc, uk->mr, dst + p0 * m_pad);
+    }
+}
+
 void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t lda, const float *b_panels, float beta, float *c, int64_t ldc,
+                         int64_t lda, const float *a_packed, const float *b_panels, float beta,
+                         float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
                          const kiln_gemm_parallel_t *par)
 {
+    const float *row_bias = ep ? ep->row_bias : NULL;
+    bool relu = ep && ep->relu;
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
-                       .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels};
+                       .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
+                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+/* ---- Prepacked B -------------------------------------------------------- */
+
+/* Whether kiln_sgemm_prepacked takes the blocked path for these sizes (the
+ * others read the source B). */
+static bool prepacked_blocked(int64_t m, int64_t n, int64_t k)
+{
+    return m > 1 && n > 1 && k > 0 && m * n * k >= 8 * 8 * 8;
+}
+
+size_t kiln_sgemm_packed_b_size(int64_t k, int64_t n)
+{
+    return (size_t)(round_up(n, choose_ukernel()->nr) * k) * sizeof(float);
+}
+
+kiln_sgemm_packed_b_t *kiln_sgemm_pack_b_into(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
+                                              float *storage, float *scratch)
+{
+    if (k <= 0 || n <= 1)
+        return NULL;
+    kiln_sgemm_packed_b_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->uk = choose_ukernel();
+    p->k = k;
+    p->n = n;
+    p->n_padded = round_up(n, p->uk->nr);
+    p->trans_b = trans_b;
+    p->b = b;
+    p->ldb = ldb;
+    p->bytes = (size_t)(p->n_padded * k) * sizeof(float);
+    p->panels = storage;
+    float *dst = scratch ? scratch : storage;
+    /* the slice depths plan_blocks will choose for this k */
+    sgemm_job_t job = {.uk = p->uk, .m = 2, .n = n, .k = k};
+    plan_blocks(&job);
+    for (int64_t p0 = 0; p0 < k; p0 += job.kc) {
+        int64_t kc = min64(job.kc, k - p0);
+        pack_b(trans_b, b, ldb, p0, kc, 0, n, p->uk->nr, dst + p0 * p->n_padded);
+    }
+    if (scratch)
+        memcpy(storage, scratch, p->bytes);
+    return p;
+}
+
+kiln_sgemm_packed_b_t *kiln_sgemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb)
+{
+    if (k <= 0 || n <= 1)
+        return NULL;
+    size_t bytes = kiln_sgemm_packed_b_size(k, n);
+    float *storage = aligned_alloc(64, (size_t)round_up((int64_t)bytes, 64));
+    kiln_sgemm_packed_b_t *p = storage ? kiln_sgemm_pack_b_into(trans_b, k, n, b, ldb, storage, NULL) : NULL;
+    if (!p)
+        free(storage);
+    return p;
+}
+
+size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p)
+{
+    return p ? p->bytes : 0;
+}
+
+void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p)
+{
+    if (!p)
+        return;
+    free(p->panels);
+    free(p);
+}
+
+/* Small products (one row, tiny volumes): plain loops that read B's
+ * elements from the panels, so the source B is never needed. */
+typedef struct prepacked_rows_job {
+    const kiln_sgemm_packed_b_t *b;
+    float alpha;
+    const float *a;
+    int64_t lda;
+    float beta;
+    float *c;
+    int64_t ldc;
+} prepacked_rows_job_t;
+
+static void prepacked_rows(void *arg, int64_t begin, int64_t end)
+{
+    const prepacked_rows_job_t *j = arg;
+    const kiln_sgemm_packed_b_t *b = j->b;
+    sgemm_job_t plan = {.uk = b->uk, .m = 2, .n = b->n, .k = b->k};
+    plan_blocks(&plan);
+    int nr = b->uk->nr;
+    scale_rows(begin, end, b->n, j->beta, j->c, j->ldc);
+    for (int64_t p0 = 0; p0 < b->k; p0 += plan.kc) {
+        int64_t kc = min64(plan.kc, b->k - p0);
+        const float *slice = b->panels + p0 * b->n_padded;
+        for (int64_t i = begin; i < end; i++) {
+            float *crow = j->c + i * j->ldc;
+            const float *arow = j->a + i * j->lda + p0;
+            for (int64_t jr = 0; jr < b->n; jr += nr) {
+                const float *panel = slice + jr * kc;
+                int cols = (int)min64(nr, b->n - jr);
+                for (int64_t p = 0; p < kc; p++) {
+                    float av = j->alpha * arow[p];
+                    for (int s = 0; s < cols; s++)
+                        crow[jr + s] += av * panel[p * nr + s];
+                }
+            }
+        }
+    }
+}
+
+void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                          float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    if (m <= 0)
+        return;
+    if (alpha == 0.0f) {
+        scale_rows(0, m, b->n, beta, c, ldc);
+        return;
+    }
+    if (!prepacked_blocked(m, b->n, b->k)) {
+        prepacked_rows_job_t job = {b, alpha, a, lda, beta, c, ldc};
+        parallel_run(par, m, 32768 / (b->n * b->k + 1) + 1, prepacked_rows, &job);
+        return;
+    }
+    sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
+                       .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
+                       .b_packed = b};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

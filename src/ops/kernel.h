@@ -83,6 +83,12 @@ const kiln_tensor_t *kiln_ctx_input(const kiln_kernel_ctx_t *ctx, int i);
 /* Input i as a value (tensor, sequence or empty optional); NULL if omitted. */
 const kiln_value_t *kiln_ctx_input_value(const kiln_kernel_ctx_t *ctx, int i);
 
+/* Input i's weight as packed by the session at creation for the GEMM
+ * microkernel (a kiln_sgemm_packed_b_t, ops/gemm.h; today MatMul's B), or
+ * NULL: then read the tensor as usual.  The tensor itself may have been
+ * released (data NULL) when every reader has a packed copy. */
+const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i);
+
 int kiln_ctx_output_count(const kiln_kernel_ctx_t *ctx);
 /* True when output i exists and its value is used (not omitted). */
 bool kiln_ctx_output_wanted(const kiln_kernel_ctx_t *ctx, int i);

@@ -159,9 +159,12 @@ kiln_status_t kiln_window_transpose(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
         int64_t ek = effective_kernel(w, i), s = w->stride[i];
         int64_t full = s * (w->in[i] - 1) + out_pad[i] + ek;
         int64_t target = -1;
-        if (n_out_shape >= 0)
+        if (n_out_shape >= 0) {
             target = out_shape[n_out_shape - w->nd + i - off];
-        else if (same_upper || same_lower)
+            if (target < 1 || target > MAX_WINDOW_VALUE)
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "output_shape value %lld is out of range",
+                                     (long long)target);
+        } else if (same_upper || same_lower)
             target = w->in[i] * s;
         if (target >= 0) {
             int64_t total = full - target; /* < 0: the output grows past the last window */

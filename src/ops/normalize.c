@@ -375,7 +375,7 @@ static kiln_status_t batch_norm_run(kiln_kernel_ctx_t *ctx)
     double eps = kiln_attr_float(node, "epsilon", 1e-5f);
     double momentum = kiln_attr_float(node, "momentum", 0.9f);
     bool training = kiln_ctx_opset(ctx) >= 14 && kiln_attr_int(node, "training_mode", 0) != 0;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     kiln_tensor_t *run_mean = NULL, *run_var = NULL;
@@ -428,7 +428,7 @@ static kiln_status_t instance_norm_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "scale and B must have %lld elements",
                              (long long)C);
     double eps = kiln_attr_float(kiln_ctx_node(ctx), "epsilon", 1e-5f);
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     channel_affine_t aff = {x,

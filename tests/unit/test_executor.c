@@ -16,8 +16,16 @@
  *  - weights whose raw_data is not 4-byte aligned in the file (read from
  *    bytes and from a mapped file, where the copied pages are dropped) give
  *    the same MatMul result as aligned ones, and their neighbours stay
- *    readable.
+ *    readable;
+ *  - prepacked B (ops/gemm.h) against the reference GEMM, for every
+ *    microkernel, edge sizes, several K slices, packed in place;
+ *  - prepacked MatMul weights in sessions: a weight also read by another op
+ *    is kept, one read by two MatMuls is packed once, and sessions that come
+ *    and go on one model (the first replaces the weights, a second one
+ *    copies them back, one without prepacking reads the originals) all
+ *    compute the same result.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +36,7 @@
 #include "kiln.h"
 #include "onnx/model.h"
 #include "onnx/pb.h"
+#include "ops/gemm.h"
 
 /* ---- a tiny model builder -------------------------------------------------- */
 
@@ -344,11 +353,193 @@ static void test_misaligned_weights(void)
     unlink(path);
 }
 
+
+/* ---- prepacked GEMM ---------------------------------------------------------- */
+
+static void check_prepacked(int64_t m, int64_t k, int64_t n, bool in_place)
+{
+    size_t b_alloc = (sizeof(float) * (size_t)(k * n) + 127) & ~(size_t)63; /* 64 spare bytes at least */
+    float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = aligned_alloc(64, b_alloc);
+    float *c = malloc(sizeof(float) * (size_t)(m * n)), *ref = malloc(sizeof(float) * (size_t)(m * n));
+    float *b_copy = malloc(sizeof(float) * (size_t)(k * n));
+    for (int64_t i = 0; i < m * k; i++)
+        a[i] = (float)((i * 13) % 17) / 17.0f - 0.5f;
+    for (int64_t i = 0; i < k * n; i++)
+        b_copy[i] = b[i] = (float)((i * 7) % 19) / 19.0f - 0.5f;
+    for (int64_t i = 0; i < m * n; i++)
+        c[i] = ref[i] = (float)(i % 5);
+    kiln_sgemm_reference(false, false, m, n, k, 0.5f, a, k, b_copy, n, 0.25f, ref, n);
+    kiln_sgemm_packed_b_t *p;
+    float *scratch = NULL;
+    if (in_place && kiln_sgemm_packed_b_size(k, n) <= b_alloc) {
+        scratch = aligned_alloc(64, (kiln_sgemm_packed_b_size(k, n) + 63) & ~(size_t)63);
+        p = kiln_sgemm_pack_b_into(false, k, n, b, n, b, scratch); /* b becomes the panels */
+        b = NULL;
+    } else {
+        p = kiln_sgemm_pack_b(false, k, n, b, n);
+    }
+    CHECK_MSG(p != NULL, "pack %lldx%lld", (long long)k, (long long)n);
+    if (p) {
+        kiln_sgemm_prepacked(m, 0.5f, a, k, p, 0.25f, c, n, NULL);
+        double worst = 0;
+        for (int64_t i = 0; i < m * n; i++)
+            worst = fmax(worst, fabs((double)c[i] - ref[i]));
+        CHECK_MSG(worst < 1e-4, "%s m=%lld k=%lld n=%lld in_place=%d: max error %g", kiln_sgemm_path(),
+                  (long long)m, (long long)k, (long long)n, in_place, worst);
+    }
+    kiln_sgemm_packed_b_free(p);
+    free(scratch);
+    free(a);
+    free(b);
+    free(c);
+    free(ref);
+    free(b_copy);
+}
+
+static void test_prepacked_gemm(void)
+{
+    static const int64_t shapes[][3] = {{1, 5, 7},   {3, 4, 2},    {2, 40, 64},  {37, 300, 70},
+                                        {7, 1, 33},  {128, 96, 96}, {13, 700, 32}, {50, 257, 100}};
+    for (int mode = 0; mode < 3; mode++) {
+        kiln_sgemm_force_portable(mode == 2);
+        kiln_sgemm_avoid_avx512(mode == 1);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int in_place = 0; in_place < 2; in_place++)
+                check_prepacked(shapes[i][0], shapes[i][1], shapes[i][2], in_place);
+    }
+    kiln_sgemm_force_portable(false);
+    kiln_sgemm_avoid_avx512(false);
+    CHECK(kiln_sgemm_pack_b(false, 4, 1, (const float[]){1, 2, 3, 4}, 1) == NULL); /* one column: not packed */
+}
+
+/* ---- prepacked weights in sessions ------------------------------------------- */
+
+enum { PK = 24, PM = 3, PN_MAX = 64 };
+static int PN; /* 64: the packed panels fit the copy's own memory; 40: they do not */
+
+/* y = x @ w1 + x @ w2 + x @ w1 and z = w2 + w2 (so w2 has a reader that is
+ * not a MatMul); w1's raw_data is misaligned by `pad` (see
+ * test_misaligned_weights). */
+static kiln_model_t *shared_weight_model(int pad, const char *path, const float *w1, const float *w2)
+{
+    builder_t b = {0};
+    const int64_t xd[] = {PM, PK}, wd[] = {PK, PN};
+    add_io(&b, 11, "x", 2, xd);
+    add_init(&b, "w1", KILN_DTYPE_FLOAT32, 2, wd, w1, sizeof(float) * PK * PN, pad);
+    add_init(&b, "w2", KILN_DTYPE_FLOAT32, 2, wd, w2, sizeof(float) * PK * PN, 0);
+    add_node(&b, "MatMul", "x,w1", "p1");
+    add_node(&b, "MatMul", "x,w2", "p2");
+    add_node(&b, "MatMul", "x,w1", "p3");
+    add_node(&b, "Add", "p1,p2", "s");
+    add_node(&b, "Add", "s,p3", "y");
+    add_node(&b, "Add", "w2,w2", "z");
+    add_io(&b, 12, "y", -1, NULL);
+    add_io(&b, 12, "z", -1, NULL);
+    return load(&b, path);
+}
+
+/* Runs s and checks y and z against plain loops. */
+static void check_shared_run(kiln_session_t *s, const float *w1, const float *w2, const char *what)
+{
+    const int64_t xd[] = {PM, PK};
+    kiln_tensor_t *x = vector(2, xd, 0.5f), *out[2] = {NULL, NULL};
+    const char *names[] = {"x"};
+    CHECK_MSG(kiln_session_run(s, 1, names, (const kiln_tensor_t *const *)&x, 2, out) == KILN_OK, "%s: %s", what,
+              kiln_last_error());
+    const float *px = kiln_tensor_data(x);
+    double worst = 0;
+    for (int i = 0; out[0] && i < PM; i++)
+        for (int j = 0; j < PN; j++) {
+            double want = 0;
+            for (int k = 0; k < PK; k++)
+                want += (double)px[i * PK + k] * (2.0 * w1[k * PN + j] + w2[k * PN + j]);
+            worst = fmax(worst, fabs(want - ((const float *)kiln_tensor_data(out[0]))[i * PN + j]));
+        }
+    for (int i = 0; out[1] && i < PK * PN; i++)
+        worst = fmax(worst, fabs(2.0 * w2[i] - ((const float *)kiln_tensor_data(out[1]))[i]));
+    CHECK_MSG(out[0] && out[1] && worst < 1e-4, "%s: max error %g", what, worst);
+    kiln_tensor_free(x);
+    kiln_tensor_free(out[0]);
+    kiln_tensor_free(out[1]);
+}
+
+static void test_prepacked_sessions(int n)
+{
+    PN = n;
+    static float w1[PK * PN_MAX], w2[PK * PN_MAX];
+    for (int i = 0; i < PK * PN; i++) {
+        w1[i] = (float)((i * 11) % 23) / 23.0f - 0.5f;
+        w2[i] = (float)((i * 3) % 7) / 7.0f - 0.5f;
+    }
+    char path[] = "/tmp/kiln_test_prepack_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    bool tried_copy = false;
+    for (int pad = 1; pad <= 4; pad++) {
+        kiln_model_t *m = shared_weight_model(pad, path, w1, w2);
+        if (!m)
+            continue;
+        bool copied = m->copied_bytes > 0;
+        tried_copy |= copied;
+        kiln_session_t *a = NULL, *b = NULL, *c = NULL, *plain = NULL;
+        CHECK(kiln_session_create(m, NULL, &a) == KILN_OK);
+        if (!a) {
+            kiln_model_free(m);
+            continue;
+        }
+        /* packed on first use: nothing yet */
+        CHECK(a->packed_bytes == 0);
+        check_shared_run(a, w1, w2, "first session");
+        /* w1 (two MatMuls) and w2 (MatMul, and Add) packed once each; only
+         * w1 replaced */
+        CHECK_MSG(a->packed_bytes >= 2 * sizeof(float) * PK * PN, "packed %zu", a->packed_bytes);
+        const kiln_graph_t *g = a->packed_graph;
+        int i1 = g->values[kiln_graph_find_value(g, "w1")].initializer;
+        int i2 = g->values[kiln_graph_find_value(g, "w2")].initializer;
+        CHECK(g->initializers[i2]->data != NULL);
+        if (copied)
+            CHECK_MSG(g->initializers[i1]->data == NULL && a->released_bytes == sizeof(float) * PK * PN,
+                      "pad %d: w1 %p, released %zu", pad, g->initializers[i1]->data, a->released_bytes);
+        check_shared_run(a, w1, w2, "first session, second run");
+        /* a second session copies w1 back and packs its own */
+        CHECK(kiln_session_create(m, NULL, &b) == KILN_OK);
+        CHECK(g->initializers[i1]->data != NULL);
+        check_shared_run(b, w1, w2, "second session");
+        check_shared_run(a, w1, w2, "first session again");
+        kiln_session_options_t o;
+        kiln_session_options_init(&o);
+        o.optimization_level = 0; /* no prepacking: reads the originals */
+        CHECK(kiln_session_create(m, &o, &plain) == KILN_OK && plain && !plain->packed_b);
+        if (plain)
+            check_shared_run(plain, w1, w2, "session without prepacking");
+        kiln_session_free(a);
+        kiln_session_free(b);
+        kiln_session_free(plain);
+        /* alone again: replaces w1 again, and still computes right */
+        CHECK(kiln_session_create(m, NULL, &c) == KILN_OK);
+        if (c)
+            check_shared_run(c, w1, w2, "third session");
+        if (copied)
+            CHECK(g->initializers[i1]->data == NULL);
+        kiln_session_free(c);
+        /* no session left: the model holds its weights again (for a writer) */
+        CHECK(g->initializers[i1]->data && !memcmp(g->initializers[i1]->data, w1, sizeof(float) * PK * PN));
+        kiln_model_free(m);
+    }
+    CHECK_MSG(tried_copy, "no pad made w1 misaligned");
+    unlink(path);
+}
+
 int main(void)
 {
     test_view_outlives_source();
     test_view_outputs();
     test_arena_shapes();
     test_misaligned_weights();
+    test_prepacked_gemm();
+    test_prepacked_sessions(64);
+    test_prepacked_sessions(40);
     return check_finish();
 }
