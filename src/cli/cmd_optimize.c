@@ -118,7 +118,6 @@ int kiln_cmd_optimize(int argc, char **argv)
             kiln_model_free(model);
             return KILN_EXIT_BAD_INPUT;
         }
-        kiln_opt_strip_packed(session->opt);
         ir.graph = (kiln_graph_t *)session->graph;
         if (uses_domain(ir.graph, KILN_OPT_DOMAIN) && kiln_model_opset(&ir, KILN_OPT_DOMAIN) == 0) {
             opsets = calloc((size_t)ir.n_opsets + 1, sizeof *opsets);

@@ -114,8 +114,12 @@ static pthread_mutex_t g_prepack_lock = PTHREAD_MUTEX_INITIALIZER;
  * override), else -1. */
 static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
 {
-    if (strcmp(node->op_type, "MatMul") || (node->domain && node->domain[0]) || node->n_inputs != 2 ||
-        node->inputs[1] < 0)
+    /* MatMul, or the optimizer's FusedMatMul (+ bias, activation) unless it
+     * reads B transposed */
+    bool matmul = !strcmp(node->op_type, "MatMul") && !(node->domain && node->domain[0]) && node->n_inputs == 2;
+    bool fused = !strcmp(node->op_type, "FusedMatMul") && node->domain && !strcmp(node->domain, KILN_OPT_DOMAIN) &&
+                 node->n_inputs >= 2 && node->n_inputs <= 3 && !kiln_attr_int(node, "transB", 0);
+    if ((!matmul && !fused) || node->inputs[1] < 0)
         return -1;
     const kiln_value_info_t *vi = &g->values[node->inputs[1]];
     if (vi->initializer < 0 || vi->is_graph_input)

@@ -220,7 +220,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
         if (job->ep) /* while the plane is in cache */
-            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol);
     }
 }
 
@@ -277,7 +277,6 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 typedef struct epilogue_job {
     const kiln_conv_epilogue_t *ep;
     float *y, *y0; /* the block, and the whole output */
-    const float *bias; /* per row, or NULL */
     int64_t cols, ld;
 } epilogue_job_t;
 
@@ -285,16 +284,15 @@ static void epilogue_rows(void *arg, int64_t begin, int64_t end)
 {
     const epilogue_job_t *job = arg;
     for (int64_t r = begin; r < end; r++)
-        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
-                       job->bias ? job->bias[r] : 0.0f);
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols);
 }
 
 static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
-                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
+                         int64_t rows, int64_t cols, int64_t ld)
 {
     if (!ep)
         return;
-    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
+    epilogue_job_t job = {ep, y, y0, cols, ld};
     kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
 }
 
@@ -328,14 +326,15 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias is added by the GEMM while each block is in cache; a fused
-             * activation (ep) runs on the block right after */
-            const float *bg = bd ? bd + g * s.out_per_group : NULL;
-            kiln_sgemm_epilogue_t gep = {.row_bias = bg};
+            /* the bias goes in with the GEMM's stores (and ReLU when that is the
+             * whole epilogue); any other epilogue runs on each block after */
+            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
+                                         .relu = ep && ep->gemm_relu};
+            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
             if (pointwise) {
                 kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
                               xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
-                run_epilogue(ctx, ep, yg, yd, NULL, s.out_per_group, s.out_vol, s.out_vol);
+                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             /* weights used by several blocks are packed once for all of them */
@@ -351,7 +350,7 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
                 kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
                                     yg + j0, s.out_vol, &gep, &par);
-                run_epilogue(ctx, ep, yg + j0, yd, NULL, s.out_per_group, cols, s.out_vol);
+                run_epilogue(ctx, after, yg + j0, yd, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;

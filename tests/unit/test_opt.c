@@ -138,7 +138,6 @@ static const expect_t expectations[] = {
     {"layer_norm_gelu", 2, KILN_OPT_LAYER_NORM_FUSION, 2, "LayerNormalization"},
     {"layer_norm_gelu", 2, KILN_OPT_GELU_FUSION, 2, "FusedMatMul"},
     {"layer_norm_gelu", 2, KILN_OPT_MATMUL_BIAS_FUSION, 2, NULL},
-    {"layer_norm_gelu", 2, KILN_OPT_MATMUL_PREPACK, 2, NULL},
     {"transpose_matmul", 2, KILN_OPT_PASS_COUNT, 3, "MatMul"},
     {"transpose_matmul", 3, KILN_OPT_TRANSPOSE_MATMUL_FOLDING, 3, "FusedMatMul"},
     {"transpose_matmul_f64", 3, KILN_OPT_PASS_COUNT, 2, "MatMul"},
@@ -205,28 +204,6 @@ static void test_model_graph_untouched(void)
     kiln_model_free(m);
 }
 
-/* Prepacked weights are for this process: stripped before writing. */
-static void test_strip_packed(void)
-{
-    kiln_model_t *m = load("layer_norm_gelu");
-    kiln_session_t *s = m ? session_at(m, 2) : NULL;
-    if (s) {
-        int packed = 0;
-        for (int i = 0; i < s->graph->n_nodes; i++)
-            packed += kiln_node_attr(&s->graph->nodes[i], "packed_b") != NULL;
-        CHECK(packed == 1);
-        kiln_opt_strip_packed(s->opt);
-        for (int i = 0; i < s->graph->n_nodes; i++)
-            CHECK(!kiln_node_attr(&s->graph->nodes[i], "packed_b") &&
-                  !kiln_node_attr(&s->graph->nodes[i], "packed_width"));
-        kiln_tensor_t *out[1] = {0}; /* runs unpacked */
-        CHECK(run_random(s, out));
-        kiln_tensor_free(out[0]);
-    }
-    kiln_session_free(s);
-    kiln_model_free(m);
-}
-
 static void test_options(void)
 {
     kiln_model_t *m = load("identity_dropout");
@@ -268,7 +245,6 @@ int main(void)
     test_passes_fire();
     test_levels_agree();
     test_model_graph_untouched();
-    test_strip_packed();
     test_options();
     test_fast_erf();
     return check_finish();
