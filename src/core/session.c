@@ -181,6 +181,7 @@ static void prepack_one(kiln_session_t *s, int init)
     }
     if (!p && (p = kiln_sgemm_pack_b(false, k, n, w->data, n))) {
         if (take) {
+            kiln_sgemm_packed_b_forget_source(p);
             free(kiln_model_take_copy(s->model, w)); /* the packed copy replaces it */
             s->released_bytes += w->nbytes;
         } else if (only_packed) { /* the file pages are not needed any more */
