@@ -11,6 +11,9 @@
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
  * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
+ *
+ * With --url the command measures a KServe v2 server instead, the way
+ * perf_analyzer does: see bench/loadgen.h.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench/loadgen.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -30,6 +34,7 @@
 typedef struct bench_args {
     const char *model;
     int threads, warmup, iters;
+    int level; /* session optimization level (default 3) */
     bool json;
     int n_inputs;
     char **input_names;
@@ -43,10 +48,13 @@ typedef struct bench_args {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kiln bench MODEL [--threads N] [--warmup N] [--iters N] [--input NAME=FILE]...\n"
-                 "                  [--shape NAME=DIMS]... [--json]\n"
+                 "                  [--shape NAME=DIMS]... [--level 0-3] [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
-                 "  the shape of an input whose declared dims are symbolic.\n");
+                 "  the shape of an input whose declared dims are symbolic.\n"
+                 "       kiln bench --url http://HOST:PORT --model NAME [--concurrency 1,4,16] [--duration S] [--json]\n"
+                 "  measures a KServe v2 server (kiln's or Triton's) the way perf_analyzer does;\n"
+                 "  `kiln bench --url URL --help` lists its options.\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -173,6 +181,9 @@ static kiln_status_t make_inputs(const bench_args_t *a, kiln_session_t *s, const
 
 int kiln_cmd_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--url"))
+            return kiln_loadgen_main(argc, argv);
     bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50};
     int rc = KILN_EXIT_BAD_INPUT;
     a.input_names = calloc((size_t)argc + 1, sizeof(char *));
@@ -199,8 +210,12 @@ int kiln_cmd_bench(int argc, char **argv)
             goto done;
         } else if (!strcmp(arg, "--json")) {
             a.json = true;
-        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters")) {
-            int *dst = !strcmp(arg, "--threads") ? &a.threads : !strcmp(arg, "--warmup") ? &a.warmup : &a.iters;
+        } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters") ||
+                   !strcmp(arg, "--level")) {
+            int *dst = !strcmp(arg, "--threads")  ? &a.threads
+                       : !strcmp(arg, "--warmup") ? &a.warmup
+                       : !strcmp(arg, "--level")  ? &a.level
+                                                  : &a.iters;
             int lo = !strcmp(arg, "--iters") ? 1 : 0;
             if (!has_value || !parse_int(argv[++i], lo, 1000000, dst)) {
                 fprintf(stderr, "kiln bench: %s needs a number (%d or more)\n", arg, lo);
@@ -251,6 +266,7 @@ int kiln_cmd_bench(int argc, char **argv)
     kiln_session_options_t opts;
     kiln_session_options_init(&opts);
     opts.threads = a.threads;
+    opts.optimization_level = a.level;
     if (kiln_model_load(model_path, &model) != KILN_OK || kiln_session_create(model, &opts, &session) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;

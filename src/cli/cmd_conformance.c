@@ -31,6 +31,7 @@
 typedef struct conformance_options {
     double rtol, atol;
     int threads;
+    int level; /* optimization level of the sessions */
 } conformance_options_t;
 
 enum { RESULT_PASS = 0, RESULT_FAIL = 1, RESULT_SKIP = 3 };
@@ -127,7 +128,7 @@ static void retag_bfloat16(kiln_value_t *v, kiln_dtype_t declared)
 static int run_data_set(kiln_session_t *s, const char *set_dir, const conformance_options_t *o, char *why,
                         size_t why_len)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     char path[4096];
     int result = RESULT_FAIL;
     int n_feed = 0;
@@ -217,6 +218,7 @@ static int run_test(const char *dir, const char *name, const conformance_options
     kiln_session_options_t opts;
     kiln_session_options_init(&opts);
     opts.threads = o->threads;
+    opts.optimization_level = o->level;
     kiln_session_t *s = NULL;
     if (kiln_session_create(model, &opts, &s) != KILN_OK) {
         printf("FAIL %s: %s\n", name, kiln_last_error());
@@ -331,7 +333,7 @@ static void walk(const char *dir, const conformance_options_t *o, tally_t *t, in
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kiln conformance [--rtol R] [--atol A] [--threads N] PATH...\n"
+    fprintf(out, "usage: kiln conformance [--rtol R] [--atol A] [--threads N] [--level 0-3] PATH...\n"
                  "  Runs ONNX backend-test directories (model.onnx + test_data_set_*) under each PATH.\n"
                  "  --rtol R     relative tolerance (default 1e-3)\n"
                  "  --atol A     absolute tolerance (default 1e-7)\n"
@@ -348,7 +350,7 @@ static bool parse_double(const char *s, double *out)
 
 int kiln_cmd_conformance(int argc, char **argv)
 {
-    conformance_options_t o = {.rtol = 1e-3, .atol = 1e-7, .threads = 1};
+    conformance_options_t o = {.rtol = 1e-3, .atol = 1e-7, .threads = 1, .level = 3};
     int first_path = 0;
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths)
@@ -361,7 +363,8 @@ int kiln_cmd_conformance(int argc, char **argv)
             free(paths);
             return KILN_EXIT_OK;
         }
-        if ((!strcmp(a, "--rtol") || !strcmp(a, "--atol") || !strcmp(a, "--threads")) && i + 1 >= argc) {
+        if ((!strcmp(a, "--rtol") || !strcmp(a, "--atol") || !strcmp(a, "--threads") || !strcmp(a, "--level")) &&
+            i + 1 >= argc) {
             fprintf(stderr, "kiln conformance: %s needs a value\n", a);
             free(paths);
             return KILN_EXIT_BAD_INPUT;
@@ -386,6 +389,14 @@ int kiln_cmd_conformance(int argc, char **argv)
                 return KILN_EXIT_BAD_INPUT;
             }
             o.threads = (int)v;
+        } else if (!strcmp(a, "--level")) {
+            const char *v = argv[++i];
+            if (strlen(v) != 1 || v[0] < '0' || v[0] > '3') {
+                fprintf(stderr, "kiln conformance: --level must be 0, 1, 2 or 3, not '%s'\n", v);
+                free(paths);
+                return KILN_EXIT_BAD_INPUT;
+            }
+            o.level = v[0] - '0';
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "kiln conformance: unknown option '%s'\n", a);
             usage(stderr);

@@ -22,9 +22,11 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kiln run MODEL [--input NAME=FILE]... [--output-dir DIR] [--threads N]\n"
+                 "                [--level 0-3]\n"
                  "  FILE is a TensorProto .pb or a NumPy .npy file.\n"
                  "  Prints each output's name, dtype, shape and leading values;\n"
-                 "  --output-dir DIR writes each output as DIR/NAME.npy.\n");
+                 "  --output-dir DIR writes each output as DIR/NAME.npy.\n"
+                 "  --level sets the graph optimization level (default 3; 0 = none).\n");
 }
 
 static void print_values(const kiln_tensor_t *t)
@@ -62,7 +64,7 @@ static void safe_file_name(const char *name, char *out, size_t len)
 int kiln_cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *out_dir = NULL;
-    int threads = 0, n_in = 0;
+    int threads = 0, n_in = 0, level = 3;
     char **in_names = calloc((size_t)argc + 1, sizeof *in_names);
     char **in_files = calloc((size_t)argc + 1, sizeof *in_files);
     kiln_tensor_t **in_tensors = calloc((size_t)argc + 1, sizeof *in_tensors);
@@ -78,7 +80,8 @@ int kiln_cmd_run(int argc, char **argv)
             usage(stdout);
             rc = KILN_EXIT_OK;
             goto done;
-        } else if (!strcmp(a, "--input") || !strcmp(a, "--output-dir") || !strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--input") || !strcmp(a, "--output-dir") || !strcmp(a, "--threads") ||
+                   !strcmp(a, "--level")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "kiln run: %s needs a value\n", a);
                 goto done;
@@ -94,6 +97,12 @@ int kiln_cmd_run(int argc, char **argv)
                 in_files[n_in++] = eq + 1;
             } else if (!strcmp(a, "--output-dir")) {
                 out_dir = v;
+            } else if (!strcmp(a, "--level")) {
+                if (strlen(v) != 1 || v[0] < '0' || v[0] > '3') {
+                    fprintf(stderr, "kiln run: --level must be 0, 1, 2 or 3, not '%s'\n", v);
+                    goto done;
+                }
+                level = v[0] - '0';
             } else {
                 char *end;
                 long t = strtol(v, &end, 10);
@@ -125,6 +134,7 @@ int kiln_cmd_run(int argc, char **argv)
     kiln_session_options_t opts;
     kiln_session_options_init(&opts);
     opts.threads = threads;
+    opts.optimization_level = level;
     if (kiln_session_create(model, &opts, &session) != KILN_OK) {
         fprintf(stderr, "kiln run: %s\n", kiln_last_error());
         goto done;

@@ -182,7 +182,19 @@ static kiln_status_t topo_sort(kiln_graph_t *g)
     return st;
 }
 
+static kiln_status_t check_graph(kiln_graph_t *g, bool recurse);
+
 kiln_status_t kiln_graph_check(kiln_graph_t *g)
+{
+    return check_graph(g, true);
+}
+
+kiln_status_t kiln_graph_check_shallow(kiln_graph_t *g)
+{
+    return check_graph(g, false);
+}
+
+static kiln_status_t check_graph(kiln_graph_t *g, bool recurse)
 {
     kiln_status_t st = topo_sort(g);
     if (st)
@@ -212,7 +224,7 @@ kiln_status_t kiln_graph_check(kiln_graph_t *g)
                                    : "node '%s' (%s): unknown op %s in domain '%s' (opset %d)",
                              node->name, node->op_type, node->op_type,
                              node->domain[0] ? node->domain : "ai.onnx", node->opset);
-        for (int a = 0; a < node->n_attrs; a++) {
+        for (int a = 0; recurse && a < node->n_attrs; a++) {
             kiln_attr_t *at = &node->attrs[a];
             if (at->g && (st = kiln_graph_check(at->g)))
                 return kiln_fail_prefix(st, "in subgraph '%s' of node '%s' (%s)", at->name, node->name, node->op_type);

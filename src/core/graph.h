@@ -168,5 +168,8 @@ int64_t kiln_model_opset(const kiln_model_ir_t *m, const char *domain);
  * topologically, counts consumers and infers static shapes where it can.
  * The first problem is reported with the node's name and op. */
 kiln_status_t kiln_graph_check(kiln_graph_t *g);
+/* The same for g alone, leaving its subgraphs as they are (already checked
+ * and possibly shared with other graphs): the optimizer's rewritten copy. */
+kiln_status_t kiln_graph_check_shallow(kiln_graph_t *g);
 
 #endif

@@ -14,6 +14,7 @@
 #include "ops/gemm.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
+#include "opt/opt.h"
 
 /* ---- memory plan ---------------------------------------------------------
  *
@@ -253,17 +254,35 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
             return kiln_fail(KILN_ERR_NO_MEMORY, "cannot start %d threads", threads);
         }
     }
-    pthread_mutex_lock(&g_prepack_lock);
-    /* Weights an earlier session replaced are read again from the file:
-     * this session's graph may read them. */
-    kiln_status_t st = kiln_model_restore_copies(model);
-    if (!st && s->options.optimization_level > 0)
-        st = prepack_prepare(s, s->ir->graph);
-    if (!st)
-        model->sessions++;
-    pthread_mutex_unlock(&g_prepack_lock);
+    /* Which graph runs: the model's, or (level 1 and up) an optimized copy. */
+    s->graph = s->ir->graph;
+    if (s->options.optimization_level < 0) {
+        int level = s->options.optimization_level;
+        kiln_threadpool_free(s->pool);
+        free(s);
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "optimization_level must be 0 or more, not %d", level);
+    }
+    kiln_status_t st = KILN_OK;
+    if (s->options.optimization_level > 0) {
+        int level = s->options.optimization_level > 3 ? 3 : s->options.optimization_level;
+        st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
+        if (!st)
+            s->graph = &s->opt->graph;
+    }
+    if (!st) {
+        pthread_mutex_lock(&g_prepack_lock);
+        /* Weights an earlier session replaced are read again from the file:
+         * this session's graph may read them. */
+        st = kiln_model_restore_copies(model);
+        if (!st && s->options.optimization_level > 0)
+            st = prepack_prepare(s, s->graph);
+        if (!st)
+            model->sessions++;
+        pthread_mutex_unlock(&g_prepack_lock);
+    }
     if (st) {
         prepack_free(s);
+        kiln_opt_graph_free(s->opt);
         kiln_threadpool_free(s->pool);
         free(s);
         return st;
@@ -297,19 +316,20 @@ void kiln_session_free(kiln_session_t *s)
     if (--s->model->sessions == 0)
         kiln_model_restore_copies(s->model); /* out of memory: stays released (data NULL) */
     pthread_mutex_unlock(&g_prepack_lock);
+    kiln_opt_graph_free(s->opt);
     free(s);
 }
 
 int kiln_session_input_count(const kiln_session_t *s)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++)
         n += g->values[g->inputs[i]].initializer < 0;
     return n;
 }
 
-int kiln_session_output_count(const kiln_session_t *s) { return s->ir->graph->n_outputs; }
+int kiln_session_output_count(const kiln_session_t *s) { return s->graph->n_outputs; }
 
 static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 {
@@ -325,7 +345,7 @@ static void fill_info(const kiln_value_info_t *v, kiln_io_info_t *info)
 
 kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     int n = 0;
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value_info_t *v = &g->values[g->inputs[i]];
@@ -341,7 +361,7 @@ kiln_status_t kiln_session_input_info(const kiln_session_t *s, int index, kiln_i
 
 kiln_status_t kiln_session_output_info(const kiln_session_t *s, int index, kiln_io_info_t *info)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (index < 0 || index >= g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "output index %d is out of range (the model has %d outputs)",
                          index, g->n_outputs);
@@ -838,7 +858,7 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
         f.view_of[v] = -1;
         f.entry[v] = -1;
     }
-    if (!parent)
+    if (!parent && g == s->graph) /* not for graphs run at load (constant folding) */
         plan_begin(s, g, inputs, &f);
     for (int i = 0; i < g->n_initializers; i++) {
         f.borrowed[i].kind = KILN_VALUE_TENSOR;
@@ -975,7 +995,7 @@ static bool dims_match(const kiln_value_info_t *vi, const kiln_tensor_t *t)
 kiln_status_t kiln_session_run(kiln_session_t *s, int input_count, const char *const *input_names,
                                const kiln_tensor_t *const *inputs, int output_count, kiln_tensor_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     if (output_count != g->n_outputs)
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "the model has %d outputs, output_count is %d", g->n_outputs,
                          output_count);
@@ -1048,7 +1068,7 @@ done:
 kiln_status_t kiln_session_run_values(kiln_session_t *s, int n_inputs, const kiln_value_t *const *inputs,
                                       kiln_value_t **outputs)
 {
-    const kiln_graph_t *g = s->ir->graph;
+    const kiln_graph_t *g = s->graph;
     const kiln_value_t **in_ptrs = calloc((size_t)g->n_inputs + 1, sizeof *in_ptrs);
     if (!in_ptrs)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory");

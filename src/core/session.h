@@ -28,9 +28,16 @@
 #include "core/threadpool.h"
 #include "kiln.h"
 
+struct kiln_opt_graph;
+
 struct kiln_session {
     kiln_model_t *model;
     kiln_model_ir_t *ir;
+    /* The graph this session runs and describes: the model's graph at
+     * optimization level 0, else the session's own optimized copy (opt
+     * owns it, and the weights the passes made; see opt/opt.h). */
+    const kiln_graph_t *graph;
+    struct kiln_opt_graph *opt;
     kiln_session_options_t options;
     kiln_threadpool_t *pool;
     /* Peak bytes of live intermediate tensors during the last run, and the

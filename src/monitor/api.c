@@ -447,12 +447,64 @@ static void query_range_handler(kiln_http_request_t *req, void *user)
     kiln_store_result_free(&res);
 }
 
+/* Parses a number literal, alone or two joined by + - * / ("1+1": the
+ * query Grafana sends to test a Prometheus data source).  0 with the
+ * value in *out, -1 when text is something else. */
+int kiln_api_scalar_query(const char *text, double *out)
+{
+    char *end;
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!*p)
+        return -1;
+    double a = strtod(p, &end);
+    if (end == p)
+        return -1;
+    p = end;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!*p) {
+        *out = a;
+        return 0;
+    }
+    char op = *p++;
+    if (!strchr("+-*/", op))
+        return -1;
+    while (isspace((unsigned char)*p))
+        p++;
+    double b = strtod(p, &end);
+    if (end == p)
+        return -1;
+    p = end;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p)
+        return -1;
+    *out = op == '+' ? a + b : op == '-' ? a - b : op == '*' ? a * b : a / b;
+    return 0;
+}
+
 static void query_handler(kiln_http_request_t *req, void *user)
 {
     kiln_api_t *api = user;
     int64_t t;
     if (time_param(req, "time", wall_ms(), &t))
         return;
+    const char *text = kiln_http_request_param(req, "query");
+    double scalar;
+    if (text && kiln_api_scalar_query(text, &scalar) == 0) {
+        sbuf_t b = {0};
+        sb_puts(&b, "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[");
+        sb_time(&b, t);
+        sb_puts(&b, ",");
+        char num[40];
+        kiln_metrics_format_value(scalar, num, sizeof num);
+        sb_json_string(&b, num);
+        sb_puts(&b, "]}}");
+        send_json(req, &b);
+        return;
+    }
     kiln_selector_t *sel = query_param(req, "query");
     if (!sel)
         return;
@@ -633,10 +685,22 @@ static void labels_handler(kiln_http_request_t *req, void *user)
     kiln_store_result_free(&all);
 }
 
+/* /api/v1/status/buildinfo: what Grafana and promtool ask a server first. */
+static void buildinfo_handler(kiln_http_request_t *req, void *user)
+{
+    (void)user;
+    sbuf_t b = {0};
+    sb_puts(&b, "{\"status\":\"success\",\"data\":{\"version\":\"" KILN_VERSION_STRING "\","
+                "\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\","
+                "\"goVersion\":\"\",\"application\":\"kiln\"}}");
+    send_json(req, &b);
+}
+
 static const struct {
     const char *path;
     kiln_http_handler_fn fn;
 } ROUTES[] = {
+    {"/api/v1/status/buildinfo", buildinfo_handler},
     {"/api/v1/query_range", query_range_handler},
     {"/api/v1/query", query_handler},
     {"/api/v1/series", series_handler},

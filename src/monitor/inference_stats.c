@@ -25,6 +25,7 @@ struct kiln_model_stats {
     char version[32];
     atomic_int hidden;
     atomic_uint_fast64_t success, failure, inferences, executions;
+    atomic_uint_fast64_t failure_by_reason[KILN_FAILURE_REASONS]; /* subset of failure with a known reason */
     atomic_uint_fast64_t queue_us, compute_us, request_us;
     atomic_int_fast64_t pending;
     atomic_uint_fast64_t latency[KILN_LATENCY_BUCKETS];
@@ -126,6 +127,19 @@ void kiln_model_stats_request(kiln_model_stats_t *m, int success, uint64_t queue
     atomic_fetch_add_explicit(&m->latency[latency_bucket(total_us)], 1, memory_order_relaxed);
 }
 
+void kiln_model_stats_failure_reason(kiln_model_stats_t *m, kiln_failure_reason_t reason)
+{
+    if (!m || (unsigned)reason >= KILN_FAILURE_REASONS)
+        return;
+    atomic_fetch_add_explicit(&m->failure_by_reason[reason], 1, memory_order_relaxed);
+}
+
+const char *kiln_failure_reason_name(kiln_failure_reason_t reason)
+{
+    static const char *const names[KILN_FAILURE_REASONS] = {"REJECTED", "CANCELED", "BACKEND", "OTHER"};
+    return (unsigned)reason < KILN_FAILURE_REASONS ? names[reason] : "OTHER";
+}
+
 void kiln_model_stats_execution(kiln_model_stats_t *m, uint64_t batch_size)
 {
     if (!m || batch_size == 0)
@@ -221,6 +235,14 @@ kiln_status_t kiln_inference_stats_snapshot(kiln_inference_stats_t *reg,
         memcpy(s->version, m->version, sizeof s->version);
         s->request_success = atomic_load_explicit(&m->success, memory_order_relaxed);
         s->request_failure = atomic_load_explicit(&m->failure, memory_order_relaxed);
+        uint64_t attributed = 0;
+        for (int r = 0; r < KILN_FAILURE_REASONS; r++) {
+            s->failure_by_reason[r] = atomic_load_explicit(&m->failure_by_reason[r], memory_order_relaxed);
+            attributed += s->failure_by_reason[r];
+        }
+        /* failures recorded without a reason count as OTHER */
+        if (s->request_failure > attributed)
+            s->failure_by_reason[KILN_FAILURE_OTHER] += s->request_failure - attributed;
         s->inference_count = atomic_load_explicit(&m->inferences, memory_order_relaxed);
         s->exec_count = atomic_load_explicit(&m->executions, memory_order_relaxed);
         s->queue_us = atomic_load_explicit(&m->queue_us, memory_order_relaxed);

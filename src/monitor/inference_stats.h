@@ -50,6 +50,20 @@ void kiln_inference_stats_remove(kiln_inference_stats_t *reg, const char *model,
  * and computed (microseconds), and end-to-end latency. */
 void kiln_model_stats_request(kiln_model_stats_t *m, int success, uint64_t queue_us,
                               uint64_t compute_us, uint64_t total_us);
+/* Why a request failed, as Triton labels nv_inference_request_failure. */
+typedef enum kiln_failure_reason {
+    KILN_FAILURE_REJECTED = 0, /* refused before running: queue full, timed out, shutting down */
+    KILN_FAILURE_CANCELED = 1, /* the client went away */
+    KILN_FAILURE_BACKEND = 2,  /* the model failed while running */
+    KILN_FAILURE_OTHER = 3,    /* anything else (e.g. bad input found late) */
+    KILN_FAILURE_REASONS = 4
+} kiln_failure_reason_t;
+
+/* Attributes one failed request (already counted by
+ * kiln_model_stats_request with success 0) to a reason. */
+void kiln_model_stats_failure_reason(kiln_model_stats_t *m, kiln_failure_reason_t reason);
+const char *kiln_failure_reason_name(kiln_failure_reason_t reason);
+
 /* One batch execution of batch_size inferences. */
 void kiln_model_stats_execution(kiln_model_stats_t *m, uint64_t batch_size);
 /* Requests waiting now (a gauge the server keeps current). */
@@ -66,6 +80,7 @@ typedef struct kiln_model_snapshot {
     char version[32];
     uint64_t request_success;   /* requests answered without error */
     uint64_t request_failure;   /* requests that failed */
+    uint64_t failure_by_reason[KILN_FAILURE_REASONS]; /* adds up to request_failure */
     uint64_t inference_count;   /* inferences (sum of batch sizes) */
     uint64_t exec_count;        /* batch executions */
     uint64_t queue_us;          /* total queue time of all requests */

@@ -425,7 +425,9 @@ static void sample_inference(kiln_monitor_t *mon, snapshot_t *s)
         add_rates(mon, s, m, now);
 #define MV "model", m->model, "version", m->version
         add(s, F_INF_SUCCESS, NULL, (double)m->request_success, MV, NULL);
-        add(s, F_INF_FAILURE, NULL, (double)m->request_failure, MV, NULL);
+        for (int r = 0; r < KILN_FAILURE_REASONS; r++)
+            add(s, F_INF_FAILURE, NULL, (double)m->failure_by_reason[r], MV, "reason",
+                kiln_failure_reason_name((kiln_failure_reason_t)r), NULL);
         add(s, F_INF_COUNT, NULL, (double)m->inference_count, MV, NULL);
         add(s, F_INF_EXEC, NULL, (double)m->exec_count, MV, NULL);
         add(s, F_INF_REQUEST_US, NULL, (double)m->request_us, MV, NULL);

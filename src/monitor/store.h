@@ -2,12 +2,13 @@
  * store.h - the monitoring history: samples of time series in SQLite.
  *
  * Layout (one file, WAL journal): a table of series (metric name + labels
- * as canonical JSON), raw samples (series, ms timestamp, value) kept for
- * the raw window (default 24 h), and per-minute roll-ups (min, avg, max,
- * count) kept for the roll-up window (default 30 days).  Each append is
- * one transaction, so a kill -9 loses at most the append in flight and the
- * file reopens clean.  kiln_store_maintain() rolls finished minutes up and
- * prunes both tables; the sampler calls it once a minute.
+ * as canonical JSON), raw samples packed per series and minute into BLOB
+ * "chunks" (a few bytes a point) kept for the raw window (default 24 h),
+ * and per-minute roll-ups (min, avg, max, count) kept for the roll-up
+ * window (default 30 days).  Each append is one transaction, so a kill -9
+ * loses at most the append in flight and the file reopens clean.
+ * kiln_store_maintain() rolls finished minutes up and prunes both tables
+ * (raw data by whole minutes); the sampler calls it once a minute.
  *
  * Threads: the store has a writer connection and a reader connection, each
  * behind its own mutex, so queries from the HTTP thread do not wait for the

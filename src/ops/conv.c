@@ -1,15 +1,18 @@
 /*
  * conv.c - Conv and ConvTranspose for float32 (1-D to 3-D, groups,
- * dilations, strides, pads, auto_pad, bias).
+ * dilations, strides, pads, auto_pad, bias); float16/bfloat16 Conv runs
+ * on float32 copies.
  *
  * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
  * fields out as a (C/group * kernel volume) x (output positions) matrix and
  * the group's weights (M/group rows) multiply it.  The matrix is built a
- * block of output positions at a time, sized to stay in L2, so the GEMM
- * packs it from cache instead of streaming a huge buffer through memory.  A pointwise conv (1x1,
- * stride 1, no pad) needs no im2col: the input already is that matrix.
- * Depthwise convs (one input channel per group) take a direct path, since
- * their GEMM would be a single row.
+ * block of output positions at a time, sized to stay in L2, and written
+ * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
+ * is neither streamed through memory nor copied a second time; the bias is
+ * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
+ * needs no im2col: the input already is that matrix.  Depthwise convs (one
+ * input channel per group) take a direct tap-major path, since their GEMM
+ * would be a single row.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
@@ -49,11 +52,17 @@ static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
 
 typedef struct im2col_job {
     const float *x;        /* the group's first input channel */
-    float *col;            /* rows = channel x kernel offset, cols = output positions [j0, j1) */
+    float *panels;         /* the column block in kiln_sgemm_packed_b's panel layout */
+    int64_t panel_width;   /* kiln_sgemm_panel_width() */
+    int64_t rows;          /* rows of the column matrix: channels x kernel volume */
     const kiln_window_t *w;
     int64_t in_vol, kernel_vol;
     int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
 } im2col_job_t;
+
+/* Most output positions per im2col block (one block row is built on the
+ * stack before it is spread into panels). */
+enum { IM2COL_MAX_COLS = 4096 };
 
 /* Writes output columns [ow0, ow1) of one output row of a column-matrix
  * row: src is the input row (already offset by the kernel column), zeros
@@ -84,7 +93,8 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
     const float *x = job->x + c * job->in_vol;
-    float *dst = job->col + row * (job->j1 - job->j0);
+    float line[IM2COL_MAX_COLS];
+    float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
     /* output columns ow whose input column lies inside [0, in[2]) */
     int64_t ow_lo = w_off >= 0 ? 0 : (-w_off + s2 - 1) / s2;
@@ -107,6 +117,21 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         dst += ow1 - ow0;
         j += ow1 - ow0;
     }
+    /* spread the row over the panels: row `row` of panel s holds columns
+     * [s*W, s*W + W) of the block, zero past its end */
+    int64_t cols = job->j1 - job->j0, width = job->panel_width;
+    for (int64_t j = 0; j < cols; j += width) {
+        float *out = job->panels + (j * job->rows + row * width);
+        int64_t n = cols - j < width ? cols - j : width;
+        if (n == 32) /* constant sizes inline into vector moves */
+            memcpy(out, line + j, 32 * sizeof *out);
+        else if (n == 16)
+            memcpy(out, line + j, 16 * sizeof *out);
+        else
+            memcpy(out, line + j, (size_t)n * sizeof *out);
+        for (int64_t q = n; q < width; q++)
+            out[q] = 0.0f;
+    }
 }
 
 static void im2col_rows(void *arg, int64_t begin, int64_t end)
@@ -125,7 +150,7 @@ static int64_t im2col_block_cols(int64_t rows, int64_t out_vol)
         cols = MIN_COLS;
     if (cols * 4 >= out_vol * 3) /* nearly everything: take it all in one block */
         cols = out_vol;
-    return cols;
+    return cols < IM2COL_MAX_COLS ? cols : IM2COL_MAX_COLS;
 }
 
 /* ---- Depthwise direct path ---------------------------------------------- */
@@ -134,6 +159,7 @@ typedef struct depthwise_job {
     const float *x, *w, *b;
     float *y;
     const conv_shapes_t *s;
+    const kiln_conv_epilogue_t *ep; /* applied to each plane when done, or NULL */
 } depthwise_job_t;
 
 /* The output positions o in [0, out) whose input o*stride + off lies in
@@ -190,8 +216,12 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
 
 static void depthwise_planes(void *arg, int64_t begin, int64_t end)
 {
-    for (int64_t p = begin; p < end; p++)
-        depthwise_plane(arg, p);
+    const depthwise_job_t *job = arg;
+    for (int64_t p = begin; p < end; p++) {
+        depthwise_plane(job, p);
+        if (job->ep) /* while the plane is in cache */
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+    }
 }
 
 /* ---- Conv ---------------------------------------------------------------- */
@@ -242,23 +272,52 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
+/* Runs the epilogue over rows x cols of y (row stride ld), split over the
+ * session's threads. */
+typedef struct epilogue_job {
+    const kiln_conv_epilogue_t *ep;
+    float *y, *y0; /* the block, and the whole output */
+    const float *bias; /* per row, or NULL */
+    int64_t cols, ld;
+} epilogue_job_t;
+
+static void epilogue_rows(void *arg, int64_t begin, int64_t end)
+{
+    const epilogue_job_t *job = arg;
+    for (int64_t r = begin; r < end; r++)
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
+                       job->bias ? job->bias[r] : 0.0f);
+}
+
+static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
+                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
+{
+    if (!ep)
+        return;
+    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
+    kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
+}
+
 /* The float32 computation of Conv into y (allocated by the caller with
- * the output shape; every element is written, so it need not be zeroed). */
+ * the output shape; every element is written, so it need not be zeroed),
+ * then the epilogue (may be NULL) on each block of y right after its GEMM. */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
-                                  const float *wd, const float *bd, float *yd)
+                                  const float *wd, const float *bd, float *yd, const kiln_conv_epilogue_t *ep)
 {
     conv_shapes_t s = *sp;
     if (s.in_per_group == 1 && s.group > 1) {
-        depthwise_job_t job = {xd, wd, bd, yd, &s};
+        depthwise_job_t job = {xd, wd, bd, yd, &s, ep};
         kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
         return KILN_OK;
     }
     bool pointwise = is_pointwise(&s.w);
     int64_t col_rows = s.in_per_group * s.kernel_vol;
     int64_t block = pointwise ? s.out_vol : im2col_block_cols(col_rows, s.out_vol);
+    int64_t width = kiln_sgemm_panel_width();
+    int64_t block_padded = (block + width - 1) / width * width;
     float *col = NULL;
     if (!pointwise) {
-        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block) * sizeof *col);
+        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block_padded) * sizeof *col);
         if (!col)
             return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
                                  (long long)col_rows, (long long)block);
@@ -269,19 +328,30 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            if (bd)
-                fill_bias(yg, bd + g * s.out_per_group, s.out_per_group, s.out_vol);
+            /* the bias is added by the GEMM while each block is in cache; a fused
+             * activation (ep) runs on the block right after */
+            const float *bg = bd ? bd + g * s.out_per_group : NULL;
+            kiln_sgemm_epilogue_t gep = {.row_bias = bg};
             if (pointwise) {
-                kiln_sgemm(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                           xg, s.out_vol, bd ? 1.0f : 0.0f, yg, s.out_vol, &par);
+                kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
+                              xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
+                run_epilogue(ctx, ep, yg, yd, NULL, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
+            }
+            /* weights used by several blocks are packed once for all of them */
+            float *wp = NULL;
+            if (block < s.out_vol) {
+                size_t floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
+                if ((wp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, floats * sizeof *wp)))
+                    kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wp);
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
-                im2col_job_t job = {xg, col, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
+                im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm(false, false, s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, col,
-                           cols, bd ? 1.0f : 0.0f, yg + j0, s.out_vol, &par);
+                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
+                                    yg + j0, s.out_vol, &gep, &par);
+                run_epilogue(ctx, ep, yg + j0, yd, NULL, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;
@@ -301,7 +371,7 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
     if ((*y)->count == 0)
         return KILN_OK;
-    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data);
+    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data, NULL);
     if (st != KILN_OK) {
         kiln_tensor_free(*y);
         *y = NULL;
@@ -309,10 +379,42 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
     return st;
 }
 
+/* float16/bfloat16 Conv: float32 copies in, the float32 result rounded out. */
+static kiln_status_t conv_half(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
+                               const kiln_tensor_t *w, const kiln_tensor_t *b)
+{
+    kiln_tensor_t *xf = kiln_nn_float32_copy(x), *wf = kiln_nn_float32_copy(w);
+    kiln_tensor_t *bf = b ? kiln_nn_float32_copy(b) : NULL, *yf = NULL;
+    kiln_status_t st;
+    if (!xf || !wf || (b && !bf))
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for float32 copies of the inputs");
+    else
+        st = kiln_conv_float32(ctx, xf, wf, bf, &yf);
+    if (st == KILN_OK) {
+        kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, x->dtype, yf->rank, yf->dims);
+        if (y)
+            kiln_nn_store_float32(yf, y);
+        else
+            st = kiln_ctx_status(ctx);
+    }
+    kiln_tensor_free(xf);
+    kiln_tensor_free(wf);
+    kiln_tensor_free(bf);
+    kiln_tensor_free(yf);
+    return st;
+}
+
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
+{
+    return kiln_conv_run_epilogue(ctx, NULL);
+}
+
+kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep)
 {
     const kiln_tensor_t *x = kiln_ctx_input(ctx, 0), *w = kiln_ctx_input(ctx, 1);
     const kiln_tensor_t *b = kiln_ctx_input(ctx, 2);
+    if (x && w && kiln_nn_is_half(x->dtype) && w->dtype == x->dtype && (!b || b->dtype == x->dtype))
+        return conv_half(ctx, x, w, b);
     kiln_status_t st = check_float32(ctx, x, w, b);
     conv_shapes_t s;
     if (st != KILN_OK || (st = conv_shapes(ctx, x, w, b, &s)) != KILN_OK)
@@ -324,7 +426,7 @@ kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx)
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
-    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data);
+    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data, ep);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------- */

@@ -13,8 +13,17 @@
  * reused.  Consecutive tasks of one chunk share a column block, so the
  * packed B slice is reused across them.
  *
+ * Variations on that loop: when a column block is only a few panels wide,
+ * A is read in place by a microkernel that takes row pointers (packing it
+ * would cost more than the few reuses repay); callers may hand B over
+ * already in panels (kiln_sgemm_packed_b: Conv writes im2col that way) and
+ * A packed once for many calls (kiln_sgemm_pack_a).  An epilogue (row bias,
+ * ReLU) is applied in the microkernel's stores.  Packing buffers are
+ * per-thread scratch that lives as long as the thread.
+ *
  * Small or degenerate products (one row or one column, tiny volumes) go to
- * plain loops, where packing would cost more than it saves.
+ * plain loops (AVX2 dot/axpy for one row), where packing would cost more
+ * than it saves.
  */
 #include "ops/gemm.h"
 
@@ -160,7 +169,7 @@ void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
 
 static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr, float alpha, float beta)
+                             int mr, int nr, float alpha, float beta, const float *bias, bool relu)
 {
     float acc[PORTABLE_MR][PORTABLE_NR];
     memset(acc, 0, sizeof acc);
@@ -175,8 +184,11 @@ static void ukernel_portable(int64_t kc, const float *a, const float *b, float *
     }
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
-        for (int j = 0; j < nr; j++)
-            crow[j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]);
+        float add = bias ? bias[i] : 0.0f;
+        for (int j = 0; j < nr; j++) {
+            float v = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]) + add;
+            crow[j] = relu && v < 0.0f ? 0.0f : v;
+        }
     }
 }
 
@@ -191,9 +203,9 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
     .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
 
-/* C at most this many B panels wide reads A in place (see
- * macro_kernel_direct_a). */
-enum { DIRECT_A_MAX_PANELS = 4 };
+/* Column blocks at most this many B panels wide read A in place (see
+ * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
+enum { DIRECT_A_MAX_PANELS = 8 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
@@ -282,7 +294,10 @@ static void pack_b(bool trans_b, const float *b, int64_t ldb, int64_t p0, int64_
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int cols = nc - jr < nr ? (int)(nc - jr) : nr;
         float *panel = dst + jr * kc;
-        if (trans_b) {
+        if (trans_b && cols == nr && use_simd_helpers()) {
+            /* columns of op(B) are rows of the stored B^T: the A-panel packer */
+            kiln_sgemm_pack_rows_sse(b + (j0 + jr) * ldb + p0, ldb, nr, kc, panel);
+        } else if (trans_b) {
             if (cols < nr)
                 memset(panel, 0, (size_t)(kc * nr) * sizeof *panel);
             for (int s = 0; s < cols; s++) {
@@ -339,7 +354,11 @@ typedef struct sgemm_job {
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
-    const struct kiln_sgemm_packed_b *b_packed; /* B packed beforehand (NULL: pack per call) */
+    const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
+    const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
+    const float *row_bias;      /* epilogue: added to row i of C, or NULL */
+    bool relu;                  /* epilogue: clamp C at 0 */
+    const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -355,7 +374,8 @@ static int64_t min64(int64_t a, int64_t b)
 /* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
  * into C at (i0, j0). */
 static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
-                         int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc, float beta)
+                         int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
+                         float beta, const float *bias, bool relu)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
@@ -363,7 +383,8 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * kc, c, job->ldc, mr, nr, job->alpha, beta);
+            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta,
+                    bias ? bias + i0 + ir : NULL, relu);
         }
     }
 }
@@ -372,8 +393,8 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
  * C, each A element is used by only a few B panels, so packing A would
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
 static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
-                                  int64_t i0, int64_t mc, int64_t p0, int64_t j0, int64_t nc,
-                                  int64_t kc, float beta)
+                                  int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
+                                  int64_t nc, int64_t kc, float beta, const float *bias, bool relu)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -383,13 +404,57 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         int nr = (int)min64(uk->nr, nc - jr);
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * kc, c,
-                           job->ldc, nr, job->alpha, beta);
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
+                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, relu);
         }
         if (full < mc)
-            uk->run(kc, a_edge, b_pack + jr * kc, job->c + (i0 + full) * job->ldc + j0 + jr,
-                    job->ldc, (int)(mc - full), nr, job->alpha, beta);
+            uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
+                    job->ldc, (int)(mc - full), nr, job->alpha, beta,
+                    bias ? bias + i0 + full : NULL, relu);
     }
+}
+
+/* The epilogue as a separate pass over an m x n block of C (paths that
+ * do not run the microkernels). */
+static void apply_epilogue(float *c, int64_t ldc, int64_t m, int64_t n, const float *row_bias,
+                           bool relu)
+{
+    if (!row_bias && !relu)
+        return;
+    for (int64_t i = 0; i < m; i++) {
+        float *crow = c + i * ldc, add = row_bias ? row_bias[i] : 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            float v = crow[j] + add;
+            crow[j] = relu && v < 0.0f ? 0.0f : v;
+        }
+    }
+}
+
+/* The plain-loop fallback when no packing memory is left: rows of C at
+ * (i0, j0), mc x nc, from A and either B or the caller's B panels. */
+static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64_t j0, int64_t nc)
+{
+    if (!job->b_panels) {
+        reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
+                       job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
+                       job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
+                       job->c + i0 * job->ldc + j0, job->ldc);
+        apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
+                       job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+        return;
+    }
+    int64_t nr = job->uk->nr;
+    for (int64_t i = i0; i < i0 + mc; i++)
+        for (int64_t j = j0; j < j0 + nc; j++) {
+            const float *panel = job->b_panels + j / nr * nr * job->k + j % nr;
+            float sum = 0.0f;
+            for (int64_t p = 0; p < job->k; p++)
+                sum += job->a[i * job->lda + p] * panel[p * nr];
+            float *cij = job->c + i * job->ldc + j;
+            *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
+        }
+    apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
+                   job->row_bias ? job->row_bias + i0 : NULL, job->relu);
 }
 
 /* Tasks [begin, end): runs of consecutive tasks in one column block share
@@ -401,18 +466,15 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
     size_t a_bytes = (size_t)(round_up(job->mc, uk->mr) * job->kc) * sizeof(float);
     size_t b_bytes = (size_t)(round_up(job->nc, uk->nr) * job->kc) * sizeof(float);
     float *a_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_A, a_bytes);
-    float *b_pack = kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
+    float *b_pack = job->b_panels ? NULL : kiln_gemm_scratch(KILN_SCRATCH_PACK_B, b_bytes);
     for (int64_t t = begin; t < end;) {
         int64_t jb = t / job->m_blocks;
         int64_t run_end = min64(end, (jb + 1) * job->m_blocks);
         int64_t j0 = jb * job->nc, nc = min64(job->nc, job->n - j0);
-        if (!a_pack || !b_pack) { /* out of memory: finish these rows with plain loops */
+        if (!a_pack || (!b_pack && !job->b_panels)) { /* out of memory */
             for (int64_t u = t; u < run_end; u++) {
-                int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
-                reference_rows(job->trans_a, job->trans_b, 0, mc, nc, job->k, job->alpha,
-                               job->trans_a ? job->a + i0 : job->a + i0 * job->lda, job->lda,
-                               job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb,
-                               job->beta, job->c + i0 * job->ldc + j0, job->ldc);
+                int64_t i0 = (u % job->m_blocks) * job->mc;
+                fallback_block(job, i0, min64(job->mc, job->m - i0), j0, nc);
             }
             t = run_end;
             continue;
@@ -420,23 +482,45 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
         for (int64_t p0 = 0; p0 < job->k; p0 += job->kc) {
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
+            const float *bias = p0 == 0 ? job->row_bias : NULL; /* once, with the first slice */
+            bool relu = job->relu && p0 + kc >= job->k;          /* after the last slice */
+            /* B panel jr of this slice is at b_slice + jr * b_ld */
             const float *b_slice = b_pack;
-            if (job->b_packed) /* the slice's panels from j0 on, packed at session creation */
+            int64_t b_ld = kc;
+            if (job->b_panels) {
+                b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
+                b_ld = job->k;
+            } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
                 b_slice = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
-            else
+            } else {
                 pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
+            }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
-                    macro_kernel_direct_a(job, a_pack, b_slice, i0, mc, p0, j0, nc, kc, beta);
+                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
+                                          bias, relu);
+                    continue;
+                }
+                if (job->a_packed) { /* the caller packed all of A once */
+                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
+                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
                     continue;
                 }
                 pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                macro_kernel(job, a_pack, b_slice, i0, mc, j0, nc, kc, beta);
+                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
             }
         }
         t = run_end;
     }
+}
+
+/* The K depth of the slices a product of depth k is cut into (the last
+ * one may be shorter); a product barely deeper than one slice is not cut,
+ * to avoid a thin last slice. */
+static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
+{
+    return k < uk->kc + uk->kc / 4 ? k : uk->kc;
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
@@ -445,7 +529,7 @@ static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     enum { MIN_TASKS = 8, MIN_NC = 96 };
-    job->kc = job->k < uk->kc + uk->kc / 4 ? job->k : uk->kc; /* avoid a thin last K slice */
+    job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
     job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
@@ -453,7 +537,8 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    job->direct_a = uk->run_direct && !job->trans_a && !g_no_direct_a && job->n <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
+                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -551,27 +636,80 @@ static void sgemm_row_vector(bool trans_a, bool trans_b, int64_t n, int64_t k, f
     free(a_scaled);
 }
 
-void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                int64_t ldc, const kiln_gemm_parallel_t *par)
+void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
+    const float *row_bias = ep ? ep->row_bias : NULL;
+    bool relu = ep && ep->relu;
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     if (m == 1) {
         sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     if (n == 1 || m * n * k < 8 * 8 * 8) {
         sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
-                       .ldb = ldb, .ldc = ldc, .c = c};
+                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
+void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                int64_t ldc, const kiln_gemm_parallel_t *par)
+{
+    kiln_sgemm_ex(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, par);
+}
+
+int kiln_sgemm_panel_width(void)
+{
+    return choose_ukernel()->nr;
+}
+
+size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k)
+{
+    return (size_t)(round_up(m, choose_ukernel()->mr) * k);
+}
+
+void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst)
+{
+    const kiln_sgemm_ukernel_t *uk = choose_ukernel();
+    int64_t depth = slice_depth(uk, k), m_pad = round_up(m, uk->mr);
+    for (int64_t p0 = 0; p0 < k; p0 += depth) {
+        int64_t kc = min64(depth, k - p0);
+        pack_a(false, a, lda, 0, m, p0, kc, uk->mr, dst + p0 * m_pad);
+    }
+}
+
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *a_packed, const float *b_panels, float beta,
+                         float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                         const kiln_gemm_parallel_t *par)
+{
+    const float *row_bias = ep ? ep->row_bias : NULL;
+    bool relu = ep && ep->relu;
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_rows(0, m, n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        return;
+    }
+    sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
+                       .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
+                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

@@ -42,10 +42,45 @@ typedef struct kiln_gemm_parallel {
 kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx);
 kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool);
 
+/* What kiln_sgemm_ex does to C after the product, fused into the
+ * microkernel's stores: C = alpha*op(A)*op(B) + beta*C + row_bias[i] on
+ * row i (row_bias NULL: none), then max(C, 0) when relu.  Conv uses it for
+ * its bias; fused Conv+Relu kernels for both. */
+typedef struct kiln_sgemm_epilogue {
+    const float *row_bias;
+    bool relu;
+} kiln_sgemm_epilogue_t;
+
 /* The fast path, chosen at run time; par may be NULL (one thread). */
 void kiln_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                 int64_t ldc, const kiln_gemm_parallel_t *par);
+
+/* kiln_sgemm with an epilogue (ep may be NULL). */
+void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par);
+
+/* The fast path with B supplied already packed, for callers that can lay
+ * out B themselves (Conv writes its im2col straight into this form):
+ * B is k x n, not transposed, stored as ceil(n / W) panels of W columns,
+ * W = kiln_sgemm_panel_width(); panel s holds rows 0..k-1 of columns
+ * [s*W, s*W + W), W floats per row (columns past n are ignored), panels
+ * one after another (k * W floats each).  b_panels must be 64-byte
+ * aligned.  A is m x k row-major (not transposed). */
+int kiln_sgemm_panel_width(void);
+void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *a_packed, const float *b_panels, float beta,
+                         float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                         const kiln_gemm_parallel_t *par);
+
+/* Packs all of a row-major m x k A (not transposed) once into the
+ * microkernel's layout, for callers that multiply it by many B blocks
+ * (Conv's im2col blocks): pass the result as a_packed to
+ * kiln_sgemm_packed_b (a and lda are then not read).  dst holds
+ * kiln_sgemm_packed_a_floats(m, k) floats, 64-byte aligned. */
+size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k);
+void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst);
 
 /* B packed once for many products (a MatMul weight): the micro-panels
  * kiln_sgemm would otherwise pack from op(B) (k x n) on every call, laid
@@ -91,6 +126,7 @@ enum {
     KILN_SCRATCH_PACK_A = 0, /* kiln_sgemm's packed A block */
     KILN_SCRATCH_PACK_B = 1, /* kiln_sgemm's packed B slice */
     KILN_SCRATCH_IM2COL = 2, /* Conv's column matrix */
+    KILN_SCRATCH_WEIGHTS = 3, /* Conv's packed weights */
     KILN_SCRATCH_SLOTS = 4
 };
 void *kiln_gemm_scratch(int slot, size_t bytes);

@@ -19,8 +19,10 @@
 
 enum { TILE_M = 6, TILE_N = 16 };
 
-/* Writes one 16-wide row: c = alpha*acc + beta*c (c not read when beta == 0). */
-static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float beta)
+/* Writes one 16-wide row: c = alpha*acc + beta*c + bias, then max(c, 0)
+ * when relu (c not read when beta == 0). */
+static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float beta,
+                             const float *bias, bool relu)
 {
     lo = _mm256_mul_ps(lo, alpha);
     hi = _mm256_mul_ps(hi, alpha);
@@ -29,12 +31,22 @@ static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float
         lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), lo);
         hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
     }
+    if (bias) {
+        __m256 vbias = _mm256_broadcast_ss(bias);
+        lo = _mm256_add_ps(lo, vbias);
+        hi = _mm256_add_ps(hi, vbias);
+    }
+    if (relu) {
+        lo = _mm256_max_ps(lo, _mm256_setzero_ps());
+        hi = _mm256_max_ps(hi, _mm256_setzero_ps());
+    }
     _mm256_storeu_ps(c, lo);
     _mm256_storeu_ps(c + 8, hi);
 }
 
 void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, float *c,
-                                  int64_t ldc, int mr, int nr, float alpha, float beta)
+                                  int64_t ldc, int mr, int nr, float alpha, float beta,
+                                  const float *bias, bool relu)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -71,32 +83,30 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
 
     __m256 va = _mm256_set1_ps(alpha);
     if (mr == TILE_M && nr == TILE_N) {
-        store_row(c + 0 * ldc, c00, c01, va, beta);
-        store_row(c + 1 * ldc, c10, c11, va, beta);
-        store_row(c + 2 * ldc, c20, c21, va, beta);
-        store_row(c + 3 * ldc, c30, c31, va, beta);
-        store_row(c + 4 * ldc, c40, c41, va, beta);
-        store_row(c + 5 * ldc, c50, c51, va, beta);
+        store_row(c + 0 * ldc, c00, c01, va, beta, bias ? bias + 0 : NULL, relu);
+        store_row(c + 1 * ldc, c10, c11, va, beta, bias ? bias + 1 : NULL, relu);
+        store_row(c + 2 * ldc, c20, c21, va, beta, bias ? bias + 2 : NULL, relu);
+        store_row(c + 3 * ldc, c30, c31, va, beta, bias ? bias + 3 : NULL, relu);
+        store_row(c + 4 * ldc, c40, c41, va, beta, bias ? bias + 4 : NULL, relu);
+        store_row(c + 5 * ldc, c50, c51, va, beta, bias ? bias + 5 : NULL, relu);
         return;
     }
 
     /* Edge tile: full result to a buffer, then the wanted corner to C. */
     float buf[TILE_M * TILE_N];
-    store_row(buf + 0 * TILE_N, c00, c01, va, 0.0f);
-    store_row(buf + 1 * TILE_N, c10, c11, va, 0.0f);
-    store_row(buf + 2 * TILE_N, c20, c21, va, 0.0f);
-    store_row(buf + 3 * TILE_N, c30, c31, va, 0.0f);
-    store_row(buf + 4 * TILE_N, c40, c41, va, 0.0f);
-    store_row(buf + 5 * TILE_N, c50, c51, va, 0.0f);
+    store_row(buf + 0 * TILE_N, c00, c01, va, 0.0f, NULL, false);
+    store_row(buf + 1 * TILE_N, c10, c11, va, 0.0f, NULL, false);
+    store_row(buf + 2 * TILE_N, c20, c21, va, 0.0f, NULL, false);
+    store_row(buf + 3 * TILE_N, c30, c31, va, 0.0f, NULL, false);
+    store_row(buf + 4 * TILE_N, c40, c41, va, 0.0f, NULL, false);
+    store_row(buf + 5 * TILE_N, c50, c51, va, 0.0f, NULL, false);
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
         const float *brow = buf + i * TILE_N;
-        if (beta == 0.0f) {
-            for (int j = 0; j < nr; j++)
-                crow[j] = brow[j];
-        } else {
-            for (int j = 0; j < nr; j++)
-                crow[j] = brow[j] + beta * crow[j];
+        float add = bias ? bias[i] : 0.0f;
+        for (int j = 0; j < nr; j++) {
+            float v = brow[j] + add + (beta == 0.0f ? 0.0f : beta * crow[j]);
+            crow[j] = relu && v < 0.0f ? 0.0f : v;
         }
     }
 }

@@ -22,11 +22,17 @@
 
 enum { TILE_M = 12, TILE_N = 32 };
 
-/* Writes the mr x nr corner of alpha*acc + beta*C (C not read when beta
- * is 0); full tiles with plain stores, edges with masked ones. */
+/* Direct-A kernel prefetch: every 16 steps of k (one cache line of a row),
+ * PREFETCH_AHEAD floats ahead. */
+enum { PREFETCH_EVERY = 16, PREFETCH_AHEAD = 64 };
+
+/* Writes the mr x nr corner of alpha*acc + beta*C (+ bias[i] per row,
+ * then max(., 0) when relu; C not read when beta is 0); full tiles with
+ * plain stores, edges with masked ones. */
 static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][2], float *c,
                                                              int64_t ldc, int mr, int nr,
-                                                             float alpha, float beta)
+                                                             float alpha, float beta,
+                                                             const float *bias, bool relu)
 {
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (mr == TILE_M && nr == TILE_N) {
@@ -37,6 +43,14 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][
             if (beta != 0.0f) {
                 lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(crow), lo);
                 hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(crow + 16), hi);
+            }
+            if (bias) {
+                lo = _mm512_add_ps(lo, _mm512_set1_ps(bias[i]));
+                hi = _mm512_add_ps(hi, _mm512_set1_ps(bias[i]));
+            }
+            if (relu) {
+                lo = _mm512_max_ps(lo, _mm512_setzero_ps());
+                hi = _mm512_max_ps(hi, _mm512_setzero_ps());
             }
             _mm512_storeu_ps(crow, lo);
             _mm512_storeu_ps(crow + 16, hi);
@@ -55,13 +69,22 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][
             lo = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, crow), lo);
             hi = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, crow + 16), hi);
         }
+        if (bias) {
+            lo = _mm512_add_ps(lo, _mm512_set1_ps(bias[i]));
+            hi = _mm512_add_ps(hi, _mm512_set1_ps(bias[i]));
+        }
+        if (relu) {
+            lo = _mm512_max_ps(lo, _mm512_setzero_ps());
+            hi = _mm512_max_ps(hi, _mm512_setzero_ps());
+        }
         _mm512_mask_storeu_ps(crow, m0, lo);
         _mm512_mask_storeu_ps(crow + 16, m1, hi);
     }
 }
 
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
-                                     int64_t ldc, int mr, int nr, float alpha, float beta)
+                                     int64_t ldc, int mr, int nr, float alpha, float beta,
+                                     const float *bias, bool relu)
 {
     __m512 acc[TILE_M][2];
 #pragma GCC unroll 12
@@ -90,12 +113,13 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
             b += TILE_N;
         }
     }
-    store_tile(acc, c, ldc, mr, nr, alpha, beta);
+    store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, relu);
 }
 
 void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
                                             const float *b, float *c, int64_t ldc, int nr,
-                                            float alpha, float beta)
+                                            float alpha, float beta, const float *bias,
+                                            bool relu)
 {
     __m512 acc[TILE_M][2];
 #pragma GCC unroll 12
@@ -120,6 +144,12 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
+            if ((k & (PREFETCH_EVERY - 1)) == 0) {
+                /* twelve strided streams: fetch each row's next lines early */
+#pragma GCC unroll 12
+                for (int i = 0; i < TILE_M; i++)
+                    _mm_prefetch((const char *)(rows[i] + PREFETCH_AHEAD), _MM_HINT_T0);
+            }
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++) {
                 __m512 av = _mm512_set1_ps(*rows[i]);
@@ -129,5 +159,5 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
             b += TILE_N;
         }
     }
-    store_tile(acc, c, ldc, TILE_M, nr, alpha, beta);
+    store_tile(acc, c, ldc, TILE_M, nr, alpha, beta, bias, relu);
 }

@@ -6,12 +6,72 @@
  * MatMul follows numpy: 1-D operands gain and then lose a unit dim, batch
  * dims broadcast.  When B is a plain matrix and A is contiguous, all of A's
  * batches fold into the rows of one GEMM, which is the common case of a
- * linear layer over a [batch, seq, hidden] activation.
+ * linear layer over a [batch, seq, hidden] activation.  Many small batched
+ * products (attention heads) run one whole GEMM per thread instead.
+ * float16 and bfloat16 Gemm/MatMul (and Conv) run on float32 copies of
+ * their inputs, rounded back at the end.
  */
 #include <string.h>
 
 #include "ops/gemm.h"
 #include "ops/nn_kernels.h"
+
+/* ---- float16 / bfloat16 through float32 -------------------------------- */
+
+bool kiln_nn_is_half(kiln_dtype_t dtype)
+{
+    return dtype == KILN_DTYPE_FLOAT16 || dtype == KILN_DTYPE_BFLOAT16;
+}
+
+kiln_tensor_t *kiln_nn_float32_copy(const kiln_tensor_t *t)
+{
+    kiln_tensor_t *f = kiln_tensor_new(KILN_DTYPE_FLOAT32, t->rank, t->dims);
+    if (!f)
+        return NULL;
+    float *fd = f->data;
+    for (int64_t i = 0; i < t->count; i++)
+        fd[i] = (float)kiln_tensor_get_f64(t, i);
+    return f;
+}
+
+void kiln_nn_store_float32(const kiln_tensor_t *f, kiln_tensor_t *out)
+{
+    const float *fd = f->data;
+    for (int64_t i = 0; i < out->count; i++)
+        kiln_tensor_set_f64(out, i, fd[i]);
+}
+
+/* Runs a kernel body on float32 copies of inputs: the copies of a, b and
+ * c (c may be NULL) are made here, body fills *yf, and the result is
+ * rounded into output 0 with the inputs' dtype. */
+typedef kiln_status_t (*float32_body_fn)(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                         const kiln_tensor_t *b, const kiln_tensor_t *c,
+                                         kiln_tensor_t **yf);
+
+static kiln_status_t run_through_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                         const kiln_tensor_t *b, const kiln_tensor_t *c,
+                                         float32_body_fn body)
+{
+    kiln_tensor_t *af = kiln_nn_float32_copy(a), *bf = b ? kiln_nn_float32_copy(b) : NULL;
+    kiln_tensor_t *cf = c ? kiln_nn_float32_copy(c) : NULL, *yf = NULL;
+    kiln_status_t st;
+    if (!af || (b && !bf) || (c && !cf))
+        st = kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for float32 copies of the inputs");
+    else
+        st = body(ctx, af, bf, cf, &yf);
+    if (st == KILN_OK) {
+        kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, yf->rank, yf->dims);
+        if (y)
+            kiln_nn_store_float32(yf, y);
+        else
+            st = kiln_ctx_status(ctx);
+    }
+    kiln_tensor_free(af);
+    kiln_tensor_free(bf);
+    kiln_tensor_free(cf);
+    kiln_tensor_free(yf);
+    return st;
+}
 
 /* ---- Gemm ---------------------------------------------------------------- */
 
@@ -35,18 +95,12 @@ static kiln_status_t gemm_bias_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t
     return KILN_OK;
 }
 
-static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
+/* Gemm into output 0, or into a new float32 tensor *yf (the caller frees
+ * it) when yf is not NULL. */
+static kiln_status_t gemm_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                  const kiln_tensor_t *b, const kiln_tensor_t *c, kiln_tensor_t **yf)
 {
     const kiln_node_t *node = kiln_ctx_node(ctx);
-    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1);
-    const kiln_tensor_t *c = kiln_ctx_input(ctx, 2);
-    if (!a || !b)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "inputs A and B are required");
-    if (a->rank != 2 || b->rank != 2)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A and B must be matrices (ranks %d, %d)",
-                             a->rank, b->rank);
-    if (b->dtype != a->dtype || (c && c->dtype != a->dtype))
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A, B and C must share one dtype");
     bool ta = kiln_attr_int(node, "transA", 0) != 0, tb = kiln_attr_int(node, "transB", 0) != 0;
     float alpha = kiln_attr_float(node, "alpha", 1.0f), beta = kiln_attr_float(node, "beta", 1.0f);
     int64_t m = ta ? a->dims[1] : a->dims[0], k = ta ? a->dims[0] : a->dims[1];
@@ -58,9 +112,16 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st;
     if (c && (st = gemm_bias_shape(ctx, c, m, n, &bias)) != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, 2, (int64_t[]){m, n});
-    if (!y)
+    if (a->dtype != KILN_DTYPE_FLOAT32 && a->dtype != KILN_DTYPE_FLOAT64)
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)a->dtype);
+    kiln_tensor_t *y;
+    if (yf) {
+        if (!(y = *yf = kiln_tensor_new(KILN_DTYPE_FLOAT32, 2, (int64_t[]){m, n})))
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a [%lld,%lld] result",
+                                 (long long)m, (long long)n);
+    } else if (!(y = kiln_ctx_output_uninit(ctx, 0, a->dtype, 2, (int64_t[]){m, n}))) {
         return kiln_ctx_status(ctx);
+    }
     bool use_c = c && beta != 0.0f;
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
     if (a->dtype == KILN_DTYPE_FLOAT32) {
@@ -71,7 +132,7 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
                 yd[i * n + j] = beta * cd[(bias.rows == 1 ? 0 : i) * bias.cols + (bias.cols == 1 ? 0 : j)];
         kiln_sgemm(ta, tb, m, n, k, alpha, a->data, a->dims[1], b->data, b->dims[1],
                    use_c ? 1.0f : 0.0f, yd, n, &par);
-    } else if (a->dtype == KILN_DTYPE_FLOAT64) {
+    } else {
         double *yd = y->data;
         const double *cd = use_c ? c->data : NULL;
         for (int64_t i = 0; use_c && i < m; i++)
@@ -79,10 +140,31 @@ static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
                 yd[i * n + j] = beta * cd[(bias.rows == 1 ? 0 : i) * bias.cols + (bias.cols == 1 ? 0 : j)];
         kiln_dgemm(ta, tb, m, n, k, alpha, a->data, a->dims[1], b->data, b->dims[1],
                    use_c ? 1.0 : 0.0, yd, n, &par);
-    } else {
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)a->dtype);
     }
     return KILN_OK;
+}
+
+static kiln_status_t gemm_float32_body(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                       const kiln_tensor_t *b, const kiln_tensor_t *c,
+                                       kiln_tensor_t **yf)
+{
+    return gemm_compute(ctx, a, b, c, yf);
+}
+
+static kiln_status_t gemm_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1);
+    const kiln_tensor_t *c = kiln_ctx_input(ctx, 2);
+    if (!a || !b)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "inputs A and B are required");
+    if (a->rank != 2 || b->rank != 2)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A and B must be matrices (ranks %d, %d)",
+                             a->rank, b->rank);
+    if (b->dtype != a->dtype || (c && c->dtype != a->dtype))
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A, B and C must share one dtype");
+    if (kiln_nn_is_half(a->dtype))
+        return run_through_float32(ctx, a, b, c, gemm_float32_body);
+    return gemm_compute(ctx, a, b, c, NULL);
 }
 
 /* ---- MatMul -------------------------------------------------------------- */
@@ -205,22 +287,22 @@ static void matmul_batches(void *arg, int64_t begin, int64_t end)
         matmul_batch(arg, t, NULL);
 }
 
-static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
+/* MatMul of float32/float64 a and b into output 0, or into a new float32
+ * tensor *yf (the caller frees it) when yf is not NULL. */
+static kiln_status_t matmul_compute(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                    const kiln_tensor_t *b, kiln_tensor_t **yf)
 {
-    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1);
-    if (!a || !b)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "inputs A and B are required");
-    if (a->dtype != b->dtype)
-        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A and B must share one dtype");
-    if (a->dtype != KILN_DTYPE_FLOAT32 && a->dtype != KILN_DTYPE_FLOAT64)
-        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)a->dtype);
     kiln_matmul_shape_t s;
     kiln_status_t st = kiln_matmul_shape(ctx, a, b, &s);
     if (st != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, a->dtype, s.out_rank, s.out_dims);
-    if (!y)
+    kiln_tensor_t *y;
+    if (yf) {
+        if (!(y = *yf = kiln_tensor_new(KILN_DTYPE_FLOAT32, s.out_rank, s.out_dims)))
+            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the MatMul result");
+    } else if (!(y = kiln_ctx_output_uninit(ctx, 0, a->dtype, s.out_rank, s.out_dims))) {
         return kiln_ctx_status(ctx);
+    }
     if (y->count == 0)
         return KILN_OK;
     matmul_job_t job = {&s, a, b, y, s.m, NULL};
@@ -240,6 +322,28 @@ static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
     for (int64_t t = 0; t < batches; t++)
         matmul_batch(&job, t, &par);
     return KILN_OK;
+}
+
+static kiln_status_t matmul_float32_body(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
+                                         const kiln_tensor_t *b, const kiln_tensor_t *c,
+                                         kiln_tensor_t **yf)
+{
+    (void)c;
+    return matmul_compute(ctx, a, b, yf);
+}
+
+static kiln_status_t matmul_run(kiln_kernel_ctx_t *ctx)
+{
+    const kiln_tensor_t *a = kiln_ctx_input(ctx, 0), *b = kiln_ctx_input(ctx, 1);
+    if (!a || !b)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "inputs A and B are required");
+    if (a->dtype != b->dtype)
+        return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "A and B must share one dtype");
+    if (kiln_nn_is_half(a->dtype))
+        return run_through_float32(ctx, a, b, NULL, matmul_float32_body);
+    if (a->dtype != KILN_DTYPE_FLOAT32 && a->dtype != KILN_DTYPE_FLOAT64)
+        return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)a->dtype);
+    return matmul_compute(ctx, a, b, NULL);
 }
 
 /* ---- Registration -------------------------------------------------------- */

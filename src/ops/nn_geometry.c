@@ -9,6 +9,9 @@
 
 #include <string.h>
 
+/* Largest kernel, stride, dilation, pad or output padding accepted. */
+#define MAX_WINDOW_VALUE ((int64_t)1 << 30)
+
 /* Fills the unit defaults, then copies spatial input dims to the back. */
 static kiln_status_t window_init(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x, kiln_window_t *w)
 {
@@ -42,6 +45,9 @@ static kiln_status_t read_spatial_attr(kiln_kernel_ctx_t *ctx, const char *name,
         if (v[i] < min)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute %s[%d] = %lld is below %lld",
                                  name, i, (long long)v[i], (long long)min);
+        if (v[i] > MAX_WINDOW_VALUE) /* keeps (kernel - 1) * dilation + pads far from overflow */
+            return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute %s[%d] = %lld is too large",
+                                 name, i, (long long)v[i]);
         dst[KILN_WINDOW_DIMS - nd + i] = v[i];
     }
     return KILN_OK;
@@ -56,8 +62,11 @@ static kiln_status_t read_window_attrs(kiln_kernel_ctx_t *ctx, const int64_t *ke
     if (st != KILN_OK)
         return st;
     if (kernel) {
-        for (int i = 0; i < w->nd; i++)
+        for (int i = 0; i < w->nd; i++) {
+            if (kernel[i] < 1)
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "W has an empty kernel dim %d", i);
             w->kernel[off + i] = kernel[i];
+        }
     } else if (kiln_attr_ints(kiln_ctx_node(ctx), "kernel_shape", &(const int64_t *){0}) < 0) {
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute kernel_shape is missing");
     }
@@ -72,8 +81,10 @@ static kiln_status_t read_window_attrs(kiln_kernel_ctx_t *ctx, const int64_t *ke
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute pads has %lld values; expected %d",
                                  (long long)n, 2 * w->nd);
         for (int i = 0; i < w->nd; i++) {
-            if (pads[i] < 0 || pads[w->nd + i] < 0)
-                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "attribute pads has a negative value");
+            if (pads[i] < 0 || pads[w->nd + i] < 0 || pads[i] > MAX_WINDOW_VALUE ||
+                pads[w->nd + i] > MAX_WINDOW_VALUE)
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL,
+                                     "attribute pads has a negative or too large value");
             w->pad_begin[off + i] = pads[i];
             w->pad_end[off + i] = pads[w->nd + i];
         }
@@ -148,9 +159,12 @@ kiln_status_t kiln_window_transpose(kiln_kernel_ctx_t *ctx, const kiln_tensor_t 
         int64_t ek = effective_kernel(w, i), s = w->stride[i];
         int64_t full = s * (w->in[i] - 1) + out_pad[i] + ek;
         int64_t target = -1;
-        if (n_out_shape >= 0)
+        if (n_out_shape >= 0) {
             target = out_shape[n_out_shape - w->nd + i - off];
-        else if (same_upper || same_lower)
+            if (target < 1 || target > MAX_WINDOW_VALUE)
+                return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "output_shape value %lld is out of range",
+                                     (long long)target);
+        } else if (same_upper || same_lower)
             target = w->in[i] * s;
         if (target >= 0) {
             int64_t total = full - target; /* < 0: the output grows past the last window */

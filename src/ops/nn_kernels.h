@@ -9,6 +9,20 @@
 
 /* conv.c */
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
+/* An in-place pass over finished output: apply(arg, y, offset, n, bias)
+ * on n contiguous floats of one output channel that start at element
+ * `offset` of the output, adding that channel's bias (0 when there is none
+ * or it is already in).  FusedConv (fused.c) applies bias, a residual sum
+ * and the activation this way. */
+typedef struct kiln_conv_epilogue {
+    void (*apply)(void *arg, float *y, int64_t offset, int64_t n, float bias);
+    void *arg;
+} kiln_conv_epilogue_t;
+/* Conv with ep (NULL: none) run on each block of the output right after
+ * the GEMM (or depthwise plane) that made it, while it is in cache; with
+ * an epilogue the GEMM paths leave the bias to it instead of filling the
+ * output with the bias first. */
+kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep);
 kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 /* Conv's float32 computation on x, w and b (b may be NULL) with the node's
  * Conv attributes; used by ConvInteger and QLinearConv.  On success *y is a
@@ -34,6 +48,15 @@ kiln_status_t kiln_matmul_shape(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *a,
 /* Element offsets in A and B of batch t (0 <= t < batch_count). */
 void kiln_matmul_batch_offsets(const kiln_matmul_shape_t *s, int64_t t, int64_t *a_off,
                                int64_t *b_off);
+
+/* nn.c: float16 / bfloat16 support.  The nn kernels compute those in
+ * float32: kiln_nn_float32_copy makes a float32 copy of a tensor of any
+ * float dtype (caller frees it with kiln_tensor_free; NULL on no memory)
+ * and kiln_nn_store_float32 rounds a float32 tensor into out (same count,
+ * any float dtype). */
+bool kiln_nn_is_half(kiln_dtype_t dtype);
+kiln_tensor_t *kiln_nn_float32_copy(const kiln_tensor_t *t);
+void kiln_nn_store_float32(const kiln_tensor_t *f, kiln_tensor_t *out);
 
 /* pool.c */
 kiln_status_t kiln_average_pool_run(kiln_kernel_ctx_t *ctx);

@@ -30,7 +30,7 @@ typedef struct pool_job {
     double p;                  /* LpPool */
     kiln_window_t w;
     int64_t in_vol, out_vol;
-    int64_t *counts[KILN_WINDOW_DIMS]; /* float32 AveragePool: taps counted per output, per dim */
+    float *inv_counts[KILN_WINDOW_DIMS]; /* float32 AveragePool: 1 / taps counted, per output, per dim */
 } pool_job_t;
 
 static double load(const kiln_tensor_t *t, int64_t i)
@@ -132,25 +132,27 @@ static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, 
         *lo = *hi;
 }
 
-/* For each output along dim i, how many taps land in the counted region:
- * the input, or the padded input when count_include_pad. */
-static void tap_counts(const pool_job_t *job, int i, int64_t *counts)
+/* For each output along dim i, 1 / how many taps land in the counted
+ * region (the input, or the padded input when count_include_pad); 0 when
+ * none do. */
+static void tap_count_reciprocals(const pool_job_t *job, int i, float *inv)
 {
     const kiln_window_t *w = &job->w;
     int64_t lo = job->count_include_pad ? -w->pad_begin[i] : 0;
     int64_t hi = job->count_include_pad ? w->in[i] + w->pad_end[i] : w->in[i];
     for (int64_t o = 0; o < w->out[i]; o++) {
-        counts[o] = 0;
+        int64_t count = 0;
         for (int64_t k = 0; k < w->kernel[i]; k++) {
             int64_t pos = o * w->stride[i] - w->pad_begin[i] + k * w->dilation[i];
-            counts[o] += pos >= lo && pos < hi;
+            count += pos >= lo && pos < hi;
         }
+        inv[o] = count > 0 ? 1.0f / (float)count : 0.0f;
     }
 }
 
 /* Max or average of one float32 plane, tap-major: for each kernel tap,
  * fold the shifted input rows into every output row it reaches with the
- * SIMD row primitives; averages are divided by their tap counts after. */
+ * SIMD row primitives; averages are scaled by 1 / tap count after. */
 static void pool_plane_f32(const pool_job_t *job, int64_t plane)
 {
     const kiln_window_t *w = &job->w;
@@ -184,14 +186,14 @@ static void pool_plane_f32(const pool_job_t *job, int64_t plane)
     }
     if (is_max)
         return;
+    /* the window is separable, so 1/count is a product of per-dim
+     * reciprocals (0 where no tap counts) */
     for (int64_t od = 0; od < w->out[0]; od++)
         for (int64_t oh = 0; oh < w->out[1]; oh++) {
             float *yrow = y + (od * w->out[1] + oh) * w->out[2];
-            int64_t dh = job->counts[0][od] * job->counts[1][oh];
-            for (int64_t ow = 0; ow < w->out[2]; ow++) {
-                int64_t count = dh * job->counts[2][ow];
-                yrow[ow] = count > 0 ? yrow[ow] / (float)count : 0.0f;
-            }
+            float inv_dh = job->inv_counts[0][od] * job->inv_counts[1][oh];
+            for (int64_t ow = 0; ow < w->out[2]; ow++)
+                yrow[ow] *= inv_dh * job->inv_counts[2][ow];
         }
 }
 
@@ -208,19 +210,19 @@ static bool try_pool_f32(kiln_kernel_ctx_t *ctx, pool_job_t *job, int64_t planes
     if (job->x->dtype != KILN_DTYPE_FLOAT32 || job->indices ||
         (job->kind != POOL_MAX && job->kind != POOL_AVERAGE))
         return false;
-    int64_t *counts = NULL;
+    float *inv = NULL;
     if (job->kind == POOL_AVERAGE) {
-        counts = malloc((size_t)(job->w.out[0] + job->w.out[1] + job->w.out[2]) * sizeof *counts);
-        if (!counts)
+        inv = malloc((size_t)(job->w.out[0] + job->w.out[1] + job->w.out[2]) * sizeof *inv);
+        if (!inv)
             return false;
-        job->counts[0] = counts;
-        job->counts[1] = counts + job->w.out[0];
-        job->counts[2] = job->counts[1] + job->w.out[1];
+        job->inv_counts[0] = inv;
+        job->inv_counts[1] = inv + job->w.out[0];
+        job->inv_counts[2] = job->inv_counts[1] + job->w.out[1];
         for (int i = 0; i < KILN_WINDOW_DIMS; i++)
-            tap_counts(job, i, job->counts[i]);
+            tap_count_reciprocals(job, i, job->inv_counts[i]);
     }
     kiln_ctx_parallel_for(ctx, planes, 1, pool_planes_f32, job);
-    free(counts);
+    free(inv);
     return true;
 }
 
@@ -229,7 +231,6 @@ static kiln_status_t check_pool_input(kiln_kernel_ctx_t *ctx, const kiln_tensor_
     if (!x)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "input X is required");
     if (x->dtype == KILN_DTYPE_STRING || x->dtype == KILN_DTYPE_BOOL ||
-        x->dtype == KILN_DTYPE_FLOAT16 || x->dtype == KILN_DTYPE_BFLOAT16 ||
         x->dtype == KILN_DTYPE_UNDEFINED)
         return kiln_ctx_fail(ctx, KILN_ERR_UNSUPPORTED, "dtype %d is not implemented", (int)x->dtype);
     return KILN_OK;
@@ -254,10 +255,11 @@ static kiln_status_t run_window_pool(kiln_kernel_ctx_t *ctx, pool_kind_t kind)
     job.out_vol = kiln_window_volume(job.w.out);
     int64_t dims[KILN_MAX_RANK];
     kiln_window_output_dims(&job.w, x->dims[0], x->dims[1], dims);
-    if (!(job.y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims)))
+    /* every output element (and index) is written: no zero-fill needed */
+    if (!(job.y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, dims)))
         return kiln_ctx_status(ctx);
     if (kind == POOL_MAX && kiln_ctx_output_wanted(ctx, 1)) {
-        kiln_tensor_t *ind = kiln_ctx_output(ctx, 1, KILN_DTYPE_INT64, x->rank, dims);
+        kiln_tensor_t *ind = kiln_ctx_output_uninit(ctx, 1, KILN_DTYPE_INT64, x->rank, dims);
         if (!ind)
             return kiln_ctx_status(ctx);
         job.indices = ind->data;
@@ -340,7 +342,7 @@ static kiln_status_t run_global_pool(kiln_kernel_ctx_t *ctx, pool_kind_t kind)
         if (i >= 2)
             job.plane_size *= x->dims[i];
     }
-    if (!(job.y = kiln_ctx_output(ctx, 0, x->dtype, x->rank, dims)))
+    if (!(job.y = kiln_ctx_output_uninit(ctx, 0, x->dtype, x->rank, dims)))
         return kiln_ctx_status(ctx);
     if (job.plane_size == 0 && job.y->count > 0)
         return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "input X has an empty spatial dim");

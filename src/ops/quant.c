@@ -107,7 +107,7 @@ static kiln_status_t quantize_linear_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st = quant_param(ctx, x, scale, axis, "y_scale", &s);
     if (st != KILN_OK || (st = quant_param(ctx, x, zp, axis, "y_zero_point", &z)) != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, out_dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, out_dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     for (int64_t i = 0; i < x->count; i++) {
@@ -132,7 +132,7 @@ static kiln_status_t dequantize_linear_run(kiln_kernel_ctx_t *ctx)
     if (st != KILN_OK || (st = quant_param(ctx, x, zp, axis, "x_zero_point", &z)) != KILN_OK)
         return st;
     kiln_dtype_t out_dtype = scale->dtype == KILN_DTYPE_FLOAT64 ? KILN_DTYPE_FLOAT64 : KILN_DTYPE_FLOAT32;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, out_dtype, x->rank, x->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, out_dtype, x->rank, x->dims);
     if (!y)
         return kiln_ctx_status(ctx);
     for (int64_t i = 0; i < x->count; i++) {
@@ -162,9 +162,9 @@ static kiln_status_t dynamic_quantize_linear_run(kiln_kernel_ctx_t *ctx)
     float scale = (hi - lo) / 255.0f;
     float zero_point = scale == 0.0f ? 0.0f : nearbyintf(0.0f - lo / scale);
     zero_point = zero_point < 0.0f ? 0.0f : zero_point > 255.0f ? 255.0f : zero_point;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_UINT8, x->rank, x->dims);
-    kiln_tensor_t *ys = kiln_ctx_output(ctx, 1, KILN_DTYPE_FLOAT32, 0, NULL);
-    kiln_tensor_t *yz = kiln_ctx_output(ctx, 2, KILN_DTYPE_UINT8, 0, NULL);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_UINT8, x->rank, x->dims);
+    kiln_tensor_t *ys = kiln_ctx_output_uninit(ctx, 1, KILN_DTYPE_FLOAT32, 0, NULL);
+    kiln_tensor_t *yz = kiln_ctx_output_uninit(ctx, 2, KILN_DTYPE_UINT8, 0, NULL);
     if (!y || !ys || !yz)
         return kiln_ctx_status(ctx);
     *(float *)ys->data = scale;
@@ -254,7 +254,7 @@ static kiln_status_t matmul_integer_run(kiln_kernel_ctx_t *ctx)
     kiln_status_t st = int_matmul_compute(ctx, &im);
     if (st != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_INT32, im.s.out_rank, im.s.out_dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_INT32, im.s.out_rank, im.s.out_dims);
     if (y)
         memcpy(y->data, im.acc, y->nbytes);
     free(im.acc);
@@ -279,7 +279,7 @@ static kiln_status_t qlinear_matmul_run(kiln_kernel_ctx_t *ctx)
         return st;
     }
     kiln_dtype_t out_dtype = y_zp ? y_zp->dtype : KILN_DTYPE_UINT8;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, out_dtype, s->out_rank, s->out_dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, out_dtype, s->out_rank, s->out_dims);
     if (!y) {
         free(im.acc);
         return kiln_ctx_status(ctx);
@@ -351,7 +351,7 @@ static kiln_status_t conv_integer_run(kiln_kernel_ctx_t *ctx)
                                     kiln_ctx_input(ctx, 1), kiln_ctx_input(ctx, 3), NULL, &acc);
     if (st != KILN_OK)
         return st;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, KILN_DTYPE_INT32, acc->rank, acc->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, KILN_DTYPE_INT32, acc->rank, acc->dims);
     if (y)
         for (int64_t i = 0; i < y->count; i++)
             ((int32_t *)y->data)[i] = (int32_t)lrintf(((const float *)acc->data)[i]);
@@ -373,7 +373,7 @@ static kiln_status_t qlinear_conv_run(kiln_kernel_ctx_t *ctx)
                            kiln_ctx_input(ctx, 5), kiln_ctx_input(ctx, 8), &acc)) != KILN_OK)
         return st;
     kiln_dtype_t out_dtype = y_zp ? y_zp->dtype : KILN_DTYPE_UINT8;
-    kiln_tensor_t *y = kiln_ctx_output(ctx, 0, out_dtype, acc->rank, acc->dims);
+    kiln_tensor_t *y = kiln_ctx_output_uninit(ctx, 0, out_dtype, acc->rank, acc->dims);
     if (y) {
         int64_t channels = acc->dims[1], plane = channels > 0 ? acc->count / (acc->dims[0] * channels) : 1;
         double xs = kiln_tensor_get_f64(x_scale, 0), ys = kiln_tensor_get_f64(y_scale, 0);

@@ -81,6 +81,7 @@ static void build_default(void)
     kiln_ops_register_signal(reg);
     kiln_ops_register_text(reg);
     kiln_ops_register_misc(reg);
+    kiln_ops_register_fused(reg);
 }
 
 const kiln_registry_t *kiln_registry_default(void)

@@ -421,6 +421,24 @@ static void out_element(out_buf_t *b, const kiln_tensor_t *t, int64_t i)
     }
 }
 
+static size_t write_binary(const kiln_tensor_t *t, char *dst)
+{
+    if (t->dtype != KILN_DTYPE_STRING) {
+        if (t->nbytes)
+            memcpy(dst, t->data, t->nbytes);
+        return t->nbytes;
+    }
+    size_t off = 0;
+    for (int64_t k = 0; k < t->count; k++) {
+        const char *s = ((char *const *)t->data)[k];
+        uint32_t n = (uint32_t)strlen(s);
+        memcpy(dst + off, &n, 4);
+        memcpy(dst + off + 4, s, n);
+        off += 4 + n;
+    }
+    return off;
+}
+
 kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const char *id, int n_outputs,
                                   char *const *names, kiln_tensor_t *const *tensors, const bool *binary,
                                   const char *params_json, char **out, size_t *out_len, size_t *json_len)
@@ -471,23 +489,57 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
         free(b.p);
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a response");
     }
-    for (int i = 0; i < n_outputs; i++) {
-        if (!binary[i])
-            continue;
+    for (int i = 0; i < n_outputs; i++)
+        if (binary[i])
+            b.len += write_binary(tensors[i], b.p + b.len);
+    *out = b.p;
+    *out_len = b.len;
+    *json_len = jl;
+    return KILN_OK;
+}
+
+/* Copies t's binary form (see binary_size) to dst; returns the bytes written. */
+kiln_status_t kiln_v2_write_request(int n_inputs, const char *const *names, const kiln_tensor_t *const *tensors,
+                                    bool binary_inputs, bool binary_outputs, char **out, size_t *out_len,
+                                    size_t *json_len)
+{
+    out_buf_t b = {0};
+    size_t bin_total = 0;
+    out_str(&b, "{\"inputs\":[");
+    for (int i = 0; i < n_inputs; i++) {
         const kiln_tensor_t *t = tensors[i];
-        if (t->dtype == KILN_DTYPE_STRING) {
+        out_str(&b, i ? ",{\"name\":" : "{\"name\":");
+        out_json_string(&b, names[i]);
+        out_str(&b, ",\"datatype\":\"");
+        out_str(&b, kiln_dtype_to_kserve_type(t->dtype));
+        out_str(&b, "\",\"shape\":[");
+        for (int d = 0; d < t->rank; d++)
+            out_fmt(&b, d ? ",%lld" : "%lld", (long long)t->dims[d]);
+        out_str(&b, "]");
+        if (binary_inputs) {
+            size_t size = binary_size(t);
+            out_fmt(&b, ",\"parameters\":{\"binary_data_size\":%zu}}", size);
+            bin_total += size;
+        } else {
+            out_str(&b, ",\"data\":[");
             for (int64_t k = 0; k < t->count; k++) {
-                const char *s = ((char *const *)t->data)[k];
-                uint32_t n = (uint32_t)strlen(s);
-                memcpy(b.p + b.len, &n, 4);
-                memcpy(b.p + b.len + 4, s, n);
-                b.len += 4 + n;
+                if (k)
+                    out_raw(&b, ",", 1);
+                out_element(&b, t, k);
             }
-        } else if (t->nbytes) {
-            memcpy(b.p + b.len, t->data, t->nbytes);
-            b.len += t->nbytes;
+            out_str(&b, "]}");
         }
     }
+    out_str(&b, binary_outputs ? "],\"parameters\":{\"binary_data_output\":true}}" : "]}");
+    size_t jl = b.len;
+    out_reserve(&b, bin_total + 1);
+    if (b.failed) {
+        free(b.p);
+        return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing a request");
+    }
+    for (int i = 0; binary_inputs && i < n_inputs; i++)
+        b.len += write_binary(tensors[i], b.p + b.len);
+    b.p[b.len] = 0;
     *out = b.p;
     *out_len = b.len;
     *json_len = jl;

@@ -47,4 +47,14 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
                                   char *const *names, kiln_tensor_t *const *tensors, const bool *binary,
                                   const char *params_json, char **out, size_t *out_len, size_t *json_len);
 
+/* Builds an infer request (the client's side, for `kiln bench --url`):
+ * inputs as JSON data, or with binary_inputs as binary tensor data after
+ * the JSON header; binary_outputs asks the server for binary outputs
+ * (parameters.binary_data_output).  *out is malloc'd (caller frees),
+ * *json_len the JSON part's length, to send as Inference-Header-Content-Length
+ * when it differs from *out_len. */
+kiln_status_t kiln_v2_write_request(int n_inputs, const char *const *names, const kiln_tensor_t *const *tensors,
+                                    bool binary_inputs, bool binary_outputs, char **out, size_t *out_len,
+                                    size_t *json_len);
+
 #endif

@@ -44,6 +44,20 @@ struct kiln_runner {
     kiln_model_stats_t *monitor_stats; /* lock-free counters for /metrics, or NULL */
 };
 
+/* Bucket bounds from 50 us to 10 s: cheap to keep (one increment per
+ * request) and enough to read a p99 off /metrics. */
+const uint64_t kiln_latency_bucket_us[KILN_STATS_LATENCY_BUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000};
+
+static void record_latency(kiln_runner_stats_t *s, uint64_t us)
+{
+    int b = 0;
+    while (b < KILN_STATS_LATENCY_BUCKETS && us > kiln_latency_bucket_us[b])
+        b++;
+    s->latency_bucket[b]++;
+    s->latency_us_sum += us;
+}
+
 uint64_t kiln_monotonic_ns(void)
 {
     struct timespec ts;
@@ -306,6 +320,7 @@ static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
         kiln_infer_request_t *req = batch[k];
         req->end_ns = t_end;
         uint64_t total = t_end - req->enqueue_ns;
+        record_latency(s, total / 1000);
         s->queue_count++;
         s->queue_ns += req->start_ns - req->enqueue_ns;
         if (req->status == KILN_OK) {

@@ -58,10 +58,16 @@ typedef struct kiln_runner_stats {
     uint64_t compute_output_count, compute_output_ns;
     uint64_t inference_count, execution_count;
     uint64_t last_inference_ms;
+#define KILN_STATS_LATENCY_BUCKETS 16
+    uint64_t latency_bucket[KILN_STATS_LATENCY_BUCKETS + 1]; /* requests by latency (last: +Inf) */
+    uint64_t latency_us_sum;
 #define KILN_STATS_MAX_BATCH 64
     uint64_t batch_count[KILN_STATS_MAX_BATCH + 1]; /* executions per batch size (last: larger) */
     uint64_t batch_infer_ns[KILN_STATS_MAX_BATCH + 1];
 } kiln_runner_stats_t;
+
+/* Upper bounds (microseconds) of the request latency histogram buckets. */
+extern const uint64_t kiln_latency_bucket_us[KILN_STATS_LATENCY_BUCKETS];
 
 /* Loads model_path and starts config->instance_count instance threads,
  * each with a session of `threads` intra-op threads.  config is copied. */

@@ -743,6 +743,11 @@ static void send_infer_response(evutil_socket_t fd, short what, void *arg)
     uint64_t compute_us = (r->end_ns - r->start_ns) / 1000;
     if (p->lv->stats) {
         kiln_model_stats_request(p->lv->stats, r->status == KILN_OK, queue_us, compute_us, total_us);
+        if (r->status != KILN_OK)
+            kiln_model_stats_failure_reason(p->lv->stats, p->closed || !p->http_req ? KILN_FAILURE_CANCELED
+                                                          : r->http_status == 503 ? KILN_FAILURE_REJECTED
+                                                          : r->http_status == 400 ? KILN_FAILURE_OTHER
+                                                                                  : KILN_FAILURE_BACKEND);
         kiln_model_stats_set_pending(p->lv->stats, kiln_runner_pending(p->lv->runner));
     }
     if (p->closed || !p->http_req) {
@@ -1002,8 +1007,10 @@ static void handle_infer(struct kiln_server *s, struct evhttp_request *req, cons
     evhttp_connection_set_closecb(conn, on_connection_close, p);
     if (kiln_runner_submit(lv->runner, r) != KILN_OK) {
         evhttp_connection_set_closecb(conn, NULL, NULL);
-        if (lv->stats)
+        if (lv->stats) {
             kiln_model_stats_request(lv->stats, 0, 0, 0, 0);
+            kiln_model_stats_failure_reason(lv->stats, KILN_FAILURE_REJECTED);
+        }
         reply_error(req, 503, "%s", kiln_last_error());
         pending_free(p);
         return;
@@ -1151,6 +1158,63 @@ done:
     free(path);
 }
 
+/* ---- metrics ------------------------------------------------------------------ */
+
+/* Adds what the monitoring plane's inference counters do not have: Triton's
+ * compute_input/compute_output duration counters and a request latency
+ * histogram, per model and version, read live from the runners. */
+static void serve_metrics_collector(kiln_metrics_writer_t *w, void *user)
+{
+    struct kiln_server *s = user;
+    static const struct {
+        const char *name;
+        kiln_metric_type_t type;
+        const char *help;
+    } families[] = {
+        {"nv_inference_compute_input_duration_us", KILN_METRIC_COUNTER,
+         "Cumulative compute input duration in microseconds (stacking a batch's inputs)"},
+        {"nv_inference_compute_output_duration_us", KILN_METRIC_COUNTER,
+         "Cumulative compute output duration in microseconds (splitting a batch's outputs)"},
+        {"kiln_inference_request_duration_us", KILN_METRIC_HISTOGRAM,
+         "Request latency in microseconds from queueing to the answer being ready"},
+    };
+    pthread_rwlock_rdlock(&s->table_lock);
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        if (kiln_metrics_family(w, families[f].name, families[f].type, families[f].help) != KILN_OK)
+            continue;
+        for (int i = 0; i < s->n_models; i++) {
+            model_entry_t *e = s->models[i];
+            for (int k = 0; k < e->n_versions; k++) {
+                kiln_runner_stats_t st;
+                kiln_runner_stats(e->versions[k]->runner, &st);
+                char vs[32];
+                snprintf(vs, sizeof vs, "%lld", (long long)e->versions[k]->version);
+                kiln_label_t labels[3] = {{"model", e->name}, {"version", vs}, {"le", NULL}};
+                if (f == 0) {
+                    kiln_metrics_sample(w, NULL, labels, 2, (double)(st.compute_input_ns / 1000));
+                } else if (f == 1) {
+                    kiln_metrics_sample(w, NULL, labels, 2, (double)(st.compute_output_ns / 1000));
+                } else {
+                    uint64_t cumulative = 0;
+                    char le[32];
+                    for (int b = 0; b <= KILN_STATS_LATENCY_BUCKETS; b++) {
+                        cumulative += st.latency_bucket[b];
+                        if (b < KILN_STATS_LATENCY_BUCKETS)
+                            snprintf(le, sizeof le, "%llu", (unsigned long long)kiln_latency_bucket_us[b]);
+                        else
+                            snprintf(le, sizeof le, "+Inf");
+                        labels[2].value = le;
+                        kiln_metrics_sample(w, "_bucket", labels, 3, (double)cumulative);
+                    }
+                    kiln_metrics_sample(w, "_sum", labels, 2, (double)st.latency_us_sum);
+                    kiln_metrics_sample(w, "_count", labels, 2, (double)cumulative);
+                }
+            }
+        }
+    }
+    pthread_rwlock_unlock(&s->table_lock);
+}
+
 /* ---- threads and lifecycle ------------------------------------------------- */
 
 static void *http_thread_main(void *arg)
@@ -1248,6 +1312,8 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
                                          .inference = s->inference, .quiet = o->quiet};
             st = kiln_monitor_start(&mo, s->metrics, &s->monitor);
         }
+        if (!st)
+            st = kiln_exporter_add_collector(kiln_monitor_exporter(s->monitor), serve_metrics_collector, s);
         /* Always: besides the rules it serves /api/v1/alerts, /api/v1/rules
          * and /dashboard, which answer (empty) even without --alert-rules. */
         if (!st) {
@@ -1349,6 +1415,8 @@ void kiln_server_stop(kiln_server_t *s)
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     kiln_monitor_alerts_stop(s->alerts);
+    if (s->monitor)
+        kiln_exporter_remove_collector(kiln_monitor_exporter(s->monitor), serve_metrics_collector, s);
     kiln_monitor_stop(s->monitor);
     kiln_metrics_server_stop(s->metrics);
     pthread_mutex_lock(&s->control_lock);

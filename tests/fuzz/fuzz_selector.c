@@ -1,8 +1,8 @@
 /*
  * fuzz_selector.c - libFuzzer target for the monitoring API's parsers of
  * untrusted bytes: the PromQL series selector of /api/v1/query_range and
- * /api/v1/series (selector.c), and the time and duration parameters
- * (api.c).  A parsed selector is also matched against a fixed label set,
+ * /api/v1/series (selector.c), and the time, duration and scalar-query
+ * parameters (api.c).  A parsed selector is also matched against a fixed label set,
  * so the compiled regexes run too.  Build: clang -fsanitize=fuzzer,address
  * (tests/fuzz/run_fuzz.sh).
  */
@@ -36,6 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t ms;
         kiln_api_parse_time(text, &ms);
         kiln_api_parse_duration(text, &ms);
+        double v;
+        kiln_api_scalar_query(text, &v);
     }
     return 0;
 }

@@ -235,11 +235,22 @@ def main():
         [t.start() for t in threads]
         [t.join() for t in threads]
         check(503 in codes and 200 in codes and set(codes) <= {200, 503}, f"queue limit answers 503: {sorted(codes)}")
+        time.sleep(1.2)  # the monitor samples once a second
+        st, h, data = s.request("GET", "/metrics", port=s.metrics_port)
+        rejected = [l for l in data.decode().splitlines()
+                    if l.startswith('nv_inference_request_failure{model="slow",version="1",reason="REJECTED"}')]
+        check(rejected and float(rejected[0].split()[-1]) == codes.count(503),
+              f"rejections counted with reason REJECTED: {rejected} vs {codes.count(503)}")
         # metrics
         st, h, data = s.request("GET", "/metrics", port=s.metrics_port)
         text = data.decode()
         check(st == 200 and 'nv_inference_request_success{model="add",version="1"}' in text, "nv_inference metrics")
         check("nv_inference_pending_request_count" in text, "pending request gauge")
+        check('nv_inference_compute_input_duration_us{model="add",version="1"}' in text
+              and 'nv_inference_compute_output_duration_us{model="add",version="1"}' in text, "compute input/output counters")
+        inf = [l for l in text.splitlines()
+               if l.startswith('kiln_inference_request_duration_us_bucket{model="add",version="1",le="+Inf"}')]
+        check(inf and float(inf[0].split()[-1]) >= 80, f"latency histogram counts the requests: {inf}")
         if shutil.which("promtool"):
             # promtool 2.42 has no --lint switch: it reports parse errors and naming lint alike.
             # Triton's metric names (nv_inference_count, *_duration_us ...) are a contract, so

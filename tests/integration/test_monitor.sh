@@ -160,6 +160,17 @@ kill -TERM "$KPID"
 wait "$KPID"
 check "SIGTERM stops kiln monitor with exit 0" test $? -eq 0
 
+# ---- SIGINT too, and --help ------------------------------------------------------
+if start_kiln third --interval-ms 500; then
+    kill -INT "$KPID"
+    wait "$KPID"
+    check "SIGINT stops kiln monitor with exit 0" test $? -eq 0
+else
+    fail "kiln monitor starts without a history file" "$(tail -5 "$tmp/third.log")"
+fi
+check "kiln monitor --help exits 0 and names the flags" bash -c "'$KILN' monitor --help | grep -q -- --alertmanager-url"
+check "kiln --help lists monitor" bash -c "'$KILN' --help | grep -q '^  monitor '"
+
 # ---- bad input exits 2 with a message ------------------------------------------
 bad() {
     local name=$1

@@ -53,6 +53,10 @@ static void put_value_info(pb_writer_t *g, uint32_t field, const io_t *v)
 }
 
 /* A model "inputs -> op -> y" named node "n0"; NULL when loading fails. */
+/* Set while provoking errors: shape inference may refuse a model at load
+ * (with the same message) before the kernel ever runs. */
+static bool load_may_fail;
+
 static kiln_model_t *one_node(const char *op, int opset, int n_in, const io_t *in, const io_t *out,
                               const attrs_t *at)
 {
@@ -88,7 +92,7 @@ static kiln_model_t *one_node(const char *op, int opset, int n_in, const io_t *i
     pb_put_message_field(&model, 7, &graph);
     kiln_model_t *m = NULL;
     kiln_status_t st = model.failed ? KILN_ERR_NO_MEMORY : kiln_model_load_bytes(model.buf, model.len, &m);
-    CHECK_MSG(st == KILN_OK, "%s model: %s", op, kiln_last_error());
+    CHECK_MSG(st == KILN_OK || load_may_fail, "%s model: %s", op, kiln_last_error());
     pb_writer_free(&model);
     return st == KILN_OK ? m : NULL;
 }
@@ -233,7 +237,9 @@ static void expect_error(const char *op, int opset, int n_in, const io_t *in, ki
 {
     kiln_tensor_t *y;
     const void *data[4] = {NULL, NULL, NULL, NULL};
+    load_may_fail = true;
     kiln_status_t st = run_op(op, opset, n_in, in, data, out_dtype, at, 1, &y);
+    load_may_fail = false;
     const char *msg = kiln_last_error();
     CHECK_MSG(st != KILN_OK, "%s should fail", op);
     CHECK_MSG(strstr(msg, "n0"), "%s: message does not name the node: %s", op, msg);

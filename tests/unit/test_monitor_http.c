@@ -222,6 +222,13 @@ static void test_monitor_api(kiln_metrics_server_t *srv)
     CHECK(st == 200 && j && json_array_size(json_object_get(j, "data")) == 2); /* union, no duplicates */
     json_decref(j);
     free(a);
+    a = get("/api/v1/query?query=1%2B1&time=1700000000.5", &st);
+    CHECK_MSG(st == 200 && strstr(body_of(a), "{\"resultType\":\"scalar\",\"result\":[1700000000.5,\"2\"]}"),
+              "%s", body_of(a));
+    free(a);
+    a = get("/api/v1/status/buildinfo", &st);
+    CHECK(st == 200 && strstr(body_of(a), "\"application\":\"kiln\""));
+    free(a);
     a = get("/api/v1/labels", &st);
     CHECK(st == 200 && strstr(body_of(a), "\"gpu_uuid\"") && strstr(body_of(a), "\"__name__\""));
     free(a);
@@ -276,6 +283,14 @@ static void test_parsers(void)
     CHECK(kiln_api_parse_time("2023-11-14T22:13:20", &ms) == -1);
     CHECK(kiln_api_parse_time("1e300", &ms) == -1);
     CHECK(kiln_api_parse_time("nan", &ms) == -1);
+    double sc;
+    CHECK(kiln_api_scalar_query("1+1", &sc) == 0 && sc == 2);
+    CHECK(kiln_api_scalar_query(" 3 * 0.5 ", &sc) == 0 && sc == 1.5);
+    CHECK(kiln_api_scalar_query("42", &sc) == 0 && sc == 42);
+    CHECK(kiln_api_scalar_query("1+", &sc) == -1);
+    CHECK(kiln_api_scalar_query("up", &sc) == -1);
+    CHECK(kiln_api_scalar_query("1+1+1", &sc) == -1);
+    CHECK(kiln_api_scalar_query("", &sc) == -1);
     CHECK(kiln_api_parse_duration("15", &ms) == 0 && ms == 15000);
     CHECK(kiln_api_parse_duration("0.5", &ms) == 0 && ms == 500);
     CHECK(kiln_api_parse_duration("1h30m15s250ms", &ms) == 0 && ms == 5415250);
