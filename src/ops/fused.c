@@ -248,17 +248,24 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
         rows *= batches;
         batches = 1;
     }
-    /* B prepacked at load (opt/passes_fuse.c): one product over the panels */
+    /* B prepacked at load (opt/passes_fuse.c): the products run over the
+     * panels (B is 2-D: the same panels for every batch).  The session may
+     * have released B itself then (core/session.c). */
     const kiln_tensor_t *packed = kiln_attr_tensor(kiln_ctx_node(ctx), "packed_b");
     int64_t w = kiln_sgemm_panel_width();
-    if (packed && batches == 1 && !tb && b->rank == 2 &&
-        kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
+    if (packed && !tb && b->rank == 2 && kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
         packed->count == (s.n + w - 1) / w * w * s.k) {
-        kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, a->data, s.k, NULL, packed->data, bias ? 1.0f : 0.0f, yd,
-                            s.n, NULL, &par);
+        for (int64_t t = 0; t < batches; t++) {
+            int64_t a_off, b_off;
+            kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
+            kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k, NULL, packed->data,
+                                bias ? 1.0f : 0.0f, yd + t * s.m * s.n, s.n, NULL, &par);
+        }
         activate_tensor(ctx, &act, y);
         return KILN_OK;
     }
+    if (!b->data)
+        return kiln_ctx_fail(ctx, KILN_ERR_RUNTIME, "B was released for packed_b, which this CPU cannot use");
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;
         kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/session.h"
 #include "ops/gemm.h"
 #include "opt/opt_internal.h"
 
@@ -491,6 +492,7 @@ int opt_matmul_prepack(kiln_opt_t *o)
             break;
         opt_set_attr_tensor(o, mm, "packed_b", packed);
         opt_set_attr_int(o, mm, "packed_width", w);
+        kiln_session_weight_packed(o->session, g, mm->inputs[1]); /* the original may go now */
         fired++;
     }
     return fired;
