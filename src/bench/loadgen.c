@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/inputs.h"
 #include "bench/stats.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -382,25 +383,6 @@ static bool parse_levels(const char *s, loadgen_args_t *a)
     return a->n_levels > 0;
 }
 
-static bool parse_dims(const char *s, int64_t *dims, int *rank)
-{
-    *rank = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v < 0 || *rank >= KILN_MAX_RANK)
-            return false;
-        dims[(*rank)++] = v;
-        s = end;
-        if (*s == 'x' || *s == ',')
-            s++;
-        else if (*s)
-            return false;
-    }
-    return *rank > 0;
-}
-
 /* Returns EXIT_OK, or EXIT_BAD after a message; *help set for --help. */
 static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
 {
@@ -474,7 +456,7 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 a->input_names[a->n_inputs] = strndup(v, (size_t)(eq - v));
                 a->input_files[a->n_inputs++] = (char *)eq + 1;
             } else {
-                if (!parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
+                if (!kiln_bench_parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
                     fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n",
                             eq + 1);
                     return EXIT_BAD;
@@ -615,36 +597,6 @@ static void error_text(const char *body, char *out, size_t size)
             *c = ' ';
 }
 
-/* xorshift64*: the same fixed-seed generator as the local bench. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ull;
-}
-
-static kiln_tensor_t *random_tensor(kiln_dtype_t dtype, int rank, const int64_t *dims, uint64_t *seed)
-{
-    kiln_tensor_t *t = kiln_tensor_create(dtype, rank, dims);
-    if (!t)
-        return NULL;
-    for (int64_t i = 0; i < t->count; i++) {
-        uint64_t r = next_random(seed);
-        if (kiln_dtype_is_float(dtype))
-            kiln_tensor_set_f64(t, i, (double)(r >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        else if (dtype == KILN_DTYPE_BOOL)
-            kiln_tensor_set_f64(t, i, (double)(r & 1));
-        else if (dtype == KILN_DTYPE_STRING)
-            ((char **)t->data)[i] = strdup("kiln");
-        else
-            kiln_tensor_set_f64(t, i, (double)(r % 100)); /* small: safe as indices or ids */
-    }
-    return t;
-}
-
 /* The model's max_batch_size from GET .../config (Triton's and kiln's),
  * 0 when it does not batch or the server has no config endpoint. */
 static long max_batch_size(const target_t *t, const loadgen_args_t *a)
@@ -755,7 +707,7 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             }
         }
         if (kiln_shape_count(rank, dims, kiln_dtype_size(dtype)) < 0 ||
-            !(tensors[i] = random_tensor(dtype, rank, dims, &seed))) {
+            !(tensors[i] = kiln_bench_random_tensor(dtype, rank, dims, &seed))) {
             fprintf(stderr, "kiln bench: input '%s': cannot make a tensor of that shape\n", name);
             goto done;
         }
