@@ -495,7 +495,9 @@ static void test_prepacked_sessions(int n)
         /* w1 (two MatMuls) and w2 (MatMul, and Add) packed once each; only
          * w1 replaced */
         CHECK_MSG(a->packed_bytes >= 2 * sizeof(float) * PK * PN, "packed %zu", a->packed_bytes);
-        const kiln_graph_t *g = a->packed_graph;
+        /* the model's graph: a session's (optimized) graph goes with the
+         * session, while the weight tensors are the model's in both */
+        const kiln_graph_t *g = m->ir.graph;
         int i1 = g->values[kiln_graph_find_value(g, "w1")].initializer;
         int i2 = g->values[kiln_graph_find_value(g, "w2")].initializer;
         CHECK(g->initializers[i2]->data != NULL);
