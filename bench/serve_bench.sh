@@ -31,6 +31,9 @@ def save(m, path):
 io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in "ABC"]
 g = helper.make_graph([helper.make_node("Add", ["A", "B"], ["C"])], "add", io[:2], io[2:])
 save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), f"{tmp}/tiny/add/1/model.onnx")
+# the inputs wrk posts, as files for kiln bench --url, so both send the same request
+np.save(f"{tmp}/A.npy", np.array([[1, 2, 3, 4]], np.float32))
+np.save(f"{tmp}/B.npy", np.array([[5, 6, 7, 8]], np.float32))
 # ResNet-50 with a dynamic batch dimension, for batching on and off
 src = "build/bench_models/resnet50/model.onnx"
 if os.path.exists(src):
@@ -94,10 +97,11 @@ kiln_rps=$(echo "$k1 $k2" | awk '{printf "%.0f", ($1+$2)/2}')
 nginx_rps=$(echo "$n1 $n2" | awk '{printf "%.0f", ($1+$2)/2}')
 ratio=$(echo "$kiln_rps $nginx_rps" | awk '{printf "%.0f", 100*$1/$2}')
 
-# kiln bench --url: the same server and model, 64 connections, its own client
-# (one JSON request built from the model's metadata; p50/p99 in ms)
+# kiln bench --url: the same server, model and request data, 64 connections,
+# its own client (p50/p99 in ms)
 read -r kb_rps kb_p50 kb_p99 kb_batch <<<"$("$KILN" bench --url "http://127.0.0.1:$kport" --model add --concurrency 64 \
-    --duration "$DURATION" --warmup 1 --json 2>/dev/null | /usr/bin/python3 -c '
+    --input A="$tmp/A.npy" --input B="$tmp/B.npy" --duration "$DURATION" --warmup 1 --json 2>/dev/null |
+    /usr/bin/python3 -c '
 import json, sys
 try:
     l = json.load(sys.stdin)["levels"][0]
@@ -157,8 +161,9 @@ kiln and nginx interleaved in the same run).
 | kiln serve, one-Add model, 64 connections, measured by \`kiln bench --url\` | $kb_rps | $kb_p50 | $kb_p99 |
 ${batch_rows}
 kiln's tiny-model infer rate is **${ratio}%** of nginx's static-response rate (mean of the two runs).
-\`kiln bench --url\` (kiln's perf_analyzer-style client, 64 keep-alive connections) measures the same
-server and model beside wrk; the server reported an average batch size of ${kb_batch} there.
+\`kiln bench --url\` (kiln's perf_analyzer-style client, 64 keep-alive connections, 2 client threads)
+measures the same server, model and request body right after wrk; the server reported an average
+batch size of ${kb_batch} there.
 Server overhead per request (server time less compute time, from each response's parameters,
 2000 sequential requests): **p50 ${over_p50} us**, p99 ${over_p99} us.
 MD

@@ -25,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,11 +51,15 @@
 
 #define MAX_LEVELS 64
 #define MAX_CONCURRENCY 4096
-#define TIMER_S 0.005          /* how often each loop checks deadlines and back-offs */
-#define BACKOFF_S 0.05         /* wait before reconnecting after a failure */
-#define CONNECT_TIMEOUT_S 5.0  /* at most; never more than the request timeout */
-#define SCRATCH_BYTES 65536    /* one receive buffer per client thread */
-#define PROBE_BODY_MAX 4096    /* bytes of a failed probe's answer kept for the message */
+#define TIMER_S 0.005         /* how often each loop checks deadlines and back-offs */
+#define BACKOFF_S 0.05        /* wait before reconnecting after a failure */
+#define CONNECT_TIMEOUT_S 5.0 /* at most; never more than the request timeout */
+#define SCRATCH_BYTES 65536   /* one receive buffer per client thread */
+#define PROBE_BODY_MAX 4096
+#define N_PARTS 3 /* the window is also counted in thirds, to tell a steady rate from a drifting one */
+#define STABLE_WITHIN                                                                                        \
+    0.10 /* perf_analyzer's criterion: each part within 10% of the mean */ /* bytes of a failed probe's      \
+                                                                              answer kept for the message */
 
 /* ---- The incremental HTTP/1.1 response reader ------------------------- */
 
@@ -286,11 +291,12 @@ bool kiln_http_reader_eof(kiln_http_reader_t *r)
 typedef struct loadgen_args {
     const char *url;
     const char *model;
-    const char *version;   /* NULL: the server's choice */
+    const char *version; /* NULL: the server's choice */
     int levels[MAX_LEVELS];
     int n_levels;
     double duration_s, warmup_s, timeout_s;
-    int threads;           /* client threads; 0 = automatic */
+    int threads; /* client threads; 0 = automatic */
+    int batch;   /* --batch-size: the batch dim of every input (0: not given, 1) */
     bool binary, json;
     int n_inputs;
     char **input_names, **input_files;
@@ -304,7 +310,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kiln bench --url http://HOST:PORT --model NAME [--version V] [--concurrency 1,4,16]\n"
-            "                  [--duration S] [--warmup S] [--timeout S] [--threads N] [--binary]\n"
+            "                  [--batch-size N] [--duration S] [--warmup S] [--timeout S] [--threads N] "
+            "[--binary]\n"
             "                  [--input NAME=FILE]... [--shape NAME=DIMS]... [--json]\n"
             "  Measures a KServe v2 server (kiln serve, Triton, ...) the way perf_analyzer does: for each\n"
             "  concurrency level, that many keep-alive connections each keep one infer request in flight\n"
@@ -312,8 +319,10 @@ static void usage(FILE *out)
             "  latency p50/p90/p95/p99/avg, errors by HTTP status, and the server's own statistics\n"
             "  (queue and compute time per request, average batch size) from /v2/models/NAME/stats.\n"
             "  Inputs come from the model's metadata: fixed-seed random data, or FILE (.npy or .pb);\n"
-            "  --shape sets dims the server reports as -1 (else 1).  --binary sends and asks for binary\n"
-            "  tensor data.  --timeout (default 30) bounds each request; --threads sets client threads.\n"
+            "  --shape sets dims the server reports as -1 (else 1; --batch-size N for the batch dim).\n"
+            "  --concurrency also takes perf_analyzer's ranges START:END[:STEP].  --binary sends and\n"
+            "  asks for binary tensor data.  --timeout (default 30) bounds each request; --threads sets\n"
+            "  the client threads (default 1, 2 from 32 connections).\n"
             "  Exit status: 0 done, 1 some requests failed, 2 bad usage or the server/model unreachable.\n");
 }
 
@@ -328,17 +337,43 @@ static bool parse_seconds(const char *s, double lo, double *out)
     return true;
 }
 
+/* One number of a concurrency list, 1..MAX_CONCURRENCY. */
+static bool parse_level(const char **s, long *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtol(*s, &end, 10);
+    if (end == *s || errno || *v < 1 || *v > MAX_CONCURRENCY)
+        return false;
+    *s = end;
+    return true;
+}
+
+/* "1,4,16", or perf_analyzer's ranges "START:END[:STEP]" (STEP added,
+ * default 1), or both: "1,8:32:8". */
 static bool parse_levels(const char *s, loadgen_args_t *a)
 {
     a->n_levels = 0;
     while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > MAX_CONCURRENCY || a->n_levels >= MAX_LEVELS)
+        long first, last, step = 1;
+        if (!parse_level(&s, &first))
             return false;
-        a->levels[a->n_levels++] = (int)v;
-        s = end;
+        last = first;
+        if (*s == ':') {
+            s++;
+            if (!parse_level(&s, &last) || last < first)
+                return false;
+            if (*s == ':') {
+                s++;
+                if (!parse_level(&s, &step))
+                    return false;
+            }
+        }
+        for (long v = first; v <= last; v += step) {
+            if (a->n_levels >= MAX_LEVELS)
+                return false;
+            a->levels[a->n_levels++] = (int)v;
+        }
         if (*s == ',' && s[1])
             s++;
         else if (*s)
@@ -395,8 +430,11 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
             a->version = argv[++i];
         } else if (!strcmp(arg, "--concurrency")) {
             if (!parse_levels(argv[++i], a)) {
-                fprintf(stderr, "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
-                        MAX_CONCURRENCY, val);
+                fprintf(stderr,
+                        "kiln bench: --concurrency expects a list like 1,4,16 or a range like 1:16:4 (each "
+                        "1..%d, "
+                        "at most %d levels), got '%s'\n",
+                        MAX_CONCURRENCY, MAX_LEVELS, val);
                 return EXIT_BAD;
             }
         } else if (!strcmp(arg, "--duration") || !strcmp(arg, "--warmup") || !strcmp(arg, "--timeout")) {
@@ -408,6 +446,14 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 fprintf(stderr, "kiln bench: %s expects seconds (%g or more), got '%s'\n", arg, lo, val);
                 return EXIT_BAD;
             }
+        } else if (!strcmp(arg, "--batch-size")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1 << 20) {
+                fprintf(stderr, "kiln bench: --batch-size expects a positive number, got '%s'\n", val);
+                return EXIT_BAD;
+            }
+            a->batch = (int)v;
         } else if (!strcmp(arg, "--threads")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -429,7 +475,8 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 a->input_files[a->n_inputs++] = (char *)eq + 1;
             } else {
                 if (!parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
-                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n", eq + 1);
+                    fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n",
+                            eq + 1);
                     return EXIT_BAD;
                 }
                 a->shape_names[a->n_shapes++] = strndup(v, (size_t)(eq - v));
@@ -455,13 +502,13 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
 
 typedef struct target {
     kiln_http_url_t url;
-    char prefix[512];                 /* the URL's path without the trailing '/' */
-    char model_path[1024];            /* prefix/v2/models/NAME[/versions/V] */
+    char prefix[512];      /* the URL's path without the trailing '/' */
+    char model_path[1024]; /* prefix/v2/models/NAME[/versions/V] */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char *request;                    /* the whole HTTP request: headers and body */
+    char *request; /* the whole HTTP request: headers and body */
     size_t request_len, body_len;
-    int batch;                        /* inferences per request: the batch dim when the model batches */
+    int batch; /* inferences per request: the batch dim when the model batches */
     double timeout_s, connect_timeout_s;
 } target_t;
 
@@ -479,10 +526,30 @@ static void append_segment(char *dst, size_t size, const char *s)
     dst[n] = 0;
 }
 
+/* True when a TCP connection to ai opens within timeout_s. */
+static bool connects(const struct addrinfo *ai, double timeout_s)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    if (!ok && errno == EINPROGRESS) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int soerr = 1;
+        socklen_t sl = sizeof soerr;
+        ok = poll(&pfd, 1, (int)(timeout_s * 1000)) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0;
+    }
+    close(fd);
+    return ok;
+}
+
 static int target_init(target_t *t, const loadgen_args_t *a)
 {
-    char err[256];
-    if (kiln_http_url_parse(a->url, &t->url, err, sizeof err) < 0) {
+    char err[256], url[600];
+    /* HOST:PORT alone, as perf_analyzer's -u takes it, means http:// */
+    snprintf(url, sizeof url, "%s%s", strstr(a->url, "://") ? "" : "http://", a->url);
+    if (kiln_http_url_parse(url, &t->url, err, sizeof err) < 0) {
         fprintf(stderr, "kiln bench: bad --url '%s': %s\n", a->url, err);
         return -1;
     }
@@ -506,11 +573,19 @@ static int target_init(target_t *t, const loadgen_args_t *a)
         fprintf(stderr, "kiln bench: cannot resolve '%s': %s\n", t->url.host, gai_strerror(rc));
         return -1;
     }
-    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
-    t->addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
     t->timeout_s = a->timeout_s;
     t->connect_timeout_s = a->timeout_s < CONNECT_TIMEOUT_S ? a->timeout_s : CONNECT_TIMEOUT_S;
+    /* every connection goes to one address: the first that accepts (a name
+     * like localhost may list ::1 before 127.0.0.1), else the first listed */
+    struct addrinfo *pick = res;
+    for (struct addrinfo *ai = res; ai && res->ai_next; ai = ai->ai_next)
+        if (connects(ai, t->connect_timeout_s)) {
+            pick = ai;
+            break;
+        }
+    memcpy(&t->addr, pick->ai_addr, pick->ai_addrlen);
+    t->addr_len = pick->ai_addrlen;
+    freeaddrinfo(res);
     return 0;
 }
 
@@ -570,25 +645,25 @@ static kiln_tensor_t *random_tensor(kiln_dtype_t dtype, int rank, const int64_t 
     return t;
 }
 
-/* Inferences per request, as perf_analyzer counts them: the first input's
- * leading dim when the model's config has max_batch_size > 0, else 1. */
-static int batch_size(const target_t *t, const loadgen_args_t *a, const kiln_tensor_t *first)
+/* The model's max_batch_size from GET .../config (Triton's and kiln's),
+ * 0 when it does not batch or the server has no config endpoint. */
+static long max_batch_size(const target_t *t, const loadgen_args_t *a)
 {
     char path[1100], *body = NULL, err[256];
-    int status = 0, batch = 1;
+    int status = 0;
+    long mbs = 0;
     snprintf(path, sizeof path, "%s/v2/models/", t->prefix);
     append_segment(path, sizeof path, a->model);
     strncat(path, "/config", sizeof path - strlen(path) - 1);
     if (http_get(t, path, &status, &body, err, sizeof err) == 0 && status == 200) {
         json_t *j = json_loads(body, 0, NULL);
-        json_t *mbs = j ? json_object_get(j, "max_batch_size") : NULL;
-        if (json_is_integer(mbs) && json_integer_value(mbs) > 0 && first->rank > 0 && first->dims[0] > 0 &&
-            first->dims[0] <= 1 << 20)
-            batch = (int)first->dims[0];
+        json_t *v = j ? json_object_get(j, "max_batch_size") : NULL;
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            mbs = (long)json_integer_value(v);
         json_decref(j);
     }
     free(body);
-    return batch;
+    return mbs;
 }
 
 /* Reads the model's metadata and builds the request.  Returns EXIT_OK or
@@ -616,7 +691,14 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     meta = json_loads(body, 0, &jerr);
     json_t *inputs = meta ? json_object_get(meta, "inputs") : NULL;
     if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
-        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model, t->url.text);
+        fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model,
+                t->url.text);
+        goto done;
+    }
+    long mbs = max_batch_size(t, a);
+    if (a->batch && mbs == 0) {
+        fprintf(stderr, "kiln bench: --batch-size %d: model '%s' does not batch (its max_batch_size is 0)\n",
+                a->batch, a->model);
         goto done;
     }
     n = json_array_size(inputs);
@@ -631,7 +713,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         json_t *js = json_object_get(in, "shape");
         if (!json_is_string(jn) || !json_is_string(jt) || !json_is_array(js) ||
             json_array_size(js) > KILN_MAX_RANK) {
-            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model, i);
+            fprintf(stderr, "kiln bench: the metadata of model '%s' has a malformed input %zu\n", a->model,
+                    i);
             goto done;
         }
         const char *name = json_string_value(jn);
@@ -652,7 +735,8 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             continue;
         }
         if (dtype == KILN_DTYPE_UNDEFINED) {
-            fprintf(stderr, "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
+            fprintf(stderr,
+                    "kiln bench: input '%s' has datatype '%s', which kiln cannot generate; give --input\n",
                     name, json_string_value(jt));
             goto done;
         }
@@ -664,7 +748,10 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         } else {
             for (int d = 0; d < rank; d++) {
                 json_int_t v = json_integer_value(json_array_get(js, (size_t)d));
-                dims[d] = v < 0 ? 1 : v; /* a dynamic dim (the batch dim): 1 */
+                if (d == 0 && mbs > 0 && a->batch)
+                    dims[d] = a->batch; /* the batch dim */
+                else
+                    dims[d] = v < 0 ? 1 : v; /* a dynamic dim: 1 */
             }
         }
         if (kiln_shape_count(rank, dims, kiln_dtype_size(dtype)) < 0 ||
@@ -678,16 +765,19 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         for (size_t i = 0; i < n; i++)
             found |= names[i] && !strcmp(names[i], a->input_names[k]);
         if (!found) {
-            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n", a->input_names[k],
-                    a->model);
+            fprintf(stderr, "kiln bench: --input '%s': model '%s' has no input of that name\n",
+                    a->input_names[k], a->model);
             goto done;
         }
     }
-    t->batch = batch_size(t, a, tensors[0]);
+    /* inferences per request, as perf_analyzer counts them */
+    t->batch = mbs > 0 && tensors[0]->rank > 0 && tensors[0]->dims[0] > 0 && tensors[0]->dims[0] <= 1 << 20
+                   ? (int)tensors[0]->dims[0]
+                   : 1;
     char *payload = NULL;
     size_t payload_len = 0, json_len = 0;
-    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors, a->binary,
-                              a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
+    if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors,
+                              a->binary, a->binary, &payload, &payload_len, &json_len) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
         goto done;
     }
@@ -695,11 +785,12 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     bool v6 = strchr(t->url.host, ':') != NULL;
     snprintf(host, sizeof host, "%s%s%s:%s", v6 ? "[" : "", t->url.host, v6 ? "]" : "", t->url.port);
     snprintf(path, sizeof path, "%s/infer", t->model_path);
-    int hl = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", path, host,
-                      json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
+    int hl = snprintf(
+        head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+        path, host, json_len == payload_len ? "application/json" : "application/octet-stream", payload_len);
     if (json_len != payload_len)
-        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n", json_len);
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, "Inference-Header-Content-Length: %zu\r\n",
+                       json_len);
     hl += snprintf(head + hl, sizeof head - (size_t)hl, "\r\n");
     t->request = malloc((size_t)hl + payload_len);
     if (!t->request) {
@@ -735,22 +826,29 @@ enum { SLOT_CONNECT = 600, SLOT_TIMEOUT, SLOT_BROKEN, N_SLOTS };
 static const char *slot_name(int slot, char *buf, size_t size)
 {
     switch (slot) {
-    case SLOT_CONNECT: return "connect";
-    case SLOT_TIMEOUT: return "timeout";
-    case SLOT_BROKEN: return "connection";
-    default: snprintf(buf, size, "%d", slot); return buf;
+    case SLOT_CONNECT:
+        return "connect";
+    case SLOT_TIMEOUT:
+        return "timeout";
+    case SLOT_BROKEN:
+        return "connection";
+    default:
+        snprintf(buf, size, "%d", slot);
+        return buf;
     }
 }
 
 enum { CONN_IDLE, CONN_CONNECTING, CONN_SENDING, CONN_RECEIVING, CONN_BACKOFF, CONN_DONE };
 
 typedef struct conn {
-    int fd;             /* -1 when closed */
+    int fd; /* -1 when closed */
     int state;
-    size_t sent;        /* request bytes sent so far */
-    double start;       /* when the request's first byte was sent */
-    double deadline;    /* connect or request deadline */
-    double retry_at;    /* end of a back-off */
+    size_t sent;     /* request bytes sent so far */
+    double start;    /* when the request's first byte was sent */
+    double sent_at;  /* when its last byte was sent */
+    double first_at; /* when the answer's first byte arrived (0: not yet) */
+    double deadline; /* connect or request deadline */
+    double retry_at; /* end of a back-off */
     kiln_http_reader_t rd;
 } conn_t;
 
@@ -758,21 +856,26 @@ static volatile sig_atomic_t g_interrupted;
 
 typedef struct worker {
     const target_t *t;
-    double t_start, t_end;   /* the measurement window */
-    long max_requests;       /* 0: until t_end; the probe uses 1 */
+    double t_start, t_end; /* the measurement window */
+    long max_requests;     /* 0: until t_end; the probe uses 1 */
     conn_t *conns;
     int n_conns;
     int epfd;
     char *scratch;
-    double *lat;             /* latencies (ms) of successes inside the window */
+    double *lat; /* latencies (ms) of successes inside the window */
     size_t n_lat, cap_lat;
+    uint64_t parts[N_PARTS];       /* successes in each third of the window */
+    double send_s, wait_s, recv_s; /* sums over those successes: the phases of a request */
     uint64_t errors[N_SLOTS];
-    long finished;           /* answers and failures, window or not */
-    char first_error[256];   /* the first network failure, for the report */
+    long finished;         /* answers and failures, window or not */
+    char first_error[256]; /* the first network failure, for the report */
     pthread_t thread;
 } worker_t;
 
-static double now_s(void) { return kiln_now_seconds(); }
+static double now_s(void)
+{
+    return kiln_now_seconds();
+}
 
 static bool stopping(const worker_t *w, double now)
 {
@@ -787,14 +890,14 @@ static void conn_close(conn_t *c)
 }
 
 static void conn_start(worker_t *w, conn_t *c, double now);
-static void conn_progress(worker_t *w, conn_t *c);
 
 static void conn_fail(worker_t *w, conn_t *c, int slot, double now, const char *what, int err)
 {
     if (now >= w->t_start)
         w->errors[slot]++;
     if (!w->first_error[0])
-        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+        snprintf(w->first_error, sizeof w->first_error, "%s%s%s", what, err ? ": " : "",
+                 err ? strerror(err) : "");
     w->finished++;
     conn_close(c);
     c->state = CONN_BACKOFF;
@@ -808,12 +911,14 @@ static void begin_request(worker_t *w, conn_t *c, double now)
     c->state = CONN_SENDING;
     c->sent = 0;
     c->start = now;
+    c->sent_at = c->first_at = 0;
     c->deadline = now + w->t->timeout_s;
     kiln_http_reader_reset(&c->rd);
 }
 
-/* Starts the next request on c: reconnects when needed, or retires c when
- * the level is over. */
+/* Prepares the next request on c: reconnects when needed, or retires c
+ * when the level is over.  Sends nothing itself (conn_progress does), so
+ * an answer that completes inside conn_progress never recurses. */
 static void conn_start(worker_t *w, conn_t *c, double now)
 {
     if (stopping(w, now)) {
@@ -850,7 +955,6 @@ static void conn_start(worker_t *w, conn_t *c, double now)
         }
     }
     begin_request(w, c, now);
-    conn_progress(w, c);
 }
 
 /* One answer has been read completely. */
@@ -870,6 +974,11 @@ static void conn_finish(worker_t *w, conn_t *c, double now)
             }
             if (w->n_lat < w->cap_lat)
                 w->lat[w->n_lat++] = (now - c->start) * 1e3;
+            w->send_s += c->sent_at - c->start;
+            w->wait_s += c->first_at - c->sent_at;
+            w->recv_s += now - c->first_at;
+            int part = (int)((now - w->t_start) * N_PARTS / (w->t_end - w->t_start));
+            w->parts[part < 0 ? 0 : part >= N_PARTS ? N_PARTS - 1 : part]++;
         }
     } else if (now >= w->t_start) {
         w->errors[status >= 100 && status < 600 ? status : SLOT_BROKEN]++;
@@ -917,8 +1026,10 @@ static void conn_progress(worker_t *w, conn_t *c)
                 return;
             }
             c->sent += (size_t)n;
-            if (c->sent == t->request_len)
+            if (c->sent == t->request_len) {
+                c->sent_at = now_s();
                 c->state = CONN_RECEIVING;
+            }
             break;
         }
         case CONN_RECEIVING: {
@@ -940,6 +1051,8 @@ static void conn_progress(worker_t *w, conn_t *c)
                 }
                 return;
             }
+            if (!c->first_at)
+                c->first_at = now_s();
             ssize_t used = kiln_http_reader_feed(&c->rd, w->scratch, (size_t)n);
             if (used < 0 || (used < n)) { /* malformed, or bytes after the answer: we never pipeline */
                 conn_fail(w, c, SLOT_BROKEN, now_s(), "malformed HTTP answer", 0);
@@ -955,6 +1068,13 @@ static void conn_progress(worker_t *w, conn_t *c)
     }
 }
 
+/* conn_start, then send as far as the socket allows. */
+static void conn_kick(worker_t *w, conn_t *c, double now)
+{
+    conn_start(w, c, now);
+    conn_progress(w, c);
+}
+
 /* The 5 ms timer: deadlines, back-offs, interruption.  Returns the number of
  * connections not yet retired. */
 static int worker_tick(worker_t *w, double now)
@@ -967,13 +1087,13 @@ static int worker_tick(worker_t *w, double now)
             c->state = CONN_DONE;
         }
         if (c->state == CONN_BACKOFF && now >= c->retry_at)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         else if ((c->state == CONN_CONNECTING || c->state == CONN_SENDING || c->state == CONN_RECEIVING) &&
                  now > c->deadline)
-            conn_fail(w, c, SLOT_TIMEOUT, now, c->state == CONN_CONNECTING ? "connect timed out" : "request timed out",
-                      0);
+            conn_fail(w, c, SLOT_TIMEOUT, now,
+                      c->state == CONN_CONNECTING ? "connect timed out" : "request timed out", 0);
         else if (c->state == CONN_IDLE)
-            conn_start(w, c, now);
+            conn_kick(w, c, now);
         active += c->state != CONN_DONE;
     }
     return active;
@@ -985,7 +1105,7 @@ static void *worker_run(void *arg)
     struct epoll_event events[256];
     double now = now_s(), last_tick = now;
     for (int i = 0; i < w->n_conns; i++)
-        conn_start(w, &w->conns[i], now);
+        conn_kick(w, &w->conns[i], now);
     for (;;) {
         int n = epoll_wait(w->epfd, events, 256, (int)(TIMER_S * 1000));
         for (int i = 0; i < n; i++)
@@ -1055,8 +1175,8 @@ static int probe(const target_t *t, const char *model)
     } else if (status != 200) {
         char msg[300];
         error_text(w.conns[0].rd.body, msg, sizeof msg);
-        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model, status,
-                msg);
+        fprintf(stderr, "kiln bench: the first infer request to model '%s' failed (HTTP %d: %s)\n", model,
+                status, msg);
     } else {
         rc = EXIT_OK;
     }
@@ -1107,7 +1227,8 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
     json_t *list = j ? json_object_get(j, "model_stats") : NULL;
     size_t i;
     json_t *e;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         json_t *name = json_object_get(e, "name"), *ver = json_object_get(e, "version");
         if (json_is_string(name) && strcmp(json_string_value(name), a->model))
             continue;
@@ -1133,15 +1254,18 @@ static server_stats_t fetch_stats(const target_t *t, const loadgen_args_t *a)
 
 typedef struct level_result {
     int concurrency;
-    int batch;                /* inferences per request */
+    int batch; /* inferences per request */
     double window_s;
     kiln_latency_stats_t lat;
-    uint64_t requests;        /* successes in the window */
+    uint64_t requests;                /* successes in the window */
+    uint64_t parts[N_PARTS];          /* successes per third of the window */
+    double send_us, wait_us, recv_us; /* per success: sending, waiting for the answer, receiving it */
+    bool stable;                      /* every third within STABLE_WITHIN of their mean */
     uint64_t errors[N_SLOTS];
     uint64_t error_total;
     char first_error[256];
     bool server_ok;
-    server_stats_t d;         /* after - before */
+    server_stats_t d; /* after - before */
 } level_result_t;
 
 static void sleep_until(double when)
@@ -1208,6 +1332,11 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
         if (lat && ws[i].n_lat)
             memcpy(lat + k, ws[i].lat, ws[i].n_lat * sizeof *lat);
         k += ws[i].n_lat;
+        for (int p = 0; p < N_PARTS; p++)
+            out->parts[p] += ws[i].parts[p];
+        out->send_us += ws[i].send_s;
+        out->wait_us += ws[i].wait_s;
+        out->recv_us += ws[i].recv_s;
         for (int s = 0; s < N_SLOTS; s++) {
             out->errors[s] += ws[i].errors[s];
             out->error_total += ws[i].errors[s];
@@ -1216,6 +1345,15 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
             memcpy(out->first_error, ws[i].first_error, sizeof out->first_error);
     }
     out->requests = total;
+    if (total) {
+        out->send_us = out->send_us / (double)total * 1e6;
+        out->wait_us = out->wait_us / (double)total * 1e6;
+        out->recv_us = out->recv_us / (double)total * 1e6;
+    }
+    out->stable = !g_interrupted && total > 0;
+    for (int p = 0; p < N_PARTS; p++)
+        if (fabs((double)out->parts[p] * N_PARTS - (double)total) > STABLE_WITHIN * (double)total)
+            out->stable = false;
     if (lat && total)
         kiln_latency_stats(lat, total, &out->lat);
     free(lat);
@@ -1244,16 +1382,41 @@ static int run_level(const target_t *t, const loadgen_args_t *a, int concurrency
     return rc;
 }
 
-static double per_request_us(uint64_t ns, uint64_t count) { return count ? (double)ns / (double)count / 1e3 : 0; }
+static double per_request_us(uint64_t ns, uint64_t count)
+{
+    return count ? (double)ns / (double)count / 1e3 : 0;
+}
 
-static double request_rate(const level_result_t *r) { return r->window_s > 0 ? (double)r->requests / r->window_s : 0; }
+static double request_rate(const level_result_t *r)
+{
+    return r->window_s > 0 ? (double)r->requests / r->window_s : 0;
+}
 
 /* Inferences per second: requests times the batch each carries. */
-static double throughput(const level_result_t *r) { return request_rate(r) * r->batch; }
+static double throughput(const level_result_t *r)
+{
+    return request_rate(r) * r->batch;
+}
 
 static double avg_batch(const server_stats_t *d)
 {
     return d->execution_count ? (double)d->inference_count / (double)d->execution_count : 0;
+}
+
+/* Inferences per second in one third of the window. */
+static double part_throughput(const level_result_t *r, int p)
+{
+    return r->window_s > 0 ? (double)r->parts[p] * N_PARTS / r->window_s * r->batch : 0;
+}
+
+/* The server's time per request outside its queue and compute phases, as
+ * perf_analyzer reports it ("overhead"); never below 0. */
+static double server_overhead_us(const server_stats_t *d)
+{
+    double o = per_request_us(d->success_ns, d->success_count) - per_request_us(d->queue_ns, d->queue_count) -
+               per_request_us(d->input_ns, d->input_count) - per_request_us(d->infer_ns, d->infer_count) -
+               per_request_us(d->output_ns, d->output_count);
+    return o > 0 ? o : 0;
 }
 
 static void print_level_text(const level_result_t *r)
@@ -1263,14 +1426,23 @@ static void print_level_text(const level_result_t *r)
     printf("  Client:\n");
     printf("    Request count: %llu in %.2f s\n", (unsigned long long)r->requests, r->window_s);
     if (r->batch > 1)
-        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r), request_rate(r),
-               r->batch);
+        printf("    Throughput: %.1f infer/sec (%.1f requests/sec of batch %d)\n", throughput(r),
+               request_rate(r), r->batch);
     else
         printf("    Throughput: %.1f infer/sec\n", throughput(r));
+    if (!r->stable && r->requests) {
+        printf("    Unsteady: the thirds of the window ran at");
+        for (int p = 0; p < N_PARTS; p++)
+            printf("%s %.1f", p ? "," : "", part_throughput(r, p));
+        printf(" infer/sec (not all within %.0f%% of their mean; try a longer --duration)\n",
+               STABLE_WITHIN * 100);
+    }
     printf("    Latency: p50 %.0f usec, p90 %.0f usec, p95 %.0f usec, p99 %.0f usec, avg %.0f usec"
            " (min %.0f, max %.0f)\n",
            r->lat.p50 * 1e3, r->lat.p90 * 1e3, r->lat.p95 * 1e3, r->lat.p99 * 1e3, r->lat.mean * 1e3,
            r->lat.min * 1e3, r->lat.max * 1e3);
+    printf("    Avg HTTP time: %.0f usec (send %.0f usec + response wait %.0f usec + receive %.0f usec)\n",
+           r->send_us + r->wait_us + r->recv_us, r->send_us, r->wait_us, r->recv_us);
     printf("    Errors: %llu", (unsigned long long)r->error_total);
     const char *sep = " (";
     for (int s = 0; s < N_SLOTS; s++)
@@ -1291,11 +1463,12 @@ static void print_level_text(const level_result_t *r)
     printf("    Execution count: %llu (average batch size %.2f)\n", (unsigned long long)d->execution_count,
            avg_batch(d));
     printf("    Successful request count: %llu\n", (unsigned long long)d->success_count);
-    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer %.0f usec"
-           " + compute output %.0f usec)\n",
-           per_request_us(d->success_ns, d->success_count), per_request_us(d->queue_ns, d->queue_count),
-           per_request_us(d->input_ns, d->input_count), per_request_us(d->infer_ns, d->infer_count),
-           per_request_us(d->output_ns, d->output_count));
+    printf(
+        "    Avg request latency: %.0f usec (overhead %.0f usec + queue %.0f usec + compute input %.0f usec"
+        " + compute infer %.0f usec + compute output %.0f usec)\n",
+        per_request_us(d->success_ns, d->success_count), server_overhead_us(d),
+        per_request_us(d->queue_ns, d->queue_count), per_request_us(d->input_ns, d->input_count),
+        per_request_us(d->infer_ns, d->infer_count), per_request_us(d->output_ns, d->output_count));
 }
 
 static json_t *level_json(const level_result_t *r)
@@ -1307,11 +1480,19 @@ static json_t *level_json(const level_result_t *r)
     json_object_set_new(o, "requests", json_integer((json_int_t)r->requests));
     json_object_set_new(o, "throughput_per_s", json_real(throughput(r)));
     json_object_set_new(o, "requests_per_s", json_real(request_rate(r)));
+    json_t *parts = json_array();
+    for (int p = 0; p < N_PARTS; p++)
+        json_array_append_new(parts, json_real(part_throughput(r, p)));
+    json_object_set_new(o, "throughput_by_third", parts);
+    json_object_set_new(o, "stable", json_boolean(r->stable));
     json_object_set_new(o, "p50_ms", json_real(r->lat.p50));
     json_object_set_new(o, "p90_ms", json_real(r->lat.p90));
     json_object_set_new(o, "p95_ms", json_real(r->lat.p95));
     json_object_set_new(o, "p99_ms", json_real(r->lat.p99));
     json_object_set_new(o, "avg_ms", json_real(r->lat.mean));
+    json_object_set_new(o, "send_us", json_real(r->send_us));
+    json_object_set_new(o, "wait_us", json_real(r->wait_us));
+    json_object_set_new(o, "receive_us", json_real(r->recv_us));
     json_object_set_new(o, "min_ms", json_real(r->lat.min));
     json_object_set_new(o, "max_ms", json_real(r->lat.max));
     json_object_set_new(o, "errors", json_integer((json_int_t)r->error_total));
@@ -1330,6 +1511,7 @@ static json_t *level_json(const level_result_t *r)
         json_object_set_new(s, "success_count", json_integer((json_int_t)d->success_count));
         json_object_set_new(s, "avg_batch_size", json_real(avg_batch(d)));
         json_object_set_new(s, "request_us", json_real(per_request_us(d->success_ns, d->success_count)));
+        json_object_set_new(s, "overhead_us", json_real(server_overhead_us(d)));
         json_object_set_new(s, "queue_us", json_real(per_request_us(d->queue_ns, d->queue_count)));
         json_object_set_new(s, "compute_input_us", json_real(per_request_us(d->input_ns, d->input_count)));
         json_object_set_new(s, "compute_infer_us", json_real(per_request_us(d->infer_ns, d->infer_count)));
@@ -1371,7 +1553,8 @@ int kiln_loadgen_main(int argc, char **argv)
     if (rc != EXIT_OK)
         goto done;
     rc = EXIT_BAD;
-    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK || probe(&t, a.model) != EXIT_OK)
+    if (target_init(&t, &a) < 0 || build_request(&t, &a, &n_inputs) != EXIT_OK ||
+        probe(&t, a.model) != EXIT_OK)
         goto done;
     results = calloc((size_t)a.n_levels, sizeof *results);
     if (!results)
@@ -1385,8 +1568,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("  Server: %s, model '%s'%s%s, %d input%s, request %zu bytes (%s)\n", t.url.text, a.model,
                a.version ? " version " : "", a.version ? a.version : "", n_inputs, n_inputs == 1 ? "" : "s",
                t.body_len, a.binary ? "binary tensor data" : "JSON");
-        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n", a.warmup_s,
-               a.duration_s, a.timeout_s);
+        printf("  Concurrency mode, warm-up %.1f s then %.1f s per level, request timeout %.1f s\n",
+               a.warmup_s, a.duration_s, a.timeout_s);
         fflush(stdout);
     }
     int done_levels = 0;
@@ -1427,7 +1610,8 @@ int kiln_loadgen_main(int argc, char **argv)
         printf("\nInferences/Second vs. Client p50/p99 Latency\n");
         for (int i = 0; i < done_levels; i++) {
             const level_result_t *r = &results[i];
-            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, errors %llu",
+            printf("Concurrency: %d, throughput: %.1f infer/sec, latency p50 %.0f usec, p99 %.0f usec, "
+                   "errors %llu",
                    r->concurrency, throughput(r), r->lat.p50 * 1e3, r->lat.p99 * 1e3,
                    (unsigned long long)r->error_total);
             if (r->server_ok)

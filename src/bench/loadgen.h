@@ -45,15 +45,15 @@ enum {
 
 typedef struct kiln_http_reader {
     int state;
-    int status;            /* the status code, once the header is read */
-    bool close;            /* the server will close the connection after this answer */
-    uint64_t remaining;    /* body or chunk bytes left */
-    size_t line_len;       /* bytes collected in buf (header, chunk-size or trailer line) */
+    int status;         /* the status code, once the header is read */
+    bool close;         /* the server will close the connection after this answer */
+    uint64_t remaining; /* body or chunk bytes left */
+    size_t line_len;    /* bytes collected in buf (header, chunk-size or trailer line) */
     char buf[KILN_HTTP_HEADER_MAX];
     /* When capture is set the body is kept (up to capture_max bytes). */
     bool capture;
     size_t capture_max;
-    char *body;            /* malloc'd; the reader's owner frees it with kiln_http_reader_free */
+    char *body; /* malloc'd; the reader's owner frees it with kiln_http_reader_free */
     size_t body_len, body_cap;
 } kiln_http_reader_t;
 

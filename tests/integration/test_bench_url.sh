@@ -3,10 +3,13 @@
 # free loopback port (a generated repository of one-Add models, one with
 # dynamic batching): JSON levels at concurrency 1 and 8 (throughput > 0,
 # p50 <= p99, zero errors, server-side batch size > 1 when batching), the
-# binary tensor extension, the text report, batch-aware infer/s, and the
+# binary tensor extension, the text report, batch-aware infer/s,
+# perf_analyzer's habits (ranges, --batch-size, HOST:PORT), and the
 # error paths: unreachable port, unknown model, bad URL, missing --model, a
 # request the server refuses (exit 2 with a message), and a server killed
-# mid-run (errors reported, exit 1, no hang).  Ends with "N passed, N failed".
+# mid-run (errors reported, exit 1, no hang); SIGINT; and a second, non-kiln
+# KServe v2 server (fake_kserve_server.py: Triton's JSON shapes, chunked
+# answers, injected 500s).  Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_monitor.sh
@@ -78,6 +81,10 @@ jcheck "server batch size > 1 at concurrency 8 (dynamic batching)" "$tmp/b.json"
 jcheck "server batch size 1 at concurrency 1" "$tmp/b.json" 'j["levels"][0]["server"]["avg_batch_size"] == 1'
 jcheck "server counts match the client's within the window" "$tmp/b.json" \
     'all(abs(l["server"]["inference_count"] - l["requests"]) <= 0.2 * l["requests"] + 50 for l in j["levels"])'
+jcheck "thirds of the window add up to the whole" "$tmp/b.json" \
+    'all(len(l["throughput_by_third"]) == 3 and abs(sum(l["throughput_by_third"]) / 3 - l["throughput_per_s"]) < 1e-6 * l["throughput_per_s"] + 1e-9 and isinstance(l["stable"], bool) for l in j["levels"])'
+jcheck "send + wait + receive = average latency" "$tmp/b.json" \
+    'all(abs(l["send_us"] + l["wait_us"] + l["receive_us"] - 1000 * l["avg_ms"]) <= 0.01 * 1000 * l["avg_ms"] and l["wait_us"] > 0 for l in j["levels"])'
 jcheck "JSON names the model and the settings" "$tmp/b.json" \
     'j["model"] == "batched" and j["duration_s"] == 2 and j["batch_size"] == 1 and j["binary"] is False'
 
@@ -95,6 +102,14 @@ timeout 60 "$KILN" bench --url "$URL" --model plain --shape A=3x4 --shape B=3x4 
     >"$tmp/b3.json" 2>&1
 jcheck "batch 3 per request: infer/s = 3 x requests/s" "$tmp/b3.json" \
     'j["batch_size"] == 3 and abs(j["levels"][0]["throughput_per_s"] - 3 * j["levels"][0]["requests_per_s"]) < 1e-6'
+
+# perf_analyzer's habits: a concurrency range, --batch-size, HOST:PORT without http://
+timeout 60 "$KILN" bench --url "127.0.0.1:$PORT" --model batched --concurrency 1:3:2 --batch-size 4 --duration 0.5 \
+    --warmup 0.1 --json >"$tmp/pa.json" 2>&1
+check "range, --batch-size, HOST:PORT: exits 0" [ $? = 0 ]
+jcheck "range 1:3:2 gives levels 1 and 3" "$tmp/pa.json" '[l["concurrency"] for l in j["levels"]] == [1, 3]'
+jcheck "--batch-size 4: four inferences per request, server batches >= 4" "$tmp/pa.json" \
+    'j["batch_size"] == 4 and all(abs(l["throughput_per_s"] - 4 * l["requests_per_s"]) < 1e-6 and l["server"]["avg_batch_size"] >= 4 for l in j["levels"])'
 
 # error paths
 dead=$(free_port)
@@ -139,6 +154,39 @@ if start_serve "$tmp/serve2.log"; then
 else
     fail "second kiln serve starts" "$(tail -5 "$tmp/serve2.log")"
 fi
+
+# SIGINT ends the run early and still prints what was measured
+timeout 60 "$KILN" bench --url "$URL" --model plain --concurrency 2,2 --duration 20 --warmup 0.2 --json \
+    >"$tmp/int.json" 2>&1 &
+bench_pid=$!
+sleep 1.5
+kill -INT "$bench_pid"
+t0=$SECONDS
+wait "$bench_pid"
+rc=$?
+check "SIGINT: exits 0 promptly" test "$rc" = 0 -a $((SECONDS - t0)) -le 5
+jcheck "SIGINT: one level, marked interrupted" "$tmp/int.json" \
+    'j["interrupted"] is True and len(j["levels"]) == 1 and 0 < j["levels"][0]["duration_s"] < 5 and j["levels"][0]["requests"] > 0'
+
+# another KServe v2 server (Triton's JSON shapes; chunked answers; injected 500s)
+start "$tmp/fake.log" "$PY" tests/integration/fake_kserve_server.py
+fport=""
+for _ in $(seq 1 100); do
+    fport=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$tmp/fake.log")
+    [ -n "$fport" ] && break
+    sleep 0.1
+done
+for mode in json binary; do
+    timeout 60 "$KILN" bench --url "http://127.0.0.1:$fport" --model other --concurrency 2 --duration 1 --warmup 0.2 \
+        $([ $mode = binary ] && echo --binary) --json >"$tmp/o_$mode.json" 2>"$tmp/o_$mode.err"
+    check "other server, $mode: exit 1 (injected failures)" [ $? = 1 ]
+    jcheck "other server, $mode: successes measured" "$tmp/o_$mode.json" \
+        'j["levels"][0]["requests"] > 0 and j["levels"][0]["p50_ms"] > 0 and j["batch_size"] == 1'
+    jcheck "other server, $mode: the 500s counted by status" "$tmp/o_$mode.json" \
+        'list(j["levels"][0]["errors_by_status"]) == ["500"] and j["levels"][0]["errors"] > 0'
+    jcheck "other server, $mode: Triton-style stats read" "$tmp/o_$mode.json" \
+        'abs(j["levels"][0]["server"]["queue_us"] - 1) < 1e-9 and abs(j["levels"][0]["server"]["compute_infer_us"] - 40) < 1e-9 and j["levels"][0]["server"]["avg_batch_size"] == 1'
+done
 
 # the local-model form is unchanged
 "$KILN" bench "$tmp/repo/plain/1/model.onnx" --shape A=1x4 --shape B=1x4 --iters 5 --warmup 1 --json >"$tmp/local.json" 2>&1

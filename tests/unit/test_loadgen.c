@@ -61,20 +61,23 @@ static void check_malformed(const char *text)
 
 static void test_reader(void)
 {
-    check_answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: application/json\r\n\r\nhello", 200, false,
-                 "hello", 0);
-    check_answer("HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}", 400, true, "{}", 0);
+    check_answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: application/json\r\n\r\nhello", 200,
+                 false, "hello", 0);
+    check_answer("HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}", 400, true,
+                 "{}", 0);
     check_answer("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200, false, "", 0);
     /* bytes after the answer are not consumed */
     check_answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1", 200, false, "ab", 8);
     check_answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                  "5;ext=1\r\nhello\r\n1a\r\n, this is the second chunk\r\n0\r\nX-Trailer: 1\r\n\r\n",
                  200, false, "hello, this is the second chunk", 0);
-    check_answer("HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 500, false, "",
-                 0);
+    check_answer("HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 500,
+                 false, "", 0);
     check_answer("HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc", 200, true, "abc", 0);
-    check_answer("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc", 200, false, "abc", 0);
-    check_answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", 200, false, "x", 0);
+    check_answer("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc", 200, false,
+                 "abc", 0);
+    check_answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", 200, false,
+                 "x", 0);
     check_answer("HTTP/1.1 204 No Content\r\n\r\n", 204, false, "", 0);
     /* no length: the body runs to the end of the connection */
     check_answer("HTTP/1.1 200 OK\r\n\r\nuntil eof", 200, true, "until eof", 0);
@@ -131,8 +134,10 @@ static void test_write_request(void)
             CHECK(req.n_inputs == 3 && req.binary_default == (binary != 0));
             CHECK(!strcmp(req.input_names[0], "a") && req.inputs[0]->dtype == KILN_DTYPE_FLOAT32);
             CHECK(kiln_shape_equal(req.inputs[0], a) && !memcmp(req.inputs[0]->data, a->data, a->nbytes));
-            CHECK(req.inputs[1]->dtype == KILN_DTYPE_INT64 && ((int64_t *)req.inputs[1]->data)[1] == 1234567890123ll);
-            CHECK(req.inputs[2]->dtype == KILN_DTYPE_STRING && !strcmp(((char **)req.inputs[2]->data)[0], "kiln") &&
+            CHECK(req.inputs[1]->dtype == KILN_DTYPE_INT64 &&
+                  ((int64_t *)req.inputs[1]->data)[1] == 1234567890123ll);
+            CHECK(req.inputs[2]->dtype == KILN_DTYPE_STRING &&
+                  !strcmp(((char **)req.inputs[2]->data)[0], "kiln") &&
                   !strcmp(((char **)req.inputs[2]->data)[1], ""));
             kiln_v2_request_clear(&req);
         }
