@@ -184,7 +184,7 @@ int kiln_cmd_bench(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--url"))
             return kiln_loadgen_main(argc, argv);
-    bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50};
+    bench_args_t a = {.threads = 0, .warmup = 5, .iters = 50, .level = 3};
     int rc = KILN_EXIT_BAD_INPUT;
     a.input_names = calloc((size_t)argc + 1, sizeof(char *));
     a.input_files = calloc((size_t)argc + 1, sizeof(char *));
