@@ -360,7 +360,8 @@ static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep,
  * the output shape; every element is written, so it need not be zeroed),
  * then the epilogue (may be NULL) on each block of y right after its GEMM. */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
-                                  const float *wd, const float *bd, float *yd, const kiln_conv_epilogue_t *ep)
+                                  const float *wd, const float *w_packed, const float *bd, float *yd,
+                                  const kiln_conv_epilogue_t *ep)
 {
     conv_shapes_t s = *sp;
     if (s.in_per_group == 1 && s.group > 1) {
@@ -390,6 +391,14 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
              * activation (ep) runs on the block right after */
             const float *bg = bd ? bd + g * s.out_per_group : NULL;
             kiln_sgemm_epilogue_t gep = {.row_bias = bg};
+            size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
+            const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
+            if (pointwise && wpg) {
+                kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
+                                       &gep, &par);
+                run_epilogue(ctx, ep, yg, yd, NULL, s.out_per_group, s.out_vol, s.out_vol);
+                continue;
+            }
             if (pointwise) {
                 kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
                               xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
@@ -397,11 +406,12 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 continue;
             }
             /* weights used by several blocks are packed once for all of them */
-            float *wp = NULL;
-            if (block < s.out_vol) {
-                size_t floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
-                if ((wp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, floats * sizeof *wp)))
-                    kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wp);
+            const float *wp = wpg;
+            float *wtmp;
+            if (!wp && block < s.out_vol &&
+                (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
+                kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wtmp);
+                wp = wtmp;
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
@@ -429,7 +439,7 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
     if ((*y)->count == 0)
         return KILN_OK;
-    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data, NULL);
+    st = conv_compute(ctx, &s, x->data, w->data, NULL, b ? b->data : NULL, (*y)->data, NULL);
     if (st != KILN_OK) {
         kiln_tensor_free(*y);
         *y = NULL;
@@ -484,7 +494,9 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
-    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data, ep);
+    /* the weights packed once per session (not for depthwise: no GEMM) */
+    const float *w_packed = s.in_per_group == 1 && s.group > 1 ? NULL : kiln_ctx_input_packed_a(ctx, 1, s.group);
+    return conv_compute(ctx, &s, x->data, w->data, w_packed, b ? b->data : NULL, y->data, ep);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------- */
