@@ -118,7 +118,13 @@ int kiln_cmd_optimize(int argc, char **argv)
             kiln_model_free(model);
             return KILN_EXIT_BAD_INPUT;
         }
-        kiln_opt_strip_packed(session->opt);
+        /* the weights the packed copies replaced, read back for the writer */
+        if ((st = kiln_model_restore_copies(model)) != KILN_OK) {
+            fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());
+            kiln_session_free(session);
+            kiln_model_free(model);
+            return KILN_EXIT_BAD_INPUT;
+        }
         ir.graph = (kiln_graph_t *)session->graph;
         if (uses_domain(ir.graph, KILN_OPT_DOMAIN) && kiln_model_opset(&ir, KILN_OPT_DOMAIN) == 0) {
             opsets = calloc((size_t)ir.n_opsets + 1, sizeof *opsets);

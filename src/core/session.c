@@ -114,8 +114,12 @@ static pthread_mutex_t g_prepack_lock = PTHREAD_MUTEX_INITIALIZER;
  * override), else -1. */
 static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
 {
-    if (strcmp(node->op_type, "MatMul") || (node->domain && node->domain[0]) || node->n_inputs != 2 ||
-        node->inputs[1] < 0)
+    /* MatMul, or the optimizer's FusedMatMul (+ bias, activation) unless it
+     * reads B transposed */
+    bool matmul = !strcmp(node->op_type, "MatMul") && !(node->domain && node->domain[0]) && node->n_inputs == 2;
+    bool fused = !strcmp(node->op_type, "FusedMatMul") && node->domain && !strcmp(node->domain, KILN_OPT_DOMAIN) &&
+                 node->n_inputs >= 2 && node->n_inputs <= 3 && !kiln_attr_int(node, "transB", 0);
+    if ((!matmul && !fused) || node->inputs[1] < 0)
         return -1;
     const kiln_value_info_t *vi = &g->values[node->inputs[1]];
     if (vi->initializer < 0 || vi->is_graph_input)
@@ -124,6 +128,61 @@ static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
     if (t->dtype != KILN_DTYPE_FLOAT32 || t->rank != 2 || t->dims[1] <= 1 || t->dims[0] < 1 || !t->data)
         return -1;
     return vi->initializer;
+}
+
+/* The initializer index read by input 1 of node when it is a FusedMatMul
+ * that the optimizer gave B's panels (attribute packed_b, opt/passes_fuse.c)
+ * in the layout this CPU's SGEMM reads, so that ops/fused.c never reads B
+ * itself; else -1. */
+static int optimizer_packed_b(const kiln_graph_t *g, const kiln_node_t *node)
+{
+    if (strcmp(node->op_type, "FusedMatMul") || !node->domain || strcmp(node->domain, "com.kiln") ||
+        node->n_inputs < 2 || node->inputs[1] < 0 || kiln_attr_int(node, "transB", 0))
+        return -1;
+    const kiln_value_info_t *vi = &g->values[node->inputs[1]];
+    const kiln_tensor_t *packed = kiln_attr_tensor(node, "packed_b");
+    if (vi->initializer < 0 || vi->is_graph_input || !packed)
+        return -1;
+    const kiln_tensor_t *b = g->initializers[vi->initializer];
+    int64_t w = kiln_sgemm_panel_width();
+    if (b->rank != 2 || b->dtype != KILN_DTYPE_FLOAT32 || kiln_attr_int(node, "packed_width", 0) != w ||
+        packed->count != (b->dims[1] + w - 1) / w * w * b->dims[0])
+        return -1;
+    return vi->initializer;
+}
+
+void kiln_session_weight_packed(kiln_session_t *s, const kiln_graph_t *g, int v)
+{
+    if (!s || v < 0 || g->values[v].initializer < 0 || g->values[v].is_graph_input)
+        return;
+    int init = g->values[v].initializer, packed = 0, other = 0;
+    kiln_tensor_t *w = g->initializers[init];
+    for (int i = 0; i < g->n_nodes; i++) {
+        const kiln_node_t *node = &g->nodes[i];
+        if (!node->op_type)
+            continue; /* removed by the optimizer */
+        for (int k = 0; k < node->n_inputs + node->n_implicit; k++) {
+            int in = k < node->n_inputs ? node->inputs[k] : node->implicit_inputs[k - node->n_inputs];
+            if (in != v)
+                continue;
+            if (k == 1 && optimizer_packed_b(g, node) == init)
+                packed++;
+            else
+                other++;
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++)
+        other += g->outputs[k] == v;
+    if (!packed || other || !w->data)
+        return;
+    pthread_mutex_lock(&g_prepack_lock);
+    if (s->model->sessions == 1 && kiln_model_is_copy(s->model, w)) {
+        free(kiln_model_take_copy(s->model, w));
+        s->released_bytes += w->nbytes;
+    } else {
+        s->released_bytes += kiln_model_release_mapped(s->model, w);
+    }
+    pthread_mutex_unlock(&g_prepack_lock);
 }
 
 static void prepack_free(kiln_session_t *s)
@@ -191,6 +250,7 @@ static void prepack_one(kiln_session_t *s, int init)
     }
     if (!p && (p = kiln_sgemm_pack_b(false, k, n, w->data, n))) {
         if (take) {
+            kiln_sgemm_packed_b_forget_source(p);
             free(kiln_model_take_copy(s->model, w)); /* the packed copy replaces it */
             s->released_bytes += w->nbytes;
         } else if (only_packed) { /* the file pages are not needed any more */
@@ -310,29 +370,29 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
         free(s);
         return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "optimization_level must be 0 or more, not %d", level);
     }
-    kiln_status_t st = KILN_OK;
-    if (s->options.optimization_level > 0) {
+    /* Weights an earlier session replaced are read again from the file:
+     * this session's optimizer and graph may read them.  Counting the
+     * session first keeps the others from replacing them again meanwhile. */
+    pthread_mutex_lock(&g_prepack_lock);
+    kiln_status_t st = kiln_model_restore_copies(model);
+    if (!st) {
+        model->sessions++;
+        s->counted = true;
+    }
+    pthread_mutex_unlock(&g_prepack_lock);
+    if (!st && s->options.optimization_level > 0) {
         int level = s->options.optimization_level > 3 ? 3 : s->options.optimization_level;
         st = kiln_opt_graph_create(s, s->ir->graph, level, &s->opt);
         if (!st)
             s->graph = &s->opt->graph;
-    }
-    if (!st) {
-        pthread_mutex_lock(&g_prepack_lock);
-        /* Weights an earlier session replaced are read again from the file:
-         * this session's graph may read them. */
-        st = kiln_model_restore_copies(model);
-        if (!st && s->options.optimization_level > 0)
+        if (!st) {
+            pthread_mutex_lock(&g_prepack_lock);
             st = prepack_prepare(s, s->graph);
-        if (!st)
-            model->sessions++;
-        pthread_mutex_unlock(&g_prepack_lock);
+            pthread_mutex_unlock(&g_prepack_lock);
+        }
     }
     if (st) {
-        prepack_free(s);
-        kiln_opt_graph_free(s->opt);
-        kiln_threadpool_free(s->pool);
-        free(s);
+        kiln_session_free(s);
         return st;
     }
     *out = s;
@@ -360,11 +420,13 @@ void kiln_session_free(kiln_session_t *s)
     kiln_threadpool_free(s->pool);
     plan_free(s->plan);
     prepack_free(s);
-    pthread_mutex_lock(&g_prepack_lock);
-    if (--s->model->sessions == 0)
-        kiln_model_restore_copies(s->model); /* out of memory: stays released (data NULL) */
-    pthread_mutex_unlock(&g_prepack_lock);
     kiln_opt_graph_free(s->opt);
+    if (s->counted) {
+        pthread_mutex_lock(&g_prepack_lock);
+        if (--s->model->sessions == 0)
+            kiln_model_restore_copies(s->model); /* out of memory: stays released (data NULL) */
+        pthread_mutex_unlock(&g_prepack_lock);
+    }
     free(s);
 }
 

@@ -278,7 +278,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
         if (job->ep) /* while the plane is in cache */
-            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol);
     }
 }
 
@@ -342,7 +342,7 @@ static void gemm_block_epilogue(void *arg, float *c, int64_t ldc, int64_t i0, in
     const gemm_block_ep_t *b = arg;
     for (int64_t r = i0; r < i0 + rows; r++) {
         float *y = c + r * ldc + j0;
-        b->ep->apply(b->ep->arg, y, y - b->y0, cols, 0.0f);
+        b->ep->apply(b->ep->arg, y, y - b->y0, cols);
     }
 }
 
@@ -377,11 +377,14 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias is added by the GEMM while each block is in cache; a fused
-             * activation (ep) runs on the block right after */
-            const float *bg = bd ? bd + g * s.out_per_group : NULL;
-            gemm_block_ep_t block_ep = {ep, yd};
-            kiln_sgemm_epilogue_t gep = {.row_bias = bg, .block = ep ? gemm_block_epilogue : NULL,
+            /* the bias goes in with the GEMM's stores (and ReLU when that is the
+             * whole epilogue); any other epilogue runs on each finished block of
+             * the GEMM, on the thread that made it, while it is in cache */
+            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
+            gemm_block_ep_t block_ep = {after, yd};
+            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
+                                         .relu = ep && ep->gemm_relu,
+                                         .block = after ? gemm_block_epilogue : NULL,
                                          .block_arg = &block_ep};
             size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
             const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;

@@ -337,7 +337,7 @@ struct kiln_sgemm_packed_b {
     const kiln_sgemm_ukernel_t *uk; /* the microkernel the panels are laid out for */
     int64_t k, n, n_padded;         /* n_padded = n rounded up to NR */
     bool trans_b;
-    const float *b;                 /* the source: only read while packing */
+    const float *b;                 /* the source, read by one-row and tiny products; NULL once gone */
     int64_t ldb;
     float *panels;
     size_t bytes;
@@ -790,6 +790,8 @@ kiln_sgemm_packed_b_t *kiln_sgemm_pack_b_into(bool trans_b, int64_t k, int64_t n
     }
     if (scratch)
         memcpy(storage, scratch, p->bytes);
+    if ((const float *)storage == b)
+        p->b = NULL; /* overwritten by the panels */
     return p;
 }
 
@@ -805,6 +807,11 @@ kiln_sgemm_packed_b_t *kiln_sgemm_pack_b(bool trans_b, int64_t k, int64_t n, con
     return p;
 }
 
+void kiln_sgemm_packed_b_forget_source(kiln_sgemm_packed_b_t *p)
+{
+    p->b = NULL;
+}
+
 size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p)
 {
     return p ? p->bytes : 0;
@@ -818,45 +825,6 @@ void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p)
     free(p);
 }
 
-/* Small products (one row, tiny volumes): plain loops that read B's
- * elements from the panels, so the source B is never needed. */
-typedef struct prepacked_rows_job {
-    const kiln_sgemm_packed_b_t *b;
-    float alpha;
-    const float *a;
-    int64_t lda;
-    float beta;
-    float *c;
-    int64_t ldc;
-} prepacked_rows_job_t;
-
-static void prepacked_rows(void *arg, int64_t begin, int64_t end)
-{
-    const prepacked_rows_job_t *j = arg;
-    const kiln_sgemm_packed_b_t *b = j->b;
-    sgemm_job_t plan = {.uk = b->uk, .m = 2, .n = b->n, .k = b->k};
-    plan_blocks(&plan);
-    int nr = b->uk->nr;
-    scale_rows(begin, end, b->n, j->beta, j->c, j->ldc);
-    for (int64_t p0 = 0; p0 < b->k; p0 += plan.kc) {
-        int64_t kc = min64(plan.kc, b->k - p0);
-        const float *slice = b->panels + p0 * b->n_padded;
-        for (int64_t i = begin; i < end; i++) {
-            float *crow = j->c + i * j->ldc;
-            const float *arow = j->a + i * j->lda + p0;
-            for (int64_t jr = 0; jr < b->n; jr += nr) {
-                const float *panel = slice + jr * kc;
-                int cols = (int)min64(nr, b->n - jr);
-                for (int64_t p = 0; p < kc; p++) {
-                    float av = j->alpha * arow[p];
-                    for (int s = 0; s < cols; s++)
-                        crow[jr + s] += av * panel[p * nr + s];
-                }
-            }
-        }
-    }
-}
-
 void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
                           float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
 {
@@ -866,9 +834,8 @@ void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, c
         scale_rows(0, m, b->n, beta, c, ldc);
         return;
     }
-    if (!prepacked_blocked(m, b->n, b->k)) {
-        prepacked_rows_job_t job = {b, alpha, a, lda, beta, c, ldc};
-        parallel_run(par, m, 32768 / (b->n * b->k + 1) + 1, prepacked_rows, &job);
+    if (b->b && !prepacked_blocked(m, b->n, b->k)) { /* one row, tiny volumes: the plain paths */
+        kiln_sgemm(false, b->trans_b, m, b->n, b->k, alpha, a, lda, b->b, b->ldb, beta, c, ldc, par);
         return;
     }
     sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,

@@ -95,19 +95,22 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
 
 /* B packed once for many products (a MatMul weight): the micro-panels
  * kiln_sgemm would otherwise pack from op(B) (k x n) on every call, laid
- * out for the microkernel chosen now.  The source b is read only here: the
- * packed copy can replace it.  NULL when out of memory or n <= 1 (not worth
- * packing).  Free with kiln_sgemm_packed_b_free. */
+ * out for the microkernel chosen now.  One-row and tiny products still read
+ * the source b (the plain paths are faster there) until
+ * kiln_sgemm_packed_b_forget_source() says it is gone; then everything runs
+ * from the panels.  NULL when out of memory or n <= 1 (not worth packing).
+ * Free with kiln_sgemm_packed_b_free. */
 typedef struct kiln_sgemm_packed_b kiln_sgemm_packed_b_t;
 kiln_sgemm_packed_b_t *kiln_sgemm_pack_b(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb);
 /* The same into storage (64-byte aligned, kiln_sgemm_packed_b_size()
  * bytes), which the result owns from then on (free()d with it).  With a
  * scratch of that size the panels are packed there and copied in at the
- * end, so storage may be b's own memory (a weight replaced in place).  NULL
- * when out of memory (storage untouched). */
+ * end, so storage may be b's own memory (a weight replaced in place; the
+ * source is forgotten then).  NULL when out of memory (storage untouched). */
 size_t kiln_sgemm_packed_b_size(int64_t k, int64_t n);
 kiln_sgemm_packed_b_t *kiln_sgemm_pack_b_into(bool trans_b, int64_t k, int64_t n, const float *b, int64_t ldb,
                                               float *storage, float *scratch);
+void kiln_sgemm_packed_b_forget_source(kiln_sgemm_packed_b_t *p);
 void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p);
 size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p);
 /* C = alpha * A * B + beta * C with B prepacked (A is m x k, row-major,

@@ -10,19 +10,19 @@
 
 /* conv.c */
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
-/* An in-place pass over finished output: apply(arg, y, offset, n, bias)
- * on n contiguous floats of one output channel that start at element
- * `offset` of the output, adding that channel's bias (0 when there is none
- * or it is already in).  FusedConv (fused.c) applies bias, a residual sum
- * and the activation this way. */
+/* An in-place pass over finished output: apply(arg, y, offset, n) on n
+ * contiguous floats of one output channel that start at element `offset`
+ * of the output (bias already added).  gemm_relu says the pass is just
+ * max(y, 0): the GEMM paths then do it in the microkernel's stores and do
+ * not call apply.  FusedConv (fused.c) applies a residual sum and its
+ * activation this way. */
 typedef struct kiln_conv_epilogue {
-    void (*apply)(void *arg, float *y, int64_t offset, int64_t n, float bias);
+    void (*apply)(void *arg, float *y, int64_t offset, int64_t n);
     void *arg;
+    bool gemm_relu;
 } kiln_conv_epilogue_t;
 /* Conv with ep (NULL: none) run on each block of the output right after
- * the GEMM (or depthwise plane) that made it, while it is in cache; with
- * an epilogue the GEMM paths leave the bias to it instead of filling the
- * output with the bias first. */
+ * the GEMM (or depthwise plane) that made it, while it is in cache. */
 kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep);
 kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 /* Conv's float32 computation on x, w and b (b may be NULL) with the node's

@@ -23,7 +23,9 @@
  *    is kept, one read by two MatMuls is packed once, and sessions that come
  *    and go on one model (the first replaces the weights, a second one
  *    copies them back, one without prepacking reads the originals) all
- *    compute the same result.
+ *    compute the same result;
+ *  - a weight the optimizer packed for FusedMatMul (packed_b) is released
+ *    from the model while the session lives and comes back after.
  */
 #include <math.h>
 #include <stdio.h>
@@ -495,7 +497,7 @@ static void test_prepacked_sessions(int n)
         /* w1 (two MatMuls) and w2 (MatMul, and Add) packed once each; only
          * w1 replaced */
         CHECK_MSG(a->packed_bytes >= 2 * sizeof(float) * PK * PN, "packed %zu", a->packed_bytes);
-        const kiln_graph_t *g = a->packed_graph;
+        const kiln_graph_t *g = m->ir.graph; /* the optimized copies share its weights */
         int i1 = g->values[kiln_graph_find_value(g, "w1")].initializer;
         int i2 = g->values[kiln_graph_find_value(g, "w2")].initializer;
         CHECK(g->initializers[i2]->data != NULL);
@@ -532,6 +534,67 @@ static void test_prepacked_sessions(int n)
     unlink(path);
 }
 
+/* MatMul + Add(bias) becomes a FusedMatMul whose B the optimizer packs
+ * (packed_b); the session then releases the original weight (a misaligned
+ * heap copy is freed) and the product still comes out right; with the
+ * session gone the model holds the weight again. */
+static void test_optimizer_packed_release(void)
+{
+    enum { K = 16, N = 32, M = 3 };
+    static float w[K * N], bias[N];
+    for (int i = 0; i < K * N; i++)
+        w[i] = (float)((i * 5) % 13) / 13.0f - 0.5f;
+    for (int j = 0; j < N; j++)
+        bias[j] = (float)j / 8.0f;
+    const int64_t xd[] = {1, M, K}, wd[] = {K, N}, bd[] = {N}; /* 3-D: not a Gemm */
+    char path[] = "/tmp/kiln_test_optpack_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    bool tried_copy = false;
+    for (int pad = 1; pad <= 4; pad++) {
+        builder_t b = {0};
+        add_io(&b, 11, "x", 3, xd);
+        add_init(&b, "w", KILN_DTYPE_FLOAT32, 2, wd, w, sizeof w, pad);
+        add_init(&b, "bias", KILN_DTYPE_FLOAT32, 1, bd, bias, sizeof bias, 0);
+        add_node(&b, "MatMul", "x,w", "p");
+        add_node(&b, "Add", "p,bias", "y");
+        add_io(&b, 12, "y", -1, NULL);
+        kiln_model_t *m = load(&b, path);
+        if (!m)
+            continue;
+        bool copied = m->copied_bytes >= sizeof w;
+        tried_copy |= copied;
+        const kiln_graph_t *g = m->ir.graph;
+        kiln_tensor_t *wt = g->initializers[g->values[kiln_graph_find_value(g, "w")].initializer];
+        kiln_session_t *s = NULL;
+        CHECK(kiln_session_create(m, NULL, &s) == KILN_OK);
+        kiln_tensor_t *x = vector(3, xd, 0.75f), *y = NULL;
+        const char *names[] = {"x"};
+        CHECK_MSG(s && kiln_session_run(s, 1, names, (const kiln_tensor_t *const *)&x, 1, &y) == KILN_OK, "%s",
+                  kiln_last_error());
+        /* the weight is packed on first use; the packed copy replaces the original */
+        if (s && copied)
+            CHECK_MSG(s->released_bytes >= sizeof w, "pad %d: w %p released %zu", pad, wt->data, s->released_bytes);
+        const float *px = kiln_tensor_data(x), *py = y ? kiln_tensor_data(y) : NULL;
+        for (int i = 0; py && i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double want = bias[j];
+                for (int k = 0; k < K; k++)
+                    want += (double)px[i * K + k] * w[k * N + j];
+                CHECK_NEAR(py[i * N + j], want, 1e-4);
+            }
+        kiln_tensor_free(x);
+        kiln_tensor_free(y);
+        kiln_session_free(s);
+        CHECK(wt->data && !memcmp(wt->data, w, sizeof w));
+        kiln_model_free(m);
+    }
+    CHECK_MSG(tried_copy, "no pad made w misaligned");
+    unlink(path);
+}
+
 int main(void)
 {
     test_view_outlives_source();
@@ -541,5 +604,6 @@ int main(void)
     test_prepacked_gemm();
     test_prepacked_sessions(64);
     test_prepacked_sessions(40);
+    test_optimizer_packed_release();
     return check_finish();
 }
