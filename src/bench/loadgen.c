@@ -25,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/inputs.h"
 #include "bench/stats.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -295,6 +297,7 @@ typedef struct loadgen_args {
     int n_levels;
     double duration_s, warmup_s, timeout_s;
     int threads; /* client threads; 0 = automatic */
+    int batch;   /* --batch-size: the batch dim of every input (0: not given, 1) */
     bool binary, json;
     int n_inputs;
     char **input_names, **input_files;
@@ -308,7 +311,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kiln bench --url http://HOST:PORT --model NAME [--version V] [--concurrency 1,4,16]\n"
-            "                  [--duration S] [--warmup S] [--timeout S] [--threads N] [--binary]\n"
+            "                  [--batch-size N] [--duration S] [--warmup S] [--timeout S] [--threads N] "
+            "[--binary]\n"
             "                  [--input NAME=FILE]... [--shape NAME=DIMS]... [--json]\n"
             "  Measures a KServe v2 server (kiln serve, Triton, ...) the way perf_analyzer does: for each\n"
             "  concurrency level, that many keep-alive connections each keep one infer request in flight\n"
@@ -316,8 +320,10 @@ static void usage(FILE *out)
             "  latency p50/p90/p95/p99/avg, errors by HTTP status, and the server's own statistics\n"
             "  (queue and compute time per request, average batch size) from /v2/models/NAME/stats.\n"
             "  Inputs come from the model's metadata: fixed-seed random data, or FILE (.npy or .pb);\n"
-            "  --shape sets dims the server reports as -1 (else 1).  --binary sends and asks for binary\n"
-            "  tensor data.  --timeout (default 30) bounds each request; --threads sets client threads.\n"
+            "  --shape sets dims the server reports as -1 (else 1; --batch-size N for the batch dim).\n"
+            "  --concurrency also takes perf_analyzer's ranges START:END[:STEP].  --binary sends and\n"
+            "  asks for binary tensor data.  --timeout (default 30) bounds each request; --threads sets\n"
+            "  the client threads (default 1, 2 from 32 connections).\n"
             "  Exit status: 0 done, 1 some requests failed, 2 bad usage or the server/model unreachable.\n");
 }
 
@@ -332,42 +338,49 @@ static bool parse_seconds(const char *s, double lo, double *out)
     return true;
 }
 
+/* One number of a concurrency list, 1..MAX_CONCURRENCY. */
+static bool parse_level(const char **s, long *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtol(*s, &end, 10);
+    if (end == *s || errno || *v < 1 || *v > MAX_CONCURRENCY)
+        return false;
+    *s = end;
+    return true;
+}
+
+/* "1,4,16", or perf_analyzer's ranges "START:END[:STEP]" (STEP added,
+ * default 1), or both: "1,8:32:8". */
 static bool parse_levels(const char *s, loadgen_args_t *a)
 {
     a->n_levels = 0;
     while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > MAX_CONCURRENCY || a->n_levels >= MAX_LEVELS)
+        long first, last, step = 1;
+        if (!parse_level(&s, &first))
             return false;
-        a->levels[a->n_levels++] = (int)v;
-        s = end;
+        last = first;
+        if (*s == ':') {
+            s++;
+            if (!parse_level(&s, &last) || last < first)
+                return false;
+            if (*s == ':') {
+                s++;
+                if (!parse_level(&s, &step))
+                    return false;
+            }
+        }
+        for (long v = first; v <= last; v += step) {
+            if (a->n_levels >= MAX_LEVELS)
+                return false;
+            a->levels[a->n_levels++] = (int)v;
+        }
         if (*s == ',' && s[1])
             s++;
         else if (*s)
             return false;
     }
     return a->n_levels > 0;
-}
-
-static bool parse_dims(const char *s, int64_t *dims, int *rank)
-{
-    *rank = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v < 0 || *rank >= KILN_MAX_RANK)
-            return false;
-        dims[(*rank)++] = v;
-        s = end;
-        if (*s == 'x' || *s == ',')
-            s++;
-        else if (*s)
-            return false;
-    }
-    return *rank > 0;
 }
 
 /* Returns EXIT_OK, or EXIT_BAD after a message; *help set for --help. */
@@ -400,8 +413,10 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
         } else if (!strcmp(arg, "--concurrency")) {
             if (!parse_levels(argv[++i], a)) {
                 fprintf(stderr,
-                        "kiln bench: --concurrency expects a list like 1,4,16 (each 1..%d), got '%s'\n",
-                        MAX_CONCURRENCY, val);
+                        "kiln bench: --concurrency expects a list like 1,4,16 or a range like 1:16:4 (each "
+                        "1..%d, "
+                        "at most %d levels), got '%s'\n",
+                        MAX_CONCURRENCY, MAX_LEVELS, val);
                 return EXIT_BAD;
             }
         } else if (!strcmp(arg, "--duration") || !strcmp(arg, "--warmup") || !strcmp(arg, "--timeout")) {
@@ -413,6 +428,14 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 fprintf(stderr, "kiln bench: %s expects seconds (%g or more), got '%s'\n", arg, lo, val);
                 return EXIT_BAD;
             }
+        } else if (!strcmp(arg, "--batch-size")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1 << 20) {
+                fprintf(stderr, "kiln bench: --batch-size expects a positive number, got '%s'\n", val);
+                return EXIT_BAD;
+            }
+            a->batch = (int)v;
         } else if (!strcmp(arg, "--threads")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -433,7 +456,7 @@ static int parse_args(int argc, char **argv, loadgen_args_t *a, bool *help)
                 a->input_names[a->n_inputs] = strndup(v, (size_t)(eq - v));
                 a->input_files[a->n_inputs++] = (char *)eq + 1;
             } else {
-                if (!parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
+                if (!kiln_bench_parse_dims(eq + 1, a->shape_dims[a->n_shapes], &a->shape_ranks[a->n_shapes])) {
                     fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n",
                             eq + 1);
                     return EXIT_BAD;
@@ -485,10 +508,30 @@ static void append_segment(char *dst, size_t size, const char *s)
     dst[n] = 0;
 }
 
+/* True when a TCP connection to ai opens within timeout_s. */
+static bool connects(const struct addrinfo *ai, double timeout_s)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    if (!ok && errno == EINPROGRESS) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int soerr = 1;
+        socklen_t sl = sizeof soerr;
+        ok = poll(&pfd, 1, (int)(timeout_s * 1000)) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0;
+    }
+    close(fd);
+    return ok;
+}
+
 static int target_init(target_t *t, const loadgen_args_t *a)
 {
-    char err[256];
-    if (kiln_http_url_parse(a->url, &t->url, err, sizeof err) < 0) {
+    char err[256], url[600];
+    /* HOST:PORT alone, as perf_analyzer's -u takes it, means http:// */
+    snprintf(url, sizeof url, "%s%s", strstr(a->url, "://") ? "" : "http://", a->url);
+    if (kiln_http_url_parse(url, &t->url, err, sizeof err) < 0) {
         fprintf(stderr, "kiln bench: bad --url '%s': %s\n", a->url, err);
         return -1;
     }
@@ -512,11 +555,19 @@ static int target_init(target_t *t, const loadgen_args_t *a)
         fprintf(stderr, "kiln bench: cannot resolve '%s': %s\n", t->url.host, gai_strerror(rc));
         return -1;
     }
-    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
-    t->addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
     t->timeout_s = a->timeout_s;
     t->connect_timeout_s = a->timeout_s < CONNECT_TIMEOUT_S ? a->timeout_s : CONNECT_TIMEOUT_S;
+    /* every connection goes to one address: the first that accepts (a name
+     * like localhost may list ::1 before 127.0.0.1), else the first listed */
+    struct addrinfo *pick = res;
+    for (struct addrinfo *ai = res; ai && res->ai_next; ai = ai->ai_next)
+        if (connects(ai, t->connect_timeout_s)) {
+            pick = ai;
+            break;
+        }
+    memcpy(&t->addr, pick->ai_addr, pick->ai_addrlen);
+    t->addr_len = pick->ai_addrlen;
+    freeaddrinfo(res);
     return 0;
 }
 
@@ -546,55 +597,25 @@ static void error_text(const char *body, char *out, size_t size)
             *c = ' ';
 }
 
-/* xorshift64*: the same fixed-seed generator as the local bench. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ull;
-}
-
-static kiln_tensor_t *random_tensor(kiln_dtype_t dtype, int rank, const int64_t *dims, uint64_t *seed)
-{
-    kiln_tensor_t *t = kiln_tensor_create(dtype, rank, dims);
-    if (!t)
-        return NULL;
-    for (int64_t i = 0; i < t->count; i++) {
-        uint64_t r = next_random(seed);
-        if (kiln_dtype_is_float(dtype))
-            kiln_tensor_set_f64(t, i, (double)(r >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        else if (dtype == KILN_DTYPE_BOOL)
-            kiln_tensor_set_f64(t, i, (double)(r & 1));
-        else if (dtype == KILN_DTYPE_STRING)
-            ((char **)t->data)[i] = strdup("kiln");
-        else
-            kiln_tensor_set_f64(t, i, (double)(r % 100)); /* small: safe as indices or ids */
-    }
-    return t;
-}
-
-/* Inferences per request, as perf_analyzer counts them: the first input's
- * leading dim when the model's config has max_batch_size > 0, else 1. */
-static int batch_size(const target_t *t, const loadgen_args_t *a, const kiln_tensor_t *first)
+/* The model's max_batch_size from GET .../config (Triton's and kiln's),
+ * 0 when it does not batch or the server has no config endpoint. */
+static long max_batch_size(const target_t *t, const loadgen_args_t *a)
 {
     char path[1100], *body = NULL, err[256];
-    int status = 0, batch = 1;
+    int status = 0;
+    long mbs = 0;
     snprintf(path, sizeof path, "%s/v2/models/", t->prefix);
     append_segment(path, sizeof path, a->model);
     strncat(path, "/config", sizeof path - strlen(path) - 1);
     if (http_get(t, path, &status, &body, err, sizeof err) == 0 && status == 200) {
         json_t *j = json_loads(body, 0, NULL);
-        json_t *mbs = j ? json_object_get(j, "max_batch_size") : NULL;
-        if (json_is_integer(mbs) && json_integer_value(mbs) > 0 && first->rank > 0 && first->dims[0] > 0 &&
-            first->dims[0] <= 1 << 20)
-            batch = (int)first->dims[0];
+        json_t *v = j ? json_object_get(j, "max_batch_size") : NULL;
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            mbs = (long)json_integer_value(v);
         json_decref(j);
     }
     free(body);
-    return batch;
+    return mbs;
 }
 
 /* Reads the model's metadata and builds the request.  Returns EXIT_OK or
@@ -624,6 +645,12 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
     if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
         fprintf(stderr, "kiln bench: the metadata of model '%s' at %s lists no inputs\n", a->model,
                 t->url.text);
+        goto done;
+    }
+    long mbs = max_batch_size(t, a);
+    if (a->batch && mbs == 0) {
+        fprintf(stderr, "kiln bench: --batch-size %d: model '%s' does not batch (its max_batch_size is 0)\n",
+                a->batch, a->model);
         goto done;
     }
     n = json_array_size(inputs);
@@ -673,11 +700,14 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
         } else {
             for (int d = 0; d < rank; d++) {
                 json_int_t v = json_integer_value(json_array_get(js, (size_t)d));
-                dims[d] = v < 0 ? 1 : v; /* a dynamic dim (the batch dim): 1 */
+                if (d == 0 && mbs > 0 && a->batch)
+                    dims[d] = a->batch; /* the batch dim */
+                else
+                    dims[d] = v < 0 ? 1 : v; /* a dynamic dim: 1 */
             }
         }
         if (kiln_shape_count(rank, dims, kiln_dtype_size(dtype)) < 0 ||
-            !(tensors[i] = random_tensor(dtype, rank, dims, &seed))) {
+            !(tensors[i] = kiln_bench_random_tensor(dtype, rank, dims, &seed))) {
             fprintf(stderr, "kiln bench: input '%s': cannot make a tensor of that shape\n", name);
             goto done;
         }
@@ -692,7 +722,10 @@ static int build_request(target_t *t, const loadgen_args_t *a, int *n_inputs_out
             goto done;
         }
     }
-    t->batch = batch_size(t, a, tensors[0]);
+    /* inferences per request, as perf_analyzer counts them */
+    t->batch = mbs > 0 && tensors[0]->rank > 0 && tensors[0]->dims[0] > 0 && tensors[0]->dims[0] <= 1 << 20
+                   ? (int)tensors[0]->dims[0]
+                   : 1;
     char *payload = NULL;
     size_t payload_len = 0, json_len = 0;
     if (kiln_v2_write_request((int)n, (const char *const *)names, (const kiln_tensor_t *const *)tensors,
@@ -1328,6 +1361,16 @@ static double part_throughput(const level_result_t *r, int p)
     return r->window_s > 0 ? (double)r->parts[p] * N_PARTS / r->window_s * r->batch : 0;
 }
 
+/* The server's time per request outside its queue and compute phases, as
+ * perf_analyzer reports it ("overhead"); never below 0. */
+static double server_overhead_us(const server_stats_t *d)
+{
+    double o = per_request_us(d->success_ns, d->success_count) - per_request_us(d->queue_ns, d->queue_count) -
+               per_request_us(d->input_ns, d->input_count) - per_request_us(d->infer_ns, d->infer_count) -
+               per_request_us(d->output_ns, d->output_count);
+    return o > 0 ? o : 0;
+}
+
 static void print_level_text(const level_result_t *r)
 {
     char name[16];
@@ -1372,12 +1415,12 @@ static void print_level_text(const level_result_t *r)
     printf("    Execution count: %llu (average batch size %.2f)\n", (unsigned long long)d->execution_count,
            avg_batch(d));
     printf("    Successful request count: %llu\n", (unsigned long long)d->success_count);
-    printf("    Avg request latency: %.0f usec (queue %.0f usec + compute input %.0f usec + compute infer "
-           "%.0f usec"
-           " + compute output %.0f usec)\n",
-           per_request_us(d->success_ns, d->success_count), per_request_us(d->queue_ns, d->queue_count),
-           per_request_us(d->input_ns, d->input_count), per_request_us(d->infer_ns, d->infer_count),
-           per_request_us(d->output_ns, d->output_count));
+    printf(
+        "    Avg request latency: %.0f usec (overhead %.0f usec + queue %.0f usec + compute input %.0f usec"
+        " + compute infer %.0f usec + compute output %.0f usec)\n",
+        per_request_us(d->success_ns, d->success_count), server_overhead_us(d),
+        per_request_us(d->queue_ns, d->queue_count), per_request_us(d->input_ns, d->input_count),
+        per_request_us(d->infer_ns, d->infer_count), per_request_us(d->output_ns, d->output_count));
 }
 
 static json_t *level_json(const level_result_t *r)
@@ -1420,6 +1463,7 @@ static json_t *level_json(const level_result_t *r)
         json_object_set_new(s, "success_count", json_integer((json_int_t)d->success_count));
         json_object_set_new(s, "avg_batch_size", json_real(avg_batch(d)));
         json_object_set_new(s, "request_us", json_real(per_request_us(d->success_ns, d->success_count)));
+        json_object_set_new(s, "overhead_us", json_real(server_overhead_us(d)));
         json_object_set_new(s, "queue_us", json_real(per_request_us(d->queue_ns, d->queue_count)));
         json_object_set_new(s, "compute_input_us", json_real(per_request_us(d->input_ns, d->input_count)));
         json_object_set_new(s, "compute_infer_us", json_real(per_request_us(d->infer_ns, d->infer_count)));

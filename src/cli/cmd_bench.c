@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bench/loadgen.h"
+#include "bench/inputs.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -66,55 +67,6 @@ static bool parse_int(const char *s, int lo, int hi, int *out)
         return false;
     *out = (int)v;
     return true;
-}
-
-static bool parse_dims(const char *s, int64_t *dims, int *rank)
-{
-    *rank = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v < 0 || *rank >= KILN_MAX_RANK)
-            return false;
-        dims[(*rank)++] = v;
-        s = end;
-        if (*s == 'x' || *s == ',')
-            s++;
-        else if (*s)
-            return false;
-    }
-    return *rank > 0;
-}
-
-/* xorshift64*: a fixed-seed generator so runs are repeatable. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ull;
-}
-
-static kiln_tensor_t *random_tensor(kiln_dtype_t dtype, int rank, const int64_t *dims, uint64_t *seed)
-{
-    kiln_tensor_t *t = kiln_tensor_create(dtype, rank, dims);
-    if (!t)
-        return NULL;
-    for (int64_t i = 0; i < kiln_tensor_count(t); i++) {
-        uint64_t r = next_random(seed);
-        if (kiln_dtype_is_float(dtype))
-            kiln_tensor_set_f64(t, i, (double)(r >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        else if (dtype == KILN_DTYPE_BOOL)
-            kiln_tensor_set_f64(t, i, (double)(r & 1));
-        else if (dtype == KILN_DTYPE_STRING)
-            ((char **)t->data)[i] = strdup("kiln");
-        else
-            kiln_tensor_set_f64(t, i, (double)(r % 100)); /* small: safe as indices or ids */
-    }
-    return t;
 }
 
 static int find_shape(const bench_args_t *a, const char *name)
@@ -167,7 +119,7 @@ static kiln_status_t make_inputs(const bench_args_t *a, kiln_session_t *s, const
                     dims[d] = info.dims[d];
                 }
             }
-            tensors[i] = random_tensor(info.dtype == KILN_DTYPE_UNDEFINED ? KILN_DTYPE_FLOAT32 : info.dtype, rank,
+            tensors[i] = kiln_bench_random_tensor(info.dtype == KILN_DTYPE_UNDEFINED ? KILN_DTYPE_FLOAT32 : info.dtype, rank,
                                        dims, &seed);
             if (!tensors[i])
                 st = KILN_ERR_NO_MEMORY;
@@ -233,7 +185,7 @@ int kiln_cmd_bench(int argc, char **argv)
                 a.input_names[a.n_inputs] = strndup(v, (size_t)(eq - v));
                 a.input_files[a.n_inputs++] = (char *)eq + 1;
             } else {
-                if (!parse_dims(eq + 1, a.shape_dims[a.n_shapes], &a.shape_ranks[a.n_shapes])) {
+                if (!kiln_bench_parse_dims(eq + 1, a.shape_dims[a.n_shapes], &a.shape_ranks[a.n_shapes])) {
                     fprintf(stderr, "kiln bench: --shape dims must look like 1x3x224x224, got '%s'\n", eq + 1);
                     goto done;
                 }

@@ -118,7 +118,6 @@ int kiln_cmd_optimize(int argc, char **argv)
             kiln_model_free(model);
             return KILN_EXIT_BAD_INPUT;
         }
-        kiln_opt_strip_packed(session->opt);
         /* the weights the packed copies replaced, read back for the writer */
         if ((st = kiln_model_restore_copies(model)) != KILN_OK) {
             fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());

@@ -114,8 +114,12 @@ static pthread_mutex_t g_prepack_lock = PTHREAD_MUTEX_INITIALIZER;
  * override), else -1. */
 static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
 {
-    if (strcmp(node->op_type, "MatMul") || (node->domain && node->domain[0]) || node->n_inputs != 2 ||
-        node->inputs[1] < 0)
+    /* MatMul, or the optimizer's FusedMatMul (+ bias, activation) unless it
+     * reads B transposed */
+    bool matmul = !strcmp(node->op_type, "MatMul") && !(node->domain && node->domain[0]) && node->n_inputs == 2;
+    bool fused = !strcmp(node->op_type, "FusedMatMul") && node->domain && !strcmp(node->domain, KILN_OPT_DOMAIN) &&
+                 node->n_inputs >= 2 && node->n_inputs <= 3 && !kiln_attr_int(node, "transB", 0);
+    if ((!matmul && !fused) || node->inputs[1] < 0)
         return -1;
     const kiln_value_info_t *vi = &g->values[node->inputs[1]];
     if (vi->initializer < 0 || vi->is_graph_input)
@@ -211,6 +215,12 @@ static void release_unread_weights(kiln_session_t *s)
 
 static void prepack_free(kiln_session_t *s)
 {
+    for (int i = 0; s->packed_a && i < s->packed_graph->n_initializers; i++)
+        free(s->packed_a[i]);
+    free(s->packed_a);
+    free(s->packed_a_groups);
+    free(s->packed_a_path);
+    s->packed_a = NULL;
     for (int i = 0; s->packed_b && i < s->packed_graph->n_initializers; i++)
         kiln_sgemm_packed_b_free(s->packed_b[i]);
     free(s->packed_b);
@@ -228,7 +238,10 @@ static kiln_status_t prepack_prepare(kiln_session_t *s, const kiln_graph_t *g)
     s->packed_b = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_b);
     s->pack_uses = calloc((size_t)g->n_initializers + 1, sizeof *s->pack_uses);
     s->pack_done = calloc((size_t)g->n_initializers + 1, sizeof *s->pack_done);
-    if (!s->packed_b || !s->pack_uses || !s->pack_done)
+    s->packed_a = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a);
+    s->packed_a_groups = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a_groups);
+    s->packed_a_path = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a_path);
+    if (!s->packed_b || !s->pack_uses || !s->pack_done || !s->packed_a || !s->packed_a_groups || !s->packed_a_path)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory preparing to prepack weights");
     for (int i = 0; i < g->n_nodes; i++) {
         int init = packable_b(g, &g->nodes[i]);
@@ -302,6 +315,46 @@ const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i)
         pthread_mutex_unlock(&g_prepack_lock);
     }
     return s->packed_b[init];
+}
+
+/* Conv weights as the GEMM's A operand (see kernel.h): any float32
+ * initializer of rank >= 3 that no caller can override, packed per group
+ * the first time a Conv asks, kept until the session ends.  A weight asked
+ * for with another group count or after the microkernel changed (tests
+ * switch it) is not served: the caller packs per run. */
+const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups)
+{
+    kiln_session_t *s = ctx->session;
+    const kiln_frame_t *f = ctx->frame;
+    if (!s || !s->packed_a || f->graph != s->packed_graph || i < 0 || i >= ctx->node->n_inputs ||
+        ctx->node->inputs[i] < 0 || groups < 1)
+        return NULL;
+    int v = ctx->node->inputs[i];
+    const kiln_value_info_t *vi = &f->graph->values[v];
+    int init = vi->initializer;
+    if (init < 0 || vi->is_graph_input || !f->slots[v] || f->slots[v]->tensor != f->graph->initializers[init])
+        return NULL;
+    const kiln_tensor_t *w = f->graph->initializers[init];
+    if (w->dtype != KILN_DTYPE_FLOAT32 || w->rank < 3 || !w->data || w->count == 0 || w->dims[0] % groups)
+        return NULL;
+    const char *path = kiln_sgemm_path();
+    pthread_mutex_lock(&g_prepack_lock);
+    if (!s->packed_a[init] && !s->packed_a_groups[init]) {
+        int64_t rows = w->dims[0] / groups, cols = (int64_t)w->count / w->dims[0];
+        size_t per_group = kiln_sgemm_packed_a_floats(rows, cols);
+        float *p = aligned_alloc(64, (per_group * (size_t)groups * sizeof(float) + 63) & ~(size_t)63);
+        if (p)
+            for (int64_t g = 0; g < groups; g++)
+                kiln_sgemm_pack_a(rows, cols, (const float *)w->data + g * rows * cols, cols, p + g * per_group);
+        s->packed_a[init] = p;
+        s->packed_a_groups[init] = groups;
+        s->packed_a_path[init] = path;
+        if (p)
+            s->packed_bytes += per_group * (size_t)groups * sizeof(float);
+    }
+    const float *p = s->packed_a_groups[init] == groups && s->packed_a_path[init] == path ? s->packed_a[init] : NULL;
+    pthread_mutex_unlock(&g_prepack_lock);
+    return p;
 }
 
 kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_options_t *options,

@@ -353,6 +353,24 @@ static kiln_status_t write_graph_body(pb_writer_t *w, const kiln_graph_t *g, boo
     return w->failed ? kiln_fail(KILN_ERR_NO_MEMORY, "out of memory writing graph '%s'", g->name) : KILN_OK;
 }
 
+/* Before IR version 4 every initializer of the main graph must also be a
+ * graph input; weights an optimizer made (folded constants) are not yet, so
+ * they are declared here.  (Subgraph inputs are positional: never added.) */
+static void declare_initializers_as_inputs(pb_writer_t *w, const kiln_graph_t *g)
+{
+    for (int i = 0; i < g->n_initializers; i++) {
+        const kiln_value_info_t *vi = &g->values[g->initializer_values[i]];
+        if (vi->is_graph_input)
+            continue;
+        const kiln_tensor_t *t = g->initializers[i];
+        kiln_value_info_t decl = {.name = vi->name,
+                                  .type = {.kind = KILN_VALUE_TENSOR, .dtype = t->dtype, .rank = t->rank}};
+        for (int d = 0; d < t->rank; d++)
+            decl.type.dims[d].size = t->dims[d];
+        write_value_info(w, W_GRAPH_INPUT, &decl);
+    }
+}
+
 /* ---- the model, with aligned initializers --------------------------------- */
 
 /* Where the pieces of the file go: the model's own fields, the main graph
@@ -464,6 +482,8 @@ static kiln_status_t write_model(const kiln_model_ir_t *ir, sink_t *s)
     }
     if ((st = write_graph_body(&l.graph, g, false, 0)))
         goto done;
+    if (ir->ir_version < 4)
+        declare_initializers_as_inputs(&l.graph, g);
     l.headers = calloc((size_t)l.n + 1, sizeof *l.headers);
     l.pads = calloc((size_t)l.n + 1, sizeof *l.pads);
     if (!l.headers || !l.pads) {

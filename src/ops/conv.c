@@ -175,6 +175,61 @@ static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, 
         *lo = *hi;
 }
 
+static bool g_dw_fast = true;
+
+void kiln_conv_dw_enable(bool enable)
+{
+    g_dw_fast = enable;
+}
+
+/* The padded copy's rows and row length for window w (see kiln_conv_dw_plane). */
+static void dw_padded_size(const kiln_window_t *w, int64_t *rows, int64_t *ld)
+{
+    int64_t ow_vec = (w->out[2] + 15) / 16 * 16;
+    *rows = (w->out[1] - 1) * w->stride[1] + (w->kernel[1] - 1) * w->dilation[1] + 1;
+    int64_t need = ow_vec * w->stride[2] + (w->kernel[2] - 1) * w->dilation[2];
+    int64_t have = w->pad_begin[2] + w->in[2];
+    *ld = (need > have ? need : have) + 16;
+}
+
+size_t kiln_conv_dw_scratch_floats(const kiln_window_t *w)
+{
+    int64_t rows, ld;
+    dw_padded_size(w, &rows, &ld);
+    return (size_t)(rows * ld + 16);
+}
+
+bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y,
+                        float *scratch)
+{
+    static int avx512 = -1;
+    if (avx512 < 0)
+        avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    if (!g_dw_fast || !avx512 || !scratch || w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1 ||
+        w->pad_begin[0] != 0 || w->pad_begin[1] < 0 || w->pad_begin[2] < 0 || w->stride[2] < 1 ||
+        w->stride[2] > 2 || w->out[1] < 1 || w->out[2] < 1 || w->kernel[1] > 64 || w->kernel[2] > 64)
+        return false;
+    int64_t rows, ld;
+    dw_padded_size(w, &rows, &ld);
+    int64_t pt = w->pad_begin[1], pl = w->pad_begin[2], in_h = w->in[1], in_w = w->in[2];
+    /* the input plane with its zero border: row r is input row r - pt */
+    for (int64_t r = 0; r < rows; r++) {
+        float *dst = scratch + r * ld;
+        int64_t ih = r - pt;
+        if (ih < 0 || ih >= in_h) {
+            memset(dst, 0, (size_t)ld * sizeof *dst);
+            continue;
+        }
+        memset(dst, 0, (size_t)pl * sizeof *dst);
+        memcpy(dst + pl, x + ih * in_w, (size_t)in_w * sizeof *dst);
+        memset(dst + pl + in_w, 0, (size_t)(ld - pl - in_w) * sizeof *dst);
+    }
+    kiln_conv_dw_plane_avx512(scratch, ld, f, (int)w->kernel[1], (int)w->kernel[2], (int)w->dilation[1],
+                              (int)w->dilation[2], (int)w->stride[1], (int)w->stride[2], bias, y, w->out[1],
+                              w->out[2]);
+    return true;
+}
+
 /* Output plane p = (image, out channel): one input channel, one filter.
  * The plane starts as the bias and each kernel tap adds its weight times
  * the shifted input over the output positions where the tap lands inside
@@ -189,6 +244,9 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
     const float *f = job->w + m * s->kernel_vol;
     float *y = job->y + p * s->out_vol;
     float bias = job->b ? job->b[m] : 0.0f;
+    float *scratch = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, kiln_conv_dw_scratch_floats(w) * sizeof(float));
+    if (kiln_conv_dw_plane(w, x, f, bias, y, scratch))
+        return;
     for (int64_t i = 0; i < s->out_vol; i++)
         y[i] = bias;
     int64_t s2 = w->stride[2];
@@ -220,7 +278,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
         if (job->ep) /* while the plane is in cache */
-            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol, 0.0f);
+            job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol);
     }
 }
 
@@ -277,7 +335,6 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
 typedef struct epilogue_job {
     const kiln_conv_epilogue_t *ep;
     float *y, *y0; /* the block, and the whole output */
-    const float *bias; /* per row, or NULL */
     int64_t cols, ld;
 } epilogue_job_t;
 
@@ -285,16 +342,15 @@ static void epilogue_rows(void *arg, int64_t begin, int64_t end)
 {
     const epilogue_job_t *job = arg;
     for (int64_t r = begin; r < end; r++)
-        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols,
-                       job->bias ? job->bias[r] : 0.0f);
+        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols);
 }
 
 static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
-                         const float *bias, int64_t rows, int64_t cols, int64_t ld)
+                         int64_t rows, int64_t cols, int64_t ld)
 {
     if (!ep)
         return;
-    epilogue_job_t job = {ep, y, y0, bias, cols, ld};
+    epilogue_job_t job = {ep, y, y0, cols, ld};
     kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
 }
 
@@ -302,7 +358,8 @@ static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep,
  * the output shape; every element is written, so it need not be zeroed),
  * then the epilogue (may be NULL) on each block of y right after its GEMM. */
 static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *sp, const float *xd,
-                                  const float *wd, const float *bd, float *yd, const kiln_conv_epilogue_t *ep)
+                                  const float *wd, const float *w_packed, const float *bd, float *yd,
+                                  const kiln_conv_epilogue_t *ep)
 {
     conv_shapes_t s = *sp;
     if (s.in_per_group == 1 && s.group > 1) {
@@ -328,22 +385,32 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias is added by the GEMM while each block is in cache; a fused
-             * activation (ep) runs on the block right after */
-            const float *bg = bd ? bd + g * s.out_per_group : NULL;
-            kiln_sgemm_epilogue_t gep = {.row_bias = bg};
+            /* the bias goes in with the GEMM's stores (and ReLU when that is the
+             * whole epilogue); any other epilogue runs on each block after */
+            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
+                                         .relu = ep && ep->gemm_relu};
+            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
+            size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
+            const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
+            if (pointwise && wpg) { /* weights packed once per session */
+                kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
+                                       &gep, &par);
+                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
+                continue;
+            }
             if (pointwise) {
                 kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
                               xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
-                run_epilogue(ctx, ep, yg, yd, NULL, s.out_per_group, s.out_vol, s.out_vol);
+                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             /* weights used by several blocks are packed once for all of them */
-            float *wp = NULL;
-            if (block < s.out_vol) {
-                size_t floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
-                if ((wp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, floats * sizeof *wp)))
-                    kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wp);
+            const float *wp = wpg;
+            float *wtmp;
+            if (!wp && block < s.out_vol &&
+                (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
+                kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wtmp);
+                wp = wtmp;
             }
             for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
                 int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
@@ -351,7 +418,7 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
                 kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
                                     yg + j0, s.out_vol, &gep, &par);
-                run_epilogue(ctx, ep, yg + j0, yd, NULL, s.out_per_group, cols, s.out_vol);
+                run_epilogue(ctx, after, yg + j0, yd, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;
@@ -371,7 +438,7 @@ kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
         return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the convolution output");
     if ((*y)->count == 0)
         return KILN_OK;
-    st = conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, (*y)->data, NULL);
+    st = conv_compute(ctx, &s, x->data, w->data, NULL, b ? b->data : NULL, (*y)->data, NULL);
     if (st != KILN_OK) {
         kiln_tensor_free(*y);
         *y = NULL;
@@ -426,7 +493,9 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
-    return conv_compute(ctx, &s, x->data, w->data, b ? b->data : NULL, y->data, ep);
+    /* the weights packed once per session (not for depthwise: no GEMM) */
+    const float *w_packed = s.in_per_group == 1 && s.group > 1 ? NULL : kiln_ctx_input_packed_a(ctx, 1, s.group);
+    return conv_compute(ctx, &s, x->data, w->data, w_packed, b ? b->data : NULL, y->data, ep);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------- */

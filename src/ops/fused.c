@@ -7,9 +7,8 @@
  *   FusedGemm(A, B, C?)       Gemm (float32), then an activation
  *   FusedMatMul(A, B, bias?)  MatMul (numpy rules) + bias [N] along the last
  *                             axis, then an activation; transB = 1 reads B
- *                             with its last two axes swapped; packed_b (a
- *                             tensor attribute, with packed_width) holds a
- *                             constant B already in the SGEMM's panels
+ *                             with its last two axes swapped; a weight B
+ *                             is read prepacked (kiln_ctx_input_prepacked)
  *   Gelu(X)                   0.5 x (1 + erf(x / sqrt 2))
  *   LayerNormalization(X, Scale, B)  the opset-17 op, for models of any opset
  *
@@ -109,7 +108,7 @@ typedef struct conv_epilogue {
     const float *z; /* Z, shaped as the output, or NULL */
 } conv_epilogue_t;
 
-static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n, float bias)
+static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n)
 {
     const conv_epilogue_t *e = arg;
     if (e->z) {
@@ -117,7 +116,7 @@ static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n, 
         for (int64_t i = 0; i < n; i++)
             y[i] += z[i];
     }
-    activate_bias(&e->act, y, n, bias);
+    activate(&e->act, y, n);
 }
 
 /* FusedConv(X, W, B?, Z?): Z must have the output's shape. */
@@ -144,8 +143,9 @@ static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Z must have the output's shape");
         e.z = z->data;
     }
-    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e};
-    return kiln_conv_run_epilogue(ctx, &ep);
+    /* a bare ReLU is done by the GEMM's stores (and per plane for depthwise) */
+    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e, !e.z && e.act.kind == KILN_ACT_RELU};
+    return kiln_conv_run_epilogue(ctx, e.z || e.act.kind != KILN_ACT_NONE ? &ep : NULL);
 }
 
 /* ---- FusedGemm ------------------------------------------------------------- */
@@ -248,24 +248,13 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
         rows *= batches;
         batches = 1;
     }
-    /* B prepacked at load (opt/passes_fuse.c): the products run over the
-     * panels (B is 2-D: the same panels for every batch).  The session may
-     * have released B itself then (core/session.c). */
-    const kiln_tensor_t *packed = kiln_attr_tensor(kiln_ctx_node(ctx), "packed_b");
-    int64_t w = kiln_sgemm_panel_width();
-    if (packed && !tb && b->rank == 2 && kiln_attr_int(kiln_ctx_node(ctx), "packed_width", 0) == w &&
-        packed->count == (s.n + w - 1) / w * w * s.k) {
-        for (int64_t t = 0; t < batches; t++) {
-            int64_t a_off, b_off;
-            kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
-            kiln_sgemm_packed_b(rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k, NULL, packed->data,
-                                bias ? 1.0f : 0.0f, yd + t * s.m * s.n, s.n, NULL, &par);
-        }
+    /* B prepacked by the session (a weight matrix): one product over the panels */
+    const kiln_sgemm_packed_b_t *packed = tb ? NULL : kiln_ctx_input_prepacked(ctx, 1);
+    if (packed && batches == 1) {
+        kiln_sgemm_prepacked(rows, 1.0f, a->data, s.k, packed, bias ? 1.0f : 0.0f, yd, s.n, &par);
         activate_tensor(ctx, &act, y);
         return KILN_OK;
     }
-    if (!b->data)
-        return kiln_ctx_fail(ctx, KILN_ERR_RUNTIME, "B was released for packed_b, which this CPU cannot use");
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;
         kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);

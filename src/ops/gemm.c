@@ -714,6 +714,24 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
 
+void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_packed, const float *b, int64_t ldb,
+                            float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
+{
+    const float *row_bias = ep ? ep->row_bias : NULL;
+    bool relu = ep && ep->relu;
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) {
+        scale_rows(0, m, n, 0.0f, c, ldc);
+        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        return;
+    }
+    sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
+                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
+    plan_blocks(&job);
+    parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
+}
+
 /* ---- Prepacked B -------------------------------------------------------- */
 
 /* Whether kiln_sgemm_prepacked takes the blocked path for these sizes (the

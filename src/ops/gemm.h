@@ -81,6 +81,11 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
  * kiln_sgemm_packed_a_floats(m, k) floats, 64-byte aligned. */
 size_t kiln_sgemm_packed_a_floats(int64_t m, int64_t k);
 void kiln_sgemm_pack_a(int64_t m, int64_t k, const float *a, int64_t lda, float *dst);
+/* C = A * B (+ the epilogue) with A packed by kiln_sgemm_pack_a (m x k)
+ * and B a plain row-major k x n matrix (ldb), packed per call as
+ * kiln_sgemm does; for a pointwise Conv whose weights are packed once. */
+void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_packed, const float *b, int64_t ldb,
+                            float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par);
 
 /* B packed once for many products (a MatMul weight): the micro-panels
  * kiln_sgemm would otherwise pack from op(B) (k x n) on every call, laid

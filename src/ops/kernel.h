@@ -88,6 +88,13 @@ const kiln_value_t *kiln_ctx_input_value(const kiln_kernel_ctx_t *ctx, int i);
  * NULL: then read the tensor as usual.  The tensor itself may have been
  * released (data NULL) when every reader has a packed copy. */
 const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i);
+/* Input i's weight (a float32 initializer of rank >= 3: Conv's W) packed
+ * once per session as the GEMM's A operand: `groups` blocks one after
+ * another, block g being rows [g*R, g*R + R) (R = dims[0] / groups) of W
+ * as an R x (count / dims[0]) matrix packed by kiln_sgemm_pack_a, each
+ * kiln_sgemm_packed_a_floats(R, count / dims[0]) floats.  NULL when not
+ * available (not an initializer, out of memory...): pack per run. */
+const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups);
 
 int kiln_ctx_output_count(const kiln_kernel_ctx_t *ctx);
 /* True when output i exists and its value is used (not omitted). */

@@ -6,22 +6,23 @@
 #define KILN_OPS_NN_KERNELS_H
 
 #include "ops/kernel.h"
+#include "ops/nn_geometry.h"
 
 /* conv.c */
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
-/* An in-place pass over finished output: apply(arg, y, offset, n, bias)
- * on n contiguous floats of one output channel that start at element
- * `offset` of the output, adding that channel's bias (0 when there is none
- * or it is already in).  FusedConv (fused.c) applies bias, a residual sum
- * and the activation this way. */
+/* An in-place pass over finished output: apply(arg, y, offset, n) on n
+ * contiguous floats of one output channel that start at element `offset`
+ * of the output (bias already added).  gemm_relu says the pass is just
+ * max(y, 0): the GEMM paths then do it in the microkernel's stores and do
+ * not call apply.  FusedConv (fused.c) applies a residual sum and its
+ * activation this way. */
 typedef struct kiln_conv_epilogue {
-    void (*apply)(void *arg, float *y, int64_t offset, int64_t n, float bias);
+    void (*apply)(void *arg, float *y, int64_t offset, int64_t n);
     void *arg;
+    bool gemm_relu;
 } kiln_conv_epilogue_t;
 /* Conv with ep (NULL: none) run on each block of the output right after
- * the GEMM (or depthwise plane) that made it, while it is in cache; with
- * an epilogue the GEMM paths leave the bias to it instead of filling the
- * output with the bias first. */
+ * the GEMM (or depthwise plane) that made it, while it is in cache. */
 kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep);
 kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 /* Conv's float32 computation on x, w and b (b may be NULL) with the node's
@@ -29,6 +30,22 @@ kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
  * new tensor the caller frees with kiln_tensor_free. */
 kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
                                 const kiln_tensor_t *w, const kiln_tensor_t *b, kiln_tensor_t **y);
+
+/* The depthwise fast path (conv.c): one 2-D output plane of a depthwise
+ * conv (window w; kernel[0], in[0], out[0] 1; stride along the row 1 or
+ * 2), x the input plane, f the filter (kernel[1] x kernel[2]), every
+ * output written as bias + the taps.  Returns false (nothing written) where
+ * it does not apply: then use the tap-major path.  scratch holds
+ * kiln_conv_dw_scratch_floats(w) floats (the zero-padded input plane).
+ * kiln_conv_dw_enable(false) turns it off, for tests. */
+size_t kiln_conv_dw_scratch_floats(const kiln_window_t *w);
+bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y,
+                        float *scratch);
+void kiln_conv_dw_enable(bool enable);
+/* conv_dw_avx512.c: the plane kernel over the padded copy xp (row length
+ * ld); call only with avx512f. */
+void kiln_conv_dw_plane_avx512(const float *xp, int64_t ld, const float *f, int kh, int kw, int dh, int dw, int sh,
+                               int sw, float bias, float *y, int64_t oh_n, int64_t ow_n);
 
 /* nn.c: MatMul's numpy-style shape rules, shared with the integer
  * MatMuls of quant.c.  Batch dims broadcast; each operand's element stride

@@ -48,7 +48,8 @@ kiln_status_t opt_copy_graph(kiln_opt_t *o, const kiln_graph_t *src)
         arena_dup(o, src->initializer_values, (size_t)src->n_initializers, sizeof *src->initializer_values);
     if (!g->values || !g->nodes || !g->inputs || !g->outputs || !g->initializers || !g->initializer_values)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory copying graph '%s'", src->name);
-    memcpy(g->values, src->values, (size_t)src->n_values * sizeof *g->values);
+    if (src->n_values) /* a graph may have no values at all */
+        memcpy(g->values, src->values, (size_t)src->n_values * sizeof *g->values);
     for (int i = 0; i < g->n_nodes; i++) {
         kiln_node_t *n = &g->nodes[i];
         n->inputs = arena_dup(o, n->inputs, (size_t)n->n_inputs, sizeof *n->inputs);
@@ -75,8 +76,10 @@ kiln_status_t opt_refresh(kiln_opt_t *o)
             return o->status = kiln_fail(KILN_ERR_NO_MEMORY, "out of memory optimizing graph '%s'", g->name);
         o->cap_index = cap;
     }
-    memset(o->uses, 0, (size_t)g->n_values * sizeof *o->uses);
-    memset(o->pinned, 0, (size_t)g->n_values * sizeof *o->pinned);
+    if (g->n_values) { /* an empty graph has no tables yet */
+        memset(o->uses, 0, (size_t)g->n_values * sizeof *o->uses);
+        memset(o->pinned, 0, (size_t)g->n_values * sizeof *o->pinned);
+    }
     for (int v = 0; v < g->n_values; v++)
         g->values[v].producer = -1;
     for (int i = 0; i < g->n_nodes; i++) {

@@ -16,8 +16,7 @@
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
  *      subgraphs -> com.kiln Gelu / LayerNormalization; Conv (+ residual
- *      Add) -> FusedConv with bias and sum in its epilogue; FusedMatMul's
- *      constant B prepacked for the SGEMM once, at load
+ *      Add) -> FusedConv with bias and sum in its epilogue
  *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
  *      transB (the transpose disappears or keeps rows contiguous)
  *
@@ -51,7 +50,6 @@ typedef enum kiln_opt_pass {
     KILN_OPT_CONV_FUSION,
     KILN_OPT_ACTIVATION_FUSION,
     KILN_OPT_TRANSPOSE_MATMUL_FOLDING,
-    KILN_OPT_MATMUL_PREPACK,
     KILN_OPT_PASS_COUNT
 } kiln_opt_pass_t;
 
@@ -85,10 +83,6 @@ const char *kiln_opt_pass_name(kiln_opt_pass_t pass);
 kiln_status_t kiln_opt_graph_create(kiln_session_t *session, const kiln_graph_t *src, int level,
                                     kiln_opt_graph_t **out);
 void kiln_opt_graph_free(kiln_opt_graph_t *o);
-
-/* Removes what only this process can use from the graph (weights prepacked
- * for this CPU's SGEMM), before it is written to a file. */
-void kiln_opt_strip_packed(kiln_opt_graph_t *o);
 
 /* Node count of a graph and its subgraphs, and bytes of its initializers. */
 int kiln_opt_count_nodes(const kiln_graph_t *g);

@@ -107,7 +107,6 @@ int opt_layer_norm_fusion(kiln_opt_t *o);
 int opt_matmul_bias_fusion(kiln_opt_t *o);
 int opt_activation_fusion(kiln_opt_t *o);
 int opt_transpose_matmul_folding(kiln_opt_t *o);
-int opt_matmul_prepack(kiln_opt_t *o);
 int opt_conv_fusion(kiln_opt_t *o);
 
 /* True when node is op in the default ONNX domain. */

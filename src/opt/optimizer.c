@@ -43,23 +43,8 @@ static const struct {
 /* Rounds of the pass list before the driver stops looking for more. */
 enum { MAX_ROUNDS = 8 };
 
-void kiln_opt_strip_packed(kiln_opt_graph_t *ow)
-{
-    kiln_graph_t *g = &ow->graph;
-    for (int i = 0; i < g->n_nodes; i++) {
-        kiln_node_t *n = &g->nodes[i];
-        int kept = 0;
-        for (int a = 0; a < n->n_attrs; a++)
-            if (strcmp(n->attrs[a].name, "packed_b") && strcmp(n->attrs[a].name, "packed_width"))
-                n->attrs[kept++] = n->attrs[a];
-        n->n_attrs = kept;
-    }
-}
-
 const char *kiln_opt_pass_name(kiln_opt_pass_t pass)
 {
-    if (pass == KILN_OPT_MATMUL_PREPACK)
-        return "matmul_prepack";
     for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++)
         if (passes[i].id == pass)
             return passes[i].name;
@@ -133,12 +118,6 @@ kiln_status_t kiln_opt_graph_create(kiln_session_t *session, const kiln_graph_t 
             st = kiln_fail(o.status, "out of memory optimizing graph '%s'", src->name);
         if (!fired)
             break;
-    }
-    /* once the graph is final: weights in the SGEMM's layout */
-    if (!st && level >= 2) {
-        r->fired[KILN_OPT_MATMUL_PREPACK] = opt_matmul_prepack(&o);
-        if (o.status)
-            st = kiln_fail(o.status, "out of memory prepacking the weights of graph '%s'", src->name);
     }
     free(o.uses);
     free(o.pinned);

@@ -282,9 +282,10 @@ static bool rescale_conv(kiln_opt_t *o, kiln_node_t *conv, const double *scale, 
     const float *ob = b ? b->data : NULL;
     for (int64_t c = 0; c < m; c++) {
         double s = scale ? scale[c] : 1.0;
+        float sf = (float)s; /* float products: the loop vectorizes (folding 100 MB takes a while) */
         if (scale)
             for (int64_t j = 0; j < per; j++)
-                wd[c * per + j] = (float)(wd[c * per + j] * s);
+                wd[c * per + j] *= sf;
         bd[c] = (float)((ob ? ob[c] : 0.0) * s + (shift ? shift[c] : 0.0));
     }
     char base[256];

@@ -16,8 +16,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/session.h"
-#include "ops/gemm.h"
 #include "opt/opt_internal.h"
 
 static bool near(float a, double b)
@@ -445,54 +443,6 @@ int opt_transpose_matmul_folding(kiln_opt_t *o)
         if (plain)
             opt_retype(o, mm, KILN_OPT_DOMAIN, "FusedMatMul", KILN_OPT_DOMAIN_VERSION);
         opt_refresh(o);
-        fired++;
-    }
-    return fired;
-}
-
-/* ---- level 2: prepacked weights --------------------------------------------------- */
-
-/* FusedMatMul with a constant float32 B (K x N, not transposed) gets B in
- * the SGEMM's panel layout (gemm.h, kiln_sgemm_packed_b), made once here
- * instead of packed again on every run: attribute packed_b (a tensor the
- * session owns) and packed_width (the panel width it was made for; the
- * kernel packs as usual when the CPU's width differs).  Both are for this
- * process only: kiln optimize strips them (kiln_opt_strip_packed). */
-int opt_matmul_prepack(kiln_opt_t *o)
-{
-    int fired = 0;
-    kiln_graph_t *g = o->g;
-    int64_t w = kiln_sgemm_panel_width();
-    for (int i = 0; i < g->n_nodes && !o->status; i++) {
-        kiln_node_t *mm = &g->nodes[i];
-        if (!mm->op_type || strcmp(mm->domain, KILN_OPT_DOMAIN) || strcmp(mm->op_type, "FusedMatMul") ||
-            mm->n_inputs < 2 || kiln_attr_int(mm, "transB", 0) || kiln_node_attr(mm, "packed_b"))
-            continue;
-        const kiln_tensor_t *b = opt_const(o, mm->inputs[1]);
-        if (!b || b->rank != 2 || b->dtype != KILN_DTYPE_FLOAT32 || b->count == 0)
-            continue;
-        int64_t k = b->dims[0], n = b->dims[1], panels = (n + w - 1) / w;
-        int64_t count = panels * k * w;
-        kiln_tensor_t *packed = kiln_tensor_new(KILN_DTYPE_FLOAT32, 1, &count);
-        if (!packed) {
-            o->status = KILN_ERR_NO_MEMORY;
-            break;
-        }
-        const float *src = b->data;
-        float *dst = packed->data;
-        for (int64_t s = 0; s < panels; s++) {
-            int64_t cols = n - s * w < w ? n - s * w : w; /* the last panel may be partial */
-            for (int64_t p = 0; p < k; p++) {
-                float *row = dst + (s * k + p) * w;
-                memcpy(row, src + p * n + s * w, (size_t)cols * sizeof *row);
-                memset(row + cols, 0, (size_t)(w - cols) * sizeof *row);
-            }
-        }
-        if (!opt_own_tensor(o, packed) || !opt_own_attrs(o, mm, 2))
-            break;
-        opt_set_attr_tensor(o, mm, "packed_b", packed);
-        opt_set_attr_int(o, mm, "packed_width", w);
-        kiln_session_weight_packed(o->session, g, mm->inputs[1]); /* the original may go now */
         fired++;
     }
     return fired;

@@ -421,6 +421,34 @@ static void out_element(out_buf_t *b, const kiln_tensor_t *t, int64_t i)
     }
 }
 
+/* Writes one tensor object {"name","datatype","shape", then "data" or
+ * parameters.binary_data_size}; adds its binary size to *bin_total. */
+static void out_tensor(out_buf_t *b, bool first, const char *name, const kiln_tensor_t *t, bool binary,
+                       size_t *bin_total)
+{
+    out_str(b, first ? "{\"name\":" : ",{\"name\":");
+    out_json_string(b, name);
+    out_str(b, ",\"datatype\":\"");
+    out_str(b, kiln_dtype_to_kserve_type(t->dtype));
+    out_str(b, "\",\"shape\":[");
+    for (int d = 0; d < t->rank; d++)
+        out_fmt(b, d ? ",%lld" : "%lld", (long long)t->dims[d]);
+    out_str(b, "]");
+    if (binary) {
+        size_t size = binary_size(t);
+        out_fmt(b, ",\"parameters\":{\"binary_data_size\":%zu}}", size);
+        *bin_total += size;
+        return;
+    }
+    out_str(b, ",\"data\":[");
+    for (int64_t k = 0; k < t->count; k++) {
+        if (k)
+            out_raw(b, ",", 1);
+        out_element(b, t, k);
+    }
+    out_str(b, "]}");
+}
+
 static size_t write_binary(const kiln_tensor_t *t, char *dst)
 {
     if (t->dtype != KILN_DTYPE_STRING) {
@@ -458,30 +486,8 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
         out_str(&b, params_json);
     }
     out_str(&b, ",\"outputs\":[");
-    for (int i = 0; i < n_outputs; i++) {
-        const kiln_tensor_t *t = tensors[i];
-        out_str(&b, i ? ",{\"name\":" : "{\"name\":");
-        out_json_string(&b, names[i]);
-        out_str(&b, ",\"datatype\":\"");
-        out_str(&b, kiln_dtype_to_kserve_type(t->dtype));
-        out_str(&b, "\",\"shape\":[");
-        for (int d = 0; d < t->rank; d++)
-            out_fmt(&b, d ? ",%lld" : "%lld", (long long)t->dims[d]);
-        out_str(&b, "]");
-        if (binary[i]) {
-            size_t size = binary_size(t);
-            out_fmt(&b, ",\"parameters\":{\"binary_data_size\":%zu}}", size);
-            bin_total += size;
-        } else {
-            out_str(&b, ",\"data\":[");
-            for (int64_t k = 0; k < t->count; k++) {
-                if (k)
-                    out_raw(&b, ",", 1);
-                out_element(&b, t, k);
-            }
-            out_str(&b, "]}");
-        }
-    }
+    for (int i = 0; i < n_outputs; i++)
+        out_tensor(&b, i == 0, names[i], tensors[i], binary[i], &bin_total);
     out_str(&b, "]}");
     size_t jl = b.len;
     out_reserve(&b, bin_total + 1);
@@ -506,30 +512,8 @@ kiln_status_t kiln_v2_write_request(int n_inputs, const char *const *names, cons
     out_buf_t b = {0};
     size_t bin_total = 0;
     out_str(&b, "{\"inputs\":[");
-    for (int i = 0; i < n_inputs; i++) {
-        const kiln_tensor_t *t = tensors[i];
-        out_str(&b, i ? ",{\"name\":" : "{\"name\":");
-        out_json_string(&b, names[i]);
-        out_str(&b, ",\"datatype\":\"");
-        out_str(&b, kiln_dtype_to_kserve_type(t->dtype));
-        out_str(&b, "\",\"shape\":[");
-        for (int d = 0; d < t->rank; d++)
-            out_fmt(&b, d ? ",%lld" : "%lld", (long long)t->dims[d]);
-        out_str(&b, "]");
-        if (binary_inputs) {
-            size_t size = binary_size(t);
-            out_fmt(&b, ",\"parameters\":{\"binary_data_size\":%zu}}", size);
-            bin_total += size;
-        } else {
-            out_str(&b, ",\"data\":[");
-            for (int64_t k = 0; k < t->count; k++) {
-                if (k)
-                    out_raw(&b, ",", 1);
-                out_element(&b, t, k);
-            }
-            out_str(&b, "]}");
-        }
-    }
+    for (int i = 0; i < n_inputs; i++)
+        out_tensor(&b, i == 0, names[i], tensors[i], binary_inputs, &bin_total);
     out_str(&b, binary_outputs ? "],\"parameters\":{\"binary_data_output\":true}}" : "]}");
     size_t jl = b.len;
     out_reserve(&b, bin_total + 1);

@@ -50,6 +50,7 @@
 #define MAX_HTTP_THREADS 32
 #define MAX_HEADER_BYTES (64 * 1024)
 #define DRAIN_SECONDS 30
+#define IDLE_TIMEOUT_SECONDS 60
 
 typedef struct loaded_version {
     int64_t version;
@@ -1356,6 +1357,8 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
             }
             evhttp_set_max_body_size(t->http, (ev_ssize_t)s->opts.max_body_bytes);
             evhttp_set_max_headers_size(t->http, MAX_HEADER_BYTES);
+            /* a client that stops sending mid-request is dropped, not waited on */
+            evhttp_set_timeout(t->http, IDLE_TIMEOUT_SECONDS);
             evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
             evhttp_set_gencb(t->http, on_request, s);
             t->bound = evhttp_accept_socket_with_handle(t->http, s->listen_fd);

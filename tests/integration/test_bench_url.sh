@@ -3,7 +3,8 @@
 # free loopback port (a generated repository of one-Add models, one with
 # dynamic batching): JSON levels at concurrency 1 and 8 (throughput > 0,
 # p50 <= p99, zero errors, server-side batch size > 1 when batching), the
-# binary tensor extension, the text report, batch-aware infer/s, and the
+# binary tensor extension, the text report, batch-aware infer/s,
+# perf_analyzer's habits (ranges, --batch-size, HOST:PORT), and the
 # error paths: unreachable port, unknown model, bad URL, missing --model, a
 # request the server refuses (exit 2 with a message), and a server killed
 # mid-run (errors reported, exit 1, no hang); SIGINT; and a second, non-kiln
@@ -101,6 +102,14 @@ timeout 60 "$KILN" bench --url "$URL" --model plain --shape A=3x4 --shape B=3x4 
     >"$tmp/b3.json" 2>&1
 jcheck "batch 3 per request: infer/s = 3 x requests/s" "$tmp/b3.json" \
     'j["batch_size"] == 3 and abs(j["levels"][0]["throughput_per_s"] - 3 * j["levels"][0]["requests_per_s"]) < 1e-6'
+
+# perf_analyzer's habits: a concurrency range, --batch-size, HOST:PORT without http://
+timeout 60 "$KILN" bench --url "127.0.0.1:$PORT" --model batched --concurrency 1:3:2 --batch-size 4 --duration 0.5 \
+    --warmup 0.1 --json >"$tmp/pa.json" 2>&1
+check "range, --batch-size, HOST:PORT: exits 0" [ $? = 0 ]
+jcheck "range 1:3:2 gives levels 1 and 3" "$tmp/pa.json" '[l["concurrency"] for l in j["levels"]] == [1, 3]'
+jcheck "--batch-size 4: four inferences per request, server batches >= 4" "$tmp/pa.json" \
+    'j["batch_size"] == 4 and all(abs(l["throughput_per_s"] - 4 * l["requests_per_s"]) < 1e-6 and l["server"]["avg_batch_size"] >= 4 for l in j["levels"])'
 
 # error paths
 dead=$(free_port)

@@ -9,7 +9,8 @@
 # (tests/integration/check_models.py).  Models kiln's reader refuses
 # (unsupported features) and originals the checker itself rejects are
 # skipped.  `kiln conformance` must give every rewritten model (run on the
-# original test data) the verdict it gives the original.  Then `kiln optimize` itself: --json, the rewritten demo MLP gives
+# original test data) the verdict it gives the original; --level 3 files must
+# pass the checker as well.  Then `kiln optimize` itself: --json, the rewritten demo MLP gives
 # byte-identical output, a bad --level exits 2.
 # Last line: "N passed, N failed" (plus skips).
 set -u
@@ -42,6 +43,21 @@ failed=$((failed + $(grep -c '^FAIL' "$out/check.out")))
 skipped=$((skipped + $(grep -c '^SKIP' "$out/check.out")))
 if ! grep -qE '^(PASS|FAIL|SKIP)' "$out/check.out" && [ -s "$pairs" ]; then
     echo "check_models.py did not run:"; tail -n 5 "$out/check.out"; failed=$((failed + 1))
+fi
+
+# Optimized (--level 3) files must pass the checker too: folded weights and
+# fused ops included.  Models kiln cannot load at level 3 are left out.
+: >"$out/pairs3.tsv"; i=0
+while read -r m; do
+    i=$((i + 1))
+    ./build/kiln optimize "$m" -o "$out/o$i.onnx" --level 3 >/dev/null 2>&1 && printf '%s\t%s\n' "$m" "$out/o$i.onnx" >>"$out/pairs3.tsv"
+done < <(find "$data/node" "$data/simple" "$data/pytorch-converted" "$data/pytorch-operator" -name model.onnx | sort)
+/usr/bin/python3 tests/integration/check_models.py --checker-only <"$out/pairs3.tsv" >"$out/check3.out" 2>&1
+n3=$(grep -c '^PASS' "$out/check3.out"); f3=$(grep -c '^FAIL' "$out/check3.out")
+if [ "$f3" -eq 0 ] && [ "$n3" -gt 0 ]; then
+    passed=$((passed + 1)); echo "PASS level-3 files pass the checker ($n3 models)"
+else
+    failed=$((failed + 1)); echo "FAIL level-3 files: $f3 of $((n3 + f3)) fail the checker"; grep '^FAIL' "$out/check3.out" | head -n 5
 fi
 
 # kiln itself must judge the rewritten models exactly as the originals.

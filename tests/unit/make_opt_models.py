@@ -113,6 +113,26 @@ def main(out):
         n("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]),
         n("MatMul", ["qt", "kt"], ["y"])],
         [f32("q", [1, 6, 2, 4]), f32("k", [1, 6, 2, 4])], [f32("y", [1, 2, 6, 6])], [])
+    # every activation the fused kernels apply, each after a Conv, Gemm or MatMul
+    acts = [("HardSwish", {}), ("Sigmoid", {}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}), ("Tanh", {}),
+            ("LeakyRelu", {"alpha": 0.1}), ("Relu", {})]
+    nodes, inits, outs = [], [const("cmin", np.array(-0.5, np.float32))], []
+    for i, (op, attrs) in enumerate(acts):
+        nodes.append(n("Conv", ["x", f"cw{i}", f"cb{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        nodes.append(n(op, [f"c{i}"], [f"ca{i}"], **attrs))
+        nodes.append(n("Gemm", ["m", f"gw{i}", f"gb{i}"], [f"g{i}"], transB=1))
+        nodes.append(n(op, [f"g{i}"], [f"ga{i}"], **attrs))
+        nodes.append(n("MatMul", ["t", f"mw{i}"], [f"mm{i}"]))
+        nodes.append(n("Add", [f"mm{i}", f"mb{i}"], [f"ma{i}"]))
+        nodes.append(n(op, [f"ma{i}"], [f"mo{i}"], **attrs))
+        inits += [const(f"cw{i}", rnd(2, 3, 3, 3)), const(f"cb{i}", rnd(2)), const(f"gw{i}", rnd(5, 4)),
+                  const(f"gb{i}", rnd(5)), const(f"mw{i}", rnd(4, 6)), const(f"mb{i}", rnd(6))]
+        outs += [f32(f"ca{i}", [1, 2, 5, 5]), f32(f"ga{i}", [3, 5]), f32(f"mo{i}", [2, 3, 6])]
+    nodes.append(n("Conv", ["x", "cw0", "cb0"], ["cc"], pads=[1, 1, 1, 1]))
+    nodes.append(n("Clip", ["cc", "cmin"], ["clip_min_only"]))
+    outs.append(f32("clip_min_only", [1, 2, 5, 5]))
+    save(out, "activations", nodes, [f32("x", [1, 3, 5, 5]), f32("m", [3, 4]), f32("t", [2, 3, 4])], outs, inits,
+         opset=14)
     # the same in float64: the float32-only fused op must not be used
     f64 = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.DOUBLE, shape)
     save(out, "transpose_matmul_f64", [

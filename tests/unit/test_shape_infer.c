@@ -186,8 +186,24 @@ static void test_mismatches(void)
     kiln_model_free(model);
 }
 
+/* A graph with no values at all (found by the model fuzzer: the optimizer
+ * copied it with memcpy from NULL) loads, optimizes and runs. */
+static void test_empty_graph(void)
+{
+    pb_writer_t g = {0};
+    pb_put_string_field(&g, 2, "empty");
+    kiln_model_t *model = NULL;
+    CHECK_MSG(load(&g, &model) == KILN_OK, "%s", kiln_last_error());
+    kiln_session_t *s = NULL;
+    CHECK(model && kiln_session_create(model, NULL, &s) == KILN_OK);
+    CHECK(s && kiln_session_run(s, 0, NULL, NULL, 0, NULL) == KILN_OK);
+    kiln_session_free(s);
+    kiln_model_free(model);
+}
+
 int main(void)
 {
+    test_empty_graph();
     test_cnn_chain();
     test_reshape_and_gemm();
     test_mismatches();

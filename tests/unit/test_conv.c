@@ -1,0 +1,131 @@
+/*
+ * test_conv.c - conv.c's fast paths against plain loops:
+ *  - the depthwise plane kernel (kiln_conv_dw_plane): kernel sizes 1 to 5,
+ *    strides 1 and 2 (and 2 along rows only), pads (asymmetric, larger
+ *    than the kernel reach), dilations, widths around the vector sizes
+ *    (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows; where it does not
+ *    apply (stride 3, no AVX-512) it must say so and write nothing.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ops/nn_kernels.h"
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static kiln_window_t window2d(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                              int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr)
+{
+    kiln_window_t win;
+    memset(&win, 0, sizeof win);
+    win.nd = 2;
+    win.in[0] = win.out[0] = win.kernel[0] = win.stride[0] = win.dilation[0] = 1;
+    win.in[1] = h;
+    win.in[2] = w;
+    win.kernel[1] = kh;
+    win.kernel[2] = kw;
+    win.stride[1] = sh;
+    win.stride[2] = sw;
+    win.dilation[1] = dh;
+    win.dilation[2] = dw;
+    win.pad_begin[1] = pt;
+    win.pad_begin[2] = pl;
+    win.pad_end[1] = pb;
+    win.pad_end[2] = pr;
+    win.out[1] = (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1;
+    win.out[2] = (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1;
+    return win;
+}
+
+static void naive_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y)
+{
+    for (int64_t oh = 0; oh < w->out[1]; oh++)
+        for (int64_t ow = 0; ow < w->out[2]; ow++) {
+            double acc = bias;
+            for (int64_t i = 0; i < w->kernel[1]; i++)
+                for (int64_t j = 0; j < w->kernel[2]; j++) {
+                    int64_t ih = oh * w->stride[1] - w->pad_begin[1] + i * w->dilation[1];
+                    int64_t iw = ow * w->stride[2] - w->pad_begin[2] + j * w->dilation[2];
+                    if (ih >= 0 && ih < w->in[1] && iw >= 0 && iw < w->in[2])
+                        acc += (double)f[i * w->kernel[2] + j] * x[ih * w->in[2] + iw];
+                }
+            y[oh * w->out[2] + ow] = (float)acc;
+        }
+}
+
+static void check_dw(kiln_window_t w, const char *what)
+{
+    if (w.out[1] < 1 || w.out[2] < 1)
+        return;
+    unsigned seed = (unsigned)(w.in[1] * 131 + w.in[2] * 7 + w.kernel[2]);
+    int64_t in_n = w.in[1] * w.in[2], out_n = w.out[1] * w.out[2];
+    float *x = malloc((size_t)in_n * sizeof *x), *f = malloc((size_t)(w.kernel[1] * w.kernel[2]) * sizeof *f);
+    float *want = malloc((size_t)out_n * sizeof *want), *got = malloc((size_t)(out_n + 1) * sizeof *got);
+    float *scratch = malloc(kiln_conv_dw_scratch_floats(&w) * sizeof *scratch);
+    for (int64_t i = 0; i < in_n; i++)
+        x[i] = frand(&seed);
+    for (int64_t i = 0; i < w.kernel[1] * w.kernel[2]; i++)
+        f[i] = frand(&seed);
+    naive_plane(&w, x, f, 0.25f, want);
+    for (int64_t i = 0; i <= out_n; i++)
+        got[i] = -12345.0f;
+    bool ran = kiln_conv_dw_plane(&w, x, f, 0.25f, got, scratch);
+    CHECK_MSG(got[out_n] == -12345.0f, "%s: wrote past the plane", what);
+    if (!__builtin_cpu_supports("avx512f") || w.stride[2] > 2) {
+        CHECK_MSG(!ran && got[0] == -12345.0f, "%s: should not apply", what);
+    } else {
+        CHECK_MSG(ran, "%s: fast path did not run", what);
+        double worst = 0;
+        for (int64_t i = 0; ran && i < out_n; i++) {
+            double d = fabs((double)got[i] - want[i]);
+            if (d > worst)
+                worst = d;
+        }
+        CHECK_MSG(worst <= 1e-4, "%s: in %lldx%lld k %lldx%lld s %lldx%lld d %lldx%lld pads %lld,%lld,%lld,%lld: off by %g",
+                  what, (long long)w.in[1], (long long)w.in[2], (long long)w.kernel[1], (long long)w.kernel[2],
+                  (long long)w.stride[1], (long long)w.stride[2], (long long)w.dilation[1], (long long)w.dilation[2],
+                  (long long)w.pad_begin[1], (long long)w.pad_begin[2], (long long)w.pad_end[1],
+                  (long long)w.pad_end[2], worst);
+    }
+    free(x);
+    free(f);
+    free(want);
+    free(got);
+    free(scratch);
+}
+
+static void test_depthwise(void)
+{
+    static const int64_t widths[] = {1, 2, 7, 14, 15, 16, 17, 31, 33, 63, 64, 65, 112};
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+        for (int64_t k = 1; k <= 5; k += 2)
+            for (int64_t s = 1; s <= 3; s++)
+                for (int64_t p = 0; p <= k / 2 + 1; p++) {
+                    int64_t wd = widths[wi], h = wd > 20 ? 9 : wd + 2;
+                    check_dw(window2d(h, wd, k, k, s, s, 1, 1, p, p, p, p), "square");
+                    check_dw(window2d(h, wd, k, k, s, s, 1, 1, p, p, p + 1, 0), "asymmetric pads");
+                }
+    check_dw(window2d(11, 23, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2), "dilated 2");
+    check_dw(window2d(13, 40, 3, 5, 2, 1, 3, 1, 1, 2, 0, 2), "mixed kernel, row stride only");
+    check_dw(window2d(13, 40, 5, 3, 1, 2, 1, 2, 0, 3, 4, 1), "mixed kernel, column stride only");
+    check_dw(window2d(7, 7, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3), "7x7 full reach");
+    check_dw(window2d(1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1), "1-D");
+    check_dw(window2d(1, 50, 1, 4, 1, 2, 1, 3, 0, 0, 0, 5), "1-D dilated strided");
+    kiln_conv_dw_enable(false);
+    kiln_window_t w = window2d(8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    float x[64] = {0}, f[9] = {0}, y[64], scratch[1024];
+    CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, y, scratch));
+    kiln_conv_dw_enable(true);
+}
+
+int main(void)
+{
+    test_depthwise();
+    return check_finish();
+}
