@@ -185,6 +185,34 @@ void kiln_session_weight_packed(kiln_session_t *s, const kiln_graph_t *g, int v)
     pthread_mutex_unlock(&g_prepack_lock);
 }
 
+/* Weights of the model's graph that the optimized graph no longer reads
+ * (a Conv weight replaced by its BatchNormalization-folded copy, inputs of
+ * folded constants) are released like replaced ones: a misaligned heap
+ * copy is freed while this is the model's only session, file pages are
+ * handed back. */
+static void release_unread_weights(kiln_session_t *s)
+{
+    const kiln_graph_t *mg = s->ir->graph, *g = s->graph;
+    if (g == mg)
+        return;
+    pthread_mutex_lock(&g_prepack_lock);
+    for (int i = 0; i < mg->n_initializers; i++) {
+        kiln_tensor_t *t = mg->initializers[i];
+        bool read = mg->values[mg->initializer_values[i]].is_graph_input;
+        for (int j = 0; j < g->n_initializers && !read; j++)
+            read = g->initializers[j] == t;
+        if (read || !t->data || t->dtype == KILN_DTYPE_STRING)
+            continue;
+        if (s->model->sessions == 1 && kiln_model_is_copy(s->model, t)) {
+            free(kiln_model_take_copy(s->model, t));
+            s->released_bytes += t->nbytes;
+        } else {
+            s->released_bytes += kiln_model_release_mapped(s->model, t);
+        }
+    }
+    pthread_mutex_unlock(&g_prepack_lock);
+}
+
 static void prepack_free(kiln_session_t *s)
 {
     for (int i = 0; s->packed_a && i < s->packed_graph->n_initializers; i++)
@@ -390,6 +418,8 @@ kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_option
             st = prepack_prepare(s, s->graph);
             pthread_mutex_unlock(&g_prepack_lock);
         }
+        if (!st)
+            release_unread_weights(s);
     }
     if (st) {
         kiln_session_free(s);
