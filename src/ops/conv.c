@@ -60,37 +60,32 @@ typedef struct im2col_job {
     int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
 } im2col_job_t;
 
-/* Most output positions per im2col block. */
+/* Most output positions per im2col block (one block row is built on the
+ * stack before it is spread into panels). */
 enum { IM2COL_MAX_COLS = 4096 };
 
-/* Copies n values of src (step stride) into row `row` of the column
- * block starting at block column j, straight into the panels (a run
- * crosses into the next panel every W columns); src NULL writes zeros. */
-static void im2col_put(const im2col_job_t *job, int64_t row, int64_t j, const float *src, int64_t stride, int64_t n)
+/* Writes output columns [ow0, ow1) of one output row of a column-matrix
+ * row: src is the input row (already offset by the kernel column), zeros
+ * where the window hangs over the padding. */
+static void im2col_segment(float *dst, const float *src, int64_t ow0, int64_t ow1, int64_t ow_lo,
+                           int64_t ow_hi, int64_t stride)
 {
-    int64_t width = job->panel_width;
-    while (n > 0) {
-        int64_t q = j % width, chunk = width - q < n ? width - q : n;
-        float *restrict dst = job->panels + (j - q) * job->rows + row * width + q;
-        if (!src)
-            for (int64_t i = 0; i < chunk; i++)
-                dst[i] = 0.0f;
-        else if (stride == 1)
-            for (int64_t i = 0; i < chunk; i++)
-                dst[i] = src[i];
-        else
-            for (int64_t i = 0; i < chunk; i++)
-                dst[i] = src[i * stride];
-        if (src)
-            src += chunk * stride;
-        j += chunk;
-        n -= chunk;
-    }
+    int64_t lo = ow_lo > ow0 ? ow_lo : ow0, hi = ow_hi < ow1 ? ow_hi : ow1;
+    if (lo > hi)
+        lo = hi = ow1;
+    for (int64_t ow = ow0; ow < lo; ow++)
+        dst[ow - ow0] = 0.0f;
+    if (stride == 1)
+        memcpy(dst + (lo - ow0), src + lo, (size_t)(hi - lo) * sizeof *dst);
+    else
+        for (int64_t ow = lo; ow < hi; ow++)
+            dst[ow - ow0] = src[ow * stride];
+    for (int64_t ow = hi; ow < ow1; ow++)
+        dst[ow - ow0] = 0.0f;
 }
 
 /* One row of the column block: channel c at kernel offset (kd, kh, kw),
- * output positions [j0, j1), walked one output row segment at a time and
- * written into the panels (zero past the block's end in the last one). */
+ * output positions [j0, j1), walked one output row segment at a time. */
 static void im2col_row(const im2col_job_t *job, int64_t row)
 {
     const kiln_window_t *w = job->w;
@@ -98,6 +93,8 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
     const float *x = job->x + c * job->in_vol;
+    float line[IM2COL_MAX_COLS];
+    float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
     /* output columns ow whose input column lies inside [0, in[2]) */
     int64_t ow_lo = w_off >= 0 ? 0 : (-w_off + s2 - 1) / s2;
@@ -112,23 +109,29 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         int64_t ow1 = w->out[2] < ow0 + (job->j1 - j) ? w->out[2] : ow0 + (job->j1 - j);
         int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
         int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
-        int64_t col = j - job->j0;
-        if (id < 0 || id >= w->in[0] || ih < 0 || ih >= w->in[1]) {
-            im2col_put(job, row, col, NULL, 0, ow1 - ow0);
-        } else {
-            const float *src = x + (id * w->in[1] + ih) * w->in[2] + w_off;
-            int64_t lo = ow_lo > ow0 ? ow_lo : ow0, hi = ow_hi < ow1 ? ow_hi : ow1;
-            if (lo > hi)
-                lo = hi = ow1;
-            im2col_put(job, row, col, NULL, 0, lo - ow0);
-            im2col_put(job, row, col + (lo - ow0), src + lo * s2, s2, hi - lo);
-            im2col_put(job, row, col + (hi - ow0), NULL, 0, ow1 - hi);
-        }
+        if (id < 0 || id >= w->in[0] || ih < 0 || ih >= w->in[1])
+            memset(dst, 0, (size_t)(ow1 - ow0) * sizeof *dst);
+        else
+            im2col_segment(dst, x + (id * w->in[1] + ih) * w->in[2] + w_off, ow0, ow1, ow_lo, ow_hi,
+                           s2);
+        dst += ow1 - ow0;
         j += ow1 - ow0;
     }
-    int64_t cols = job->j1 - job->j0, width = job->panel_width, tail = cols % width;
-    if (tail)
-        im2col_put(job, row, cols, NULL, 0, width - tail);
+    /* spread the row over the panels: row `row` of panel s holds columns
+     * [s*W, s*W + W) of the block, zero past its end */
+    int64_t cols = job->j1 - job->j0, width = job->panel_width;
+    for (int64_t j = 0; j < cols; j += width) {
+        float *out = job->panels + (j * job->rows + row * width);
+        int64_t n = cols - j < width ? cols - j : width;
+        if (n == 32) /* constant sizes inline into vector moves */
+            memcpy(out, line + j, 32 * sizeof *out);
+        else if (n == 16)
+            memcpy(out, line + j, 16 * sizeof *out);
+        else
+            memcpy(out, line + j, (size_t)n * sizeof *out);
+        for (int64_t q = n; q < width; q++)
+            out[q] = 0.0f;
+    }
 }
 
 static void im2col_rows(void *arg, int64_t begin, int64_t end)
@@ -327,6 +330,10 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
+/* Output positions from which a conv uses its weights packed once per
+ * session rather than read in place by the GEMM. */
+enum { CONV_PACKED_A_MIN_COLS = 512 };
+
 /* The GEMM's block hook: the conv epilogue on each finished block of
  * output rows (channels) x columns (positions) while it is in cache. */
 typedef struct gemm_block_ep {
@@ -385,6 +392,11 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                                          .block_arg = &block_ep};
             size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
             const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
+            /* narrow outputs read the weights in place (the GEMM's direct-A
+             * kernel measured faster there than packed weights, which come
+             * from memory either way); wide ones use the packed copy */
+            if (s.out_vol < CONV_PACKED_A_MIN_COLS)
+                wpg = NULL;
             if (pointwise && wpg) {
                 kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
                                        &gep, &par);
