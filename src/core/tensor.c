@@ -293,6 +293,13 @@ int64_t kiln_tensor_get_i64(const kiln_tensor_t *t, int64_t i)
     }
 }
 
+/* v clamped into [lo, hi] (NaN to 0): C leaves out-of-range float to
+ * integer conversions undefined, kiln saturates them. */
+static double clamp_to(double v, double lo, double hi)
+{
+    return v != v ? 0.0 : v < lo ? lo : v > hi ? hi : v;
+}
+
 void kiln_tensor_set_f64(kiln_tensor_t *t, int64_t i, double v)
 {
     void *d = t->data;
@@ -301,15 +308,19 @@ void kiln_tensor_set_f64(kiln_tensor_t *t, int64_t i, double v)
     case KILN_DTYPE_FLOAT64: ((double *)d)[i] = v; break;
     case KILN_DTYPE_FLOAT16: ((uint16_t *)d)[i] = kiln_f32_to_f16((float)v); break;
     case KILN_DTYPE_BFLOAT16: ((uint16_t *)d)[i] = kiln_f32_to_bf16((float)v); break;
-    case KILN_DTYPE_INT8: ((int8_t *)d)[i] = (int8_t)v; break;
-    case KILN_DTYPE_INT16: ((int16_t *)d)[i] = (int16_t)v; break;
-    case KILN_DTYPE_INT32: ((int32_t *)d)[i] = (int32_t)v; break;
-    case KILN_DTYPE_INT64: ((int64_t *)d)[i] = (int64_t)v; break;
-    case KILN_DTYPE_UINT8: ((uint8_t *)d)[i] = (uint8_t)v; break;
+    case KILN_DTYPE_INT8: ((int8_t *)d)[i] = (int8_t)clamp_to(v, INT8_MIN, INT8_MAX); break;
+    case KILN_DTYPE_INT16: ((int16_t *)d)[i] = (int16_t)clamp_to(v, INT16_MIN, INT16_MAX); break;
+    case KILN_DTYPE_INT32: ((int32_t *)d)[i] = (int32_t)clamp_to(v, INT32_MIN, INT32_MAX); break;
+    case KILN_DTYPE_INT64:
+        ((int64_t *)d)[i] = v >= 9223372036854775807.0 ? INT64_MAX : (int64_t)clamp_to(v, (double)INT64_MIN, 0x1p63);
+        break;
+    case KILN_DTYPE_UINT8: ((uint8_t *)d)[i] = (uint8_t)clamp_to(v, 0, UINT8_MAX); break;
     case KILN_DTYPE_BOOL: ((uint8_t *)d)[i] = v != 0.0; break;
-    case KILN_DTYPE_UINT16: ((uint16_t *)d)[i] = (uint16_t)v; break;
-    case KILN_DTYPE_UINT32: ((uint32_t *)d)[i] = (uint32_t)v; break;
-    case KILN_DTYPE_UINT64: ((uint64_t *)d)[i] = (uint64_t)v; break;
+    case KILN_DTYPE_UINT16: ((uint16_t *)d)[i] = (uint16_t)clamp_to(v, 0, UINT16_MAX); break;
+    case KILN_DTYPE_UINT32: ((uint32_t *)d)[i] = (uint32_t)clamp_to(v, 0, UINT32_MAX); break;
+    case KILN_DTYPE_UINT64:
+        ((uint64_t *)d)[i] = v >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)clamp_to(v, 0, 0x1p64);
+        break;
     default: break;
     }
 }

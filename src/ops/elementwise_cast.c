@@ -234,7 +234,33 @@ typedef void (*cast_fn)(void *y, const void *x, int64_t n);
         for (int64_t i = 0; i < n; i++)                                                                      \
             y[i] = (TD)x[i];                                                                                 \
     }
+/* Float to integer: C leaves out-of-range conversions undefined, so values
+ * are saturated to the destination's range and NaN becomes 0 (what ONNX
+ * Runtime's x86 kernels produce for the in-range cases, and defined for
+ * the rest). */
+#define CAST_SATURATE(S, TS, D, TD, LO, HI)                                                                  \
+    static void cast_##S##_##D(void *yv, const void *xv, int64_t n)                                          \
+    {                                                                                                        \
+        TD *restrict y = yv;                                                                                 \
+        const TS *restrict x = xv;                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                                    \
+            TS v = x[i];                                                                                     \
+            y[i] = v != v ? (TD)0 : v <= (TS)(LO) ? (TD)(LO) : v >= (TS)(HI) ? (TD)(HI) : (TD)v;             \
+        }                                                                                                    \
+    }
 /* clang-format off */
+#define CAST_FROM_FLOAT(S, TS)                                                                               \
+    CAST_LOOP(S, TS, f32, float)                                                                             \
+    CAST_LOOP(S, TS, f64, double)                                                                            \
+    CAST_SATURATE(S, TS, i8, int8_t, INT8_MIN, INT8_MAX)                                                     \
+    CAST_SATURATE(S, TS, i16, int16_t, INT16_MIN, INT16_MAX)                                                 \
+    CAST_SATURATE(S, TS, i32, int32_t, INT32_MIN, INT32_MAX)                                                 \
+    CAST_SATURATE(S, TS, i64, int64_t, INT64_MIN, INT64_MAX)                                                 \
+    CAST_SATURATE(S, TS, u8, uint8_t, 0, UINT8_MAX)                                                          \
+    CAST_SATURATE(S, TS, u16, uint16_t, 0, UINT16_MAX)                                                       \
+    CAST_SATURATE(S, TS, u32, uint32_t, 0, UINT32_MAX)                                                       \
+    CAST_SATURATE(S, TS, u64, uint64_t, 0, UINT64_MAX)                                                       \
+    CAST_LOOP(S, TS, b, bool)
 #define CAST_FROM(S, TS)                                                                                     \
     CAST_LOOP(S, TS, f32, float)                                                                             \
     CAST_LOOP(S, TS, f64, double)                                                                            \
@@ -249,8 +275,8 @@ typedef void (*cast_fn)(void *y, const void *x, int64_t n);
     CAST_LOOP(S, TS, b, bool)
 /* clang-format on */
 
-CAST_FROM(f32, float)
-CAST_FROM(f64, double)
+CAST_FROM_FLOAT(f32, float)
+CAST_FROM_FLOAT(f64, double)
 CAST_FROM(i8, int8_t)
 CAST_FROM(i16, int16_t)
 CAST_FROM(i32, int32_t)
