@@ -60,7 +60,6 @@ struct kiln_session {
     size_t pack_scratch_bytes;
     size_t packed_bytes;     /* bytes of packed copies */
     size_t released_bytes;   /* bytes of originals they replaced (freed or handed back) */
-    bool counted;            /* counted in model->sessions */
     /* Conv weights packed as the GEMM's A operand on first use, per
      * initializer of packed_graph (kiln_ctx_input_packed_a); the originals
      * are kept.  packed_a_groups / packed_a_path: the split and microkernel
@@ -68,6 +67,7 @@ struct kiln_session {
     float **packed_a;
     int64_t *packed_a_groups;
     const char **packed_a_path;
+    bool counted;            /* counted in model->sessions */
 };
 
 /* Runs graph g with inputs (one per g->inputs entry; NULL = use the

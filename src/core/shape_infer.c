@@ -133,7 +133,8 @@ static int read_axes(const kiln_graph_t *g, const kiln_node_t *n, int input, int
     if (k >= 0) {
         if (k > KILN_MAX_RANK)
             return -1;
-        memcpy(axes, a, (size_t)k * sizeof *axes);
+        if (k > 0) /* an empty list has no storage */
+            memcpy(axes, a, (size_t)k * sizeof *axes);
         return (int)k;
     }
     const kiln_tensor_t *t = const_input(g, n, input);

@@ -330,28 +330,24 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
-/* Runs the epilogue over rows x cols of y (row stride ld), split over the
- * session's threads. */
-typedef struct epilogue_job {
+/* Output positions from which a conv uses its weights packed once per
+ * session rather than read in place by the GEMM. */
+enum { CONV_PACKED_A_MIN_COLS = 512 };
+
+/* The GEMM's block hook: the conv epilogue on each finished block of
+ * output rows (channels) x columns (positions) while it is in cache. */
+typedef struct gemm_block_ep {
     const kiln_conv_epilogue_t *ep;
-    float *y, *y0; /* the block, and the whole output */
-    int64_t cols, ld;
-} epilogue_job_t;
+    float *y0; /* the whole output */
+} gemm_block_ep_t;
 
-static void epilogue_rows(void *arg, int64_t begin, int64_t end)
+static void gemm_block_epilogue(void *arg, float *c, int64_t ldc, int64_t i0, int64_t rows, int64_t j0, int64_t cols)
 {
-    const epilogue_job_t *job = arg;
-    for (int64_t r = begin; r < end; r++)
-        job->ep->apply(job->ep->arg, job->y + r * job->ld, job->y + r * job->ld - job->y0, job->cols);
-}
-
-static void run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep, float *y, float *y0,
-                         int64_t rows, int64_t cols, int64_t ld)
-{
-    if (!ep)
-        return;
-    epilogue_job_t job = {ep, y, y0, cols, ld};
-    kiln_ctx_parallel_for(ctx, rows, 16384 / cols + 1, epilogue_rows, &job);
+    const gemm_block_ep_t *b = arg;
+    for (int64_t r = i0; r < i0 + rows; r++) {
+        float *y = c + r * ldc + j0;
+        b->ep->apply(b->ep->arg, y, y - b->y0, cols);
+    }
 }
 
 /* The float32 computation of Conv into y (allocated by the caller with
@@ -386,22 +382,29 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
             /* the bias goes in with the GEMM's stores (and ReLU when that is the
-             * whole epilogue); any other epilogue runs on each block after */
-            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
-                                         .relu = ep && ep->gemm_relu};
+             * whole epilogue); any other epilogue runs on each finished block of
+             * the GEMM, on the thread that made it, while it is in cache */
             const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
+            gemm_block_ep_t block_ep = {after, yd};
+            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
+                                         .relu = ep && ep->gemm_relu,
+                                         .block = after ? gemm_block_epilogue : NULL,
+                                         .block_arg = &block_ep};
             size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
             const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
-            if (pointwise && wpg) { /* weights packed once per session */
+            /* narrow outputs read the weights in place (the GEMM's direct-A
+             * kernel measured faster there than packed weights, which come
+             * from memory either way); wide ones use the packed copy */
+            if (s.out_vol < CONV_PACKED_A_MIN_COLS)
+                wpg = NULL;
+            if (pointwise && wpg) {
                 kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
                                        &gep, &par);
-                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             if (pointwise) {
                 kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
                               xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
-                run_epilogue(ctx, after, yg, yd, s.out_per_group, s.out_vol, s.out_vol);
                 continue;
             }
             /* weights used by several blocks are packed once for all of them */
@@ -418,7 +421,6 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                 kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
                 kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
                                     yg + j0, s.out_vol, &gep, &par);
-                run_epilogue(ctx, after, yg + j0, yd, s.out_per_group, cols, s.out_vol);
             }
         }
     return KILN_OK;

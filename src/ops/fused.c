@@ -69,18 +69,19 @@ static kiln_status_t read_activation(kiln_kernel_ctx_t *ctx, activation_t *a)
     return kiln_ctx_fail(ctx, KILN_ERR_INVALID_MODEL, "unknown activation '%s'", name);
 }
 
-/* y[i] = act(y[i] + bias) over [0, n) with the best loop for this CPU. */
-static void activate_bias(const activation_t *a, float *y, int64_t n, float bias)
+/* y[i] = act(y[i] + z[i]) over [0, n) (z may be NULL) with the best loop
+ * for this CPU. */
+static void activate_sum(const activation_t *a, const float *z, float *y, int64_t n)
 {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, bias, y, n);
+        kiln_act_loop_avx2(a->kind, a->alpha, a->beta, 0.0f, z, y, n);
     else
-        kiln_act_loop(a->kind, a->alpha, a->beta, bias, y, n, expf, tanhf);
+        kiln_act_loop(a->kind, a->alpha, a->beta, 0.0f, z, y, n, expf, tanhf);
 }
 
 static void activate(const activation_t *a, float *y, int64_t n)
 {
-    activate_bias(a, y, n, 0.0f);
+    activate_sum(a, NULL, y, n);
 }
 
 /* Elements per parallel chunk of the epilogue. */
@@ -111,12 +112,7 @@ typedef struct conv_epilogue {
 static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n)
 {
     const conv_epilogue_t *e = arg;
-    if (e->z) {
-        const float *z = e->z + offset;
-        for (int64_t i = 0; i < n; i++)
-            y[i] += z[i];
-    }
-    activate(&e->act, y, n);
+    activate_sum(&e->act, e->z ? e->z + offset : NULL, y, n);
 }
 
 /* FusedConv(X, W, B?, Z?): Z must have the output's shape. */

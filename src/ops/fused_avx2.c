@@ -11,7 +11,8 @@
 
 #include "ops/fused_epilogue.h"
 
-void kiln_act_loop_avx2(kiln_act_kind_t kind, float alpha, float beta, float bias, float *y, int64_t n)
+void kiln_act_loop_avx2(kiln_act_kind_t kind, float alpha, float beta, float bias, const float *z, float *y,
+                        int64_t n)
 {
-    kiln_act_loop(kind, alpha, beta, bias, y, n, expf, tanhf);
+    kiln_act_loop(kind, alpha, beta, bias, z, y, n, expf, tanhf);
 }

@@ -45,10 +45,14 @@ static inline float kiln_fast_erf(float x)
     return p / q;
 }
 
-/* y[i] = act(y[i] + bias) for i in [0, n); sigmoid and tanh call libm. */
-static inline void kiln_act_loop(kiln_act_kind_t kind, float alpha, float beta, float bias, float *y,
-                                 int64_t n, float (*expf_fn)(float), float (*tanhf_fn)(float))
+/* y[i] = act(y[i] + z[i] + bias) for i in [0, n) (z may be NULL); sigmoid
+ * and tanh call libm. */
+static inline void kiln_act_loop(kiln_act_kind_t kind, float alpha, float beta, float bias, const float *z,
+                                 float *y, int64_t n, float (*expf_fn)(float), float (*tanhf_fn)(float))
 {
+    if (z)
+        for (int64_t i = 0; i < n; i++)
+            y[i] += z[i];
     if (bias != 0.0f)
         for (int64_t i = 0; i < n; i++)
             y[i] += bias;
@@ -111,6 +115,7 @@ static inline void kiln_act_loop(kiln_act_kind_t kind, float alpha, float beta, 
 
 /* The AVX2+FMA build of kiln_act_loop (fused_avx2.c); call only when the
  * CPU has both. */
-void kiln_act_loop_avx2(kiln_act_kind_t kind, float alpha, float beta, float bias, float *y, int64_t n);
+void kiln_act_loop_avx2(kiln_act_kind_t kind, float alpha, float beta, float bias, const float *z, float *y,
+                        int64_t n);
 
 #endif

@@ -358,6 +358,7 @@ typedef struct sgemm_job {
     const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
     bool relu;                  /* epilogue: clamp C at 0 */
+    const kiln_sgemm_epilogue_t *ep; /* for its block hook, or NULL */
     const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
 
@@ -430,6 +431,14 @@ static void apply_epilogue(float *c, int64_t ldc, int64_t m, int64_t n, const fl
     }
 }
 
+/* The caller's block hook (kiln_sgemm_epilogue_t.block) on a finished block. */
+static void block_done(const kiln_sgemm_epilogue_t *ep, float *c, int64_t ldc, int64_t i0, int64_t rows,
+                       int64_t j0, int64_t cols)
+{
+    if (ep && ep->block && rows > 0 && cols > 0)
+        ep->block(ep->block_arg, c, ldc, i0, rows, j0, cols);
+}
+
 /* The plain-loop fallback when no packing memory is left: rows of C at
  * (i0, j0), mc x nc, from A and either B or the caller's B panels. */
 static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64_t j0, int64_t nc)
@@ -441,6 +450,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
                        job->c + i0 * job->ldc + j0, job->ldc);
         apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
                        job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+        block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
         return;
     }
     int64_t nr = job->uk->nr;
@@ -455,6 +465,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
         }
     apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
                    job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+    block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
 }
 
 /* Tasks [begin, end): runs of consecutive tasks in one column block share
@@ -500,15 +511,15 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
                 if (job->direct_a) {
                     macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
                                           bias, relu);
-                    continue;
-                }
-                if (job->a_packed) { /* the caller packed all of A once */
+                } else if (job->a_packed) { /* the caller packed all of A once */
                     macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
                                  b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
-                    continue;
+                } else {
+                    pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
+                    macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
                 }
-                pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                if (p0 + kc >= job->k) /* the block is finished */
+                    block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
             }
         }
         t = run_end;
@@ -647,21 +658,24 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
         apply_epilogue(c, ldc, m, n, row_bias, relu);
+        block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (m == 1) {
         sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
         apply_epilogue(c, ldc, m, n, row_bias, relu);
+        block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (n == 1 || m * n * k < 8 * 8 * 8) {
         sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
         apply_epilogue(c, ldc, m, n, row_bias, relu);
+        block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
-                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu};
+                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu, .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -705,11 +719,12 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
         apply_epilogue(c, ldc, m, n, row_bias, relu);
+        block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
-                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
+                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu, .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -724,10 +739,12 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
     if (k <= 0) {
         scale_rows(0, m, n, 0.0f, c, ldc);
         apply_epilogue(c, ldc, m, n, row_bias, relu);
+        block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
-                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu};
+                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu,
+                       .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

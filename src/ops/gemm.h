@@ -49,6 +49,12 @@ kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool);
 typedef struct kiln_sgemm_epilogue {
     const float *row_bias;
     bool relu;
+    /* Then, when not NULL, block(block_arg, c, ldc, i0, rows, j0, cols) on
+     * each finished rows x cols block of C at row i0, column j0 (c and ldc
+     * as passed to the GEMM), on the thread that computed it while the
+     * block is still in cache: FusedConv's residual sum and activation. */
+    void (*block)(void *arg, float *c, int64_t ldc, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
+    void *block_arg;
 } kiln_sgemm_epilogue_t;
 
 /* The fast path, chosen at run time; par may be NULL (one thread). */

@@ -25,6 +25,8 @@ enum { TILE_M = 12, TILE_N = 32 };
 /* Direct-A kernel prefetch: every 16 steps of k (one cache line of a row),
  * PREFETCH_AHEAD floats ahead. */
 enum { PREFETCH_EVERY = 16, PREFETCH_AHEAD = 64 };
+/* Packed-A kernel prefetch distance (floats): 32 steps of k. */
+enum { PACKED_AHEAD = 32 * TILE_M };
 
 /* Writes the mr x nr corner of alpha*acc + beta*C (+ bias[i] per row,
  * then max(., 0) when relu; C not read when beta is 0); full tiles with
@@ -103,6 +105,9 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
     } else {
         for (int64_t k = 0; k < kc; k++) {
             __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+            /* A may come from memory (weights packed once, read once per
+             * run): fetch the panel PACKED_AHEAD floats ahead */
+            _mm_prefetch((const char *)(a + PACKED_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++) {
                 __m512 av = _mm512_set1_ps(a[i]);

@@ -201,9 +201,33 @@ static void test_empty_graph(void)
     kiln_model_free(model);
 }
 
+/* An axes attribute with no entries (found by the model fuzzer: the list
+ * has no storage) means "every dim of size 1" for Squeeze. */
+static void test_empty_axes(void)
+{
+    pb_writer_t g = {0};
+    pb_put_string_field(&g, 2, "squeeze");
+    int64_t x[] = {1, 3, 1};
+    node(&g, "Squeeze", (const char *[]){"x", NULL}, (const char *[]){"y", NULL}, "axes", 0, NULL, NULL, 0);
+    value_info(&g, 11, "x", 1, 3, x);
+    value_info(&g, 12, "y", 1, -1, NULL);
+    pb_writer_t m = {0}, opset = {0};
+    pb_put_varint_field(&m, 1, 7);
+    pb_put_varint_field(&opset, 2, 11); /* axes is an attribute before opset 13 */
+    pb_put_message_field(&m, 8, &opset);
+    pb_put_message_field(&m, 7, &g);
+    kiln_model_t *model = NULL;
+    CHECK_MSG(kiln_model_load_bytes(m.buf, m.len, &model) == KILN_OK, "%s", kiln_last_error());
+    pb_writer_free(&m);
+    int64_t want[] = {3};
+    CHECK(model && output_shape_is(model, 1, want));
+    kiln_model_free(model);
+}
+
 int main(void)
 {
     test_empty_graph();
+    test_empty_axes();
     test_cnn_chain();
     test_reshape_and_gemm();
     test_mismatches();
