@@ -10,9 +10,15 @@
  * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
  * is neither streamed through memory nor copied a second time; the bias is
  * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
- * needs no im2col: the input already is that matrix.  Depthwise convs (one
- * input channel per group) take a direct tap-major path, since their GEMM
- * would be a single row.
+ * needs no im2col: the input already is that matrix.  Weights that are
+ * initializers are packed once per session as the GEMM's A operand
+ * (kiln_ctx_input_packed_a) and used for outputs of 512+ positions; narrower
+ * outputs let the GEMM read them in place.  FusedConv's residual sum and
+ * activation run in the GEMM's block hook, on each finished block while it
+ * is in cache.  Depthwise convs (one input channel per group) take a
+ * direct path, since their GEMM would be a single row: on AVX-512 the
+ * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
+ * plane (row stride 1 or 2), else a tap-major axpy loop.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
