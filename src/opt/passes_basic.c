@@ -427,7 +427,8 @@ int opt_matmul_add_gemm(kiln_opt_t *o)
     kiln_graph_t *g = o->g;
     for (int i = 0; i < g->n_nodes && !o->status; i++) {
         kiln_node_t *mm = &g->nodes[i];
-        if (!opt_is_op(mm, "MatMul") || mm->n_inputs != 2 || mm->n_outputs != 1)
+        if (!opt_is_op(mm, "MatMul") || mm->n_inputs != 2 || mm->n_outputs != 1 || mm->inputs[0] < 0 ||
+            mm->inputs[1] < 0 || mm->outputs[0] < 0) /* an omitted operand: the kernel reports it */
             continue;
         const kiln_type_t *ta = &g->values[mm->inputs[0]].type;
         const kiln_tensor_t *b = opt_const(o, mm->inputs[1]);

@@ -408,10 +408,12 @@ int opt_transpose_matmul_folding(kiln_opt_t *o)
         bool plain = opt_is_op(mm, "MatMul");
         bool fused =
             mm->op_type && !strcmp(mm->domain, KILN_OPT_DOMAIN) && !strcmp(mm->op_type, "FusedMatMul");
-        if ((!plain && !fused) || mm->n_inputs < 2 || mm->n_outputs != 1 || kiln_attr_int(mm, "transB", 0))
+        if ((!plain && !fused) || mm->n_inputs < 2 || mm->n_outputs != 1 || kiln_attr_int(mm, "transB", 0) ||
+            mm->inputs[0] < 0 || mm->inputs[1] < 0) /* omitted operands: the kernel reports them */
             continue;
         int bv = mm->inputs[1], t = opt_producer(o, bv);
-        if (t < 0 || o->uses[bv] != 1 || o->pinned[bv] || !opt_is_op(&g->nodes[t], "Transpose"))
+        if (t < 0 || o->uses[bv] != 1 || o->pinned[bv] || !opt_is_op(&g->nodes[t], "Transpose") ||
+            g->nodes[t].n_inputs < 1 || g->nodes[t].inputs[0] < 0)
             continue;
         /* FusedMatMul is float32 only: the operand types must say so */
         if (g->values[mm->inputs[0]].type.dtype != KILN_DTYPE_FLOAT32 &&

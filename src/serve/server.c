@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -90,6 +91,7 @@ struct kiln_server {
     http_thread_t threads[MAX_HTTP_THREADS];
     atomic_bool stopping;
     atomic_int in_flight;
+    atomic_int listeners_off;      /* HTTP threads that stopped accepting */
     pthread_t poller;
     bool poller_started;
     pthread_mutex_t poll_lock;
@@ -1384,6 +1386,15 @@ kiln_status_t kiln_server_start(const kiln_serve_options_t *o, kiln_server_t **o
 int kiln_server_http_port(const kiln_server_t *s) { return s->http_port; }
 int kiln_server_metrics_port(const kiln_server_t *s) { return s->metrics ? kiln_metrics_server_port(s->metrics) : -1; }
 
+/* Runs on an HTTP thread: stop accepting there (open connections go on). */
+static void stop_accepting_cb(evutil_socket_t fd, short what, void *arg)
+{
+    http_thread_t *t = arg;
+    if (t->bound)
+        evconnlistener_disable(evhttp_bound_socket_get_listener(t->bound));
+    atomic_fetch_add(&t->server->listeners_off, 1);
+}
+
 static void loopexit_cb(evutil_socket_t fd, short what, void *arg)
 {
     event_base_loopbreak(arg);
@@ -1399,9 +1410,11 @@ void kiln_server_stop(kiln_server_t *s)
     pthread_mutex_unlock(&s->poll_lock);
     if (s->poller_started)
         pthread_join(s->poller, NULL);
-    /* stop accepting: the listening socket goes first */
-    if (s->listen_fd >= 0)
-        shutdown(s->listen_fd, SHUT_RDWR);
+    /* stop accepting, on each HTTP thread (its listener belongs to it) */
+    for (int i = 0; i < s->n_threads; i++)
+        event_base_once(s->threads[i].base, -1, EV_TIMEOUT, stop_accepting_cb, &s->threads[i], NULL);
+    for (int i = 0; i < 200 && atomic_load(&s->listeners_off) < s->n_threads; i++)
+        usleep(10000);
     /* let in-flight requests finish and answer */
     for (int i = 0; i < DRAIN_SECONDS * 100 && atomic_load(&s->in_flight) > 0; i++)
         usleep(10000);
