@@ -10,9 +10,15 @@
  * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
  * is neither streamed through memory nor copied a second time; the bias is
  * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
- * needs no im2col: the input already is that matrix.  Depthwise convs (one
- * input channel per group) take a direct tap-major path, since their GEMM
- * would be a single row.
+ * needs no im2col: the input already is that matrix.  Weights that are
+ * initializers are packed once per session as the GEMM's A operand
+ * (kiln_ctx_input_packed_a; the packed kernel prefetches them, since they
+ * come from memory on every run).  FusedConv's residual sum and
+ * activation run in the GEMM's block hook, on each finished block while it
+ * is in cache.  Depthwise convs (one input channel per group) take a
+ * direct path, since their GEMM would be a single row: on AVX-512 the
+ * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
+ * plane (row stride 1 or 2), else a tap-major axpy loop.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
@@ -330,10 +336,6 @@ static void fill_bias(float *y, const float *bias, int64_t rows, int64_t len)
             y[r * len + i] = bias[r];
 }
 
-/* Output positions from which a conv uses its weights packed once per
- * session rather than read in place by the GEMM. */
-enum { CONV_PACKED_A_MIN_COLS = 512 };
-
 /* The GEMM's block hook: the conv epilogue on each finished block of
  * output rows (channels) x columns (positions) while it is in cache. */
 typedef struct gemm_block_ep {
@@ -392,11 +394,6 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
                                          .block_arg = &block_ep};
             size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
             const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
-            /* narrow outputs read the weights in place (the GEMM's direct-A
-             * kernel measured faster there than packed weights, which come
-             * from memory either way); wide ones use the packed copy */
-            if (s.out_vol < CONV_PACKED_A_MIN_COLS)
-                wpg = NULL;
             if (pointwise && wpg) {
                 kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
                                        &gep, &par);
