@@ -130,61 +130,6 @@ static int packable_b(const kiln_graph_t *g, const kiln_node_t *node)
     return vi->initializer;
 }
 
-/* The initializer index read by input 1 of node when it is a FusedMatMul
- * that the optimizer gave B's panels (attribute packed_b, opt/passes_fuse.c)
- * in the layout this CPU's SGEMM reads, so that ops/fused.c never reads B
- * itself; else -1. */
-static int optimizer_packed_b(const kiln_graph_t *g, const kiln_node_t *node)
-{
-    if (strcmp(node->op_type, "FusedMatMul") || !node->domain || strcmp(node->domain, "com.kiln") ||
-        node->n_inputs < 2 || node->inputs[1] < 0 || kiln_attr_int(node, "transB", 0))
-        return -1;
-    const kiln_value_info_t *vi = &g->values[node->inputs[1]];
-    const kiln_tensor_t *packed = kiln_attr_tensor(node, "packed_b");
-    if (vi->initializer < 0 || vi->is_graph_input || !packed)
-        return -1;
-    const kiln_tensor_t *b = g->initializers[vi->initializer];
-    int64_t w = kiln_sgemm_panel_width();
-    if (b->rank != 2 || b->dtype != KILN_DTYPE_FLOAT32 || kiln_attr_int(node, "packed_width", 0) != w ||
-        packed->count != (b->dims[1] + w - 1) / w * w * b->dims[0])
-        return -1;
-    return vi->initializer;
-}
-
-void kiln_session_weight_packed(kiln_session_t *s, const kiln_graph_t *g, int v)
-{
-    if (!s || v < 0 || g->values[v].initializer < 0 || g->values[v].is_graph_input)
-        return;
-    int init = g->values[v].initializer, packed = 0, other = 0;
-    kiln_tensor_t *w = g->initializers[init];
-    for (int i = 0; i < g->n_nodes; i++) {
-        const kiln_node_t *node = &g->nodes[i];
-        if (!node->op_type)
-            continue; /* removed by the optimizer */
-        for (int k = 0; k < node->n_inputs + node->n_implicit; k++) {
-            int in = k < node->n_inputs ? node->inputs[k] : node->implicit_inputs[k - node->n_inputs];
-            if (in != v)
-                continue;
-            if (k == 1 && optimizer_packed_b(g, node) == init)
-                packed++;
-            else
-                other++;
-        }
-    }
-    for (int k = 0; k < g->n_outputs; k++)
-        other += g->outputs[k] == v;
-    if (!packed || other || !w->data)
-        return;
-    pthread_mutex_lock(&g_prepack_lock);
-    if (s->model->sessions == 1 && kiln_model_is_copy(s->model, w)) {
-        free(kiln_model_take_copy(s->model, w));
-        s->released_bytes += w->nbytes;
-    } else {
-        s->released_bytes += kiln_model_release_mapped(s->model, w);
-    }
-    pthread_mutex_unlock(&g_prepack_lock);
-}
-
 /* Weights of the model's graph that the optimized graph no longer reads
  * (a Conv weight replaced by its BatchNormalization-folded copy, inputs of
  * folded constants) are released like replaced ones: a misaligned heap

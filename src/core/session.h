@@ -79,13 +79,6 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, struc
 
 
 
-/* The optimizer made a packed copy of weight value v of g for a
- * FusedMatMul (attribute packed_b, opt/passes_fuse.c): when every reader of
- * the weight in g now reads a packed copy, the original is released (see
- * session.c, "prepacked weights"), so the weights are never resident twice,
- * not even at the peak while the session is created.  s may be NULL. */
-void kiln_session_weight_packed(kiln_session_t *s, const kiln_graph_t *g, int v);
-
 /* Runs the main graph on values: inputs[i] feeds the i-th graph input that
  * has no initializer (NULL leaves an optional input empty); outputs gets
  * one new value per graph output (caller frees). Checks dtype and rank of
