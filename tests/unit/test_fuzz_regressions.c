@@ -117,21 +117,6 @@ static int replay_dir(const char *dir, void (*fn)(const char *))
 int main(void)
 {
     replay_dir(SESSION_DIR, replay_session);
-    DIR *d = opendir(REGRESSION_DIR);
-    CHECK_MSG(d != NULL, "cannot open %s (run from the repository root)", REGRESSION_DIR);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 5, ".onnx"))
-            continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", REGRESSION_DIR, e->d_name);
-        replay(path);
-        n++;
-    }
-    if (d)
-        closedir(d);
-    CHECK_MSG(n > 0, "no regression inputs in %s", REGRESSION_DIR);
+    replay_dir(REGRESSION_DIR, replay);
     return check_finish();
 }
