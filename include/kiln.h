@@ -166,6 +166,30 @@ kiln_status_t kiln_session_run(kiln_session_t *session, int input_count,
                                const kiln_tensor_t *const *inputs, int output_count,
                                kiln_tensor_t **outputs);
 
+/* ---- per-node profile ----------------------------------------------------
+ *
+ * Off by default.  While on, every run of the session's main graph adds
+ * each node's wall time (the kernel call, on the calling thread, including
+ * the work it hands to the intra-op threads) to a counter per node;
+ * kiln_session_profile() reads them out in the order the nodes run.  The
+ * nodes are those of the optimized graph (fused nodes carry the names of
+ * the nodes they replaced).  Turning it on resets the counters. */
+kiln_status_t kiln_session_set_profiling(kiln_session_t *session, int enabled);
+
+typedef struct kiln_node_profile {
+    const char *name;       /* node name (owned by the session) */
+    const char *op_type;    /* e.g. "Conv", "FusedConv" */
+    const char *domain;     /* "" for the default ONNX domain */
+    long long runs;         /* runs timed */
+    double total_ms;        /* summed over those runs */
+    int out_rank;           /* shape of the first output at the last run */
+    long long out_dims[8];  /* (the first 8 dims; out_rank -1: none) */
+} kiln_node_profile_t;
+
+/* Writes up to max entries into out (may be NULL with max 0) and returns
+ * the number of nodes of the main graph. */
+int kiln_session_profile(const kiln_session_t *session, kiln_node_profile_t *out, int max);
+
 #ifdef __cplusplus
 }
 #endif

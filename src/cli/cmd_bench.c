@@ -1,6 +1,6 @@
 /*
  * cmd_bench.c - `kiln bench MODEL [--threads N] [--warmup N] [--iters N]
- *               [--input NAME=FILE]... [--shape NAME=DIMS]... [--json]`
+ *               [--input NAME=FILE]... [--shape NAME=DIMS]... [--profile] [--json]`
  *
  * Measures one model the way trtexec does: load time (model load plus
  * session creation, comparable to ONNX Runtime's session creation), then
@@ -10,7 +10,9 @@
  * holds them (see core/session.h).  MODEL is an
  * .onnx file or a backend-test directory (its test_data_set_0 inputs are
  * used).  Inputs not given are filled with fixed-seed random data of the
- * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).
+ * declared shape (--shape NAME=1x3x224x224 sets symbolic dims).  --profile
+ * times every node over the timed runs and adds a table by operator type
+ * and the slowest nodes (bench/profile.h): where an optimization should go.
  *
  * With --url the command measures a KServe v2 server instead, the way
  * perf_analyzer does: see bench/loadgen.h.
@@ -25,6 +27,7 @@
 
 #include "bench/loadgen.h"
 #include "bench/inputs.h"
+#include "bench/profile.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -37,6 +40,7 @@ typedef struct bench_args {
     int threads, warmup, iters;
     int level; /* session optimization level (default 3) */
     bool json;
+    bool profile;
     int n_inputs;
     char **input_names;
     char **input_files;
@@ -49,7 +53,7 @@ typedef struct bench_args {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kiln bench MODEL [--threads N] [--warmup N] [--iters N] [--input NAME=FILE]...\n"
-                 "                  [--shape NAME=DIMS]... [--level 0-3] [--json]\n"
+                 "                  [--shape NAME=DIMS]... [--level 0-3] [--profile] [--json]\n"
                  "  MODEL is an .onnx file or a test directory (test_data_set_0 inputs are used).\n"
                  "  Inputs not given get fixed-seed random values; --shape NAME=1x3x224x224 sets\n"
                  "  the shape of an input whose declared dims are symbolic.\n"
@@ -162,6 +166,8 @@ int kiln_cmd_bench(int argc, char **argv)
             goto done;
         } else if (!strcmp(arg, "--json")) {
             a.json = true;
+        } else if (!strcmp(arg, "--profile")) {
+            a.profile = true;
         } else if (!strcmp(arg, "--threads") || !strcmp(arg, "--warmup") || !strcmp(arg, "--iters") ||
                    !strcmp(arg, "--level")) {
             int *dst = !strcmp(arg, "--threads")  ? &a.threads
@@ -238,6 +244,10 @@ int kiln_cmd_bench(int argc, char **argv)
     }
     double first_ms = 0;
     for (int i = 0; i < a.warmup + a.iters; i++) {
+        if (a.profile && i == a.warmup && kiln_session_set_profiling(session, 1) != KILN_OK) {
+            fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
+            goto done;
+        }
         double s0 = kiln_now_seconds();
         if (kiln_session_run(session, n_in, names, (const kiln_tensor_t *const *)inputs, n_out, outputs) != KILN_OK) {
             fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
@@ -281,6 +291,8 @@ int kiln_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "weights_prepacked_bytes", json_integer((json_int_t)session->packed_bytes));
         json_object_set_new(j, "weights_released_bytes", json_integer((json_int_t)session->released_bytes));
         json_object_set_new(j, "weights_copied_bytes", json_integer((json_int_t)model->copied_bytes));
+        if (a.profile)
+            json_object_set_new(j, "profile", kiln_profile_json(session));
         char *text = json_dumps(j, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");
         free(text);
@@ -294,6 +306,8 @@ int kiln_cmd_bench(int argc, char **argv)
                "planned arena %.1f MB\n",
                (double)peak_rss / 1048576.0, (double)session->last_peak_bytes / 1048576.0,
                (double)session->last_total_bytes / 1048576.0, (double)session->last_arena_bytes / 1048576.0);
+        if (a.profile)
+            kiln_profile_print(session, stdout, 25);
     }
     rc = KILN_EXIT_OK;
 done:

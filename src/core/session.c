@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "ops/gemm.h"
@@ -396,6 +397,7 @@ void kiln_session_free(kiln_session_t *s)
     plan_free(s->plan);
     prepack_free(s);
     kiln_opt_graph_free(s->opt);
+    free(s->profile);
     if (s->counted) {
         pthread_mutex_lock(&g_prepack_lock);
         if (--s->model->sessions == 0)
@@ -718,6 +720,68 @@ kiln_status_t kiln_ctx_run_subgraph(kiln_kernel_ctx_t *ctx, const kiln_graph_t *
     return st;
 }
 
+/* ---- per-node profile ------------------------------------------------------ */
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void profile_add(kiln_node_timing_t *t, long long ns, const kiln_value_t *out)
+{
+    __atomic_fetch_add(&t->runs, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->total_ns, ns, __ATOMIC_RELAXED);
+    if (out && out->kind == KILN_VALUE_TENSOR && out->tensor) {
+        int r = out->tensor->rank;
+        for (int d = 0; d < r && d < 8; d++)
+            t->out_dims[d] = out->tensor->dims[d];
+        t->out_rank = r;
+    }
+}
+
+kiln_status_t kiln_session_set_profiling(kiln_session_t *s, int enabled)
+{
+    if (!s)
+        return kiln_fail(KILN_ERR_INVALID_ARGUMENT, "kiln_session_set_profiling: session is NULL");
+    free(s->profile);
+    s->profile = NULL;
+    if (!enabled)
+        return KILN_OK;
+    s->profile = calloc((size_t)s->graph->n_nodes + 1, sizeof *s->profile);
+    if (!s->profile)
+        return kiln_fail(KILN_ERR_NO_MEMORY, "no memory for the profile of %d nodes", s->graph->n_nodes);
+    for (int i = 0; i < s->graph->n_nodes; i++)
+        s->profile[i].out_rank = -1;
+    return KILN_OK;
+}
+
+int kiln_session_profile(const kiln_session_t *s, kiln_node_profile_t *out, int max)
+{
+    if (!s)
+        return 0;
+    const kiln_graph_t *g = s->graph;
+    for (int i = 0; i < g->n_nodes && i < max && out; i++) {
+        const kiln_node_t *node = &g->nodes[i];
+        const kiln_node_timing_t *t = s->profile ? &s->profile[i] : NULL;
+        kiln_node_profile_t *p = &out[i];
+        memset(p, 0, sizeof *p);
+        p->name = node->name ? node->name : "";
+        p->op_type = node->op_type;
+        p->domain = node->domain ? node->domain : "";
+        p->out_rank = -1;
+        if (t) {
+            p->runs = __atomic_load_n(&t->runs, __ATOMIC_RELAXED);
+            p->total_ms = (double)__atomic_load_n(&t->total_ns, __ATOMIC_RELAXED) / 1e6;
+            p->out_rank = t->out_rank;
+            for (int d = 0; d < t->out_rank && d < 8; d++)
+                p->out_dims[d] = t->out_dims[d];
+        }
+    }
+    return g->n_nodes;
+}
+
 /* ---- executor ------------------------------------------------------------ */
 
 /* Finds the slot of value v of graph g in frame f, following outer links. */
@@ -982,7 +1046,11 @@ kiln_status_t kiln_execute_graph(kiln_session_t *s, const kiln_graph_t *g, kiln_
             break;
         f.step = i;
         kiln_kernel_ctx_t ctx = {.session = s, .frame = &f, .node = node};
+        kiln_node_timing_t *timing = s->profile && !parent && g == s->graph ? &s->profile[i] : NULL;
+        long long t0 = timing ? now_ns() : 0;
         st = kernel->run(&ctx);
+        if (timing && st == KILN_OK)
+            profile_add(timing, now_ns() - t0, node->n_outputs > 0 && node->outputs[0] >= 0 ? f.slots[node->outputs[0]] : NULL);
         if (st == KILN_OK && ctx.status)
             st = ctx.status;
         if (st == KILN_OK) {

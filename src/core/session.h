@@ -68,7 +68,19 @@ struct kiln_session {
     int64_t *packed_a_groups;
     const char **packed_a_path;
     bool counted;            /* counted in model->sessions */
+    /* Per-node profile of the main graph (kiln_session_set_profiling):
+     * NULL while off; else one entry per node of graph, summed with atomic
+     * adds so concurrent runs stay consistent. */
+    struct kiln_node_timing *profile;
 };
+
+/* One node's profile counters (see kiln_session_profile). */
+typedef struct kiln_node_timing {
+    long long runs;
+    long long total_ns;
+    int out_rank;
+    long long out_dims[8];
+} kiln_node_timing_t;
 
 /* Runs graph g with inputs (one per g->inputs entry; NULL = use the
  * initializer) and returns new output values (caller owns).  parent is the

@@ -12,6 +12,9 @@
 #     runs, unoptimized, to the same outputs; at level 1 the file must pass
 #     onnx.checker, hold standard ops only, and (when bench/peer has ONNX
 #     Runtime installed) ONNX Runtime must run it to the same outputs.
+# And `kiln bench --profile` on MobileNetV2 at levels 0 and 3: one profile
+# entry per node of the graph that ran (fused ops at level 3, none at 0),
+# node times that add up to no more than the runs they were part of.
 # Last line: "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
@@ -102,6 +105,33 @@ sys.exit(0 if a.shape == b.shape and np.allclose(a, b, rtol=1e-3, atol=1e-4) els
         fi
     else
         echo "SKIP $name level 1 file under ONNX Runtime: bench/peer has no onnxruntime-node (make bench-models installs it)"
+    fi
+done
+# kiln bench --profile: per-node times of the graph that actually ran
+d=$models/mobilenetv2
+for level in 0 3; do
+    if ./build/kiln bench "$d" --iters 5 --warmup 1 --level "$level" --profile --json >"$out/profile.json" 2>"$out/profile.err" &&
+        /usr/bin/python3 - "$out/profile.json" "$level" >"$out/profile.out" 2>&1 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); level = int(sys.argv[2]); p = r["profile"]
+ops = {o["op"]: o for o in p["ops"]}
+assert len(p["nodes"]) == sum(o["nodes"] for o in p["ops"]), "op rows do not cover every node"
+assert all(n["ms_per_run"] >= 0 and n["shape"] for n in p["nodes"]), "a node without time or output shape"
+fused = [o for o in ops if o.startswith("Fused")]
+if level == 0:
+    assert not fused and "Conv" in ops and "Clip" in ops, "level 0 ran fused ops: %s" % sorted(ops)
+    assert len(p["nodes"]) > 100, "only %d nodes at level 0" % len(p["nodes"])
+else:
+    assert "FusedConv" in ops and "Clip" not in ops, "level 3 did not fuse Conv+Clip: %s" % sorted(ops)
+total = sum(n["ms_per_run"] for n in p["nodes"])
+assert abs(total - p["ms_per_run"]) < 1e-6 * max(1, total), "node times do not add up to the total"
+# node times are measured inside the runs: their sum cannot exceed a run
+assert 0 < total <= r["mean_ms"] * 1.001, "nodes %.3f ms vs runs %.3f ms" % (total, r["mean_ms"])
+PY
+    then
+        pass "kiln bench --profile at level $level"
+    else
+        fail "kiln bench --profile at level $level: $(tail -n 1 "$out/profile.out" "$out/profile.err" | tr '\n' ' ')"
     fi
 done
 echo "$passed passed, $failed failed"
