@@ -159,5 +159,6 @@ void kiln_ops_register_signal(kiln_registry_t *reg);      /* ops/signal.c: DFT, 
 void kiln_ops_register_text(kiln_registry_t *reg);        /* ops/text.c: StringNormalizer, TfIdf */
 void kiln_ops_register_misc(kiln_registry_t *reg);        /* ops/misc.c: Einsum, Det, Unique... */
 void kiln_ops_register_fused(kiln_registry_t *reg);       /* ops/fused.c: com.kiln ops of the optimizer */
+void kiln_ops_register_attention(kiln_registry_t *reg);   /* ops/attention.c: com.kiln Attention */
 
 #endif

@@ -82,6 +82,7 @@ static void build_default(void)
     kiln_ops_register_text(reg);
     kiln_ops_register_misc(reg);
     kiln_ops_register_fused(reg);
+    kiln_ops_register_attention(reg);
 }
 
 const kiln_registry_t *kiln_registry_default(void)

@@ -15,7 +15,9 @@
  *      only standard ONNX ops come out
  *   2  extended: Conv/Gemm/MatMul + bias + activation -> com.kiln fused
  *      ops (FusedConv, FusedGemm, FusedMatMul), GELU and LayerNorm
- *      subgraphs -> com.kiln Gelu / LayerNormalization; Conv (+ residual
+ *      subgraphs -> com.kiln Gelu / LayerNormalization; the attention
+ *      chain (MatMul, scale, mask, Softmax, MatMul and the head
+ *      Transposes) -> com.kiln Attention; Conv (+ residual
  *      Add) -> FusedConv with bias and sum in its epilogue
  *   3  layout: level 2 plus MatMul(A, Transpose(B)) -> FusedMatMul with
  *      transB (the transpose disappears or keeps rows contiguous)
@@ -46,6 +48,7 @@ typedef enum kiln_opt_pass {
     KILN_OPT_UNUSED_INITIALIZER_ELIMINATION,
     KILN_OPT_GELU_FUSION,
     KILN_OPT_LAYER_NORM_FUSION,
+    KILN_OPT_ATTENTION_FUSION,
     KILN_OPT_MATMUL_BIAS_FUSION,
     KILN_OPT_CONV_FUSION,
     KILN_OPT_ACTIVATION_FUSION,

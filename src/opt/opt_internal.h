@@ -93,7 +93,7 @@ bool opt_set_attr_ints(kiln_opt_t *o, kiln_node_t *node, const char *name, int n
 void opt_retype(kiln_opt_t *o, kiln_node_t *node, const char *domain, const char *op, int opset);
 char *opt_strdup(kiln_opt_t *o, const char *s);
 
-/* ---- the passes (passes_basic.c, passes_fuse.c) ------------------------- */
+/* ---- the passes (passes_basic.c, passes_fuse.c, pass_attention.c) ------- */
 
 int opt_constant_folding(kiln_opt_t *o);
 int opt_identity_elimination(kiln_opt_t *o);
@@ -104,6 +104,7 @@ int opt_dead_node_elimination(kiln_opt_t *o);
 int opt_unused_initializer_elimination(kiln_opt_t *o);
 int opt_gelu_fusion(kiln_opt_t *o);
 int opt_layer_norm_fusion(kiln_opt_t *o);
+int opt_attention_fusion(kiln_opt_t *o); /* pass_attention.c */
 int opt_matmul_bias_fusion(kiln_opt_t *o);
 int opt_activation_fusion(kiln_opt_t *o);
 int opt_transpose_matmul_folding(kiln_opt_t *o);

@@ -31,6 +31,7 @@ static const struct {
     {KILN_OPT_MATMUL_ADD_GEMM, "matmul_add_gemm", 1, opt_matmul_add_gemm},
     {KILN_OPT_GELU_FUSION, "gelu_fusion", 2, opt_gelu_fusion},
     {KILN_OPT_LAYER_NORM_FUSION, "layer_norm_fusion", 2, opt_layer_norm_fusion},
+    {KILN_OPT_ATTENTION_FUSION, "attention_fusion", 2, opt_attention_fusion},
     {KILN_OPT_MATMUL_BIAS_FUSION, "matmul_bias_fusion", 2, opt_matmul_bias_fusion},
     {KILN_OPT_TRANSPOSE_MATMUL_FOLDING, "transpose_matmul_folding", 3, opt_transpose_matmul_folding},
     {KILN_OPT_CONV_FUSION, "conv_fusion", 2, opt_conv_fusion},
