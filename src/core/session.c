@@ -700,6 +700,12 @@ kiln_status_t kiln_ctx_status(const kiln_kernel_ctx_t *ctx)
     return ctx->status ? ctx->status : KILN_ERR_RUNTIME;
 }
 
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx)
+{
+    int n = ctx && ctx->session && ctx->session->pool ? kiln_threadpool_threads(ctx->session->pool) : 1;
+    return n > 1 ? n : 1;
+}
+
 void kiln_ctx_parallel_for(kiln_kernel_ctx_t *ctx, int64_t n, int64_t grain, kiln_parallel_fn fn, void *arg)
 {
     kiln_threadpool_run(ctx->session ? ctx->session->pool : NULL, n, grain, fn, arg);

@@ -48,12 +48,12 @@ static void run_on_pool(void *pool, int64_t n, int64_t grain, kiln_range_fn fn, 
 
 kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx)
 {
-    return (kiln_gemm_parallel_t){.run = run_on_ctx, .ctx = ctx};
+    return (kiln_gemm_parallel_t){.run = run_on_ctx, .ctx = ctx, .threads = kiln_ctx_threads(ctx)};
 }
 
 kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool)
 {
-    return (kiln_gemm_parallel_t){.run = run_on_pool, .ctx = pool};
+    return (kiln_gemm_parallel_t){.run = run_on_pool, .ctx = pool, .threads = kiln_threadpool_threads(pool)};
 }
 
 static void parallel_run(const kiln_gemm_parallel_t *par, int64_t n, int64_t grain,
@@ -534,12 +534,22 @@ static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
     return k < uk->kc + uk->kc / 4 ? k : uk->kc;
 }
 
-/* Chooses block sizes: balanced row blocks of at most uk->mc, and column
- * blocks narrow enough that there are a few tasks per thread. */
-static void plan_blocks(sgemm_job_t *job)
+/* The thread count a product is split for. */
+static int par_threads(const kiln_gemm_parallel_t *par)
+{
+    return par && par->run && par->threads > 1 ? par->threads : 1;
+}
+
+/* Chooses block sizes for `threads` threads: balanced row blocks of at
+ * most uk->mc, and column blocks narrow enough that there are two tasks
+ * per thread (for balance).  Not more: when A is one row block (BERT's
+ * M = 128), every task packs it again, and splitting for 8 tasks cost
+ * 10-15% on one thread (measured on 128 x 3072 x 768). */
+static void plan_blocks(sgemm_job_t *job, int threads)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
-    enum { MIN_TASKS = 8, MIN_NC = 96 };
+    enum { MIN_NC = 96 };
+    const int64_t MIN_TASKS = 2 * (int64_t)threads;
     job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
     job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
@@ -676,7 +686,7 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
                        .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu, .ep = ep};
-    plan_blocks(&job);
+    plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
 
@@ -725,7 +735,7 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
                        .a_packed = a_packed, .row_bias = row_bias, .relu = relu, .ep = ep};
-    plan_blocks(&job);
+    plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
 
@@ -745,7 +755,7 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
                        .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu,
                        .ep = ep};
-    plan_blocks(&job);
+    plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
 
@@ -783,7 +793,7 @@ kiln_sgemm_packed_b_t *kiln_sgemm_pack_b_into(bool trans_b, int64_t k, int64_t n
     float *dst = scratch ? scratch : storage;
     /* the slice depths plan_blocks will choose for this k */
     sgemm_job_t job = {.uk = p->uk, .m = 2, .n = n, .k = k};
-    plan_blocks(&job);
+    plan_blocks(&job, 1);
     for (int64_t p0 = 0; p0 < k; p0 += job.kc) {
         int64_t kc = min64(job.kc, k - p0);
         pack_b(trans_b, b, ldb, p0, kc, 0, n, p->uk->nr, dst + p0 * p->n_padded);
@@ -841,7 +851,7 @@ void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, c
     sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
                        .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
                        .b_packed = b};
-    plan_blocks(&job);
+    plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
 

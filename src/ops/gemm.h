@@ -35,6 +35,7 @@ typedef void (*kiln_gemm_run_fn)(void *ctx, int64_t n, int64_t grain, kiln_range
 typedef struct kiln_gemm_parallel {
     kiln_gemm_run_fn run;
     void *ctx;
+    int threads; /* how many threads run() spreads over (0 or 1: one); sizes the task split */
 } kiln_gemm_parallel_t;
 
 /* Parallel runners over a kernel's session threads or over a thread pool

@@ -131,6 +131,8 @@ kiln_status_t kiln_ctx_status(const kiln_kernel_ctx_t *ctx);
  * chunks across the session's threads; grain is the smallest chunk worth a
  * thread. Runs inline when the session has one thread. */
 typedef void (*kiln_parallel_fn)(void *arg, int64_t begin, int64_t end);
+/* The number of threads kiln_ctx_parallel_for spreads work over (>= 1). */
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);
 void kiln_ctx_parallel_for(kiln_kernel_ctx_t *ctx, int64_t n, int64_t grain, kiln_parallel_fn fn,
                            void *arg);
 
