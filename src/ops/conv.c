@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/conv_winograd.h"
 #include "ops/gemm.h"
 #include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
@@ -492,6 +493,19 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
+    /* 3x3 stride-1 convs with enough channels: Winograd (conv_winograd.c),
+     * weights transformed once per session.  Here rather than in
+     * conv_compute: ConvInteger and QLinearConv also come through there and
+     * need exact sums.  Out of memory there falls through to im2col. */
+    if (kiln_winograd_wanted(&s.w, s.group, s.in_channels, s.out_channels, s.batch)) {
+        kiln_winograd_conv_t wc = {s.batch, s.in_channels, s.out_channels, s.w.in[1], s.w.in[2], s.w.out[1],
+                                   s.w.out[2], s.w.pad_begin[1], s.w.pad_begin[2], x->data, w->data,
+                                   kiln_ctx_input_winograd(ctx, 1), b ? b->data : NULL, y->data, ep,
+                                   kiln_ctx_threads(ctx)};
+        kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+        if (kiln_conv_winograd(&wc, &par))
+            return KILN_OK;
+    }
     /* the weights packed once per session (not for depthwise: no GEMM) */
     const float *w_packed = s.in_per_group == 1 && s.group > 1 ? NULL : kiln_ctx_input_packed_a(ctx, 1, s.group);
     return conv_compute(ctx, &s, x->data, w->data, w_packed, b ? b->data : NULL, y->data, ep);
