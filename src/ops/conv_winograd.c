@@ -4,8 +4,8 @@
  *
  * Each 4x4 output tile of each output channel m is
  *     Y = A^T [ sum_c U_mc .* V_c ] A,   U_mc = G g_mc G^T,  V_c = B^T d_c B
- * with d_c the 6x6 input patch of channel c under the tile (the matrices are
- * in conv_winograd_xform.h and below).  The sum over c, for each of the 36
+ * with d_c the 6x6 input patch of channel c under the tile (B, G and A
+ * are below and in conv_winograd_avx512.c).  The sum over c, for each of the 36
  * elements xi of the 6x6 products, is a matrix product
  *     M_xi (M x tiles) = U_xi (M x C) * V_xi (C x tiles),
  * so the 9 multiplies per output and channel pair of a direct 3x3 conv
@@ -14,9 +14,10 @@
  * Data flow, per block of tiles (tiles numbered row-major over the images,
  * output tile (th, tw) covering output rows 4th.. and columns 4tw..; a
  * block holds as many as keep its V and M matrices in L2):
- *   1. input transform: each input channel's patches of the block go
- *      through B^T d B and land straight in V_xi, laid out as
- *      kiln_sgemm_packed_b's B panels (no packing pass);
+ *   1. input transform: 16 tiles at a time, one per vector lane (a
+ *      kiln_wino_group_t says where each lane's patch lies), each input
+ *      channel's patches go through B^T d B and land straight in V_xi,
+ *      laid out as kiln_sgemm_packed_b's B panels (no packing pass);
  *   2. 36 GEMMs M_xi = U_xi V_xi with U_xi packed once as the
  *      microkernel's A operand (per session when W is an initializer:
  *      kiln_ctx_input_winograd; else per call);
@@ -36,18 +37,12 @@
 
 #include "ops/conv_winograd.h"
 
-#define WINO_LINKAGE static
-#define WINO_FN(name) winograd_##name##_portable
-#include "ops/conv_winograd_xform.h"
-
 enum {
     WINO_TILE = 4,   /* output tile side */
     WINO_SIDE = 6,   /* input tile side: WINO_TILE + 3 - 1 */
     WINO_XI = 36,    /* elements of a 6x6 tile: the number of GEMMs */
-    WINO_CHUNK = 64, /* tile columns transformed at a time (stack buffers) */
-    /* floats per phase row of the deinterleaved input (WINO_CHUNK lanes,
-     * one more for the 6th column, rounded to a cache line) */
-    WINO_PH_LD = WINO_CHUNK + 16,
+    WINO_LANES = 16, /* tiles per group: one per lane of an AVX-512 register */
+    WINO_MAX_GROUPS = 16, /* groups per block at most */
     /* V and M scratch of one block: what fits in L2 next to the weights */
     WINO_BLOCK_BYTES = 1 << 20,
 };
@@ -63,6 +58,12 @@ void kiln_conv_winograd_enable(bool enable)
 void kiln_conv_winograd_force_portable(bool force)
 {
     g_force_portable = force;
+}
+
+/* The AVX-512 transforms, unless a test asked for the portable ones. */
+static bool use_avx512(void)
+{
+    return !g_force_portable && __builtin_cpu_supports("avx512f");
 }
 
 bool kiln_winograd_wanted(const kiln_window_t *w, int64_t group, int64_t in_channels, int64_t out_channels,
@@ -81,9 +82,13 @@ bool kiln_winograd_wanted(const kiln_window_t *w, int64_t group, int64_t in_chan
             return false;
     /* measured (docs/KERNELS.md): the transforms cost O(C + M) per tile and
      * the GEMMs O(C * M), so few channels do not pay; a map of few tiles
-     * wastes most of each 32-wide GEMM panel */
+     * wastes most of each 32-wide GEMM panel; without AVX-512 the portable
+     * transforms cost more than they save */
     int64_t tiles = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
-    return in_channels >= 32 && out_channels >= 32 && tiles >= 16;
+    if (!use_avx512() || in_channels < 32 || out_channels < 32 || tiles < 16)
+        return false;
+    /* the tile offsets are 32-bit */
+    return batch * (in_channels * w->in[1] * w->in[2] + out_channels * w->out[1] * w->out[2]) < INT32_MAX / 2;
 }
 
 /* ---- Weights -------------------------------------------------------------- */
@@ -127,87 +132,141 @@ bool kiln_winograd_weights(int64_t out_channels, int64_t in_channels, const floa
     return true;
 }
 
+/* ---- Portable tile transforms (the reference for the AVX-512 ones) ----- */
+
+/* o = B^T d for one column or row d of an input patch. */
+static void input_1d(const float *d, float *o)
+{
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    o[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
+    o[2] = 4.0f * (d[1] - d[2]) - d[3] + d[4];
+    o[3] = 2.0f * (d[3] - d[1]) - d[2] + d[4];
+    o[4] = 2.0f * (d[1] - d[3]) - d[2] + d[4];
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* o = A^T m for one column or row m of a product tile. */
+static void output_1d(const float *m, float *o)
+{
+    float s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    o[0] = m[0] + s12 + s34;
+    o[1] = d12 + 2.0f * d34;
+    o[2] = s12 + 4.0f * s34;
+    o[3] = d12 + 8.0f * d34 + m[5];
+}
+
+static void winograd_input_portable(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w,
+                                    int64_t channels, float *v, int64_t xi_stride, int64_t c_stride)
+{
+    for (int64_t c = 0; c < channels; c++)
+        for (int u = 0; u < WINO_LANES; u++) {
+            float d[WINO_SIDE][WINO_SIDE], t[WINO_SIDE][WINO_SIDE], col[WINO_SIDE], o[WINO_SIDE];
+            for (int r = 0; r < WINO_SIDE; r++)
+                for (int q = 0; q < WINO_SIDE; q++)
+                    d[q][r] = (g->in_row[r] & g->in_col[q]) >> u & 1 ? x[c * plane + g->in_off[u] + r * in_w + q] : 0.0f;
+            for (int q = 0; q < WINO_SIDE; q++) { /* d[q] is column q: t[.][q] = B^T d[.][q] */
+                input_1d(d[q], col);
+                for (int i = 0; i < WINO_SIDE; i++)
+                    t[i][q] = col[i];
+            }
+            for (int i = 0; i < WINO_SIDE; i++) {
+                input_1d(t[i], o);
+                for (int k = 0; k < WINO_SIDE; k++)
+                    v[(i * WINO_SIDE + k) * xi_stride + c * c_stride + u] = o[k];
+            }
+        }
+}
+
+static void winograd_output_portable(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
+                                     float bias, bool relu)
+{
+    for (int u = 0; u < WINO_LANES; u++) {
+        if (!(g->out_row[0] >> u & 1))
+            continue; /* no tile in this lane */
+        float col[WINO_SIDE], t[WINO_TILE][WINO_SIDE], o[WINO_TILE];
+        for (int q = 0; q < WINO_SIDE; q++) {
+            float mq[WINO_SIDE];
+            for (int r = 0; r < WINO_SIDE; r++)
+                mq[r] = m[(r * WINO_SIDE + q) * xs + u];
+            output_1d(mq, col);
+            for (int i = 0; i < WINO_TILE; i++)
+                t[i][q] = col[i];
+        }
+        for (int i = 0; i < WINO_TILE && (g->out_row[i] >> u & 1); i++) {
+            output_1d(t[i], o);
+            for (int j = 0; j < WINO_TILE; j++)
+                if (g->out_col[j] >> u & 1) {
+                    float val = o[j] + bias;
+                    y[g->out_off[u] + i * out_w + j] = relu && val < 0.0f ? 0.0f : val;
+                }
+        }
+    }
+}
+
 /* ---- The plan ------------------------------------------------------------- */
 
-typedef void (*wino_xform_fn)(const float *src, int64_t ld, int64_t n, float *out, int64_t ostride);
-
-/* How one convolution is cut into blocks, shared read-only by all threads
- * (but failed). */
+/* How one convolution is cut into blocks, shared by all threads (only
+ * failed is written). */
 typedef struct wino_plan {
     const kiln_winograd_conv_t *p;
     const float *u;          /* the 36 packed U_xi */
     size_t u_floats;         /* floats per U_xi */
-    int64_t tiles_h, tiles_w, tiles; /* tiles per image, all images */
-    int64_t block;           /* tiles per block (a multiple of width but for the last) */
+    int64_t tiles_h, tiles_w, tiles; /* tiles per image row and column, in all images */
+    int64_t block;           /* tiles per block (a multiple of width and 16) */
     int64_t blocks;
     int64_t width;           /* the GEMM's B panel width */
-    size_t scratch_floats;   /* V and M of one block, with slack */
-    size_t pack_reserve;     /* bytes of the GEMM's A scratch asked for up front */
-    wino_xform_fn input, output;
+    size_t scratch_floats;   /* V and M of one block */
+    size_t pack_reserve;     /* bytes of the GEMM's A scratch made sure of up front */
+    kiln_wino_input_fn input;
+    kiln_wino_output_fn output;
     int failed;              /* a thread ran out of memory (atomic) */
 } wino_plan_t;
 
-/* One block being computed: tiles [t0, t0 + n) and its matrices. */
+/* One block being computed: tiles [t0, t0 + n) in groups of 16 (group g
+ * is columns [16g, 16g + 16) of the V and M matrices), and its matrices:
+ * V_xi (C x n_pad) at v + xi*C*n_pad in the GEMM's B panel layout, M_xi
+ * (M x n_pad, row-major) at m + xi*M*n_pad. */
 typedef struct wino_block {
     wino_plan_t *plan;
     int64_t t0, n, n_pad;    /* n_pad: n rounded up to the panel width */
-    float *v;                /* V_xi at v + xi*C*n_pad, panel layout */
-    float *m;                /* M_xi at m + xi*M*n, M x n row-major */
+    int64_t groups;
+    float *v, *m;
+    kiln_wino_group_t group[WINO_MAX_GROUPS];
 } wino_block_t;
 
-/* A run of tiles in one tile row of one image: tiles [tw0, tw1) of row th
- * of image img, the first being tile `local` of the block. */
-typedef struct wino_run {
-    int64_t img, th, tw0, tw1, local;
-} wino_run_t;
-
-/* The next run of the block from its tile `local` on (false at the end). */
-static bool next_run(const wino_block_t *b, int64_t local, wino_run_t *r)
+/* Fills the block's group descriptors from the tile numbering. */
+static void make_groups(wino_block_t *b)
 {
     const wino_plan_t *pl = b->plan;
-    if (local >= b->n)
-        return false;
-    int64_t t = b->t0 + local, in_img = t % (pl->tiles_h * pl->tiles_w);
-    r->img = t / (pl->tiles_h * pl->tiles_w);
-    r->th = in_img / pl->tiles_w;
-    r->tw0 = in_img % pl->tiles_w;
-    r->tw1 = r->tw0 + (b->n - local) < pl->tiles_w ? r->tw0 + (b->n - local) : pl->tiles_w;
-    r->local = local;
-    return true;
+    const kiln_winograd_conv_t *p = pl->p;
+    int64_t per_img = pl->tiles_h * pl->tiles_w;
+    b->groups = b->n_pad / WINO_LANES;
+    memset(b->group, 0, (size_t)b->groups * sizeof *b->group);
+    for (int64_t t = 0; t < b->n; t++) {
+        kiln_wino_group_t *g = &b->group[t / WINO_LANES];
+        int u = (int)(t % WINO_LANES);
+        uint16_t bit = (uint16_t)(1u << u);
+        int64_t img = (b->t0 + t) / per_img, th = (b->t0 + t) % per_img / pl->tiles_w;
+        int64_t tw = (b->t0 + t) % pl->tiles_w;
+        int64_t ih = WINO_TILE * th - p->pad_top, iw = WINO_TILE * tw - p->pad_left;
+        g->in_off[u] = (int32_t)((img * p->in_channels * p->in_h + ih) * p->in_w + iw);
+        g->out_off[u] = (int32_t)((img * p->out_channels * p->out_h + WINO_TILE * th) * p->out_w + WINO_TILE * tw);
+        for (int r = 0; r < WINO_SIDE; r++) {
+            if (ih + r >= 0 && ih + r < p->in_h)
+                g->in_row[r] |= bit;
+            if (iw + r >= 0 && iw + r < p->in_w)
+                g->in_col[r] |= bit;
+        }
+        for (int i = 0; i < WINO_TILE; i++) {
+            if (WINO_TILE * th + i < p->out_h)
+                g->out_row[i] |= bit;
+            if (WINO_TILE * tw + i < p->out_w)
+                g->out_col[i] |= bit;
+        }
+    }
 }
 
 /* ---- 1. Input transform ------------------------------------------------- */
-
-/* Deinterleaves the 6 input rows under tile columns [tw0, tw0 + len) of
- * tile row th of plane x into ph (see winograd input: phase q of row r
- * holds columns q, q+4, ... of the padded window), zeros outside the input
- * and up to WINO_PH_LD lanes. */
-static void gather_rows(const kiln_winograd_conv_t *p, const float *x, int64_t th, int64_t tw0, int64_t len,
-                        float *ph)
-{
-    int64_t cols = 4 * ((len + 15) / 16 * 16 + 1); /* what the transform may read */
-    int64_t iw0 = WINO_TILE * tw0 - p->pad_left;
-    for (int r = 0; r < WINO_SIDE; r++) {
-        int64_t ih = WINO_TILE * th - p->pad_top + r;
-        float *row = ph + r * 4 * WINO_PH_LD;
-        if (ih < 0 || ih >= p->in_h) {
-            for (int q = 0; q < 4; q++)
-                memset(row + q * WINO_PH_LD, 0, (size_t)(cols / 4) * sizeof *row);
-            continue;
-        }
-        const float *src = x + ih * p->in_w;
-        /* columns [lo, hi) of the window lie inside the input row */
-        int64_t lo = iw0 < 0 ? -iw0 : 0, hi = p->in_w - iw0 < cols ? p->in_w - iw0 : cols;
-        if (hi < lo)
-            hi = lo;
-        for (int64_t col = 0; col < lo && col < cols; col++)
-            row[(col & 3) * WINO_PH_LD + (col >> 2)] = 0.0f;
-        for (int64_t col = lo; col < hi; col++)
-            row[(col & 3) * WINO_PH_LD + (col >> 2)] = src[iw0 + col];
-        for (int64_t col = hi > lo ? hi : lo; col < cols; col++)
-            row[(col & 3) * WINO_PH_LD + (col >> 2)] = 0.0f;
-    }
-}
 
 /* Input channels [c0, c1) of the block into V. */
 static void input_channels(void *arg, int64_t c0, int64_t c1)
@@ -216,36 +275,10 @@ static void input_channels(void *arg, int64_t c0, int64_t c1)
     const wino_plan_t *pl = b->plan;
     const kiln_winograd_conv_t *p = pl->p;
     int64_t C = p->in_channels, W = pl->width, plane = p->in_h * p->in_w;
-    float ph[4 * WINO_SIDE * WINO_PH_LD];
-    float out[WINO_XI * WINO_CHUNK];
-    for (int64_t c = c0; c < c1; c++) {
-        wino_run_t r;
-        for (int64_t local = 0; next_run(b, local, &r); local += r.tw1 - r.tw0) {
-            const float *x = p->x + (r.img * C + c) * plane;
-            for (int64_t tw = r.tw0; tw < r.tw1; tw += WINO_CHUNK) {
-                int64_t len = r.tw1 - tw < WINO_CHUNK ? r.tw1 - tw : WINO_CHUNK;
-                gather_rows(p, x, r.th, tw, len, ph);
-                pl->input(ph, WINO_PH_LD, len, out, WINO_CHUNK);
-                /* tile u is column local + (tw - r.tw0) + u of V_xi: panel
-                 * (column / W), row c, lane (column % W) */
-                int64_t col0 = r.local + (tw - r.tw0);
-                for (int xi = 0; xi < WINO_XI; xi++) {
-                    float *v = b->v + xi * C * b->n_pad + c * W;
-                    const float *o = out + xi * WINO_CHUNK;
-                    for (int64_t u = 0; u < len;) {
-                        int64_t col = col0 + u, lane = col % W, run = W - lane < len - u ? W - lane : len - u;
-                        float *dst = v + col / W * C * W + lane;
-                        for (int64_t k = 0; k < run; k++)
-                            dst[k] = o[u + k];
-                        u += run;
-                    }
-                }
-            }
-        }
-        if (b->n < b->n_pad) /* zero the last panel's unused lanes */
-            for (int xi = 0; xi < WINO_XI; xi++)
-                memset(b->v + xi * C * b->n_pad + b->n / W * C * W + c * W + b->n % W, 0,
-                       (size_t)(W - b->n % W) * sizeof(float));
+    for (int64_t g = 0; g < b->groups; g++) {
+        /* column 16g: panel 16g / W, lanes from 16g % W */
+        float *v = b->v + WINO_LANES * g / W * C * W + WINO_LANES * g % W;
+        pl->input(&b->group[g], p->x + c0 * plane, plane, p->in_w, c1 - c0, v + c0 * W, C * b->n_pad, W);
     }
 }
 
@@ -265,8 +298,8 @@ static void gemm_xis(void *arg, int64_t xi0, int64_t xi1)
     }
     int64_t C = p->in_channels, M = p->out_channels;
     for (int64_t xi = xi0; xi < xi1; xi++)
-        kiln_sgemm_packed_b(M, b->n, C, 1.0f, NULL, C, pl->u + xi * pl->u_floats, b->v + xi * C * b->n_pad, 0.0f,
-                            b->m + xi * M * b->n, b->n, NULL, NULL);
+        kiln_sgemm_packed_b(M, b->n_pad, C, 1.0f, NULL, C, pl->u + xi * pl->u_floats, b->v + xi * C * b->n_pad,
+                            0.0f, b->m + xi * M * b->n_pad, b->n_pad, NULL, NULL);
 }
 
 /* ---- 3. Output transform ------------------------------------------------- */
@@ -279,35 +312,25 @@ static void output_channels(void *arg, int64_t m0, int64_t m1)
     const kiln_winograd_conv_t *p = pl->p;
     const kiln_conv_epilogue_t *ep = p->ep;
     bool relu = ep && ep->gemm_relu;
-    int64_t M = p->out_channels, plane = p->out_h * p->out_w;
-    float out[WINO_TILE * WINO_TILE * WINO_CHUNK];
+    int64_t M = p->out_channels, plane = p->out_h * p->out_w, per_img = pl->tiles_h * pl->tiles_w;
     for (int64_t m = m0; m < m1; m++) {
-        float bias = p->bias ? p->bias[m] : 0.0f;
-        wino_run_t r;
-        for (int64_t local = 0; next_run(b, local, &r); local += r.tw1 - r.tw0) {
-            float *y = p->y + (r.img * M + m) * plane;
-            for (int64_t tw = r.tw0; tw < r.tw1; tw += WINO_CHUNK) {
-                int64_t len = r.tw1 - tw < WINO_CHUNK ? r.tw1 - tw : WINO_CHUNK;
-                pl->output(b->m + m * b->n + r.local + (tw - r.tw0), M * b->n, len, out, WINO_CHUNK);
-                for (int i = 0; i < WINO_TILE; i++) {
-                    int64_t oh = WINO_TILE * r.th + i;
-                    if (oh >= p->out_h)
-                        break;
-                    float *row = y + oh * p->out_w + WINO_TILE * tw;
-                    int64_t n_out = p->out_w - WINO_TILE * tw < WINO_TILE * len ? p->out_w - WINO_TILE * tw
-                                                                               : WINO_TILE * len;
-                    for (int64_t k = 0; k < n_out; k++) {
-                        float v = out[(i * WINO_TILE + (k & 3)) * WINO_CHUNK + (k >> 2)] + bias;
-                        row[k] = relu && v < 0.0f ? 0.0f : v;
-                    }
-                }
+        float *ym = p->y + m * plane;
+        for (int64_t g = 0; g < b->groups; g++)
+            pl->output(&b->group[g], b->m + m * b->n_pad + WINO_LANES * g, M * b->n_pad, p->out_w, ym,
+                       p->bias ? p->bias[m] : 0.0f, relu);
+        if (!ep || relu)
+            continue;
+        /* the epilogue on the rows just finished, while in cache: each run
+         * of the block's tiles along one tile row covers 4 row segments */
+        for (int64_t t = b->t0; t < b->t0 + b->n;) {
+            int64_t img = t / per_img, th = t % per_img / pl->tiles_w, tw = t % pl->tiles_w;
+            int64_t tw_end = tw + (b->t0 + b->n - t) < pl->tiles_w ? tw + (b->t0 + b->n - t) : pl->tiles_w;
+            int64_t x0 = WINO_TILE * tw, x1 = WINO_TILE * tw_end < p->out_w ? WINO_TILE * tw_end : p->out_w;
+            for (int64_t oh = WINO_TILE * th; oh < WINO_TILE * th + WINO_TILE && oh < p->out_h; oh++) {
+                int64_t off = ((img * M + m) * p->out_h + oh) * p->out_w + x0;
+                ep->apply(ep->arg, p->y + off, off, x1 - x0);
             }
-            if (ep && !relu) /* the finished rows, while in cache */
-                for (int i = 0; i < WINO_TILE && WINO_TILE * r.th + i < p->out_h; i++) {
-                    int64_t off = (WINO_TILE * r.th + i) * p->out_w + WINO_TILE * r.tw0;
-                    int64_t end = WINO_TILE * r.tw1 < p->out_w ? WINO_TILE * r.tw1 : p->out_w;
-                    ep->apply(ep->arg, y + off, (r.img * M + m) * plane + off, end - WINO_TILE * r.tw0);
-                }
+            t += tw_end - tw;
         }
     }
 }
@@ -332,6 +355,7 @@ static void run_block(wino_plan_t *pl, int64_t bi, float *scratch, const kiln_ge
     b.n_pad = (b.n + pl->width - 1) / pl->width * pl->width;
     b.v = scratch;
     b.m = scratch + WINO_XI * p->in_channels * b.n_pad;
+    make_groups(&b);
     phase(par, p->in_channels, 8, input_channels, &b);
     phase(par, WINO_XI, 1, gemm_xis, &b);
     if (!__atomic_load_n(&pl->failed, __ATOMIC_RELAXED))
@@ -354,28 +378,30 @@ static void run_blocks(void *arg, int64_t b0, int64_t b1)
 bool kiln_conv_winograd(const kiln_winograd_conv_t *p, const kiln_gemm_parallel_t *par)
 {
     int64_t C = p->in_channels, M = p->out_channels;
-    bool avx512 = !g_force_portable && __builtin_cpu_supports("avx512f");
+    bool avx512 = use_avx512();
     wino_plan_t pl = {.p = p, .width = kiln_sgemm_panel_width(),
                       .input = avx512 ? kiln_winograd_input_avx512 : winograd_input_portable,
                       .output = avx512 ? kiln_winograd_output_avx512 : winograd_output_portable};
     pl.tiles_h = (p->out_h + WINO_TILE - 1) / WINO_TILE;
     pl.tiles_w = (p->out_w + WINO_TILE - 1) / WINO_TILE;
     pl.tiles = p->batch * pl.tiles_h * pl.tiles_w;
-    /* blocks of whole panels sized for L2; with several threads, a
-     * multiple of the thread count when that is possible */
-    int64_t panels = (pl.tiles + pl.width - 1) / pl.width;
-    int64_t per_panel = WINO_XI * (C + M) * pl.width * (int64_t)sizeof(float);
-    int64_t max_panels = WINO_BLOCK_BYTES / per_panel > 1 ? WINO_BLOCK_BYTES / per_panel : 1;
-    int64_t blocks = (panels + max_panels - 1) / max_panels;
+    /* blocks of whole panels (and 16-tile groups) sized for L2; with
+     * several threads, a multiple of the thread count where possible */
+    int64_t unit = pl.width > WINO_LANES ? pl.width : WINO_LANES;
+    int64_t units = (pl.tiles + unit - 1) / unit;
+    int64_t per_unit = WINO_XI * (C + M) * unit * (int64_t)sizeof(float);
+    int64_t max_units = WINO_BLOCK_BYTES / per_unit > 1 ? WINO_BLOCK_BYTES / per_unit : 1;
+    if (max_units > WINO_MAX_GROUPS * WINO_LANES / unit)
+        max_units = WINO_MAX_GROUPS * WINO_LANES / unit;
+    int64_t blocks = (units + max_units - 1) / max_units;
     int threads = p->threads > 1 ? p->threads : 1;
     if (threads > 1 && blocks >= threads && blocks % threads) {
         int64_t up = (blocks + threads - 1) / threads * threads;
-        blocks = up < panels ? up : panels;
+        blocks = up < units ? up : units;
     }
-    pl.block = (panels + blocks - 1) / blocks * pl.width;
+    pl.block = (units + blocks - 1) / blocks * unit;
     pl.blocks = (pl.tiles + pl.block - 1) / pl.block;
-    int64_t block_pad = pl.block; /* already a multiple of the width */
-    pl.scratch_floats = (size_t)(WINO_XI * (C + M) * block_pad + 64);
+    pl.scratch_floats = (size_t)(WINO_XI * (C + M) * pl.block);
     pl.pack_reserve = (size_t)((M < 192 ? M : 192) + 16) * (size_t)(C < 320 ? C : 320) * sizeof(float);
     /* the weights, transformed per call when the session has none */
     pl.u_floats = kiln_sgemm_packed_a_floats(M, C);

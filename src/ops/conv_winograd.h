@@ -51,9 +51,33 @@ void kiln_conv_winograd_enable(bool enable);
 /* For tests: use the portable transforms even where AVX-512 is there. */
 void kiln_conv_winograd_force_portable(bool force);
 
-/* conv_winograd_avx512.c: the tile transforms (conv_winograd_xform.h);
- * call only with avx512f. */
-void kiln_winograd_input_avx512(const float *ph, int64_t ld, int64_t n, float *out, int64_t ostride);
-void kiln_winograd_output_avx512(const float *m, int64_t xs, int64_t n, float *out, int64_t ostride);
+/* A group of up to 16 tiles (one per vector lane) as the tile transforms
+ * see it: where each lane's input patch and output tile start, and which
+ * of their rows and columns lie inside the input / output (bit u for lane
+ * u; lanes without a tile have no bits set). */
+typedef struct kiln_wino_group {
+    int32_t in_off[16];          /* patch (0, 0) in channel 0 of x (may lie outside: padding) */
+    int32_t out_off[16];         /* tile (0, 0) in channel 0 of y */
+    uint16_t in_row[6], in_col[6];   /* patch row r / column c inside the input */
+    uint16_t out_row[4], out_col[4]; /* tile row i / column j inside the output */
+} kiln_wino_group_t;
+
+/* The tile transforms (conv_winograd.c portable, conv_winograd_avx512.c):
+ * input: for channels [0, channels) (x and v advanced by the caller),
+ * B^T d B of lane u's patch of channel c (x + c*plane; rows in_w apart)
+ * goes to v[xi*xi_stride + c*c_stride + u], zeros for padding and empty
+ * lanes; v 64-byte aligned, strides multiples of 16.
+ * output: A^T M A of lane u, M's element xi at m[xi*xs + u] (16 lanes
+ * readable, 64-byte aligned), + bias (then max(., 0) when relu), stored
+ * at y + out_off[u] + i*out_w + j where inside the output. */
+typedef void (*kiln_wino_input_fn)(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w,
+                                   int64_t channels, float *v, int64_t xi_stride, int64_t c_stride);
+typedef void (*kiln_wino_output_fn)(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
+                                    float bias, bool relu);
+/* call only with avx512f */
+void kiln_winograd_input_avx512(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w,
+                                int64_t channels, float *v, int64_t xi_stride, int64_t c_stride);
+void kiln_winograd_output_avx512(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
+                                 float bias, bool relu);
 
 #endif
