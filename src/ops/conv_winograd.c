@@ -47,7 +47,9 @@ enum {
     WINO_BLOCK_BYTES = 1 << 20,
 };
 
-static bool g_enabled = true, g_env_read, g_force_portable;
+/* g_enabled: the switch; g_everywhere: skip the size rule (KILN_WINOGRAD=all,
+ * for measuring where it pays); g_force_portable: for tests. */
+static bool g_enabled = true, g_everywhere, g_env_read, g_force_portable;
 
 void kiln_conv_winograd_enable(bool enable)
 {
@@ -69,10 +71,12 @@ static bool use_avx512(void)
 bool kiln_winograd_wanted(const kiln_window_t *w, int64_t group, int64_t in_channels, int64_t out_channels,
                           int64_t batch)
 {
-    if (!g_env_read) { /* KILN_WINOGRAD=0 turns it off (A/B benchmarks) */
+    if (!g_env_read) { /* KILN_WINOGRAD=0 turns it off, =all on everywhere (A/B benchmarks) */
         const char *env = getenv("KILN_WINOGRAD");
         if (env && env[0] == '0')
             g_enabled = false;
+        if (env && !strcmp(env, "all"))
+            g_everywhere = true;
         g_env_read = true;
     }
     if (!g_enabled || w->nd != 2 || group != 1 || w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1)
@@ -85,7 +89,7 @@ bool kiln_winograd_wanted(const kiln_window_t *w, int64_t group, int64_t in_chan
      * wastes most of each 32-wide GEMM panel; without AVX-512 the portable
      * transforms cost more than they save */
     int64_t tiles = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
-    if (!use_avx512() || in_channels < 32 || out_channels < 32 || tiles < 16)
+    if (!use_avx512() || (!g_everywhere && (in_channels < 16 || out_channels < 16 || tiles < 16)))
         return false;
     /* the tile offsets are 32-bit */
     return batch * (in_channels * w->in[1] * w->in[2] + out_channels * w->out[1] * w->out[2]) < INT32_MAX / 2;

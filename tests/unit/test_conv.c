@@ -250,7 +250,16 @@ static void test_winograd(void)
     kiln_threadpool_free(pool);
     /* the switch */
     kiln_window_t w = window2d(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    CHECK(kiln_winograd_wanted(&w, 1, 256, 256, 1));
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    CHECK(kiln_winograd_wanted(&w, 1, 256, 256, 1) == avx512);
+    CHECK(!kiln_winograd_wanted(&w, 1, 8, 256, 1));
+    kiln_window_t small = window2d(7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1); /* 4 tiles: not worth it */
+    CHECK(!kiln_winograd_wanted(&small, 1, 512, 512, 1));
+    CHECK(kiln_winograd_wanted(&small, 1, 512, 512, 4) == avx512);
+    kiln_window_t dilated = window2d(14, 14, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2);
+    CHECK(!kiln_winograd_wanted(&dilated, 1, 256, 256, 1));
+    kiln_window_t k5 = window2d(14, 14, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2);
+    CHECK(!kiln_winograd_wanted(&k5, 1, 256, 256, 1));
     kiln_conv_winograd_enable(false);
     CHECK(!kiln_winograd_wanted(&w, 1, 256, 256, 1));
     kiln_conv_winograd_enable(true);
