@@ -227,7 +227,8 @@ typedef struct wino_plan {
 } wino_plan_t;
 
 /* One block being computed: tiles [t0, t0 + n) in groups of 16 (group g
- * is columns [16g, 16g + 16) of the V and M matrices), and its matrices:
+ * is columns [16g, 16g + 16) of the V and M matrices; columns past the
+ * last group are neither written nor read), and its matrices:
  * V_xi (C x n_pad) at v + xi*C*n_pad in the GEMM's B panel layout, M_xi
  * (M x n_pad, row-major) at m + xi*M*n_pad. */
 typedef struct wino_block {
@@ -244,7 +245,7 @@ static void make_groups(wino_block_t *b)
     const wino_plan_t *pl = b->plan;
     const kiln_winograd_conv_t *p = pl->p;
     int64_t per_img = pl->tiles_h * pl->tiles_w;
-    b->groups = b->n_pad / WINO_LANES;
+    b->groups = (b->n + WINO_LANES - 1) / WINO_LANES;
     memset(b->group, 0, (size_t)b->groups * sizeof *b->group);
     for (int64_t t = 0; t < b->n; t++) {
         kiln_wino_group_t *g = &b->group[t / WINO_LANES];
@@ -300,10 +301,12 @@ static void gemm_xis(void *arg, int64_t xi0, int64_t xi1)
         __atomic_store_n(&pl->failed, 1, __ATOMIC_RELAXED);
         return;
     }
-    int64_t C = p->in_channels, M = p->out_channels;
+    /* whole groups of columns: a last panel with one group runs the
+     * microkernel's half-width path (14x14 maps: 16 tiles) */
+    int64_t C = p->in_channels, M = p->out_channels, n = b->groups * WINO_LANES;
     for (int64_t xi = xi0; xi < xi1; xi++)
-        kiln_sgemm_packed_b(M, b->n_pad, C, 1.0f, NULL, C, pl->u + xi * pl->u_floats, b->v + xi * C * b->n_pad,
-                            0.0f, b->m + xi * M * b->n_pad, b->n_pad, NULL, NULL);
+        kiln_sgemm_packed_b(M, n, C, 1.0f, NULL, C, pl->u + xi * pl->u_floats, b->v + xi * C * b->n_pad, 0.0f,
+                            b->m + xi * M * b->n_pad, b->n_pad, NULL, NULL);
 }
 
 /* ---- 3. Output transform ------------------------------------------------- */
