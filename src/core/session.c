@@ -171,6 +171,7 @@ static void prepack_free(kiln_session_t *s)
         free(s->wino_u[i]);
     free(s->wino_u);
     free(s->wino_path);
+    free(s->wino_tile);
     s->wino_u = NULL;
     for (int i = 0; s->packed_b && i < s->packed_graph->n_initializers; i++)
         kiln_sgemm_packed_b_free(s->packed_b[i]);
@@ -194,8 +195,9 @@ static kiln_status_t prepack_prepare(kiln_session_t *s, const kiln_graph_t *g)
     s->packed_a_path = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a_path);
     s->wino_u = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_u);
     s->wino_path = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_path);
+    s->wino_tile = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_tile);
     if (!s->packed_b || !s->pack_uses || !s->pack_done || !s->packed_a || !s->packed_a_groups || !s->packed_a_path ||
-        !s->wino_u || !s->wino_path)
+        !s->wino_u || !s->wino_path || !s->wino_tile)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory preparing to prepack weights");
     for (int i = 0; i < g->n_nodes; i++) {
         int init = packable_b(g, &g->nodes[i]);
@@ -324,9 +326,10 @@ const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_
 }
 
 /* Winograd weights (see kernel.h): transformed the first time a Conv asks,
- * kept until the session ends; not served after the microkernel changed
- * (tests switch it): the caller transforms per run then. */
-const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i)
+ * kept until the session ends; not served for another tile size or after
+ * the microkernel changed (tests switch it): the caller transforms per run
+ * then. */
+const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int tile)
 {
     kiln_session_t *s = ctx->session;
     int init = constant_weight(ctx, i);
@@ -339,18 +342,19 @@ const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i)
     const char *path = kiln_sgemm_path();
     pthread_mutex_lock(&g_prepack_lock);
     if (!s->wino_path[init]) {
-        size_t floats = kiln_winograd_weights_floats(w->dims[0], w->dims[1]);
+        size_t floats = kiln_winograd_weights_floats(tile, w->dims[0], w->dims[1]);
         float *u = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
-        if (u && !kiln_winograd_weights(w->dims[0], w->dims[1], w->data, u)) {
+        if (u && !kiln_winograd_weights(tile, w->dims[0], w->dims[1], w->data, u)) {
             free(u);
             u = NULL;
         }
         s->wino_u[init] = u;
         s->wino_path[init] = path;
+        s->wino_tile[init] = tile;
         if (u)
             s->packed_bytes += floats * sizeof(float);
     }
-    const float *u = s->wino_path[init] == path ? s->wino_u[init] : NULL;
+    const float *u = s->wino_path[init] == path && s->wino_tile[init] == tile ? s->wino_u[init] : NULL;
     pthread_mutex_unlock(&g_prepack_lock);
     return u;
 }

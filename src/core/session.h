@@ -69,10 +69,12 @@ struct kiln_session {
     const char **packed_a_path;
     /* 3x3 Conv weights Winograd-transformed and packed on first use, per
      * initializer of packed_graph (kiln_ctx_input_winograd, layout in
-     * ops/conv_winograd.h); wino_path: the microkernel each was packed for
-     * (NULL: not tried yet; tried and out of memory leaves wino_u NULL). */
+     * ops/conv_winograd.h); wino_path / wino_tile: the microkernel and the
+     * tile size each was made for (path NULL: not tried yet; tried and out
+     * of memory leaves wino_u NULL). */
     float **wino_u;
     const char **wino_path;
+    int *wino_tile;
     bool counted;            /* counted in model->sessions */
 };
 

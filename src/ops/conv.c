@@ -497,10 +497,11 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
      * weights transformed once per session.  Here rather than in
      * conv_compute: ConvInteger and QLinearConv also come through there and
      * need exact sums.  Out of memory there falls through to im2col. */
-    if (kiln_winograd_wanted(&s.w, s.group, s.in_channels, s.out_channels, s.batch)) {
-        kiln_winograd_conv_t wc = {s.batch, s.in_channels, s.out_channels, s.w.in[1], s.w.in[2], s.w.out[1],
+    int tile = kiln_winograd_tile(&s.w, s.group, s.in_channels, s.out_channels, s.batch);
+    if (tile) {
+        kiln_winograd_conv_t wc = {tile, s.batch, s.in_channels, s.out_channels, s.w.in[1], s.w.in[2], s.w.out[1],
                                    s.w.out[2], s.w.pad_begin[1], s.w.pad_begin[2], x->data, w->data,
-                                   kiln_ctx_input_winograd(ctx, 1), b ? b->data : NULL, y->data, ep,
+                                   kiln_ctx_input_winograd(ctx, 1, tile), b ? b->data : NULL, y->data, ep,
                                    kiln_ctx_threads(ctx)};
         kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
         if (kiln_conv_winograd(&wc, &par))

@@ -38,18 +38,18 @@
 #include "ops/conv_winograd.h"
 
 enum {
-    WINO_TILE = 4,   /* output tile side */
-    WINO_SIDE = 6,   /* input tile side: WINO_TILE + 3 - 1 */
-    WINO_XI = 36,    /* elements of a 6x6 tile: the number of GEMMs */
+    WINO_MAX_SIDE = 6, /* input tile side of F(4x4, 3x3); F(2x2, 3x3) has 4 */
     WINO_LANES = 16, /* tiles per group: one per lane of an AVX-512 register */
     WINO_MAX_GROUPS = 16, /* groups per block at most */
     /* V and M scratch of one block: what fits in L2 next to the weights */
     WINO_BLOCK_BYTES = 1 << 20,
 };
 
-/* g_enabled: the switch; g_everywhere: skip the size rule (KILN_WINOGRAD=all,
- * for measuring where it pays); g_force_portable: for tests. */
-static bool g_enabled = true, g_everywhere, g_env_read, g_force_portable;
+/* g_enabled: the switch; g_everywhere: 0, or the tile size to use on every
+ * shape that allows it, skipping the size rule (KILN_WINOGRAD=4 or 2, for
+ * measuring where it pays); g_force_portable: for tests. */
+static bool g_enabled = true, g_env_read, g_force_portable;
+static int g_everywhere;
 
 void kiln_conv_winograd_enable(bool enable)
 {
@@ -68,78 +68,46 @@ static bool use_avx512(void)
     return !g_force_portable && __builtin_cpu_supports("avx512f");
 }
 
-bool kiln_winograd_wanted(const kiln_window_t *w, int64_t group, int64_t in_channels, int64_t out_channels,
-                          int64_t batch)
+int kiln_winograd_tile(const kiln_window_t *w, int64_t group, int64_t in_channels, int64_t out_channels,
+                       int64_t batch)
 {
-    if (!g_env_read) { /* KILN_WINOGRAD=0 turns it off, =all on everywhere (A/B benchmarks) */
+    if (!g_env_read) { /* KILN_WINOGRAD=0 turns it off; =4 / =2: that algorithm everywhere (A/B runs) */
         const char *env = getenv("KILN_WINOGRAD");
         if (env && env[0] == '0')
             g_enabled = false;
-        if (env && !strcmp(env, "all"))
-            g_everywhere = true;
+        if (env && (env[0] == '4' || env[0] == '2'))
+            g_everywhere = env[0] - '0';
         g_env_read = true;
     }
     if (!g_enabled || w->nd != 2 || group != 1 || w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1)
-        return false;
+        return 0;
     for (int i = 1; i < 3; i++)
         if (w->kernel[i] != 3 || w->stride[i] != 1 || w->dilation[i] != 1)
-            return false;
+            return 0;
+    /* the tile offsets are 32-bit; without AVX-512 the portable transforms
+     * cost more than they save */
+    if (!use_avx512() ||
+        batch * (in_channels * w->in[1] * w->in[2] + out_channels * w->out[1] * w->out[2]) >= INT32_MAX / 2)
+        return 0;
+    if (g_everywhere)
+        return g_everywhere;
     /* measured (docs/KERNELS.md): the transforms cost O(C + M) per tile and
-     * the GEMMs O(C * M), so few channels do not pay; a map of few tiles
-     * wastes most of each 32-wide GEMM panel; without AVX-512 the portable
-     * transforms cost more than they save */
-    int64_t tiles = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
-    if (!use_avx512() || (!g_everywhere && (in_channels < 16 || out_channels < 16 || tiles < 16)))
-        return false;
-    /* the tile offsets are 32-bit */
-    return batch * (in_channels * w->in[1] * w->in[2] + out_channels * w->out[1] * w->out[2]) < INT32_MAX / 2;
+     * the GEMMs O(C * M), so few channels do not pay; fewer than 16 tiles
+     * (one vector group, one half GEMM panel) waste most of the GEMM: then
+     * F(2x2) with 4 times as many tiles */
+    if (in_channels < 16 || out_channels < 16)
+        return 0;
+    if (batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4) >= 16)
+        return 4;
+    if (batch * ((w->out[1] + 1) / 2) * ((w->out[2] + 1) / 2) >= 16)
+        return 2;
+    return 0;
 }
 
-/* ---- Weights -------------------------------------------------------------- */
+/* ---- The two algorithms ------------------------------------------------- */
 
-/* G (6x3) of the weight transform U = G g G^T. */
-static const float WINO_G[WINO_SIDE][3] = {
-    {1.0f / 4, 0.0f, 0.0f},
-    {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-    {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-    {1.0f / 24, 1.0f / 12, 1.0f / 6},
-    {1.0f / 24, -1.0f / 12, 1.0f / 6},
-    {0.0f, 0.0f, 1.0f},
-};
-
-size_t kiln_winograd_weights_floats(int64_t out_channels, int64_t in_channels)
-{
-    return WINO_XI * kiln_sgemm_packed_a_floats(out_channels, in_channels);
-}
-
-bool kiln_winograd_weights(int64_t out_channels, int64_t in_channels, const float *w, float *dst)
-{
-    int64_t mc = out_channels * in_channels;
-    float *u = malloc((size_t)(WINO_XI * mc) * sizeof *u); /* 36 plain M x C matrices */
-    if (!u)
-        return false;
-    for (int64_t f = 0; f < mc; f++) {
-        const float *g = w + f * 9;
-        float gg[WINO_SIDE][3]; /* G g */
-        for (int i = 0; i < WINO_SIDE; i++)
-            for (int j = 0; j < 3; j++)
-                gg[i][j] = WINO_G[i][0] * g[j] + WINO_G[i][1] * g[3 + j] + WINO_G[i][2] * g[6 + j];
-        for (int i = 0; i < WINO_SIDE; i++)
-            for (int k = 0; k < WINO_SIDE; k++)
-                u[(i * WINO_SIDE + k) * mc + f] =
-                    gg[i][0] * WINO_G[k][0] + gg[i][1] * WINO_G[k][1] + gg[i][2] * WINO_G[k][2];
-    }
-    size_t per = kiln_sgemm_packed_a_floats(out_channels, in_channels);
-    for (int xi = 0; xi < WINO_XI; xi++)
-        kiln_sgemm_pack_a(out_channels, in_channels, u + xi * mc, in_channels, dst + xi * per);
-    free(u);
-    return true;
-}
-
-/* ---- Portable tile transforms (the reference for the AVX-512 ones) ----- */
-
-/* o = B^T d for one column or row d of an input patch. */
-static void input_1d(const float *d, float *o)
+/* o = B^T d for one column or row d of an input patch; F(4x4) then F(2x2). */
+static void input_1d_4(const float *d, float *o)
 {
     o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
     o[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
@@ -149,8 +117,16 @@ static void input_1d(const float *d, float *o)
     o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
 }
 
+static void input_1d_2(const float *d, float *o)
+{
+    o[0] = d[0] - d[2];
+    o[1] = d[1] + d[2];
+    o[2] = d[2] - d[1];
+    o[3] = d[1] - d[3];
+}
+
 /* o = A^T m for one column or row m of a product tile. */
-static void output_1d(const float *m, float *o)
+static void output_1d_4(const float *m, float *o)
 {
     float s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
     o[0] = m[0] + s12 + s34;
@@ -159,46 +135,128 @@ static void output_1d(const float *m, float *o)
     o[3] = d12 + 8.0f * d34 + m[5];
 }
 
-static void winograd_input_portable(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w,
-                                    int64_t channels, float *v, int64_t xi_stride, int64_t c_stride)
+static void output_1d_2(const float *m, float *o)
 {
+    o[0] = m[0] + m[1] + m[2];
+    o[1] = m[1] - m[2] - m[3];
+}
+
+/* G (side x 3) of the weight transform U = G g G^T. */
+static const float G_4[6][3] = {
+    {1.0f / 4, 0.0f, 0.0f},
+    {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+    {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6},
+    {1.0f / 24, -1.0f / 12, 1.0f / 6},
+    {0.0f, 0.0f, 1.0f},
+};
+static const float G_2[4][3] = {
+    {1.0f, 0.0f, 0.0f},
+    {0.5f, 0.5f, 0.5f},
+    {0.5f, -0.5f, 0.5f},
+    {0.0f, 0.0f, 1.0f},
+};
+
+/* One algorithm F(tile x tile, 3x3): its matrices as code, and its
+ * vectorised transforms. */
+typedef struct wino_variant {
+    int tile;                /* output tile side */
+    int side;                /* input tile side, tile + 2 */
+    int xi;                  /* side * side: the number of GEMMs */
+    const float (*g)[3];     /* G */
+    void (*input_1d)(const float *d, float *o);  /* B^T times a column */
+    void (*output_1d)(const float *m, float *o); /* A^T times a column */
+    kiln_wino_input_fn input_avx512;
+    kiln_wino_output_fn output_avx512;
+} wino_variant_t;
+
+static const wino_variant_t VARIANT_4 = {4, 6, 36, G_4, input_1d_4, output_1d_4, kiln_winograd_input_avx512,
+                                         kiln_winograd_output_avx512};
+static const wino_variant_t VARIANT_2 = {2, 4, 16, G_2, input_1d_2, output_1d_2, kiln_winograd_input2_avx512,
+                                         kiln_winograd_output2_avx512};
+
+static const wino_variant_t *variant(int tile)
+{
+    return tile == 2 ? &VARIANT_2 : &VARIANT_4;
+}
+
+/* ---- Weights -------------------------------------------------------------- */
+
+size_t kiln_winograd_weights_floats(int tile, int64_t out_channels, int64_t in_channels)
+{
+    return (size_t)variant(tile)->xi * kiln_sgemm_packed_a_floats(out_channels, in_channels);
+}
+
+bool kiln_winograd_weights(int tile, int64_t out_channels, int64_t in_channels, const float *w, float *dst)
+{
+    const wino_variant_t *va = variant(tile);
+    int64_t mc = out_channels * in_channels;
+    float *u = malloc((size_t)(va->xi * mc) * sizeof *u); /* xi plain M x C matrices */
+    if (!u)
+        return false;
+    for (int64_t f = 0; f < mc; f++) {
+        const float *g = w + f * 9;
+        float gg[WINO_MAX_SIDE][3]; /* G g */
+        for (int i = 0; i < va->side; i++)
+            for (int j = 0; j < 3; j++)
+                gg[i][j] = va->g[i][0] * g[j] + va->g[i][1] * g[3 + j] + va->g[i][2] * g[6 + j];
+        for (int i = 0; i < va->side; i++)
+            for (int k = 0; k < va->side; k++)
+                u[(i * va->side + k) * mc + f] =
+                    gg[i][0] * va->g[k][0] + gg[i][1] * va->g[k][1] + gg[i][2] * va->g[k][2];
+    }
+    size_t per = kiln_sgemm_packed_a_floats(out_channels, in_channels);
+    for (int xi = 0; xi < va->xi; xi++)
+        kiln_sgemm_pack_a(out_channels, in_channels, u + xi * mc, in_channels, dst + xi * per);
+    free(u);
+    return true;
+}
+
+/* ---- Portable tile transforms (the reference for the AVX-512 ones) ----- */
+
+static void input_portable(const wino_variant_t *va, const kiln_wino_group_t *g, const float *x, int64_t plane,
+                           int64_t in_w, int64_t channels, float *v, int64_t xi_stride, int64_t c_stride)
+{
+    int s = va->side;
     for (int64_t c = 0; c < channels; c++)
         for (int u = 0; u < WINO_LANES; u++) {
-            float d[WINO_SIDE][WINO_SIDE], t[WINO_SIDE][WINO_SIDE], col[WINO_SIDE], o[WINO_SIDE];
-            for (int r = 0; r < WINO_SIDE; r++)
-                for (int q = 0; q < WINO_SIDE; q++)
+            float d[WINO_MAX_SIDE][WINO_MAX_SIDE], t[WINO_MAX_SIDE][WINO_MAX_SIDE];
+            float col[WINO_MAX_SIDE], o[WINO_MAX_SIDE];
+            for (int r = 0; r < s; r++)
+                for (int q = 0; q < s; q++)
                     d[q][r] = (g->in_row[r] & g->in_col[q]) >> u & 1 ? x[c * plane + g->in_off[u] + r * in_w + q] : 0.0f;
-            for (int q = 0; q < WINO_SIDE; q++) { /* d[q] is column q: t[.][q] = B^T d[.][q] */
-                input_1d(d[q], col);
-                for (int i = 0; i < WINO_SIDE; i++)
+            for (int q = 0; q < s; q++) { /* d[q] is column q: t[.][q] = B^T d[.][q] */
+                va->input_1d(d[q], col);
+                for (int i = 0; i < s; i++)
                     t[i][q] = col[i];
             }
-            for (int i = 0; i < WINO_SIDE; i++) {
-                input_1d(t[i], o);
-                for (int k = 0; k < WINO_SIDE; k++)
-                    v[(i * WINO_SIDE + k) * xi_stride + c * c_stride + u] = o[k];
+            for (int i = 0; i < s; i++) {
+                va->input_1d(t[i], o);
+                for (int k = 0; k < s; k++)
+                    v[(i * s + k) * xi_stride + c * c_stride + u] = o[k];
             }
         }
 }
 
-static void winograd_output_portable(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
-                                     float bias, bool relu)
+static void output_portable(const wino_variant_t *va, const kiln_wino_group_t *g, const float *m, int64_t xs,
+                            int64_t out_w, float *y, float bias, bool relu)
 {
+    int s = va->side;
     for (int u = 0; u < WINO_LANES; u++) {
         if (!(g->out_row[0] >> u & 1))
             continue; /* no tile in this lane */
-        float col[WINO_SIDE], t[WINO_TILE][WINO_SIDE], o[WINO_TILE];
-        for (int q = 0; q < WINO_SIDE; q++) {
-            float mq[WINO_SIDE];
-            for (int r = 0; r < WINO_SIDE; r++)
-                mq[r] = m[(r * WINO_SIDE + q) * xs + u];
-            output_1d(mq, col);
-            for (int i = 0; i < WINO_TILE; i++)
+        float col[WINO_MAX_SIDE], t[WINO_MAX_SIDE][WINO_MAX_SIDE], o[WINO_MAX_SIDE];
+        for (int q = 0; q < s; q++) {
+            float mq[WINO_MAX_SIDE];
+            for (int r = 0; r < s; r++)
+                mq[r] = m[(r * s + q) * xs + u];
+            va->output_1d(mq, col);
+            for (int i = 0; i < va->tile; i++)
                 t[i][q] = col[i];
         }
-        for (int i = 0; i < WINO_TILE && (g->out_row[i] >> u & 1); i++) {
-            output_1d(t[i], o);
-            for (int j = 0; j < WINO_TILE; j++)
+        for (int i = 0; i < va->tile && (g->out_row[i] >> u & 1); i++) {
+            va->output_1d(t[i], o);
+            for (int j = 0; j < va->tile; j++)
                 if (g->out_col[j] >> u & 1) {
                     float val = o[j] + bias;
                     y[g->out_off[u] + i * out_w + j] = relu && val < 0.0f ? 0.0f : val;
@@ -207,13 +265,39 @@ static void winograd_output_portable(const kiln_wino_group_t *g, const float *m,
     }
 }
 
+/* The portable transforms in the kiln_wino_input_fn / output_fn shape. */
+static void input4_portable(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w, int64_t channels,
+                            float *v, int64_t xi_stride, int64_t c_stride)
+{
+    input_portable(&VARIANT_4, g, x, plane, in_w, channels, v, xi_stride, c_stride);
+}
+
+static void input2_portable(const kiln_wino_group_t *g, const float *x, int64_t plane, int64_t in_w, int64_t channels,
+                            float *v, int64_t xi_stride, int64_t c_stride)
+{
+    input_portable(&VARIANT_2, g, x, plane, in_w, channels, v, xi_stride, c_stride);
+}
+
+static void output4_portable(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
+                             float bias, bool relu)
+{
+    output_portable(&VARIANT_4, g, m, xs, out_w, y, bias, relu);
+}
+
+static void output2_portable(const kiln_wino_group_t *g, const float *m, int64_t xs, int64_t out_w, float *y,
+                             float bias, bool relu)
+{
+    output_portable(&VARIANT_2, g, m, xs, out_w, y, bias, relu);
+}
+
 /* ---- The plan ------------------------------------------------------------- */
 
 /* How one convolution is cut into blocks, shared by all threads (only
  * failed is written). */
 typedef struct wino_plan {
     const kiln_winograd_conv_t *p;
-    const float *u;          /* the 36 packed U_xi */
+    int tile, side, xi;      /* the algorithm (wino_variant_t) */
+    const float *u;          /* the xi packed U_xi */
     size_t u_floats;         /* floats per U_xi */
     int64_t tiles_h, tiles_w, tiles; /* tiles per image row and column, in all images */
     int64_t block;           /* tiles per block (a multiple of width and 16) */
@@ -253,19 +337,19 @@ static void make_groups(wino_block_t *b)
         uint16_t bit = (uint16_t)(1u << u);
         int64_t img = (b->t0 + t) / per_img, th = (b->t0 + t) % per_img / pl->tiles_w;
         int64_t tw = (b->t0 + t) % pl->tiles_w;
-        int64_t ih = WINO_TILE * th - p->pad_top, iw = WINO_TILE * tw - p->pad_left;
+        int64_t ih = pl->tile * th - p->pad_top, iw = pl->tile * tw - p->pad_left;
         g->in_off[u] = (int32_t)((img * p->in_channels * p->in_h + ih) * p->in_w + iw);
-        g->out_off[u] = (int32_t)((img * p->out_channels * p->out_h + WINO_TILE * th) * p->out_w + WINO_TILE * tw);
-        for (int r = 0; r < WINO_SIDE; r++) {
+        g->out_off[u] = (int32_t)((img * p->out_channels * p->out_h + pl->tile * th) * p->out_w + pl->tile * tw);
+        for (int r = 0; r < pl->side; r++) {
             if (ih + r >= 0 && ih + r < p->in_h)
                 g->in_row[r] |= bit;
             if (iw + r >= 0 && iw + r < p->in_w)
                 g->in_col[r] |= bit;
         }
-        for (int i = 0; i < WINO_TILE; i++) {
-            if (WINO_TILE * th + i < p->out_h)
+        for (int i = 0; i < pl->tile; i++) {
+            if (pl->tile * th + i < p->out_h)
                 g->out_row[i] |= bit;
-            if (WINO_TILE * tw + i < p->out_w)
+            if (pl->tile * tw + i < p->out_w)
                 g->out_col[i] |= bit;
         }
     }
@@ -332,8 +416,8 @@ static void output_channels(void *arg, int64_t m0, int64_t m1)
         for (int64_t t = b->t0; t < b->t0 + b->n;) {
             int64_t img = t / per_img, th = t % per_img / pl->tiles_w, tw = t % pl->tiles_w;
             int64_t tw_end = tw + (b->t0 + b->n - t) < pl->tiles_w ? tw + (b->t0 + b->n - t) : pl->tiles_w;
-            int64_t x0 = WINO_TILE * tw, x1 = WINO_TILE * tw_end < p->out_w ? WINO_TILE * tw_end : p->out_w;
-            for (int64_t oh = WINO_TILE * th; oh < WINO_TILE * th + WINO_TILE && oh < p->out_h; oh++) {
+            int64_t x0 = pl->tile * tw, x1 = pl->tile * tw_end < p->out_w ? pl->tile * tw_end : p->out_w;
+            for (int64_t oh = pl->tile * th; oh < pl->tile * th + pl->tile && oh < p->out_h; oh++) {
                 int64_t off = ((img * M + m) * p->out_h + oh) * p->out_w + x0;
                 ep->apply(ep->arg, p->y + off, off, x1 - x0);
             }
@@ -361,10 +445,10 @@ static void run_block(wino_plan_t *pl, int64_t bi, float *scratch, const kiln_ge
     b.n = pl->tiles - b.t0 < pl->block ? pl->tiles - b.t0 : pl->block;
     b.n_pad = (b.n + pl->width - 1) / pl->width * pl->width;
     b.v = scratch;
-    b.m = scratch + WINO_XI * p->in_channels * b.n_pad;
+    b.m = scratch + pl->xi * p->in_channels * b.n_pad;
     make_groups(&b);
     phase(par, p->in_channels, 8, input_channels, &b);
-    phase(par, WINO_XI, 1, gemm_xis, &b);
+    phase(par, pl->xi, 1, gemm_xis, &b);
     if (!__atomic_load_n(&pl->failed, __ATOMIC_RELAXED))
         phase(par, p->out_channels, 8, output_channels, &b);
 }
@@ -386,17 +470,18 @@ bool kiln_conv_winograd(const kiln_winograd_conv_t *p, const kiln_gemm_parallel_
 {
     int64_t C = p->in_channels, M = p->out_channels;
     bool avx512 = use_avx512();
-    wino_plan_t pl = {.p = p, .width = kiln_sgemm_panel_width(),
-                      .input = avx512 ? kiln_winograd_input_avx512 : winograd_input_portable,
-                      .output = avx512 ? kiln_winograd_output_avx512 : winograd_output_portable};
-    pl.tiles_h = (p->out_h + WINO_TILE - 1) / WINO_TILE;
-    pl.tiles_w = (p->out_w + WINO_TILE - 1) / WINO_TILE;
+    const wino_variant_t *va = variant(p->tile);
+    wino_plan_t pl = {.p = p, .tile = va->tile, .side = va->side, .xi = va->xi, .width = kiln_sgemm_panel_width()};
+    pl.input = avx512 ? va->input_avx512 : p->tile == 2 ? input2_portable : input4_portable;
+    pl.output = avx512 ? va->output_avx512 : p->tile == 2 ? output2_portable : output4_portable;
+    pl.tiles_h = (p->out_h + pl.tile - 1) / pl.tile;
+    pl.tiles_w = (p->out_w + pl.tile - 1) / pl.tile;
     pl.tiles = p->batch * pl.tiles_h * pl.tiles_w;
     /* blocks of whole panels (and 16-tile groups) sized for L2; with
      * several threads, a multiple of the thread count where possible */
     int64_t unit = pl.width > WINO_LANES ? pl.width : WINO_LANES;
     int64_t units = (pl.tiles + unit - 1) / unit;
-    int64_t per_unit = WINO_XI * (C + M) * unit * (int64_t)sizeof(float);
+    int64_t per_unit = pl.xi * (C + M) * unit * (int64_t)sizeof(float);
     int64_t max_units = WINO_BLOCK_BYTES / per_unit > 1 ? WINO_BLOCK_BYTES / per_unit : 1;
     if (max_units > WINO_MAX_GROUPS * WINO_LANES / unit)
         max_units = WINO_MAX_GROUPS * WINO_LANES / unit;
@@ -408,14 +493,14 @@ bool kiln_conv_winograd(const kiln_winograd_conv_t *p, const kiln_gemm_parallel_
     }
     pl.block = (units + blocks - 1) / blocks * unit;
     pl.blocks = (pl.tiles + pl.block - 1) / pl.block;
-    pl.scratch_floats = (size_t)(WINO_XI * (C + M) * pl.block);
+    pl.scratch_floats = (size_t)(pl.xi * (C + M) * pl.block);
     pl.pack_reserve = (size_t)((M < 192 ? M : 192) + 16) * (size_t)(C < 320 ? C : 320) * sizeof(float);
     /* the weights, transformed per call when the session has none */
     pl.u_floats = kiln_sgemm_packed_a_floats(M, C);
     pl.u = p->u;
     if (!pl.u) {
-        float *u = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, kiln_winograd_weights_floats(M, C) * sizeof *u);
-        if (!u || !kiln_winograd_weights(M, C, p->w, u))
+        float *u = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, kiln_winograd_weights_floats(pl.tile, M, C) * sizeof *u);
+        if (!u || !kiln_winograd_weights(pl.tile, M, C, p->w, u))
             return false;
         pl.u = u;
     }

@@ -96,9 +96,10 @@ const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i);
  * available (not an initializer, out of memory...): pack per run. */
 const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups);
 /* Input i's weight (a float32 initializer M x C x 3 x 3) transformed once
- * per session for Winograd F(4x4, 3x3), as kiln_winograd_weights lays it
- * out (ops/conv_winograd.h).  NULL when not available: transform per run. */
-const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i);
+ * per session for Winograd F(tile x tile, 3x3), as kiln_winograd_weights
+ * lays it out (ops/conv_winograd.h).  NULL when not available: transform
+ * per run. */
+const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int tile);
 
 int kiln_ctx_output_count(const kiln_kernel_ctx_t *ctx);
 /* True when output i exists and its value is used (not omitted). */

@@ -5,7 +5,7 @@
  *    than the kernel reach), dilations, widths around the vector sizes
  *    (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows; where it does not
  *    apply (stride 3, no AVX-512) it must say so and write nothing;
- *  - Winograd F(4x4, 3x3) (kiln_conv_winograd) against a direct sum in
+ *  - Winograd F(4x4, 3x3) and F(2x2, 3x3) (kiln_conv_winograd) against a direct sum in
  *    double: pads 0 to 2 (asymmetric too), odd sizes, batch 2, channel
  *    counts off the vector widths, bias, the FusedConv epilogue (residual +
  *    ReLU through apply, and ReLU alone), weights transformed per call and
@@ -149,7 +149,7 @@ typedef struct wino_case {
 /* Runs one shape every way and compares with a direct double sum: the
  * error must stay within 1e-5 of the sum of the |terms| of each output
  * (the scale of its rounding), plus a hair. */
-static void check_winograd(const wino_case_t *k, kiln_threadpool_t *pool)
+static void check_winograd(const wino_case_t *k, int tile, kiln_threadpool_t *pool)
 {
     int64_t oh = k->h + k->pt + k->pb - 2, ow = k->w + k->pl + k->pr - 2;
     int64_t nx = k->n * k->c * k->h * k->w, nw = k->m * k->c * 9, ny = k->n * k->m * oh * ow;
@@ -158,7 +158,7 @@ static void check_winograd(const wino_case_t *k, kiln_threadpool_t *pool)
     float *bias = malloc((size_t)k->m * sizeof *bias), *res = malloc((size_t)ny * sizeof *res);
     float *y = malloc((size_t)ny * sizeof *y);
     double *want = malloc((size_t)ny * sizeof *want), *scale = malloc((size_t)ny * sizeof *scale);
-    float *u = aligned_alloc(64, (kiln_winograd_weights_floats(k->m, k->c) * sizeof *u + 63) & ~(size_t)63);
+    float *u = aligned_alloc(64, (kiln_winograd_weights_floats(tile, k->m, k->c) * sizeof *u + 63) & ~(size_t)63);
     for (int64_t i = 0; i < nx; i++)
         x[i] = frand(&seed);
     for (int64_t i = 0; i < nw; i++)
@@ -187,7 +187,7 @@ static void check_winograd(const wino_case_t *k, kiln_threadpool_t *pool)
                     want[at] = acc;
                     scale[at] = abs_sum;
                 }
-    CHECK(kiln_winograd_weights(k->m, k->c, w, u));
+    CHECK(kiln_winograd_weights(tile, k->m, k->c, w, u));
     kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
     /* variant: bit 0 weights once, bit 1 two threads, bits 2-3 epilogue
      * (none, residual + ReLU, ReLU alone), bit 4 portable transforms */
@@ -196,13 +196,13 @@ static void check_winograd(const wino_case_t *k, kiln_threadpool_t *pool)
         if (epi == 3)
             continue;
         kiln_conv_epilogue_t ep = {residual_relu, res, epi == 2};
-        kiln_winograd_conv_t p = {k->n, k->c, k->m, k->h, k->w, oh, ow, k->pt, k->pl, x, w,
+        kiln_winograd_conv_t p = {tile, k->n, k->c, k->m, k->h, k->w, oh, ow, k->pt, k->pl, x, w,
                                   variant & 1 ? u : NULL, bias, y, epi ? &ep : NULL, variant & 2 ? 2 : 1};
         kiln_conv_winograd_force_portable(variant & 16);
         for (int64_t i = 0; i < ny; i++)
             y[i] = NAN;
         bool ok = kiln_conv_winograd(&p, variant & 2 ? &par : NULL);
-        CHECK_MSG(ok, "winograd %lldx%lld c %lld m %lld: failed", (long long)k->h, (long long)k->w,
+        CHECK_MSG(ok, "winograd F(%d) %lldx%lld c %lld m %lld: failed", tile, (long long)k->h, (long long)k->w,
                   (long long)k->c, (long long)k->m);
         double worst = 0;
         int64_t worst_at = 0;
@@ -218,9 +218,9 @@ static void check_winograd(const wino_case_t *k, kiln_threadpool_t *pool)
                 worst_at = i;
             }
         }
-        CHECK_MSG(worst <= 1e-5, "winograd n %lld c %lld m %lld in %lldx%lld pads %lld,%lld,%lld,%lld variant %d: "
+        CHECK_MSG(worst <= 1e-5, "winograd F(%d) n %lld c %lld m %lld in %lldx%lld pads %lld,%lld,%lld,%lld variant %d: "
                   "relative error %g at %lld",
-                  (long long)k->n, (long long)k->c, (long long)k->m, (long long)k->h, (long long)k->w,
+                  tile, (long long)k->n, (long long)k->c, (long long)k->m, (long long)k->h, (long long)k->w,
                   (long long)k->pt, (long long)k->pl, (long long)k->pb, (long long)k->pr, variant, worst,
                   (long long)worst_at);
     }
@@ -245,27 +245,31 @@ static void test_winograd(void)
         {1, 24, 40, 70, 130, 1, 2, 0, 1},     {2, 48, 36, 17, 18, 2, 0, 1, 2},
     };
     kiln_threadpool_t *pool = kiln_threadpool_create(2);
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        check_winograd(&cases[i], pool);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_winograd(&cases[i], 4, pool);
+        check_winograd(&cases[i], 2, pool);
+    }
     kiln_threadpool_free(pool);
-    /* the switch */
+    /* the rule and the switch */
     kiln_window_t w = window2d(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    bool avx512 = __builtin_cpu_supports("avx512f");
-    CHECK(kiln_winograd_wanted(&w, 1, 256, 256, 1) == avx512);
-    CHECK(!kiln_winograd_wanted(&w, 1, 8, 256, 1));
-    kiln_window_t small = window2d(7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1); /* 4 tiles: not worth it */
-    CHECK(!kiln_winograd_wanted(&small, 1, 512, 512, 1));
-    CHECK(kiln_winograd_wanted(&small, 1, 512, 512, 4) == avx512);
+    int f4 = __builtin_cpu_supports("avx512f") ? 4 : 0, f2 = f4 / 2;
+    CHECK(kiln_winograd_tile(&w, 1, 256, 256, 1) == f4);
+    CHECK(kiln_winograd_tile(&w, 1, 8, 256, 1) == 0);
+    kiln_window_t small = window2d(7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1); /* 4 tiles of 4x4, 16 of 2x2 */
+    CHECK(kiln_winograd_tile(&small, 1, 512, 512, 1) == f2);
+    CHECK(kiln_winograd_tile(&small, 1, 512, 512, 4) == f4);
+    kiln_window_t tiny = window2d(3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    CHECK(kiln_winograd_tile(&tiny, 1, 512, 512, 1) == 0);
     kiln_window_t dilated = window2d(14, 14, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2);
-    CHECK(!kiln_winograd_wanted(&dilated, 1, 256, 256, 1));
+    CHECK(kiln_winograd_tile(&dilated, 1, 256, 256, 1) == 0);
     kiln_window_t k5 = window2d(14, 14, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2);
-    CHECK(!kiln_winograd_wanted(&k5, 1, 256, 256, 1));
+    CHECK(kiln_winograd_tile(&k5, 1, 256, 256, 1) == 0);
     kiln_conv_winograd_enable(false);
-    CHECK(!kiln_winograd_wanted(&w, 1, 256, 256, 1));
+    CHECK(kiln_winograd_tile(&w, 1, 256, 256, 1) == 0);
     kiln_conv_winograd_enable(true);
     kiln_window_t s2 = window2d(14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
-    CHECK(!kiln_winograd_wanted(&s2, 1, 256, 256, 1));
-    CHECK(!kiln_winograd_wanted(&w, 2, 256, 256, 1));
+    CHECK(kiln_winograd_tile(&s2, 1, 256, 256, 1) == 0);
+    CHECK(kiln_winograd_tile(&w, 2, 256, 256, 1) == 0);
 }
 
 int main(void)
