@@ -20,6 +20,10 @@
  * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
  * plane (row stride 1 or 2), else a tap-major axpy loop.
  *
+ * 3x3 stride-1 convs with enough channels and tiles leave before all this
+ * for Winograd F(4x4, 3x3) / F(2x2, 3x3) (conv_winograd.c; the hook is in
+ * kiln_conv_run_epilogue).
+ *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
  */
