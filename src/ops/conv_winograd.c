@@ -195,23 +195,31 @@ bool kiln_winograd_weights(int tile, int64_t out_channels, int64_t in_channels, 
 {
     const wino_variant_t *va = variant(tile);
     int64_t mc = out_channels * in_channels;
-    float *u = malloc((size_t)(va->xi * mc) * sizeof *u); /* xi plain M x C matrices */
-    if (!u)
+    /* plane by plane, each a sequential stream over the filters f (once per
+     * session, but ResNet-50 has 900k filters): gg = G g as side x 3 planes,
+     * then each U_xi plane from three of them, packed */
+    float *gg = malloc((size_t)(va->side * 3 * mc) * sizeof *gg), *u = malloc((size_t)mc * sizeof *u);
+    if (!gg || !u) {
+        free(gg);
+        free(u);
         return false;
-    for (int64_t f = 0; f < mc; f++) {
-        const float *g = w + f * 9;
-        float gg[WINO_MAX_SIDE][3]; /* G g */
-        for (int i = 0; i < va->side; i++)
-            for (int j = 0; j < 3; j++)
-                gg[i][j] = va->g[i][0] * g[j] + va->g[i][1] * g[3 + j] + va->g[i][2] * g[6 + j];
-        for (int i = 0; i < va->side; i++)
-            for (int k = 0; k < va->side; k++)
-                u[(i * va->side + k) * mc + f] =
-                    gg[i][0] * va->g[k][0] + gg[i][1] * va->g[k][1] + gg[i][2] * va->g[k][2];
     }
+    for (int i = 0; i < va->side; i++)
+        for (int j = 0; j < 3; j++) {
+            float *dst_ij = gg + (i * 3 + j) * mc, g0 = va->g[i][0], g1 = va->g[i][1], g2 = va->g[i][2];
+            for (int64_t f = 0; f < mc; f++)
+                dst_ij[f] = g0 * w[f * 9 + j] + g1 * w[f * 9 + 3 + j] + g2 * w[f * 9 + 6 + j];
+        }
     size_t per = kiln_sgemm_packed_a_floats(out_channels, in_channels);
-    for (int xi = 0; xi < va->xi; xi++)
-        kiln_sgemm_pack_a(out_channels, in_channels, u + xi * mc, in_channels, dst + xi * per);
+    for (int i = 0; i < va->side; i++)
+        for (int k = 0; k < va->side; k++) {
+            const float *a0 = gg + i * 3 * mc, *a1 = a0 + mc, *a2 = a1 + mc;
+            float g0 = va->g[k][0], g1 = va->g[k][1], g2 = va->g[k][2];
+            for (int64_t f = 0; f < mc; f++)
+                u[f] = a0[f] * g0 + a1[f] * g1 + a2[f] * g2;
+            kiln_sgemm_pack_a(out_channels, in_channels, u, in_channels, dst + (i * va->side + k) * per);
+        }
+    free(gg);
     free(u);
     return true;
 }
