@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "ops/conv_winograd.h"
 #include "ops/gemm.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
@@ -167,6 +168,12 @@ static void prepack_free(kiln_session_t *s)
     free(s->packed_a_groups);
     free(s->packed_a_path);
     s->packed_a = NULL;
+    for (int i = 0; s->wino_u && i < s->packed_graph->n_initializers; i++)
+        free(s->wino_u[i]);
+    free(s->wino_u);
+    free(s->wino_path);
+    free(s->wino_tile);
+    s->wino_u = NULL;
     for (int i = 0; s->packed_b && i < s->packed_graph->n_initializers; i++)
         kiln_sgemm_packed_b_free(s->packed_b[i]);
     free(s->packed_b);
@@ -187,7 +194,11 @@ static kiln_status_t prepack_prepare(kiln_session_t *s, const kiln_graph_t *g)
     s->packed_a = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a);
     s->packed_a_groups = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a_groups);
     s->packed_a_path = calloc((size_t)g->n_initializers + 1, sizeof *s->packed_a_path);
-    if (!s->packed_b || !s->pack_uses || !s->pack_done || !s->packed_a || !s->packed_a_groups || !s->packed_a_path)
+    s->wino_u = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_u);
+    s->wino_path = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_path);
+    s->wino_tile = calloc((size_t)g->n_initializers + 1, sizeof *s->wino_tile);
+    if (!s->packed_b || !s->pack_uses || !s->pack_done || !s->packed_a || !s->packed_a_groups || !s->packed_a_path ||
+        !s->wino_u || !s->wino_path || !s->wino_tile)
         return kiln_fail(KILN_ERR_NO_MEMORY, "out of memory preparing to prepack weights");
     for (int i = 0; i < g->n_nodes; i++) {
         int init = packable_b(g, &g->nodes[i]);
@@ -268,19 +279,31 @@ const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i)
  * the first time a Conv asks, kept until the session ends.  A weight asked
  * for with another group count or after the microkernel changed (tests
  * switch it) is not served: the caller packs per run. */
-const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups)
+/* The initializer behind input i of the running node when the session can
+ * keep a transformed copy of it: a constant weight of the main graph that
+ * no caller can override and that the slot still holds; else -1. */
+static int constant_weight(const kiln_kernel_ctx_t *ctx, int i)
 {
     kiln_session_t *s = ctx->session;
     const kiln_frame_t *f = ctx->frame;
     if (!s || !s->packed_a || f->graph != s->packed_graph || i < 0 || i >= ctx->node->n_inputs ||
-        ctx->node->inputs[i] < 0 || groups < 1)
-        return NULL;
+        ctx->node->inputs[i] < 0)
+        return -1;
     int v = ctx->node->inputs[i];
     const kiln_value_info_t *vi = &f->graph->values[v];
     int init = vi->initializer;
     if (init < 0 || vi->is_graph_input || !f->slots[v] || f->slots[v]->tensor != f->graph->initializers[init])
+        return -1;
+    return init;
+}
+
+const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups)
+{
+    kiln_session_t *s = ctx->session;
+    int init = groups < 1 ? -1 : constant_weight(ctx, i);
+    if (init < 0)
         return NULL;
-    const kiln_tensor_t *w = f->graph->initializers[init];
+    const kiln_tensor_t *w = ctx->frame->graph->initializers[init];
     if (w->dtype != KILN_DTYPE_FLOAT32 || w->rank < 3 || !w->data || w->count == 0 || w->dims[0] % groups)
         return NULL;
     const char *path = kiln_sgemm_path();
@@ -301,6 +324,45 @@ const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_
     const float *p = s->packed_a_groups[init] == groups && s->packed_a_path[init] == path ? s->packed_a[init] : NULL;
     pthread_mutex_unlock(&g_prepack_lock);
     return p;
+}
+
+/* Winograd weights (see kernel.h): transformed the first time a Conv asks,
+ * kept until the session ends; not served for another tile size or after
+ * the microkernel changed (tests switch it): the caller transforms per run
+ * then. */
+const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int tile)
+{
+    kiln_session_t *s = ctx->session;
+    int init = constant_weight(ctx, i);
+    if (init < 0)
+        return NULL;
+    const kiln_tensor_t *w = ctx->frame->graph->initializers[init];
+    if (w->dtype != KILN_DTYPE_FLOAT32 || w->rank != 4 || !w->data || w->dims[2] != 3 || w->dims[3] != 3 ||
+        w->count == 0)
+        return NULL;
+    const char *path = kiln_sgemm_path();
+    pthread_mutex_lock(&g_prepack_lock);
+    if (!s->wino_path[init]) {
+        size_t floats = kiln_winograd_weights_floats(tile, w->dims[0], w->dims[1]);
+        float *u = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+        if (u && !kiln_winograd_weights(tile, w->dims[0], w->dims[1], w->data, u)) {
+            free(u);
+            u = NULL;
+        }
+        s->wino_u[init] = u;
+        s->wino_path[init] = path;
+        s->wino_tile[init] = tile;
+        if (u)
+            s->packed_bytes += floats * sizeof(float);
+    }
+    const float *u = s->wino_path[init] == path && s->wino_tile[init] == tile ? s->wino_u[init] : NULL;
+    pthread_mutex_unlock(&g_prepack_lock);
+    return u;
+}
+
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx)
+{
+    return ctx->session && ctx->session->pool ? kiln_threadpool_threads(ctx->session->pool) : 1;
 }
 
 kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_options_t *options,

@@ -67,6 +67,14 @@ struct kiln_session {
     float **packed_a;
     int64_t *packed_a_groups;
     const char **packed_a_path;
+    /* 3x3 Conv weights Winograd-transformed and packed on first use, per
+     * initializer of packed_graph (kiln_ctx_input_winograd, layout in
+     * ops/conv_winograd.h); wino_path / wino_tile: the microkernel and the
+     * tile size each was made for (path NULL: not tried yet; tried and out
+     * of memory leaves wino_u NULL). */
+    float **wino_u;
+    const char **wino_path;
+    int *wino_tile;
     bool counted;            /* counted in model->sessions */
     /* Per-node profile of the main graph (kiln_session_set_profiling):
      * NULL while off; else one entry per node of graph, summed with atomic

@@ -20,12 +20,17 @@
  * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
  * plane (row stride 1 or 2), else a tap-major axpy loop.
  *
+ * 3x3 stride-1 convs with enough channels and tiles leave before all this
+ * for Winograd F(4x4, 3x3) / F(2x2, 3x3) (conv_winograd.c; the hook is in
+ * kiln_conv_run_epilogue).
+ *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/conv_winograd.h"
 #include "ops/gemm.h"
 #include "ops/nn_geometry.h"
 #include "ops/nn_kernels.h"
@@ -492,6 +497,20 @@ kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epi
         return kiln_ctx_status(ctx);
     if (y->count == 0)
         return KILN_OK;
+    /* 3x3 stride-1 convs with enough channels: Winograd (conv_winograd.c),
+     * weights transformed once per session.  Here rather than in
+     * conv_compute: ConvInteger and QLinearConv also come through there and
+     * need exact sums.  Out of memory there falls through to im2col. */
+    int tile = kiln_winograd_tile(&s.w, s.group, s.in_channels, s.out_channels, s.batch);
+    if (tile) {
+        kiln_winograd_conv_t wc = {tile, s.batch, s.in_channels, s.out_channels, s.w.in[1], s.w.in[2], s.w.out[1],
+                                   s.w.out[2], s.w.pad_begin[1], s.w.pad_begin[2], x->data, w->data,
+                                   kiln_ctx_input_winograd(ctx, 1, tile), b ? b->data : NULL, y->data, ep,
+                                   kiln_ctx_threads(ctx)};
+        kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
+        if (kiln_conv_winograd(&wc, &par))
+            return KILN_OK;
+    }
     /* the weights packed once per session (not for depthwise: no GEMM) */
     const float *w_packed = s.in_per_group == 1 && s.group > 1 ? NULL : kiln_ctx_input_packed_a(ctx, 1, s.group);
     return conv_compute(ctx, &s, x->data, w->data, w_packed, b ? b->data : NULL, y->data, ep);

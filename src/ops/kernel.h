@@ -95,6 +95,11 @@ const void *kiln_ctx_input_prepacked(const kiln_kernel_ctx_t *ctx, int i);
  * kiln_sgemm_packed_a_floats(R, count / dims[0]) floats.  NULL when not
  * available (not an initializer, out of memory...): pack per run. */
 const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_t groups);
+/* Input i's weight (a float32 initializer M x C x 3 x 3) transformed once
+ * per session for Winograd F(tile x tile, 3x3), as kiln_winograd_weights
+ * lays it out (ops/conv_winograd.h).  NULL when not available: transform
+ * per run. */
+const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int tile);
 
 int kiln_ctx_output_count(const kiln_kernel_ctx_t *ctx);
 /* True when output i exists and its value is used (not omitted). */
@@ -130,6 +135,8 @@ kiln_status_t kiln_ctx_status(const kiln_kernel_ctx_t *ctx);
 /* Intra-op parallelism: runs fn(arg, begin, end) over [0, n) split into
  * chunks across the session's threads; grain is the smallest chunk worth a
  * thread. Runs inline when the session has one thread. */
+/* The number of threads kiln_ctx_parallel_for splits work over. */
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);
 typedef void (*kiln_parallel_fn)(void *arg, int64_t begin, int64_t end);
 /* The number of threads kiln_ctx_parallel_for spreads work over (>= 1). */
 int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);

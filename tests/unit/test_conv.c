@@ -4,13 +4,21 @@
  *    strides 1 and 2 (and 2 along rows only), pads (asymmetric, larger
  *    than the kernel reach), dilations, widths around the vector sizes
  *    (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows; where it does not
- *    apply (stride 3, no AVX-512) it must say so and write nothing.
+ *    apply (stride 3, no AVX-512) it must say so and write nothing;
+ *  - Winograd F(4x4, 3x3) and F(2x2, 3x3) (kiln_conv_winograd) against a direct sum in
+ *    double: pads 0 to 2 (asymmetric too), odd sizes, batch 2, channel
+ *    counts off the vector widths, bias, the FusedConv epilogue (residual +
+ *    ReLU through apply, and ReLU alone), weights transformed per call and
+ *    once, one thread and two (both ways of splitting), portable and
+ *    AVX-512 transforms.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "core/threadpool.h"
+#include "ops/conv_winograd.h"
 #include "ops/nn_kernels.h"
 
 static float frand(unsigned *s)
@@ -124,8 +132,149 @@ static void test_depthwise(void)
     kiln_conv_dw_enable(true);
 }
 
+/* The FusedConv-style epilogue: y = max(y + residual, 0). */
+static void residual_relu(void *arg, float *y, int64_t offset, int64_t n)
+{
+    const float *res = arg;
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i] + res[offset + i];
+        y[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+typedef struct wino_case {
+    int64_t n, c, m, h, w, pt, pl, pb, pr;
+} wino_case_t;
+
+/* Runs one shape every way and compares with a direct double sum: the
+ * error must stay within 1e-5 of the sum of the |terms| of each output
+ * (the scale of its rounding), plus a hair. */
+static void check_winograd(const wino_case_t *k, int tile, kiln_threadpool_t *pool)
+{
+    int64_t oh = k->h + k->pt + k->pb - 2, ow = k->w + k->pl + k->pr - 2;
+    int64_t nx = k->n * k->c * k->h * k->w, nw = k->m * k->c * 9, ny = k->n * k->m * oh * ow;
+    unsigned seed = (unsigned)(k->c * 31 + k->m * 7 + k->h);
+    float *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w);
+    float *bias = malloc((size_t)k->m * sizeof *bias), *res = malloc((size_t)ny * sizeof *res);
+    float *y = malloc((size_t)ny * sizeof *y);
+    double *want = malloc((size_t)ny * sizeof *want), *scale = malloc((size_t)ny * sizeof *scale);
+    float *u = aligned_alloc(64, (kiln_winograd_weights_floats(tile, k->m, k->c) * sizeof *u + 63) & ~(size_t)63);
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = frand(&seed);
+    for (int64_t i = 0; i < nw; i++)
+        w[i] = frand(&seed);
+    for (int64_t i = 0; i < k->m; i++)
+        bias[i] = frand(&seed);
+    for (int64_t i = 0; i < ny; i++)
+        res[i] = frand(&seed);
+    for (int64_t b = 0; b < k->n; b++)
+        for (int64_t m = 0; m < k->m; m++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double acc = bias[m], abs_sum = fabs(bias[m]);
+                    for (int64_t c = 0; c < k->c; c++)
+                        for (int64_t r = 0; r < 3; r++)
+                            for (int64_t q = 0; q < 3; q++) {
+                                int64_t ih = i - k->pt + r, iw = j - k->pl + q;
+                                if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
+                                    continue;
+                                double t = (double)x[((b * k->c + c) * k->h + ih) * k->w + iw] *
+                                           w[((m * k->c + c) * 3 + r) * 3 + q];
+                                acc += t;
+                                abs_sum += fabs(t);
+                            }
+                    int64_t at = ((b * k->m + m) * oh + i) * ow + j;
+                    want[at] = acc;
+                    scale[at] = abs_sum;
+                }
+    CHECK(kiln_winograd_weights(tile, k->m, k->c, w, u));
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
+    /* variant: bit 0 weights once, bit 1 two threads, bits 2-3 epilogue
+     * (none, residual + ReLU, ReLU alone), bit 4 portable transforms */
+    for (int variant = 0; variant < 32; variant++) {
+        int epi = (variant >> 2) & 3;
+        if (epi == 3)
+            continue;
+        kiln_conv_epilogue_t ep = {residual_relu, res, epi == 2};
+        kiln_winograd_conv_t p = {tile, k->n, k->c, k->m, k->h, k->w, oh, ow, k->pt, k->pl, x, w,
+                                  variant & 1 ? u : NULL, bias, y, epi ? &ep : NULL, variant & 2 ? 2 : 1};
+        kiln_conv_winograd_force_portable(variant & 16);
+        for (int64_t i = 0; i < ny; i++)
+            y[i] = NAN;
+        bool ok = kiln_conv_winograd(&p, variant & 2 ? &par : NULL);
+        CHECK_MSG(ok, "winograd F(%d) %lldx%lld c %lld m %lld: failed", tile, (long long)k->h, (long long)k->w,
+                  (long long)k->c, (long long)k->m);
+        double worst = 0;
+        int64_t worst_at = 0;
+        for (int64_t i = 0; ok && i < ny; i++) {
+            double v = want[i];
+            if (epi == 1)
+                v += res[i];
+            if (epi && v < 0)
+                v = 0;
+            double d = fabs((double)y[i] - v) / (scale[i] + (epi == 1 ? 1.0 : 0.0) + 1e-3);
+            if (!(d <= worst)) { /* NaN too */
+                worst = isnan(d) ? INFINITY : d;
+                worst_at = i;
+            }
+        }
+        CHECK_MSG(worst <= 1e-5, "winograd F(%d) n %lld c %lld m %lld in %lldx%lld pads %lld,%lld,%lld,%lld variant %d: "
+                  "relative error %g at %lld",
+                  tile, (long long)k->n, (long long)k->c, (long long)k->m, (long long)k->h, (long long)k->w,
+                  (long long)k->pt, (long long)k->pl, (long long)k->pb, (long long)k->pr, variant, worst,
+                  (long long)worst_at);
+    }
+    kiln_conv_winograd_force_portable(false);
+    free(x);
+    free(w);
+    free(bias);
+    free(res);
+    free(y);
+    free(want);
+    free(scale);
+    free(u);
+}
+
+static void test_winograd(void)
+{
+    static const wino_case_t cases[] = {
+        {1, 32, 32, 8, 8, 1, 1, 1, 1},        {2, 33, 17, 13, 11, 0, 0, 0, 0},
+        {1, 40, 48, 9, 23, 2, 2, 2, 2},       {2, 16, 35, 7, 7, 1, 0, 2, 1},
+        {1, 3, 5, 5, 6, 2, 1, 0, 2},          {1, 20, 24, 3, 3, 0, 0, 0, 0},
+        {1, 64, 64, 56, 56, 1, 1, 1, 1},      {2, 100, 70, 30, 30, 1, 1, 1, 1},
+        {1, 24, 40, 70, 130, 1, 2, 0, 1},     {2, 48, 36, 17, 18, 2, 0, 1, 2},
+    };
+    kiln_threadpool_t *pool = kiln_threadpool_create(2);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_winograd(&cases[i], 4, pool);
+        check_winograd(&cases[i], 2, pool);
+    }
+    kiln_threadpool_free(pool);
+    /* the rule and the switch */
+    kiln_window_t w = window2d(14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    int f4 = __builtin_cpu_supports("avx512f") ? 4 : 0, f2 = f4 / 2;
+    CHECK(kiln_winograd_tile(&w, 1, 256, 256, 1) == f4);
+    CHECK(kiln_winograd_tile(&w, 1, 8, 256, 1) == 0);
+    kiln_window_t small = window2d(7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1); /* 4 tiles of 4x4, 16 of 2x2 */
+    CHECK(kiln_winograd_tile(&small, 1, 512, 512, 1) == f2);
+    CHECK(kiln_winograd_tile(&small, 1, 512, 512, 4) == f4);
+    kiln_window_t tiny = window2d(3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    CHECK(kiln_winograd_tile(&tiny, 1, 512, 512, 1) == 0);
+    kiln_window_t dilated = window2d(14, 14, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2);
+    CHECK(kiln_winograd_tile(&dilated, 1, 256, 256, 1) == 0);
+    kiln_window_t k5 = window2d(14, 14, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2);
+    CHECK(kiln_winograd_tile(&k5, 1, 256, 256, 1) == 0);
+    kiln_conv_winograd_enable(false);
+    CHECK(kiln_winograd_tile(&w, 1, 256, 256, 1) == 0);
+    kiln_conv_winograd_enable(true);
+    kiln_window_t s2 = window2d(14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
+    CHECK(kiln_winograd_tile(&s2, 1, 256, 256, 1) == 0);
+    CHECK(kiln_winograd_tile(&w, 2, 256, 256, 1) == 0);
+}
+
 int main(void)
 {
     test_depthwise();
+    test_winograd();
     return check_finish();
 }
