@@ -360,11 +360,6 @@ const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int ti
     return u;
 }
 
-int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx)
-{
-    return ctx->session && ctx->session->pool ? kiln_threadpool_threads(ctx->session->pool) : 1;
-}
-
 kiln_status_t kiln_session_create(kiln_model_t *model, const kiln_session_options_t *options,
                                   kiln_session_t **out)
 {

@@ -135,8 +135,6 @@ kiln_status_t kiln_ctx_status(const kiln_kernel_ctx_t *ctx);
 /* Intra-op parallelism: runs fn(arg, begin, end) over [0, n) split into
  * chunks across the session's threads; grain is the smallest chunk worth a
  * thread. Runs inline when the session has one thread. */
-/* The number of threads kiln_ctx_parallel_for splits work over. */
-int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);
 typedef void (*kiln_parallel_fn)(void *arg, int64_t begin, int64_t end);
 /* The number of threads kiln_ctx_parallel_for spreads work over (>= 1). */
 int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);
