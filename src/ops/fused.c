@@ -115,7 +115,9 @@ static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n)
     activate_sum(&e->act, e->z ? e->z + offset : NULL, y, n);
 }
 
-/* FusedConv(X, W, B?, Z?): Z must have the output's shape. */
+/* FusedConv(X, W, B?, Z?): Z must have the output's shape.  Without Z, a
+ * cheap activation goes into the conv kernels' stores; otherwise the sum
+ * and the activation run as the conv's per-block apply. */
 static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
 {
     conv_epilogue_t e = {.z = NULL};
@@ -139,8 +141,11 @@ static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Z must have the output's shape");
         e.z = z->data;
     }
-    /* a bare ReLU is done by the GEMM's stores (and per plane for depthwise) */
-    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e, !e.z && e.act.kind == KILN_ACT_RELU};
+    kiln_conv_epilogue_t ep = {.act = {KILN_ACT_NONE, 0.0f, 0.0f}, .apply = conv_epilogue_block, .arg = &e};
+    if (!e.z && kiln_act_in_stores(e.act.kind)) {
+        ep.act = (kiln_act_t){e.act.kind, e.act.alpha, e.act.beta};
+        ep.apply = NULL;
+    }
     return kiln_conv_run_epilogue(ctx, e.z || e.act.kind != KILN_ACT_NONE ? &ep : NULL);
 }
 

@@ -18,7 +18,8 @@
  * would cost more than the few reuses repay); callers may hand B over
  * already in panels (kiln_sgemm_packed_b: Conv writes im2col that way) and
  * A packed once for many calls (kiln_sgemm_pack_a).  An epilogue (row bias,
- * ReLU) is applied in the microkernel's stores.  Packing buffers are
+ * then an activation: ReLU, Clip, LeakyRelu, HardSigmoid, HardSwish) is
+ * applied in the microkernel's stores, after the last K slice.  Packing buffers are
  * per-thread scratch that lives as long as the thread.
  *
  * Small or degenerate products (one row or one column, tiny volumes) go to
@@ -169,7 +170,7 @@ void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
 
 static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr, float alpha, float beta, const float *bias, bool relu)
+                             int mr, int nr, float alpha, float beta, const float *bias, const kiln_act_t *act)
 {
     float acc[PORTABLE_MR][PORTABLE_NR];
     memset(acc, 0, sizeof acc);
@@ -187,7 +188,7 @@ static void ukernel_portable(int64_t kc, const float *a, const float *b, float *
         float add = bias ? bias[i] : 0.0f;
         for (int j = 0; j < nr; j++) {
             float v = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]) + add;
-            crow[j] = relu && v < 0.0f ? 0.0f : v;
+            crow[j] = act ? kiln_act_scalar(act, v) : v;
         }
     }
 }
@@ -357,7 +358,7 @@ typedef struct sgemm_job {
     const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
     const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
-    bool relu;                  /* epilogue: clamp C at 0 */
+    const kiln_act_t *act;      /* epilogue: the activation after the bias, or NULL */
     const kiln_sgemm_epilogue_t *ep; /* for its block hook, or NULL */
     const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
@@ -376,7 +377,7 @@ static int64_t min64(int64_t a, int64_t b)
  * into C at (i0, j0). */
 static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
                          int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
-                         float beta, const float *bias, bool relu)
+                         float beta, const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
@@ -385,7 +386,7 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
             uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta,
-                    bias ? bias + i0 + ir : NULL, relu);
+                    bias ? bias + i0 + ir : NULL, act);
         }
     }
 }
@@ -395,7 +396,7 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
 static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
                                   int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
-                                  int64_t nc, int64_t kc, float beta, const float *bias, bool relu)
+                                  int64_t nc, int64_t kc, float beta, const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -406,29 +407,35 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
             uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
-                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, relu);
+                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, act);
         }
         if (full < mc)
             uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
                     job->ldc, (int)(mc - full), nr, job->alpha, beta,
-                    bias ? bias + i0 + full : NULL, relu);
+                    bias ? bias + i0 + full : NULL, act);
     }
 }
 
 /* The epilogue as a separate pass over an m x n block of C (paths that
  * do not run the microkernels). */
 static void apply_epilogue(float *c, int64_t ldc, int64_t m, int64_t n, const float *row_bias,
-                           bool relu)
+                           const kiln_act_t *act)
 {
-    if (!row_bias && !relu)
+    if (!row_bias && !act)
         return;
     for (int64_t i = 0; i < m; i++) {
         float *crow = c + i * ldc, add = row_bias ? row_bias[i] : 0.0f;
         for (int64_t j = 0; j < n; j++) {
             float v = crow[j] + add;
-            crow[j] = relu && v < 0.0f ? 0.0f : v;
+            crow[j] = act ? kiln_act_scalar(act, v) : v;
         }
     }
+}
+
+/* The epilogue's activation for the stores, or NULL when there is none. */
+static const kiln_act_t *epilogue_act(const kiln_sgemm_epilogue_t *ep)
+{
+    return ep && ep->act.kind != KILN_ACT_NONE && kiln_act_in_stores(ep->act.kind) ? &ep->act : NULL;
 }
 
 /* The caller's block hook (kiln_sgemm_epilogue_t.block) on a finished block. */
@@ -449,7 +456,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
                        job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
                        job->c + i0 * job->ldc + j0, job->ldc);
         apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
-                       job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+                       job->row_bias ? job->row_bias + i0 : NULL, job->act);
         block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
         return;
     }
@@ -464,7 +471,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
             *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
         }
     apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
-                   job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+                   job->row_bias ? job->row_bias + i0 : NULL, job->act);
     block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
 }
 
@@ -494,7 +501,7 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
             const float *bias = p0 == 0 ? job->row_bias : NULL; /* once, with the first slice */
-            bool relu = job->relu && p0 + kc >= job->k;          /* after the last slice */
+            const kiln_act_t *act = p0 + kc >= job->k ? job->act : NULL; /* after the last slice */
             /* B panel jr of this slice is at b_slice + jr * b_ld */
             const float *b_slice = b_pack;
             int64_t b_ld = kc;
@@ -510,13 +517,13 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
                     macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
-                                          bias, relu);
+                                          bias, act);
                 } else if (job->a_packed) { /* the caller packed all of A once */
                     macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
-                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, act);
                 } else {
                     pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                    macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                    macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, act);
                 }
                 if (p0 + kc >= job->k) /* the block is finished */
                     block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
@@ -652,30 +659,30 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
                    int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (m == 1) {
         sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (n == 1 || m * n * k < 8 * 8 * 8) {
         sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
-                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu, .ep = ep};
+                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .act = act, .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -713,18 +720,18 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
                          const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
-                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu, .ep = ep};
+                       .a_packed = a_packed, .row_bias = row_bias, .act = act, .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -733,17 +740,17 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
                             float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0) {
         scale_rows(0, m, n, 0.0f, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
-                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu,
+                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .act = act,
                        .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);

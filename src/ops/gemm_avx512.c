@@ -7,7 +7,10 @@
  * That is 24 FMAs per 2 loads + 12 broadcasts, enough to keep both 512-bit
  * FMA ports busy.  The accumulator arrays are fully unrolled by the
  * compiler (constant trip counts, #pragma GCC unroll), so they live in
- * registers.  Edge tiles are written with masked stores.
+ * registers.  Edge tiles are written with masked stores.  The bias and
+ * the activation (act_simd.h) are applied in registers before the store;
+ * the store is compiled once per activation kind, so no branch on the
+ * kind is left inside it.
  *
  * A second entry point reads A in place (row i at a + i*lda) instead of
  * from a packed panel; gemm.c uses it when C is narrow and packing A
@@ -18,6 +21,7 @@
  */
 #include <immintrin.h>
 
+#include "ops/act_simd.h"
 #include "ops/gemm_kernel.h"
 
 enum { TILE_M = 12, TILE_N = 32 };
@@ -29,12 +33,13 @@ enum { PREFETCH_EVERY = 16, PREFETCH_AHEAD = 64 };
 enum { PACKED_AHEAD = 32 * TILE_M };
 
 /* Writes the mr x nr corner of alpha*acc + beta*C (+ bias[i] per row,
- * then max(., 0) when relu; C not read when beta is 0); full tiles with
- * plain stores, edges with masked ones. */
+ * then activation kind with parameters pa, pb; C not read when beta is 0);
+ * full tiles with plain stores, edges with masked ones. */
 static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][2], float *c,
                                                              int64_t ldc, int mr, int nr,
                                                              float alpha, float beta,
-                                                             const float *bias, bool relu)
+                                                             const float *bias, kiln_act_kind_t kind,
+                                                             __m512 pa, __m512 pb)
 {
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (mr == TILE_M && nr == TILE_N) {
@@ -50,10 +55,8 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][
                 lo = _mm512_add_ps(lo, _mm512_set1_ps(bias[i]));
                 hi = _mm512_add_ps(hi, _mm512_set1_ps(bias[i]));
             }
-            if (relu) {
-                lo = _mm512_max_ps(lo, _mm512_setzero_ps());
-                hi = _mm512_max_ps(hi, _mm512_setzero_ps());
-            }
+            lo = kiln_act512(lo, kind, pa, pb);
+            hi = kiln_act512(hi, kind, pa, pb);
             _mm512_storeu_ps(crow, lo);
             _mm512_storeu_ps(crow + 16, hi);
         }
@@ -75,18 +78,45 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][
             lo = _mm512_add_ps(lo, _mm512_set1_ps(bias[i]));
             hi = _mm512_add_ps(hi, _mm512_set1_ps(bias[i]));
         }
-        if (relu) {
-            lo = _mm512_max_ps(lo, _mm512_setzero_ps());
-            hi = _mm512_max_ps(hi, _mm512_setzero_ps());
-        }
+        lo = kiln_act512(lo, kind, pa, pb);
+        hi = kiln_act512(hi, kind, pa, pb);
         _mm512_mask_storeu_ps(crow, m0, lo);
         _mm512_mask_storeu_ps(crow + 16, m1, hi);
     }
 }
 
+/* store_tile with the activation's kind made a constant. */
+static inline __attribute__((always_inline)) void store_tile_act(__m512 acc[TILE_M][2], float *c, int64_t ldc,
+                                                                 int mr, int nr, float alpha, float beta,
+                                                                 const float *bias, const kiln_act_t *act)
+{
+    kiln_act_kind_t kind = act ? act->kind : KILN_ACT_NONE;
+    __m512 pa = _mm512_set1_ps(act ? act->alpha : 0.0f), pb = _mm512_set1_ps(act ? act->beta : 0.0f);
+    switch (kind) {
+    case KILN_ACT_RELU:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_RELU, pa, pb);
+        break;
+    case KILN_ACT_CLIP:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_CLIP, pa, pb);
+        break;
+    case KILN_ACT_LEAKY_RELU:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_LEAKY_RELU, pa, pb);
+        break;
+    case KILN_ACT_HARD_SIGMOID:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_HARD_SIGMOID, pa, pb);
+        break;
+    case KILN_ACT_HARD_SWISH:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_HARD_SWISH, pa, pb);
+        break;
+    default:
+        store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, KILN_ACT_NONE, pa, pb);
+        break;
+    }
+}
+
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
                                      int64_t ldc, int mr, int nr, float alpha, float beta,
-                                     const float *bias, bool relu)
+                                     const float *bias, const kiln_act_t *act)
 {
     __m512 acc[TILE_M][2];
 #pragma GCC unroll 12
@@ -118,13 +148,13 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
             b += TILE_N;
         }
     }
-    store_tile(acc, c, ldc, mr, nr, alpha, beta, bias, relu);
+    store_tile_act(acc, c, ldc, mr, nr, alpha, beta, bias, act);
 }
 
 void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
                                             const float *b, float *c, int64_t ldc, int nr,
                                             float alpha, float beta, const float *bias,
-                                            bool relu)
+                                            const kiln_act_t *act)
 {
     __m512 acc[TILE_M][2];
 #pragma GCC unroll 12
@@ -164,5 +194,5 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
             b += TILE_N;
         }
     }
-    store_tile(acc, c, ldc, TILE_M, nr, alpha, beta, bias, relu);
+    store_tile_act(acc, c, ldc, TILE_M, nr, alpha, beta, bias, act);
 }
