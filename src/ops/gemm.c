@@ -835,19 +835,28 @@ void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p)
 void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
                           float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
 {
+    kiln_sgemm_prepacked_ex(m, alpha, a, lda, b, beta, c, ldc, NULL, par);
+}
+
+void kiln_sgemm_prepacked_ex(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                             float beta, float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                             const kiln_gemm_parallel_t *par)
+{
     if (m <= 0)
         return;
     if (alpha == 0.0f) {
         scale_rows(0, m, b->n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, b->n, ep ? ep->row_bias : NULL, epilogue_act(ep));
+        block_done(ep, c, ldc, 0, m, 0, b->n);
         return;
     }
     if (b->b && !prepacked_blocked(m, b->n, b->k)) { /* one row, tiny volumes: the plain paths */
-        kiln_sgemm(false, b->trans_b, m, b->n, b->k, alpha, a, lda, b->b, b->ldb, beta, c, ldc, par);
+        kiln_sgemm_ex(false, b->trans_b, m, b->n, b->k, alpha, a, lda, b->b, b->ldb, beta, c, ldc, ep, par);
         return;
     }
     sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
                        .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
-                       .b_packed = b};
+                       .b_packed = b, .row_bias = ep ? ep->row_bias : NULL, .act = epilogue_act(ep), .ep = ep};
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

@@ -173,6 +173,10 @@ size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p);
  * not transposed); same contract as kiln_sgemm otherwise. */
 void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
                           float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par);
+/* The same with an epilogue (ep may be NULL). */
+void kiln_sgemm_prepacked_ex(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                             float beta, float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                             const kiln_gemm_parallel_t *par);
 
 /* The portable reference: plain loops, single-threaded. */
 void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

@@ -1,10 +1,13 @@
 /*
  * test_conv.c - conv.c's fast paths against plain loops:
- *  - the depthwise plane kernel (kiln_conv_dw_plane): kernel sizes 1 to 5,
- *    strides 1 and 2 (and 2 along rows only), pads (asymmetric, larger
- *    than the kernel reach), dilations, widths around the vector sizes
- *    (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows; where it does not
- *    apply (stride 3, no AVX-512) it must say so and write nothing.
+ *  - the depthwise plane kernels (kiln_conv_dw_plane) on every path this
+ *    CPU has (AVX-512, AVX2, portable) against a naive loop: kernel sizes
+ *    1 to 5, strides 1 to 3 (and 2 along rows only), pads (asymmetric,
+ *    larger than the kernel reach), dilations, widths around the vector
+ *    sizes (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows, with the
+ *    bias and each in-stores activation applied in the kernel; NaN and inf
+ *    inputs come out as the naive loop makes them; nothing is written
+ *    past the plane; 3-D windows are refused.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +46,8 @@ static kiln_window_t window2d(int64_t h, int64_t w, int64_t kh, int64_t kw, int6
     return win;
 }
 
-static void naive_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y)
+static void naive_plane(const kiln_window_t *w, const float *x, const float *f, float bias, const kiln_act_t *act,
+                        float *y)
 {
     for (int64_t oh = 0; oh < w->out[1]; oh++)
         for (int64_t ow = 0; ow < w->out[2]; ow++) {
@@ -55,11 +59,35 @@ static void naive_plane(const kiln_window_t *w, const float *x, const float *f, 
                     if (ih >= 0 && ih < w->in[1] && iw >= 0 && iw < w->in[2])
                         acc += (double)f[i * w->kernel[2] + j] * x[ih * w->in[2] + iw];
                 }
-            y[oh * w->out[2] + ow] = (float)acc;
+            y[oh * w->out[2] + ow] = kiln_act_scalar(act, (float)acc);
         }
 }
 
-static void check_dw(kiln_window_t w, const char *what)
+/* Same NaN-ness, same infinities, finite values within tol. */
+static bool same_value(float want, float got, double tol)
+{
+    if (isnan(want) || isnan(got))
+        return isnan(want) && isnan(got);
+    if (isinf(want) || isinf(got))
+        return want == got;
+    return fabs((double)want - got) <= tol;
+}
+
+/* The plane paths to compare: 0 the CPU's best, 1 AVX2 (AVX-512 avoided),
+ * 2 portable. */
+static const char *set_path(int path)
+{
+    kiln_conv_dw_avoid_avx512(path == 1);
+    kiln_conv_dw_force_portable(path == 2);
+    return kiln_conv_dw_path();
+}
+
+static const kiln_act_t ACTS[] = {{KILN_ACT_NONE, 0.0f, 0.0f},        {KILN_ACT_CLIP, 0.0f, 6.0f},
+                                  {KILN_ACT_RELU, 0.0f, 0.0f},        {KILN_ACT_LEAKY_RELU, 0.1f, 0.0f},
+                                  {KILN_ACT_HARD_SIGMOID, 0.2f, 0.5f}, {KILN_ACT_HARD_SWISH, 0.0f, 0.0f},
+                                  {KILN_ACT_CLIP, -0.25f, 0.5f}};
+
+static void check_dw_act(kiln_window_t w, const char *what, const kiln_act_t *act, bool specials)
 {
     if (w.out[1] < 1 || w.out[2] < 1)
         return;
@@ -67,37 +95,46 @@ static void check_dw(kiln_window_t w, const char *what)
     int64_t in_n = w.in[1] * w.in[2], out_n = w.out[1] * w.out[2];
     float *x = malloc((size_t)in_n * sizeof *x), *f = malloc((size_t)(w.kernel[1] * w.kernel[2]) * sizeof *f);
     float *want = malloc((size_t)out_n * sizeof *want), *got = malloc((size_t)(out_n + 1) * sizeof *got);
-    float *scratch = malloc(kiln_conv_dw_scratch_floats(&w) * sizeof *scratch);
     for (int64_t i = 0; i < in_n; i++)
         x[i] = frand(&seed);
     for (int64_t i = 0; i < w.kernel[1] * w.kernel[2]; i++)
-        f[i] = frand(&seed);
-    naive_plane(&w, x, f, 0.25f, want);
-    for (int64_t i = 0; i <= out_n; i++)
-        got[i] = -12345.0f;
-    bool ran = kiln_conv_dw_plane(&w, x, f, 0.25f, got, scratch);
-    CHECK_MSG(got[out_n] == -12345.0f, "%s: wrote past the plane", what);
-    if (!__builtin_cpu_supports("avx512f") || w.stride[2] > 2) {
-        CHECK_MSG(!ran && got[0] == -12345.0f, "%s: should not apply", what);
-    } else {
-        CHECK_MSG(ran, "%s: fast path did not run", what);
-        double worst = 0;
-        for (int64_t i = 0; ran && i < out_n; i++) {
-            double d = fabs((double)got[i] - want[i]);
-            if (d > worst)
-                worst = d;
-        }
-        CHECK_MSG(worst <= 1e-4, "%s: in %lldx%lld k %lldx%lld s %lldx%lld d %lldx%lld pads %lld,%lld,%lld,%lld: off by %g",
-                  what, (long long)w.in[1], (long long)w.in[2], (long long)w.kernel[1], (long long)w.kernel[2],
-                  (long long)w.stride[1], (long long)w.stride[2], (long long)w.dilation[1], (long long)w.dilation[2],
-                  (long long)w.pad_begin[1], (long long)w.pad_begin[2], (long long)w.pad_end[1],
-                  (long long)w.pad_end[2], worst);
+        f[i] = frand(&seed) + 2.0f; /* no zero weights: inf * 0 would make NaN */
+    if (specials) {
+        x[in_n / 3] = NAN;
+        x[in_n / 2] = INFINITY;
+        x[in_n - 1] = -INFINITY;
     }
+    naive_plane(&w, x, f, 0.25f, act, want);
+    for (int path = 0; path < 3; path++) {
+        const char *name = set_path(path);
+        for (int64_t i = 0; i <= out_n; i++)
+            got[i] = -12345.0f;
+        bool ran = kiln_conv_dw_plane(&w, x, f, 0.25f, act, got);
+        CHECK_MSG(ran, "%s: the plane kernel refused a 2-D window", what);
+        CHECK_MSG(got[out_n] == -12345.0f, "%s %s: wrote past the plane", what, name);
+        int64_t bad = -1;
+        for (int64_t i = 0; ran && i < out_n && bad < 0; i++)
+            if (!same_value(want[i], got[i], 1e-4))
+                bad = i;
+        CHECK_MSG(bad < 0,
+                  "%s %s act %d: in %lldx%lld k %lldx%lld s %lldx%lld d %lldx%lld pads %lld,%lld,%lld,%lld: "
+                  "[%lld] want %g got %g",
+                  what, name, act->kind, (long long)w.in[1], (long long)w.in[2], (long long)w.kernel[1],
+                  (long long)w.kernel[2], (long long)w.stride[1], (long long)w.stride[2], (long long)w.dilation[1],
+                  (long long)w.dilation[2], (long long)w.pad_begin[1], (long long)w.pad_begin[2],
+                  (long long)w.pad_end[1], (long long)w.pad_end[2], (long long)bad, bad < 0 ? 0.0 : want[bad],
+                  bad < 0 ? 0.0 : got[bad]);
+    }
+    set_path(0);
     free(x);
     free(f);
     free(want);
     free(got);
-    free(scratch);
+}
+
+static void check_dw(kiln_window_t w, const char *what)
+{
+    check_dw_act(w, what, &ACTS[0], false);
 }
 
 static void test_depthwise(void)
@@ -117,11 +154,26 @@ static void test_depthwise(void)
     check_dw(window2d(7, 7, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3), "7x7 full reach");
     check_dw(window2d(1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1), "1-D");
     check_dw(window2d(1, 50, 1, 4, 1, 2, 1, 3, 0, 0, 0, 5), "1-D dilated strided");
-    kiln_conv_dw_enable(false);
+    check_dw(window2d(40, 70, 2, 6, 1, 2, 1, 1, 0, 9, 1, 9), "pads wider than a vector");
+    /* the activations in the stores, MobileNet's shapes and odd ones, with
+     * NaN and inf in the input */
+    for (size_t a = 0; a < sizeof ACTS / sizeof ACTS[0]; a++)
+        for (int64_t s = 1; s <= 2; s++)
+            for (int64_t k = 3; k <= 5; k += 2) {
+                check_dw_act(window2d(112, 112, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 112",
+                             &ACTS[a], false);
+                check_dw_act(window2d(14, 14, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 14",
+                             &ACTS[a], true);
+                check_dw_act(window2d(7, 7, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 7", &ACTS[a],
+                             true);
+                check_dw_act(window2d(19, 45, k, k, s, s, 1, 1, 0, 1, 2, 0), "odd, asymmetric pads", &ACTS[a],
+                             true);
+            }
+    /* a 3-D window is not a plane */
     kiln_window_t w = window2d(8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    float x[64] = {0}, f[9] = {0}, y[64], scratch[1024];
-    CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, y, scratch));
-    kiln_conv_dw_enable(true);
+    w.kernel[0] = 2;
+    float x[64] = {0}, f[18] = {0}, y[64];
+    CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, NULL, y));
 }
 
 int main(void)
