@@ -169,7 +169,7 @@ void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 
 enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
 
-static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+static void ukernel_portable(int64_t kc, const float *a, const float *b, int64_t b_step, float *c, int64_t ldc,
                              int mr, int nr, float alpha, float beta, const float *bias, const kiln_act_t *act)
 {
     float acc[PORTABLE_MR][PORTABLE_NR];
@@ -181,7 +181,7 @@ static void ukernel_portable(int64_t kc, const float *a, const float *b, float *
                 acc[i][j] += av * b[j];
         }
         a += PORTABLE_MR;
-        b += PORTABLE_NR;
+        b += b_step;
     }
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
@@ -207,9 +207,12 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
 /* Column blocks at most this many B panels wide read A in place (see
  * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
 enum { DIRECT_A_MAX_PANELS = 8 };
+/* Products with at most this many rows read B in place (see plan_blocks). */
+enum { DIRECT_B_MAX_ROWS = 128 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
+static bool g_no_direct_b;
 /* The SIMD packer and vector helpers run whenever the CPU has AVX2,
  * unless the portable path is forced. */
 static bool use_simd_helpers(void)
@@ -231,6 +234,11 @@ void kiln_sgemm_avoid_avx512(bool avoid)
 void kiln_sgemm_avoid_direct_a(bool avoid)
 {
     g_no_direct_a = avoid;
+}
+
+void kiln_sgemm_avoid_direct_b(bool avoid)
+{
+    g_no_direct_b = avoid;
 }
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
@@ -355,6 +363,7 @@ typedef struct sgemm_job {
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
+    bool direct_b;              /* ... and B in place (not transposed, few row tiles per panel) */
     const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
     const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
@@ -373,19 +382,41 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
- * into C at (i0, j0). */
-static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
-                         int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
-                         float beta, const float *bias, const kiln_act_t *act)
+/* Where a K slice's B micro-panels are: the panel of columns from jr
+ * starts at base + jr * ld with rows step floats apart, except panels from
+ * column edge_jr on (a partial panel of B read in place), which are packed
+ * at edge (rows NR apart). */
+typedef struct b_view {
+    const float *base;
+    int64_t ld, step;
+    const float *edge;
+    int64_t edge_jr;
+} b_view_t;
+
+static inline const float *b_panel(const b_view_t *v, int64_t jr, int64_t nr, int64_t *step)
+{
+    if (jr >= v->edge_jr) {
+        *step = nr;
+        return v->edge; /* the one partial panel */
+    }
+    *step = v->step;
+    return v->base + jr * v->ld;
+}
+
+/* Multiplies the packed A block (mc x kc) by the B slice (kc x nc) into C
+ * at (i0, j0). */
+static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const b_view_t *bv, int64_t i0, int64_t mc,
+                         int64_t j0, int64_t nc, int64_t kc, float beta, const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
         int nr = (int)min64(uk->nr, nc - jr);
+        int64_t step;
+        const float *b = b_panel(bv, jr, uk->nr, &step);
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta,
+            uk->run(kc, a_pack + ir * kc, b, step, c, job->ldc, mr, nr, job->alpha, beta,
                     bias ? bias + i0 + ir : NULL, act);
         }
     }
@@ -394,9 +425,9 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
 /* The same with A read in place (row-major, not transposed): for a narrow
  * C, each A element is used by only a few B panels, so packing A would
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
-static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
-                                  int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
-                                  int64_t nc, int64_t kc, float beta, const float *bias, const kiln_act_t *act)
+static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const b_view_t *bv, int64_t i0,
+                                  int64_t mc, int64_t p0, int64_t j0, int64_t nc, int64_t kc, float beta,
+                                  const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -404,15 +435,16 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         pack_a(false, job->a, job->lda, i0 + full, mc - full, p0, kc, uk->mr, a_edge);
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
         int nr = (int)min64(uk->nr, nc - jr);
+        int64_t step;
+        const float *b = b_panel(bv, jr, uk->nr, &step);
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
-                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, act);
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b, step, c, job->ldc, nr, job->alpha,
+                           beta, bias ? bias + i0 + ir : NULL, act);
         }
         if (full < mc)
-            uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
-                    job->ldc, (int)(mc - full), nr, job->alpha, beta,
-                    bias ? bias + i0 + full : NULL, act);
+            uk->run(kc, a_edge, b, step, job->c + (i0 + full) * job->ldc + j0 + jr, job->ldc, (int)(mc - full), nr,
+                    job->alpha, beta, bias ? bias + i0 + full : NULL, act);
     }
 }
 
@@ -502,28 +534,35 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
             float beta = p0 == 0 ? job->beta : 1.0f;
             const float *bias = p0 == 0 ? job->row_bias : NULL; /* once, with the first slice */
             const kiln_act_t *act = p0 + kc >= job->k ? job->act : NULL; /* after the last slice */
-            /* B panel jr of this slice is at b_slice + jr * b_ld */
-            const float *b_slice = b_pack;
-            int64_t b_ld = kc;
+            b_view_t bv = {b_pack, kc, uk->nr, NULL, INT64_MAX};
             if (job->b_panels) {
-                b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
-                b_ld = job->k;
+                bv.base = job->b_panels + j0 * job->k + p0 * uk->nr;
+                bv.ld = job->k;
             } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
-                b_slice = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
+                bv.base = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
+            } else if (job->direct_b) { /* B read in place; a partial last panel packed */
+                bv.base = job->b + p0 * job->ldb + j0;
+                bv.ld = 1;
+                bv.step = job->ldb;
+                int64_t full = nc / uk->nr * uk->nr;
+                if (full < nc) {
+                    pack_b(false, job->b, job->ldb, p0, kc, j0 + full, nc - full, uk->nr, b_pack);
+                    bv.edge = b_pack;
+                    bv.edge_jr = full;
+                }
             } else {
                 pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
             }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
-                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
-                                          bias, act);
+                    macro_kernel_direct_a(job, a_pack, &bv, i0, mc, p0, j0, nc, kc, beta, bias, act);
                 } else if (job->a_packed) { /* the caller packed all of A once */
-                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
-                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, act);
+                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc, &bv, i0, mc, j0,
+                                 nc, kc, beta, bias, act);
                 } else {
                     pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                    macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, act);
+                    macro_kernel(job, a_pack, &bv, i0, mc, j0, nc, kc, beta, bias, act);
                 }
                 if (p0 + kc >= job->k) /* the block is finished */
                     block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
@@ -557,6 +596,10 @@ static void plan_blocks(sgemm_job_t *job)
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+    /* B in place when each of its panels serves few row tiles: packing it
+     * would cost about as much as the multiply */
+    job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
+                    job->m <= DIRECT_B_MAX_ROWS;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */

@@ -211,5 +211,7 @@ void kiln_sgemm_force_portable(bool force_portable);
 void kiln_sgemm_avoid_avx512(bool avoid);
 /* For tests: always pack A, even where the kernel could read it in place. */
 void kiln_sgemm_avoid_direct_a(bool avoid);
+/* For tests and benchmarks: always pack B, even where the kernel could read it in place. */
+void kiln_sgemm_avoid_direct_b(bool avoid);
 
 #endif

@@ -45,7 +45,7 @@ static inline __attribute__((always_inline)) void store_row(float *c, __m256 lo,
     _mm256_storeu_ps(c + 8, hi);
 }
 
-void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, float *c,
+void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, int64_t b_step, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta,
                                   const float *bias, const kiln_act_t *act)
 {
@@ -58,8 +58,8 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
 
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b);
-        __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 b0 = _mm256_loadu_ps(b);
+        __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 av = _mm256_broadcast_ss(a + 0);
         c00 = _mm256_fmadd_ps(av, b0, c00);
         c01 = _mm256_fmadd_ps(av, b1, c01);
@@ -79,7 +79,7 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
         c50 = _mm256_fmadd_ps(av, b0, c50);
         c51 = _mm256_fmadd_ps(av, b1, c51);
         a += TILE_M;
-        b += TILE_N;
+        b += b_step;
     }
 
     __m256 va = _mm256_set1_ps(alpha);

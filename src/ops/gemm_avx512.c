@@ -114,7 +114,7 @@ static inline __attribute__((always_inline)) void store_tile_act(__m512 acc[TILE
     }
 }
 
-void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, float *c,
+void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b, int64_t b_step, float *c,
                                      int64_t ldc, int mr, int nr, float alpha, float beta,
                                      const float *bias, const kiln_act_t *act)
 {
@@ -125,16 +125,16 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
     if (nr <= TILE_N / 2) {
         /* a narrow edge tile: only the left half of the panel matters */
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(b);
+            __m512 b0 = _mm512_loadu_ps(b);
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++)
                 acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i][0]);
             a += TILE_M;
-            b += TILE_N;
+            b += b_step;
         }
     } else {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
             /* A may come from memory (weights packed once, read once per
              * run): fetch the panel PACKED_AHEAD floats ahead */
             _mm_prefetch((const char *)(a + PACKED_AHEAD), _MM_HINT_T0);
@@ -145,14 +145,14 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
                 acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
             }
             a += TILE_M;
-            b += TILE_N;
+            b += b_step;
         }
     }
     store_tile_act(acc, c, ldc, mr, nr, alpha, beta, bias, act);
 }
 
 void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
-                                            const float *b, float *c, int64_t ldc, int nr,
+                                            const float *b, int64_t b_step, float *c, int64_t ldc, int nr,
                                             float alpha, float beta, const float *bias,
                                             const kiln_act_t *act)
 {
@@ -164,18 +164,18 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
     int64_t lda3 = 3 * lda;
     if (nr <= TILE_N / 2) {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(b);
+            __m512 b0 = _mm512_loadu_ps(b);
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++)
                 acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[i]), b0, acc[i][0]);
-            b += TILE_N;
+            b += b_step;
         }
     } else {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
@@ -191,7 +191,7 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
                 acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
                 acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
             }
-            b += TILE_N;
+            b += b_step;
         }
     }
     store_tile_act(acc, c, ldc, TILE_M, nr, alpha, beta, bias, act);

@@ -4,8 +4,9 @@
  * gemm_avx2.c, gemm_avx512.c).
  *
  * A microkernel multiplies one packed micro-panel of A (kc steps of MR
- * values: column k of an MR-row strip) by one packed micro-panel of B (kc
- * steps of NR values: row k of an NR-column strip) and writes the MR x NR
+ * values: column k of an MR-row strip) by one micro-panel of B (kc steps
+ * of NR values: row k of an NR-column strip, rows b_step floats apart: NR
+ * when packed, B's leading dimension when read in place) and writes the MR x NR
  * result into C as  C = alpha * A*B + beta * C (+ bias[i] on row i when
  * bias is not NULL; then the activation act when not NULL, one of the
  * kinds kiln_act_in_stores accepts),  only the top-left mr x nr
@@ -20,13 +21,13 @@
 #include "ops/gemm.h" /* kiln_act_t */
 
 typedef void (*kiln_sgemm_ukernel_fn)(int64_t kc, const float *a_pack, const float *b_pack,
-                                      float *c, int64_t ldc, int mr, int nr, float alpha,
+                                      int64_t b_step, float *c, int64_t ldc, int mr, int nr, float alpha,
                                       float beta, const float *bias, const kiln_act_t *act);
 
 /* The same for a full MR-row tile with A read in place: row i of the tile
  * is a + i*lda, kc values (row-major A, not packed). */
 typedef void (*kiln_sgemm_ukernel_direct_fn)(int64_t kc, const float *a, int64_t lda,
-                                             const float *b_pack, float *c, int64_t ldc, int nr,
+                                             const float *b_pack, int64_t b_step, float *c, int64_t ldc, int nr,
                                              float alpha, float beta, const float *bias,
                                              const kiln_act_t *act);
 
@@ -39,7 +40,7 @@ typedef struct kiln_sgemm_ukernel {
 } kiln_sgemm_ukernel_t;
 
 /* AVX2+FMA 6x16 tile (gemm_avx2.c); call only when the CPU has avx2 and fma. */
-void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *b_pack, float *c,
+void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a_pack, const float *b_pack, int64_t b_step, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta,
                                   const float *bias, const kiln_act_t *act);
 
@@ -54,10 +55,10 @@ void kiln_saxpy_avx2(float *y, const float *x, float a, int64_t n);
 
 /* AVX-512F 12x32 tile (gemm_avx512.c); call only when the CPU has avx512f. */
 void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a_pack, const float *b_pack,
-                                     float *c, int64_t ldc, int mr, int nr, float alpha,
+                                     int64_t b_step, float *c, int64_t ldc, int mr, int nr, float alpha,
                                      float beta, const float *bias, const kiln_act_t *act);
 void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t lda,
-                                            const float *b_pack, float *c, int64_t ldc, int nr,
+                                            const float *b_pack, int64_t b_step, float *c, int64_t ldc, int nr,
                                             float alpha, float beta, const float *bias,
                                             const kiln_act_t *act);
 
