@@ -581,7 +581,8 @@ static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
- * blocks narrow enough that there are a few tasks per thread. */
+ * blocks narrow enough that there are a few tasks per thread (then
+ * smaller row blocks where the columns alone do not give enough). */
 static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
@@ -594,6 +595,16 @@ static void plan_blocks(sgemm_job_t *job)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
+    if (job->m_blocks * job->n_blocks < MIN_TASKS) {
+        /* still too few tasks to share (a narrow C: N = 49 in a CNN's last
+         * stage): cut the rows finer, down to one register tile a block */
+        int64_t want = (MIN_TASKS + job->n_blocks - 1) / job->n_blocks, tiles = (job->m + uk->mr - 1) / uk->mr;
+        int64_t blocks = want < tiles ? want : tiles;
+        if (blocks > job->m_blocks) {
+            job->mc = round_up((job->m + blocks - 1) / blocks, uk->mr);
+            job->m_blocks = (job->m + job->mc - 1) / job->mc;
+        }
+    }
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
     /* B in place when each of its panels serves few row tiles: packing it
