@@ -8,12 +8,18 @@
  *    bias and each in-stores activation applied in the kernel; NaN and inf
  *    inputs come out as the naive loop makes them; nothing is written
  *    past the plane; 3-D windows are refused.
+ *  - whole depthwise FusedConv nodes (com.kiln, written in memory) with
+ *    batch 2, channel multipliers 1 and 2, strides 1 and 2, kernels 3 and
+ *    5, odd sizes and Clip / Relu / Sigmoid / no activation, on two
+ *    threads, against the naive loop.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "kiln.h"
+#include "onnx/pb.h"
 #include "ops/nn_kernels.h"
 
 static float frand(unsigned *s)
@@ -176,8 +182,185 @@ static void test_depthwise(void)
     CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, NULL, y));
 }
 
+/* ---- whole FusedConv nodes ---------------------------------------------- */
+
+static void put_input(pb_writer_t *g, const char *name, int rank, const int64_t *dims)
+{
+    pb_writer_t vi = {0}, type = {0}, tt = {0}, shape = {0};
+    pb_put_varint_field(&tt, 1, KILN_DTYPE_FLOAT32);
+    for (int d = 0; d < rank; d++) {
+        pb_writer_t dim = {0};
+        pb_put_varint_field(&dim, 1, (uint64_t)dims[d]);
+        pb_put_message_field(&shape, 1, &dim);
+    }
+    pb_put_message_field(&tt, 2, &shape);
+    pb_put_message_field(&type, 1, &tt);
+    pb_put_string_field(&vi, 1, name);
+    pb_put_message_field(&vi, 2, &type);
+    pb_put_message_field(g, 11, &vi);
+}
+
+static void put_ints(pb_writer_t *node, const char *name, int n, const int64_t *v)
+{
+    pb_writer_t a = {0};
+    pb_put_string_field(&a, 1, name);
+    for (int i = 0; i < n; i++)
+        pb_put_varint_field(&a, 8, (uint64_t)v[i]);
+    pb_put_varint_field(&a, 20, 7); /* INTS */
+    pb_put_message_field(node, 5, &a);
+}
+
+static void put_int(pb_writer_t *node, const char *name, int64_t v)
+{
+    pb_writer_t a = {0};
+    pb_put_string_field(&a, 1, name);
+    pb_put_varint_field(&a, 3, (uint64_t)v);
+    pb_put_varint_field(&a, 20, 2); /* INT */
+    pb_put_message_field(node, 5, &a);
+}
+
+static void put_float(pb_writer_t *node, const char *name, float v)
+{
+    pb_writer_t a = {0};
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    pb_put_string_field(&a, 1, name);
+    pb_put_fixed32_field(&a, 2, bits);
+    pb_put_varint_field(&a, 20, 1); /* FLOAT */
+    pb_put_message_field(node, 5, &a);
+}
+
+/* FusedConv(X, W, B) -> Y with group, a k x k kernel, strides s, pads
+ * pad all round and activation act (NULL: none) with alpha lo, beta hi. */
+static kiln_model_t *fused_conv_model(const int64_t *xd, const int64_t *wd, int64_t group, int64_t k, int64_t s,
+                                      int64_t pad, const char *act, float lo, float hi)
+{
+    pb_writer_t model = {0}, graph = {0}, node = {0}, op1 = {0}, op2 = {0}, out = {0};
+    pb_put_string_field(&node, 1, "x");
+    pb_put_string_field(&node, 1, "w");
+    pb_put_string_field(&node, 1, "b");
+    pb_put_string_field(&node, 2, "y");
+    pb_put_string_field(&node, 3, "conv");
+    pb_put_string_field(&node, 4, "FusedConv");
+    pb_put_string_field(&node, 7, "com.kiln");
+    put_int(&node, "group", group);
+    put_ints(&node, "kernel_shape", 2, (int64_t[]){k, k});
+    put_ints(&node, "strides", 2, (int64_t[]){s, s});
+    put_ints(&node, "pads", 4, (int64_t[]){pad, pad, pad, pad});
+    if (act) {
+        pb_writer_t a = {0};
+        pb_put_string_field(&a, 1, "activation");
+        pb_put_string_field(&a, 4, act);
+        pb_put_varint_field(&a, 20, 3); /* STRING */
+        pb_put_message_field(&node, 5, &a);
+        put_float(&node, "activation_alpha", lo);
+        put_float(&node, "activation_beta", hi);
+    }
+    pb_put_message_field(&graph, 1, &node);
+    pb_put_string_field(&graph, 2, "g");
+    put_input(&graph, "x", 4, xd);
+    put_input(&graph, "w", 4, wd);
+    put_input(&graph, "b", 1, wd);
+    pb_put_string_field(&out, 1, "y");
+    pb_put_message_field(&graph, 12, &out);
+    pb_put_varint_field(&model, 1, 8);
+    pb_put_string_field(&op1, 1, "");
+    pb_put_varint_field(&op1, 2, 13);
+    pb_put_message_field(&model, 8, &op1);
+    pb_put_string_field(&op2, 1, "com.kiln");
+    pb_put_varint_field(&op2, 2, 1);
+    pb_put_message_field(&model, 8, &op2);
+    pb_put_message_field(&model, 7, &graph);
+    kiln_model_t *m = NULL;
+    kiln_status_t st = model.failed ? KILN_ERR_NO_MEMORY : kiln_model_load_bytes(model.buf, model.len, &m);
+    CHECK_MSG(st == KILN_OK, "FusedConv model: %s", kiln_last_error());
+    pb_writer_free(&model);
+    return st == KILN_OK ? m : NULL;
+}
+
+static void check_fused_dw(int64_t c, int64_t mult, int64_t h, int64_t w, int64_t k, int64_t s, const char *act,
+                           float lo, float hi)
+{
+    int64_t pad = k / 2, oc = c * mult;
+    int64_t xd[4] = {2, c, h, w}, wd[4] = {oc, 1, k, k};
+    kiln_window_t win = window2d(h, w, k, k, s, s, 1, 1, pad, pad, pad, pad);
+    int64_t yd[4] = {2, oc, win.out[1], win.out[2]}, in_n = h * w, out_n = win.out[1] * win.out[2];
+    kiln_model_t *m = fused_conv_model(xd, wd, c, k, s, pad, act, lo, hi);
+    if (!m)
+        return;
+    kiln_tensor_t *x = kiln_tensor_create(KILN_DTYPE_FLOAT32, 4, xd);
+    kiln_tensor_t *f = kiln_tensor_create(KILN_DTYPE_FLOAT32, 4, wd);
+    kiln_tensor_t *b = kiln_tensor_create(KILN_DTYPE_FLOAT32, 1, wd), *y = NULL;
+    float *xv = kiln_tensor_data(x), *fv = kiln_tensor_data(f), *bv = kiln_tensor_data(b);
+    unsigned seed = (unsigned)(c * 7 + h * 3 + k + s);
+    for (int64_t i = 0; i < 2 * c * in_n; i++)
+        xv[i] = 4.0f * frand(&seed);
+    for (int64_t i = 0; i < oc * k * k; i++)
+        fv[i] = frand(&seed);
+    for (int64_t i = 0; i < oc; i++)
+        bv[i] = frand(&seed);
+    kiln_session_options_t o;
+    kiln_session_options_init(&o);
+    o.threads = 2;
+    kiln_session_t *sess = NULL;
+    const char *names[3] = {"x", "w", "b"};
+    const kiln_tensor_t *ins[3] = {x, f, b};
+    kiln_status_t st = kiln_session_create(m, &o, &sess);
+    if (st == KILN_OK)
+        st = kiln_session_run(sess, 3, names, ins, 1, &y);
+    CHECK_MSG(st == KILN_OK, "FusedConv run: %s", kiln_last_error());
+    if (st == KILN_OK) {
+        const float *yv = kiln_tensor_data(y);
+        float *want = malloc((size_t)out_n * sizeof *want);
+        kiln_act_t a = {KILN_ACT_NONE, lo, hi};
+        if (act && !strcmp(act, "Clip"))
+            a.kind = KILN_ACT_CLIP;
+        else if (act && !strcmp(act, "Relu"))
+            a.kind = KILN_ACT_RELU;
+        double worst = 0;
+        for (int64_t n = 0; n < 2; n++)
+            for (int64_t q = 0; q < oc; q++) {
+                naive_plane(&win, xv + (n * c + q / mult) * in_n, fv + q * k * k, bv[q], &a, want);
+                for (int64_t i = 0; i < out_n; i++) {
+                    float v = want[i];
+                    if (act && !strcmp(act, "Sigmoid"))
+                        v = 1.0f / (1.0f + expf(-v));
+                    double d = fabs((double)v - yv[(n * oc + q) * out_n + i]);
+                    worst = d > worst ? d : worst;
+                }
+            }
+        CHECK_MSG(worst <= 1e-4 && kiln_tensor_dims(y)[1] == yd[1],
+                  "FusedConv %s c %lld x%lld %lldx%lld k %lld s %lld: off by %g", act ? act : "-", (long long)c,
+                  (long long)mult, (long long)h, (long long)w, (long long)k, (long long)s, worst);
+        free(want);
+    }
+    kiln_session_free(sess);
+    kiln_tensor_free(x);
+    kiln_tensor_free(f);
+    kiln_tensor_free(b);
+    kiln_tensor_free(y);
+    kiln_model_free(m);
+}
+
+static void test_fused_depthwise(void)
+{
+    for (int path = 0; path < 3; path++) {
+        set_path(path);
+        for (int64_t k = 3; k <= 5; k += 2)
+            for (int64_t s = 1; s <= 2; s++)
+                for (int64_t mult = 1; mult <= 2; mult++) {
+                    check_fused_dw(5, mult, 13, 11, k, s, "Clip", 0.0f, 6.0f);
+                    check_fused_dw(3, mult, 20, 37, k, s, NULL, 0.0f, 0.0f);
+                }
+        check_fused_dw(4, 1, 9, 17, 3, 1, "Relu", 0.0f, 0.0f);
+        check_fused_dw(4, 1, 9, 17, 3, 2, "Sigmoid", 0.0f, 0.0f);
+    }
+    set_path(0);
+}
+
 int main(void)
 {
     test_depthwise();
+    test_fused_depthwise();
     return check_finish();
 }

@@ -1,6 +1,7 @@
 /*
  * test_gemm.c - checks kiln_sgemm (blocked, microkernel path chosen at run
- * time, threaded) against kiln_sgemm_reference on odd sizes, every
+ * time, threaded; A and B read in place or packed) against
+ * kiln_sgemm_reference on odd sizes, every
  * transpose combination, leading dimensions wider than the matrix and
  * alpha/beta variants, including beta == 0 over a C full of NaN.  The same
  * sizes run again with AVX-512 avoided (the AVX2 kernel) and with the
@@ -281,9 +282,11 @@ int main(void)
     kiln_threadpool_t *pool = kiln_threadpool_create(3);
     check_sizes(NULL);
     check_sizes(pool);
-    kiln_sgemm_avoid_direct_a(true); /* A always packed */
+    kiln_sgemm_avoid_direct_a(true); /* A and B always packed */
+    kiln_sgemm_avoid_direct_b(true);
     check_sizes(pool);
     kiln_sgemm_avoid_direct_a(false);
+    kiln_sgemm_avoid_direct_b(false);
     kiln_sgemm_avoid_avx512(true); /* the AVX2 kernel too, on an AVX-512 CPU */
     check_sizes(pool);
     kiln_sgemm_avoid_avx512(false);
