@@ -207,8 +207,9 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
 /* Column blocks at most this many B panels wide read A in place (see
  * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
 enum { DIRECT_A_MAX_PANELS = 8 };
-/* Products with at most this many rows read B in place (see plan_blocks). */
-enum { DIRECT_B_MAX_ROWS = 128 };
+/* Products with at most this many rows, or column blocks at most this
+ * many panels wide, read B in place (see plan_blocks). */
+enum { DIRECT_B_MAX_ROWS = 128, DIRECT_B_MAX_PANELS = 4 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
@@ -607,10 +608,12 @@ static void plan_blocks(sgemm_job_t *job)
     }
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
-    /* B in place when each of its panels serves few row tiles: packing it
-     * would cost about as much as the multiply */
+    /* B in place when each of its panels serves few row tiles (packing it
+     * would cost about as much as the multiply), or when C is narrow (the
+     * few panels stay in cache, and row blocks on other threads would each
+     * pack the same slice) */
     job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
-                    job->m <= DIRECT_B_MAX_ROWS;
+                    (job->m <= DIRECT_B_MAX_ROWS || job->nc <= DIRECT_B_MAX_PANELS * uk->nr);
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
