@@ -202,7 +202,8 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
 
 static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
-    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
+    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct,
+    .b_edge_in_place = true};
 
 /* Column blocks at most this many B panels wide read A in place (see
  * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
@@ -541,12 +542,12 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
                 bv.ld = job->k;
             } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
                 bv.base = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
-            } else if (job->direct_b) { /* B read in place; a partial last panel packed */
+            } else if (job->direct_b) { /* B read in place; a partial last panel packed unless the kernel masks */
                 bv.base = job->b + p0 * job->ldb + j0;
                 bv.ld = 1;
                 bv.step = job->ldb;
                 int64_t full = nc / uk->nr * uk->nr;
-                if (full < nc) {
+                if (full < nc && !uk->b_edge_in_place) {
                     pack_b(false, job->b, job->ldb, p0, kc, j0 + full, nc - full, uk->nr, b_pack);
                     bv.edge = b_pack;
                     bv.edge_jr = full;

@@ -7,7 +7,9 @@
  * That is 24 FMAs per 2 loads + 12 broadcasts, enough to keep both 512-bit
  * FMA ports busy.  The accumulator arrays are fully unrolled by the
  * compiler (constant trip counts, #pragma GCC unroll), so they live in
- * registers.  Edge tiles are written with masked stores.  The bias and
+ * registers.  Edge tiles are written with masked stores, and B is read
+ * with masked loads (all lanes for a full tile), so a partial panel can be
+ * read in place from B.  The bias and
  * the activation (act_simd.h) are applied in registers before the store;
  * the store is compiled once per activation kind, so no branch on the
  * kind is left inside it.
@@ -85,6 +87,14 @@ static inline __attribute__((always_inline)) void store_tile(__m512 acc[TILE_M][
     }
 }
 
+/* The columns of a B row the tile reads: nr of them, so a partial panel
+ * read in place from B is not read past its end. */
+static inline __attribute__((always_inline)) void b_masks(int nr, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    *m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+}
+
 /* store_tile with the activation's kind made a constant. */
 static inline __attribute__((always_inline)) void store_tile_act(__m512 acc[TILE_M][2], float *c, int64_t ldc,
                                                                  int mr, int nr, float alpha, float beta,
@@ -122,10 +132,12 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
 #pragma GCC unroll 12
     for (int i = 0; i < TILE_M; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    __mmask16 bm0, bm1;
+    b_masks(nr, &bm0, &bm1);
     if (nr <= TILE_N / 2) {
         /* a narrow edge tile: only the left half of the panel matters */
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm0, b);
 #pragma GCC unroll 12
             for (int i = 0; i < TILE_M; i++)
                 acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i][0]);
@@ -134,7 +146,7 @@ void kiln_sgemm_ukernel_12x32_avx512(int64_t kc, const float *a, const float *b,
         }
     } else {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm0, b), b1 = _mm512_maskz_loadu_ps(bm1, b + 16);
             /* A may come from memory (weights packed once, read once per
              * run): fetch the panel PACKED_AHEAD floats ahead */
             _mm_prefetch((const char *)(a + PACKED_AHEAD), _MM_HINT_T0);
@@ -160,11 +172,13 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
 #pragma GCC unroll 12
     for (int i = 0; i < TILE_M; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    __mmask16 bm0, bm1;
+    b_masks(nr, &bm0, &bm1);
     const float *a4 = a + 4 * lda, *a8 = a + 8 * lda;
     int64_t lda3 = 3 * lda;
     if (nr <= TILE_N / 2) {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm0, b);
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};
@@ -175,7 +189,7 @@ void kiln_sgemm_ukernel_12x32_avx512_direct(int64_t kc, const float *a, int64_t 
         }
     } else {
         for (int64_t k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm0, b), b1 = _mm512_maskz_loadu_ps(bm1, b + 16);
             const float *rows[TILE_M] = {a + k,       a + lda + k,  a + 2 * lda + k,  a + lda3 + k,
                                          a4 + k,      a4 + lda + k, a4 + 2 * lda + k, a4 + lda3 + k,
                                          a8 + k,      a8 + lda + k, a8 + 2 * lda + k, a8 + lda3 + k};

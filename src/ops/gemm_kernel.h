@@ -37,6 +37,7 @@ typedef struct kiln_sgemm_ukernel {
     int kc, mc, nc;           /* cache blocking: K depth, A block rows, B block cols */
     kiln_sgemm_ukernel_fn run;
     kiln_sgemm_ukernel_direct_fn run_direct; /* NULL: A is always packed */
+    bool b_edge_in_place;     /* reads only nr columns of B: a partial panel need not be packed */
 } kiln_sgemm_ukernel_t;
 
 /* AVX2+FMA 6x16 tile (gemm_avx2.c); call only when the CPU has avx2 and fma. */
