@@ -13,12 +13,16 @@
  * needs no im2col: the input already is that matrix.  Weights that are
  * initializers are packed once per session as the GEMM's A operand
  * (kiln_ctx_input_packed_a; the packed kernel prefetches them, since they
- * come from memory on every run).  FusedConv's residual sum and
- * activation run in the GEMM's block hook, on each finished block while it
- * is in cache.  Depthwise convs (one input channel per group) take a
- * direct path, since their GEMM would be a single row: on AVX-512 the
- * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
- * plane (row stride 1 or 2), else a tap-major axpy loop.
+ * come from memory on every run).  FusedConv's activation, when cheap
+ * (ReLU, Clip, ...: kiln_act_in_stores), is applied with the bias in the
+ * GEMM's stores; its residual sum and costlier activations run in the
+ * GEMM's block hook, on each finished block while it is in cache.
+ * Depthwise convs (one input channel per group) take a direct path, since
+ * their GEMM would be a single row: a plane kernel (conv_dw_kernel.h,
+ * built for AVX-512 and AVX2, or portable tap-major loops here) computes
+ * each output plane from its input plane with bias and activation in
+ * registers, reading the padding as masked-off lanes rather than from a
+ * padded copy; planes are split over the session's threads.
  *
  * 3x3 stride-1 convs with enough channels and tiles leave before all this
  * for Winograd F(4x4, 3x3) / F(2x2, 3x3) (conv_winograd.c; the hook is in
@@ -170,7 +174,7 @@ typedef struct depthwise_job {
     const float *x, *w, *b;
     float *y;
     const conv_shapes_t *s;
-    const kiln_conv_epilogue_t *ep; /* applied to each plane when done, or NULL */
+    const kiln_conv_epilogue_t *ep; /* act in the plane kernels' stores, apply after each plane; or NULL */
 } depthwise_job_t;
 
 /* The output positions o in [0, out) whose input o*stride + off lies in
@@ -186,65 +190,94 @@ static void valid_outputs(int64_t off, int64_t stride, int64_t in, int64_t out, 
         *lo = *hi;
 }
 
-static bool g_dw_fast = true;
+static bool g_dw_portable, g_dw_avoid_avx512;
 
-void kiln_conv_dw_enable(bool enable)
+void kiln_conv_dw_force_portable(bool force)
 {
-    g_dw_fast = enable;
+    g_dw_portable = force;
 }
 
-/* The padded copy's rows and row length for window w (see kiln_conv_dw_plane). */
-static void dw_padded_size(const kiln_window_t *w, int64_t *rows, int64_t *ld)
+void kiln_conv_dw_avoid_avx512(bool avoid)
 {
-    int64_t ow_vec = (w->out[2] + 15) / 16 * 16;
-    *rows = (w->out[1] - 1) * w->stride[1] + (w->kernel[1] - 1) * w->dilation[1] + 1;
-    int64_t need = ow_vec * w->stride[2] + (w->kernel[2] - 1) * w->dilation[2];
-    int64_t have = w->pad_begin[2] + w->in[2];
-    *ld = (need > have ? need : have) + 16;
+    g_dw_avoid_avx512 = avoid;
 }
 
-size_t kiln_conv_dw_scratch_floats(const kiln_window_t *w)
-{
-    int64_t rows, ld;
-    dw_padded_size(w, &rows, &ld);
-    return (size_t)(rows * ld + 16);
-}
+typedef void (*dw_plane_fn)(const kiln_dw_plane_t *p);
 
-bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y,
-                        float *scratch)
+/* The plane kernel for this CPU (and the test switches). */
+static dw_plane_fn dw_kernel(const char **name)
 {
-    static int avx512 = -1;
-    if (avx512 < 0)
-        avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    if (!g_dw_fast || !avx512 || !scratch || w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1 ||
-        w->pad_begin[0] != 0 || w->pad_begin[1] < 0 || w->pad_begin[2] < 0 || w->stride[2] < 1 ||
-        w->stride[2] > 2 || w->out[1] < 1 || w->out[2] < 1 || w->kernel[1] > 64 || w->kernel[2] > 64)
-        return false;
-    int64_t rows, ld;
-    dw_padded_size(w, &rows, &ld);
-    int64_t pt = w->pad_begin[1], pl = w->pad_begin[2], in_h = w->in[1], in_w = w->in[2];
-    /* the input plane with its zero border: row r is input row r - pt */
-    for (int64_t r = 0; r < rows; r++) {
-        float *dst = scratch + r * ld;
-        int64_t ih = r - pt;
-        if (ih < 0 || ih >= in_h) {
-            memset(dst, 0, (size_t)ld * sizeof *dst);
-            continue;
-        }
-        memset(dst, 0, (size_t)pl * sizeof *dst);
-        memcpy(dst + pl, x + ih * in_w, (size_t)in_w * sizeof *dst);
-        memset(dst + pl + in_w, 0, (size_t)(ld - pl - in_w) * sizeof *dst);
+    if (!g_dw_portable && !g_dw_avoid_avx512 && __builtin_cpu_supports("avx512f")) {
+        *name = "avx512";
+        return kiln_conv_dw_plane_avx512;
     }
-    kiln_conv_dw_plane_avx512(scratch, ld, f, (int)w->kernel[1], (int)w->kernel[2], (int)w->dilation[1],
-                              (int)w->dilation[2], (int)w->stride[1], (int)w->stride[2], bias, y, w->out[1],
-                              w->out[2]);
+    if (!g_dw_portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *name = "avx2";
+        return kiln_conv_dw_plane_avx2;
+    }
+    *name = "portable";
+    return kiln_conv_dw_plane_portable;
+}
+
+const char *kiln_conv_dw_path(void)
+{
+    const char *name;
+    dw_kernel(&name);
+    return name;
+}
+
+/* The portable plane kernel, tap-major: the plane starts as the bias and
+ * each tap adds its weight times the shifted input over the output
+ * positions where the tap lands inside the input (a branch-free,
+ * vectorizable axpy), then the activation. */
+void kiln_conv_dw_plane_portable(const kiln_dw_plane_t *p)
+{
+    int64_t n = p->out_h * p->out_w;
+    for (int64_t i = 0; i < n; i++)
+        p->y[i] = p->bias;
+    for (int i = 0; i < p->kh; i++) {
+        int64_t h_off = (int64_t)i * p->dh - p->pt, oh_lo, oh_hi;
+        valid_outputs(h_off, p->sh, p->in_h, p->out_h, &oh_lo, &oh_hi);
+        for (int j = 0; j < p->kw; j++) {
+            int64_t w_off = (int64_t)j * p->dw - p->pl, ow_lo, ow_hi;
+            valid_outputs(w_off, p->sw, p->in_w, p->out_w, &ow_lo, &ow_hi);
+            float wv = p->f[i * p->kw + j];
+            for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                const float *xrow = p->x + (oh * p->sh + h_off) * p->in_w + w_off;
+                kiln_row_axpy(p->y + oh * p->out_w + ow_lo, xrow + ow_lo * p->sw, p->sw, wv, ow_hi - ow_lo);
+            }
+        }
+    }
+    if (p->act.kind != KILN_ACT_NONE)
+        for (int64_t i = 0; i < n; i++)
+            p->y[i] = kiln_act_scalar(&p->act, p->y[i]);
+}
+
+bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, const kiln_act_t *act,
+                        float *y)
+{
+    enum { MAX_TAPS = 1 << 16 };
+    if (w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1 || w->pad_begin[0] != 0 || w->pad_begin[1] < 0 ||
+        w->pad_begin[2] < 0 || w->out[1] < 1 || w->out[2] < 1 || w->kernel[1] > MAX_TAPS ||
+        w->kernel[2] > MAX_TAPS || w->stride[1] > MAX_TAPS || w->stride[2] > MAX_TAPS ||
+        w->dilation[1] > MAX_TAPS || w->dilation[2] > MAX_TAPS)
+        return false;
+    kiln_dw_plane_t p = {.x = x, .f = f, .y = y, .in_h = w->in[1], .in_w = w->in[2], .out_h = w->out[1],
+                         .out_w = w->out[2], .kh = (int)w->kernel[1], .kw = (int)w->kernel[2],
+                         .sh = (int)w->stride[1], .sw = (int)w->stride[2], .dh = (int)w->dilation[1],
+                         .dw = (int)w->dilation[2], .pt = w->pad_begin[1], .pl = w->pad_begin[2], .bias = bias,
+                         .act = act ? *act : (kiln_act_t){KILN_ACT_NONE, 0.0f, 0.0f}};
+    const char *name;
+    dw_plane_fn run = dw_kernel(&name);
+    if (p.sw > 2) /* the vector kernels read the row at stride 1 or 2 */
+        run = kiln_conv_dw_plane_portable;
+    run(&p);
     return true;
 }
 
 /* Output plane p = (image, out channel): one input channel, one filter.
- * The plane starts as the bias and each kernel tap adds its weight times
- * the shifted input over the output positions where the tap lands inside
- * the input, so the inner loop is a branch-free (vectorizable) axpy. */
+ * 2-D and 1-D planes go to the plane kernels; 3-D ones are summed here
+ * tap by tap, as the portable plane kernel does. */
 static void depthwise_plane(const depthwise_job_t *job, int64_t p)
 {
     const conv_shapes_t *s = job->s;
@@ -255,8 +288,8 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
     const float *f = job->w + m * s->kernel_vol;
     float *y = job->y + p * s->out_vol;
     float bias = job->b ? job->b[m] : 0.0f;
-    float *scratch = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, kiln_conv_dw_scratch_floats(w) * sizeof(float));
-    if (kiln_conv_dw_plane(w, x, f, bias, y, scratch))
+    const kiln_act_t *act = job->ep ? &job->ep->act : NULL;
+    if (kiln_conv_dw_plane(w, x, f, bias, act, y))
         return;
     for (int64_t i = 0; i < s->out_vol; i++)
         y[i] = bias;
@@ -281,6 +314,9 @@ static void depthwise_plane(const depthwise_job_t *job, int64_t p)
             }
         }
     }
+    if (act && act->kind != KILN_ACT_NONE)
+        for (int64_t i = 0; i < s->out_vol; i++)
+            y[i] = kiln_act_scalar(act, y[i]);
 }
 
 static void depthwise_planes(void *arg, int64_t begin, int64_t end)
@@ -288,7 +324,7 @@ static void depthwise_planes(void *arg, int64_t begin, int64_t end)
     const depthwise_job_t *job = arg;
     for (int64_t p = begin; p < end; p++) {
         depthwise_plane(job, p);
-        if (job->ep) /* while the plane is in cache */
+        if (job->ep && job->ep->apply) /* while the plane is in cache */
             job->ep->apply(job->ep->arg, job->y + p * job->s->out_vol, p * job->s->out_vol, job->s->out_vol);
     }
 }
@@ -357,6 +393,20 @@ static void gemm_block_epilogue(void *arg, float *c, int64_t ldc, int64_t i0, in
     }
 }
 
+/* The GEMM epilogue for conv epilogue ep (may be NULL) and the group's
+ * bias (may be NULL): both in the stores, ep's apply as the block hook. */
+static kiln_sgemm_epilogue_t conv_gemm_epilogue(const kiln_conv_epilogue_t *ep, const float *bias,
+                                                gemm_block_ep_t *block_ep)
+{
+    kiln_sgemm_epilogue_t gep = {.row_bias = bias, .act = {KILN_ACT_NONE, 0.0f, 0.0f}};
+    if (ep) {
+        gep.act = ep->act;
+        gep.block = ep->apply ? gemm_block_epilogue : NULL;
+        gep.block_arg = block_ep;
+    }
+    return gep;
+}
+
 /* The float32 computation of Conv into y (allocated by the caller with
  * the output shape; every element is written, so it need not be zeroed),
  * then the epilogue (may be NULL) on each block of y right after its GEMM. */
@@ -388,15 +438,11 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
             const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
             float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
             const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias goes in with the GEMM's stores (and ReLU when that is the
-             * whole epilogue); any other epilogue runs on each finished block of
-             * the GEMM, on the thread that made it, while it is in cache */
-            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
-            gemm_block_ep_t block_ep = {after, yd};
-            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
-                                         .relu = ep && ep->gemm_relu,
-                                         .block = after ? gemm_block_epilogue : NULL,
-                                         .block_arg = &block_ep};
+            /* the bias and the activation go in with the GEMM's stores; the
+             * epilogue's apply runs on each finished block of the GEMM, on the
+             * thread that made it, while it is in cache */
+            gemm_block_ep_t block_ep = {ep, yd};
+            kiln_sgemm_epilogue_t gep = conv_gemm_epilogue(ep, bd ? bd + g * s.out_per_group : NULL, &block_ep);
             size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
             const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
             if (pointwise && wpg) {

@@ -1,97 +1,78 @@
 /*
- * conv_dw_avx512.c - the AVX-512F depthwise convolution plane kernel.
- *
- * One output plane of a 2-D depthwise conv from a zero-padded copy of its
- * input plane (conv.c builds it): every output row is computed sixteen
- * columns per vector, four vectors at a time (independent accumulators,
- * so the FMA latency is hidden), all kernel taps accumulated in registers
- * and the row stored once with the bias already in it.  Stride 2 along
- * the row loads 32 consecutive inputs and keeps the even ones with one
- * permute.  The taps are read as broadcasts from the filter.
+ * conv_dw_avx512.c - the AVX-512F build of the depthwise convolution plane
+ * kernel (conv_dw_kernel.h): sixteen output columns per zmm vector, border
+ * vectors read with masked loads, stride 2 as two loads and one permute
+ * that keeps the even columns.
  *
  * Compiled with AVX-512 flags; conv.c calls it only after
  * __builtin_cpu_supports("avx512f").
  */
 #include <immintrin.h>
+#include <stdint.h>
 
-#include "ops/nn_kernels.h"
+#include "ops/act_simd.h"
 
-/* Loads the sixteen inputs of output columns [ow, ow+16) at stride sw (1 or 2). */
-static inline __attribute__((always_inline)) __m512 load_cols(const float *p, int sw, __m512i even)
+typedef __m512 vec_t;
+typedef __mmask16 vmask_t;
+enum { VW = 16 };
+
+static inline __attribute__((always_inline)) vec_t v_set1(float x)
 {
-    if (sw == 1)
-        return _mm512_loadu_ps(p);
-    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+    return _mm512_set1_ps(x);
 }
 
-static inline __attribute__((always_inline)) void dw_rows(const float *xp, int64_t ld, const float *f, int kh, int kw,
-                                                          int dh, int dw, int sh, int sw, float bias, float *y,
-                                                          int64_t oh_n, int64_t ow_n)
+static inline __attribute__((always_inline)) vec_t v_fma(vec_t a, vec_t b, vec_t c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+}
+
+static inline __attribute__((always_inline)) vec_t v_loadu(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+
+static inline __attribute__((always_inline)) vec_t v_evens(vec_t a, vec_t b)
 {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512 vb = _mm512_set1_ps(bias);
-    for (int64_t oh = 0; oh < oh_n; oh++) {
-        float *yrow = y + oh * ow_n;
-        const float *base = xp + oh * sh * ld;
-        int64_t ow = 0;
-        for (; ow + 64 <= ow_n; ow += 64) {
-            __m512 a0 = vb, a1 = vb, a2 = vb, a3 = vb;
-            for (int i = 0; i < kh; i++) {
-                const float *row = base + i * dh * ld + ow * sw;
-                for (int j = 0; j < kw; j++) {
-                    __m512 wv = _mm512_set1_ps(f[i * kw + j]);
-                    const float *p = row + j * dw;
-                    a0 = _mm512_fmadd_ps(wv, load_cols(p, sw, even), a0);
-                    a1 = _mm512_fmadd_ps(wv, load_cols(p + 16 * sw, sw, even), a1);
-                    a2 = _mm512_fmadd_ps(wv, load_cols(p + 32 * sw, sw, even), a2);
-                    a3 = _mm512_fmadd_ps(wv, load_cols(p + 48 * sw, sw, even), a3);
-                }
-            }
-            _mm512_storeu_ps(yrow + ow, a0);
-            _mm512_storeu_ps(yrow + ow + 16, a1);
-            _mm512_storeu_ps(yrow + ow + 32, a2);
-            _mm512_storeu_ps(yrow + ow + 48, a3);
-        }
-        for (; ow + 32 <= ow_n; ow += 32) {
-            __m512 a0 = vb, a1 = vb;
-            for (int i = 0; i < kh; i++) {
-                const float *row = base + i * dh * ld + ow * sw;
-                for (int j = 0; j < kw; j++) {
-                    __m512 wv = _mm512_set1_ps(f[i * kw + j]);
-                    const float *p = row + j * dw;
-                    a0 = _mm512_fmadd_ps(wv, load_cols(p, sw, even), a0);
-                    a1 = _mm512_fmadd_ps(wv, load_cols(p + 16 * sw, sw, even), a1);
-                }
-            }
-            _mm512_storeu_ps(yrow + ow, a0);
-            _mm512_storeu_ps(yrow + ow + 16, a1);
-        }
-        for (; ow < ow_n; ow += 16) {
-            int64_t left = ow_n - ow;
-            __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            __m512 a0 = vb;
-            for (int i = 0; i < kh; i++) {
-                const float *row = base + i * dh * ld + ow * sw;
-                for (int j = 0; j < kw; j++)
-                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(f[i * kw + j]), load_cols(row + j * dw, sw, even), a0);
-            }
-            _mm512_mask_storeu_ps(yrow + ow, m, a0);
-        }
-    }
+    return _mm512_permutex2var_ps(a, even, b);
 }
 
-void kiln_conv_dw_plane_avx512(const float *xp, int64_t ld, const float *f, int kh, int kw, int dh, int dw, int sh,
-                               int sw, float bias, float *y, int64_t oh_n, int64_t ow_n)
+static inline __attribute__((always_inline)) vmask_t v_cols_mask(int64_t c, int64_t n)
 {
-    /* the common shapes with constant taps and strides, so the loops unroll */
-    if (kh == 3 && kw == 3 && dh == 1 && dw == 1 && sw == 1)
-        dw_rows(xp, ld, f, 3, 3, 1, 1, sh, 1, bias, y, oh_n, ow_n);
-    else if (kh == 3 && kw == 3 && dh == 1 && dw == 1 && sw == 2)
-        dw_rows(xp, ld, f, 3, 3, 1, 1, sh, 2, bias, y, oh_n, ow_n);
-    else if (kh == 5 && kw == 5 && dh == 1 && dw == 1 && sw == 1)
-        dw_rows(xp, ld, f, 5, 5, 1, 1, sh, 1, bias, y, oh_n, ow_n);
-    else if (sw == 1)
-        dw_rows(xp, ld, f, kh, kw, dh, dw, sh, 1, bias, y, oh_n, ow_n);
-    else
-        dw_rows(xp, ld, f, kh, kw, dh, dw, sh, 2, bias, y, oh_n, ow_n);
+    int64_t lo = c < 0 ? -c : 0, hi = n - c;
+    lo = lo > 16 ? 16 : lo;
+    hi = hi > 16 ? 16 : hi;
+    if (hi <= lo)
+        return 0;
+    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* The address is formed as an integer: it may lie outside the row, and
+ * the masked-off lanes are not read (no fault). */
+static inline __attribute__((always_inline)) vec_t v_load_masked(const float *row, int64_t c, vmask_t m)
+{
+    const float *p = (const float *)((uintptr_t)row + (uintptr_t)(c * (int64_t)sizeof(float)));
+    return _mm512_maskz_loadu_ps(m, p);
+}
+
+static inline __attribute__((always_inline)) vec_t v_act(vec_t x, const kiln_act_t *act, vec_t va, vec_t vb)
+{
+    return kiln_act512(x, act->kind, va, vb);
+}
+
+static inline __attribute__((always_inline)) void v_store(float *y, vec_t v)
+{
+    _mm512_storeu_ps(y, v);
+}
+
+static inline __attribute__((always_inline)) void v_store_part(float *y, int64_t count, vec_t v)
+{
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << count) - 1), v);
+}
+
+#include "ops/conv_dw_kernel.h"
+
+void kiln_conv_dw_plane_avx512(const kiln_dw_plane_t *p)
+{
+    dw_plane_dispatch(p);
 }

@@ -414,14 +414,17 @@ static void output_channels(void *arg, int64_t m0, int64_t m1)
     const wino_plan_t *pl = b->plan;
     const kiln_winograd_conv_t *p = pl->p;
     const kiln_conv_epilogue_t *ep = p->ep;
-    bool relu = ep && ep->gemm_relu;
+    /* ReLU goes into the output transform's stores; another in-stores
+     * activation runs on each finished row segment, then ep->apply */
+    bool relu = ep && ep->act.kind == KILN_ACT_RELU;
+    const kiln_act_t *act = ep && ep->act.kind != KILN_ACT_NONE && !relu ? &ep->act : NULL;
     int64_t M = p->out_channels, plane = p->out_h * p->out_w, per_img = pl->tiles_h * pl->tiles_w;
     for (int64_t m = m0; m < m1; m++) {
         float *ym = p->y + m * plane;
         for (int64_t g = 0; g < b->groups; g++)
             pl->output(&b->group[g], b->m + m * b->n_pad + WINO_LANES * g, M * b->n_pad, p->out_w, ym,
                        p->bias ? p->bias[m] : 0.0f, relu);
-        if (!ep || relu)
+        if (!act && !(ep && ep->apply))
             continue;
         /* the epilogue on the rows just finished, while in cache: each run
          * of the block's tiles along one tile row covers `tile` row segments */
@@ -431,7 +434,12 @@ static void output_channels(void *arg, int64_t m0, int64_t m1)
             int64_t x0 = pl->tile * tw, x1 = pl->tile * tw_end < p->out_w ? pl->tile * tw_end : p->out_w;
             for (int64_t oh = pl->tile * th; oh < pl->tile * th + pl->tile && oh < p->out_h; oh++) {
                 int64_t off = ((img * M + m) * p->out_h + oh) * p->out_w + x0;
-                ep->apply(ep->arg, p->y + off, off, x1 - x0);
+                float *seg = p->y + off;
+                if (act)
+                    for (int64_t i = 0; i < x1 - x0; i++)
+                        seg[i] = kiln_act_scalar(act, seg[i]);
+                if (ep->apply)
+                    ep->apply(ep->arg, seg, off, x1 - x0);
             }
             t += tw_end - tw;
         }

@@ -16,9 +16,13 @@
  * "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu"; absent = none)
  * with `activation_alpha` / `activation_beta` (Clip's min and max,
  * LeakyRelu's alpha, HardSigmoid's alpha and beta).  The kernels run the
- * existing convolution and SGEMM code and apply the activation in place on
- * the output, split over the session's threads, so the separate activation
- * op, its output tensor and one pass over memory disappear.
+ * existing convolution and SGEMM code.  Cheap activations (Relu, Clip,
+ * LeakyRelu, HardSigmoid, HardSwish: kiln_act_in_stores) are applied in
+ * the GEMM microkernel's and depthwise kernel's stores, in registers; the
+ * others in place on the output, block by block while it is in cache for
+ * FusedConv, as a pass split over the session's threads for FusedGemm and
+ * FusedMatMul.  Either way the separate activation op, its output tensor
+ * and one pass over memory disappear.
  */
 /* The loops run over any n and select with ?:, so ask for the full
  * vectorizer cost model and allow speculating float ops (results are the
@@ -101,6 +105,23 @@ static void activate_tensor(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor
     kiln_ctx_parallel_for(ctx, y->count, ACT_GRAIN, activate_range, a);
 }
 
+/* The GEMM epilogue that applies a in its stores when it can (none
+ * otherwise: activate_rest does it after). */
+static kiln_sgemm_epilogue_t store_epilogue(const activation_t *a)
+{
+    kiln_sgemm_epilogue_t ep = {.row_bias = NULL, .act = {KILN_ACT_NONE, 0.0f, 0.0f}};
+    if (kiln_act_in_stores(a->kind))
+        ep.act = (kiln_act_t){a->kind, a->alpha, a->beta};
+    return ep;
+}
+
+/* The activation pass over y for an activation the stores did not do. */
+static void activate_rest(kiln_kernel_ctx_t *ctx, activation_t *a, kiln_tensor_t *y)
+{
+    if (!kiln_act_in_stores(a->kind))
+        activate_tensor(ctx, a, y);
+}
+
 /* ---- FusedConv ------------------------------------------------------------- */
 
 /* FusedConv's epilogue: bias, the residual Z (when present), activation. */
@@ -115,7 +136,9 @@ static void conv_epilogue_block(void *arg, float *y, int64_t offset, int64_t n)
     activate_sum(&e->act, e->z ? e->z + offset : NULL, y, n);
 }
 
-/* FusedConv(X, W, B?, Z?): Z must have the output's shape. */
+/* FusedConv(X, W, B?, Z?): Z must have the output's shape.  Without Z, a
+ * cheap activation goes into the conv kernels' stores; otherwise the sum
+ * and the activation run as the conv's per-block apply. */
 static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
 {
     conv_epilogue_t e = {.z = NULL};
@@ -139,8 +162,11 @@ static kiln_status_t fused_conv_run(kiln_kernel_ctx_t *ctx)
             return kiln_ctx_fail(ctx, KILN_ERR_INVALID_ARGUMENT, "Z must have the output's shape");
         e.z = z->data;
     }
-    /* a bare ReLU is done by the GEMM's stores (and per plane for depthwise) */
-    kiln_conv_epilogue_t ep = {conv_epilogue_block, &e, !e.z && e.act.kind == KILN_ACT_RELU};
+    kiln_conv_epilogue_t ep = {.act = {KILN_ACT_NONE, 0.0f, 0.0f}, .apply = conv_epilogue_block, .arg = &e};
+    if (!e.z && kiln_act_in_stores(e.act.kind)) {
+        ep.act = (kiln_act_t){e.act.kind, e.act.alpha, e.act.beta};
+        ep.apply = NULL;
+    }
     return kiln_conv_run_epilogue(ctx, e.z || e.act.kind != KILN_ACT_NONE ? &ep : NULL);
 }
 
@@ -182,9 +208,10 @@ static kiln_status_t fused_gemm_run(kiln_kernel_ctx_t *ctx)
         for (int64_t j = 0; j < n; j++)
             yd[i * n + j] = beta * cd[(rows == 1 ? 0 : i) * cols + (cols == 1 ? 0 : j)];
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
-    kiln_sgemm(ta, tb, m, n, k, alpha, a->data, a->dims[1], b->data, b->dims[1], use_c ? 1.0f : 0.0f, yd, n,
-               &par);
-    activate_tensor(ctx, &act, y);
+    kiln_sgemm_epilogue_t ep = store_epilogue(&act);
+    kiln_sgemm_ex(ta, tb, m, n, k, alpha, a->data, a->dims[1], b->data, b->dims[1], use_c ? 1.0f : 0.0f, yd, n,
+                  &ep, &par);
+    activate_rest(ctx, &act, y);
     return KILN_OK;
 }
 
@@ -246,19 +273,20 @@ static kiln_status_t fused_matmul_run(kiln_kernel_ctx_t *ctx)
     }
     /* B prepacked by the session (a weight matrix): one product over the panels */
     const kiln_sgemm_packed_b_t *packed = tb ? NULL : kiln_ctx_input_prepacked(ctx, 1);
+    kiln_sgemm_epilogue_t ep = store_epilogue(&act);
     if (packed && batches == 1) {
-        kiln_sgemm_prepacked(rows, 1.0f, a->data, s.k, packed, bias ? 1.0f : 0.0f, yd, s.n, &par);
-        activate_tensor(ctx, &act, y);
+        kiln_sgemm_prepacked_ex(rows, 1.0f, a->data, s.k, packed, bias ? 1.0f : 0.0f, yd, s.n, &ep, &par);
+        activate_rest(ctx, &act, y);
         return KILN_OK;
     }
     for (int64_t t = 0; t < batches; t++) {
         int64_t a_off, b_off;
         kiln_matmul_batch_offsets(&s, t, &a_off, &b_off);
-        kiln_sgemm(false, tb, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
-                   (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n,
-                   s.n, &par);
+        kiln_sgemm_ex(false, tb, rows, s.n, s.k, 1.0f, (const float *)a->data + a_off, s.k,
+                      (const float *)b->data + b_off, tb ? s.k : s.n, bias ? 1.0f : 0.0f, yd + t * s.m * s.n,
+                      s.n, &ep, &par);
     }
-    activate_tensor(ctx, &act, y);
+    activate_rest(ctx, &act, y);
     return KILN_OK;
 }
 

@@ -13,17 +13,8 @@
 
 #include <stdint.h>
 
-typedef enum kiln_act_kind {
-    KILN_ACT_NONE,
-    KILN_ACT_RELU,
-    KILN_ACT_CLIP,
-    KILN_ACT_SIGMOID,
-    KILN_ACT_TANH,
-    KILN_ACT_HARD_SIGMOID,
-    KILN_ACT_HARD_SWISH,
-    KILN_ACT_LEAKY_RELU,
-    KILN_ACT_GELU
-} kiln_act_kind_t;
+#include "ops/gemm.h" /* kiln_act_kind_t */
+
 
 /* erf(x) in float32 without a library call (vectorizable). */
 static inline float kiln_fast_erf(float x)

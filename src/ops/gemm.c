@@ -18,7 +18,8 @@
  * would cost more than the few reuses repay); callers may hand B over
  * already in panels (kiln_sgemm_packed_b: Conv writes im2col that way) and
  * A packed once for many calls (kiln_sgemm_pack_a).  An epilogue (row bias,
- * ReLU) is applied in the microkernel's stores.  Packing buffers are
+ * then an activation: ReLU, Clip, LeakyRelu, HardSigmoid, HardSwish) is
+ * applied in the microkernel's stores, after the last K slice.  Packing buffers are
  * per-thread scratch that lives as long as the thread.
  *
  * Small or degenerate products (one row or one column, tiny volumes) go to
@@ -168,8 +169,8 @@ void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 
 enum { PORTABLE_MR = 6, PORTABLE_NR = 16 };
 
-static void ukernel_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr, float alpha, float beta, const float *bias, bool relu)
+static void ukernel_portable(int64_t kc, const float *a, const float *b, int64_t b_step, float *c, int64_t ldc,
+                             int mr, int nr, float alpha, float beta, const float *bias, const kiln_act_t *act)
 {
     float acc[PORTABLE_MR][PORTABLE_NR];
     memset(acc, 0, sizeof acc);
@@ -180,14 +181,14 @@ static void ukernel_portable(int64_t kc, const float *a, const float *b, float *
                 acc[i][j] += av * b[j];
         }
         a += PORTABLE_MR;
-        b += PORTABLE_NR;
+        b += b_step;
     }
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
         float add = bias ? bias[i] : 0.0f;
         for (int j = 0; j < nr; j++) {
             float v = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * crow[j]) + add;
-            crow[j] = relu && v < 0.0f ? 0.0f : v;
+            crow[j] = act ? kiln_act_scalar(act, v) : v;
         }
     }
 }
@@ -201,14 +202,19 @@ static const kiln_sgemm_ukernel_t UKERNEL_AVX2 = {
 
 static const kiln_sgemm_ukernel_t UKERNEL_AVX512 = {
     .name = "avx512", .mr = 12, .nr = 32, .kc = 256, .mc = 192, .nc = 2048,
-    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct};
+    .run = kiln_sgemm_ukernel_12x32_avx512, .run_direct = kiln_sgemm_ukernel_12x32_avx512_direct,
+    .b_edge_in_place = true};
 
 /* Column blocks at most this many B panels wide read A in place (see
  * macro_kernel_direct_a): A is reused by too few panels to repay packing. */
 enum { DIRECT_A_MAX_PANELS = 8 };
+/* Products with at most this many rows, or column blocks at most this
+ * many panels wide, read B in place (see plan_blocks). */
+enum { DIRECT_B_MAX_ROWS = 128, DIRECT_B_MAX_PANELS = 4 };
 
 static bool g_force_portable;
 static bool g_no_direct_a;
+static bool g_no_direct_b;
 /* The SIMD packer and vector helpers run whenever the CPU has AVX2,
  * unless the portable path is forced. */
 static bool use_simd_helpers(void)
@@ -230,6 +236,11 @@ void kiln_sgemm_avoid_avx512(bool avoid)
 void kiln_sgemm_avoid_direct_a(bool avoid)
 {
     g_no_direct_a = avoid;
+}
+
+void kiln_sgemm_avoid_direct_b(bool avoid)
+{
+    g_no_direct_b = avoid;
 }
 
 static const kiln_sgemm_ukernel_t *choose_ukernel(void)
@@ -354,10 +365,11 @@ typedef struct sgemm_job {
     int64_t mc, nc, kc;         /* block sizes chosen for this product */
     int64_t m_blocks, n_blocks; /* task t covers row block t % m_blocks, col block t / m_blocks */
     bool direct_a;              /* the microkernel reads A in place (narrow C) */
+    bool direct_b;              /* ... and B in place (not transposed, few row tiles per panel) */
     const float *b_panels;      /* B already in full-K panels (kiln_sgemm_packed_b), or NULL */
     const float *a_packed;      /* all of A packed by kiln_sgemm_pack_a, or NULL */
     const float *row_bias;      /* epilogue: added to row i of C, or NULL */
-    bool relu;                  /* epilogue: clamp C at 0 */
+    const kiln_act_t *act;      /* epilogue: the activation after the bias, or NULL */
     const kiln_sgemm_epilogue_t *ep; /* for its block hook, or NULL */
     const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
 } sgemm_job_t;
@@ -372,20 +384,42 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* Multiplies the packed A block (mc x kc) by the packed B slice (kc x nc)
- * into C at (i0, j0). */
-static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const float *b_pack,
-                         int64_t b_ld, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t kc,
-                         float beta, const float *bias, bool relu)
+/* Where a K slice's B micro-panels are: the panel of columns from jr
+ * starts at base + jr * ld with rows step floats apart, except panels from
+ * column edge_jr on (a partial panel of B read in place), which are packed
+ * at edge (rows NR apart). */
+typedef struct b_view {
+    const float *base;
+    int64_t ld, step;
+    const float *edge;
+    int64_t edge_jr;
+} b_view_t;
+
+static inline const float *b_panel(const b_view_t *v, int64_t jr, int64_t nr, int64_t *step)
+{
+    if (jr >= v->edge_jr) {
+        *step = nr;
+        return v->edge; /* the one partial panel */
+    }
+    *step = v->step;
+    return v->base + jr * v->ld;
+}
+
+/* Multiplies the packed A block (mc x kc) by the B slice (kc x nc) into C
+ * at (i0, j0). */
+static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const b_view_t *bv, int64_t i0, int64_t mc,
+                         int64_t j0, int64_t nc, int64_t kc, float beta, const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
         int nr = (int)min64(uk->nr, nc - jr);
+        int64_t step;
+        const float *b = b_panel(bv, jr, uk->nr, &step);
         for (int64_t ir = 0; ir < mc; ir += uk->mr) {
             int mr = (int)min64(uk->mr, mc - ir);
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run(kc, a_pack + ir * kc, b_pack + jr * b_ld, c, job->ldc, mr, nr, job->alpha, beta,
-                    bias ? bias + i0 + ir : NULL, relu);
+            uk->run(kc, a_pack + ir * kc, b, step, c, job->ldc, mr, nr, job->alpha, beta,
+                    bias ? bias + i0 + ir : NULL, act);
         }
     }
 }
@@ -393,9 +427,9 @@ static void macro_kernel(const sgemm_job_t *job, const float *a_pack, const floa
 /* The same with A read in place (row-major, not transposed): for a narrow
  * C, each A element is used by only a few B panels, so packing A would
  * cost more than it saves.  A partial last row tile is packed into a_edge. */
-static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const float *b_pack,
-                                  int64_t b_ld, int64_t i0, int64_t mc, int64_t p0, int64_t j0,
-                                  int64_t nc, int64_t kc, float beta, const float *bias, bool relu)
+static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const b_view_t *bv, int64_t i0,
+                                  int64_t mc, int64_t p0, int64_t j0, int64_t nc, int64_t kc, float beta,
+                                  const float *bias, const kiln_act_t *act)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     int64_t full = mc / uk->mr * uk->mr;
@@ -403,32 +437,39 @@ static void macro_kernel_direct_a(const sgemm_job_t *job, float *a_edge, const f
         pack_a(false, job->a, job->lda, i0 + full, mc - full, p0, kc, uk->mr, a_edge);
     for (int64_t jr = 0; jr < nc; jr += uk->nr) {
         int nr = (int)min64(uk->nr, nc - jr);
+        int64_t step;
+        const float *b = b_panel(bv, jr, uk->nr, &step);
         for (int64_t ir = 0; ir < full; ir += uk->mr) {
             float *c = job->c + (i0 + ir) * job->ldc + j0 + jr;
-            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b_pack + jr * b_ld, c,
-                           job->ldc, nr, job->alpha, beta, bias ? bias + i0 + ir : NULL, relu);
+            uk->run_direct(kc, job->a + (i0 + ir) * job->lda + p0, job->lda, b, step, c, job->ldc, nr, job->alpha,
+                           beta, bias ? bias + i0 + ir : NULL, act);
         }
         if (full < mc)
-            uk->run(kc, a_edge, b_pack + jr * b_ld, job->c + (i0 + full) * job->ldc + j0 + jr,
-                    job->ldc, (int)(mc - full), nr, job->alpha, beta,
-                    bias ? bias + i0 + full : NULL, relu);
+            uk->run(kc, a_edge, b, step, job->c + (i0 + full) * job->ldc + j0 + jr, job->ldc, (int)(mc - full), nr,
+                    job->alpha, beta, bias ? bias + i0 + full : NULL, act);
     }
 }
 
 /* The epilogue as a separate pass over an m x n block of C (paths that
  * do not run the microkernels). */
 static void apply_epilogue(float *c, int64_t ldc, int64_t m, int64_t n, const float *row_bias,
-                           bool relu)
+                           const kiln_act_t *act)
 {
-    if (!row_bias && !relu)
+    if (!row_bias && !act)
         return;
     for (int64_t i = 0; i < m; i++) {
         float *crow = c + i * ldc, add = row_bias ? row_bias[i] : 0.0f;
         for (int64_t j = 0; j < n; j++) {
             float v = crow[j] + add;
-            crow[j] = relu && v < 0.0f ? 0.0f : v;
+            crow[j] = act ? kiln_act_scalar(act, v) : v;
         }
     }
+}
+
+/* The epilogue's activation for the stores, or NULL when there is none. */
+static const kiln_act_t *epilogue_act(const kiln_sgemm_epilogue_t *ep)
+{
+    return ep && ep->act.kind != KILN_ACT_NONE && kiln_act_in_stores(ep->act.kind) ? &ep->act : NULL;
 }
 
 /* The caller's block hook (kiln_sgemm_epilogue_t.block) on a finished block. */
@@ -449,7 +490,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
                        job->trans_b ? job->b + j0 * job->ldb : job->b + j0, job->ldb, job->beta,
                        job->c + i0 * job->ldc + j0, job->ldc);
         apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
-                       job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+                       job->row_bias ? job->row_bias + i0 : NULL, job->act);
         block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
         return;
     }
@@ -464,7 +505,7 @@ static void fallback_block(const sgemm_job_t *job, int64_t i0, int64_t mc, int64
             *cij = job->alpha * sum + (job->beta == 0.0f ? 0.0f : job->beta * *cij);
         }
     apply_epilogue(job->c + i0 * job->ldc + j0, job->ldc, mc, nc,
-                   job->row_bias ? job->row_bias + i0 : NULL, job->relu);
+                   job->row_bias ? job->row_bias + i0 : NULL, job->act);
     block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
 }
 
@@ -494,29 +535,36 @@ static void sgemm_tasks(void *arg, int64_t begin, int64_t end)
             int64_t kc = min64(job->kc, job->k - p0);
             float beta = p0 == 0 ? job->beta : 1.0f;
             const float *bias = p0 == 0 ? job->row_bias : NULL; /* once, with the first slice */
-            bool relu = job->relu && p0 + kc >= job->k;          /* after the last slice */
-            /* B panel jr of this slice is at b_slice + jr * b_ld */
-            const float *b_slice = b_pack;
-            int64_t b_ld = kc;
+            const kiln_act_t *act = p0 + kc >= job->k ? job->act : NULL; /* after the last slice */
+            b_view_t bv = {b_pack, kc, uk->nr, NULL, INT64_MAX};
             if (job->b_panels) {
-                b_slice = job->b_panels + j0 * job->k + p0 * uk->nr;
-                b_ld = job->k;
+                bv.base = job->b_panels + j0 * job->k + p0 * uk->nr;
+                bv.ld = job->k;
             } else if (job->b_packed) { /* the slice's panels from j0 on, packed at session creation */
-                b_slice = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
+                bv.base = job->b_packed->panels + p0 * job->b_packed->n_padded + j0 * kc;
+            } else if (job->direct_b) { /* B read in place; a partial last panel packed unless the kernel masks */
+                bv.base = job->b + p0 * job->ldb + j0;
+                bv.ld = 1;
+                bv.step = job->ldb;
+                int64_t full = nc / uk->nr * uk->nr;
+                if (full < nc && !uk->b_edge_in_place) {
+                    pack_b(false, job->b, job->ldb, p0, kc, j0 + full, nc - full, uk->nr, b_pack);
+                    bv.edge = b_pack;
+                    bv.edge_jr = full;
+                }
             } else {
                 pack_b(job->trans_b, job->b, job->ldb, p0, kc, j0, nc, uk->nr, b_pack);
             }
             for (int64_t u = t; u < run_end; u++) {
                 int64_t i0 = (u % job->m_blocks) * job->mc, mc = min64(job->mc, job->m - i0);
                 if (job->direct_a) {
-                    macro_kernel_direct_a(job, a_pack, b_slice, b_ld, i0, mc, p0, j0, nc, kc, beta,
-                                          bias, relu);
+                    macro_kernel_direct_a(job, a_pack, &bv, i0, mc, p0, j0, nc, kc, beta, bias, act);
                 } else if (job->a_packed) { /* the caller packed all of A once */
-                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc,
-                                 b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                    macro_kernel(job, job->a_packed + p0 * round_up(job->m, uk->mr) + i0 * kc, &bv, i0, mc, j0,
+                                 nc, kc, beta, bias, act);
                 } else {
                     pack_a(job->trans_a, job->a, job->lda, i0, mc, p0, kc, uk->mr, a_pack);
-                    macro_kernel(job, a_pack, b_slice, b_ld, i0, mc, j0, nc, kc, beta, bias, relu);
+                    macro_kernel(job, a_pack, &bv, i0, mc, j0, nc, kc, beta, bias, act);
                 }
                 if (p0 + kc >= job->k) /* the block is finished */
                     block_done(job->ep, job->c, job->ldc, i0, mc, j0, nc);
@@ -542,9 +590,10 @@ static int par_threads(const kiln_gemm_parallel_t *par)
 
 /* Chooses block sizes for `threads` threads: balanced row blocks of at
  * most uk->mc, and column blocks narrow enough that there are two tasks
- * per thread (for balance).  Not more: when A is one row block (BERT's
- * M = 128), every task packs it again, and splitting for 8 tasks cost
- * 10-15% on one thread (measured on 128 x 3072 x 768). */
+ * per thread (for balance), then smaller row blocks where the columns
+ * alone do not give enough.  Not more tasks than that: when A is one row
+ * block (BERT's M = 128), every task packs it again, and splitting for 8
+ * tasks cost 10-15% on one thread (measured on 128 x 3072 x 768). */
 static void plan_blocks(sgemm_job_t *job, int threads)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
@@ -558,8 +607,24 @@ static void plan_blocks(sgemm_job_t *job, int threads)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
+    if (threads > 1 && job->m_blocks * job->n_blocks < MIN_TASKS) {
+        /* still too few tasks to share (a narrow C: N = 49 in a CNN's last
+         * stage): cut the rows finer, down to one register tile a block */
+        int64_t want = (MIN_TASKS + job->n_blocks - 1) / job->n_blocks, tiles = (job->m + uk->mr - 1) / uk->mr;
+        int64_t blocks = want < tiles ? want : tiles;
+        if (blocks > job->m_blocks) {
+            job->mc = round_up((job->m + blocks - 1) / blocks, uk->mr);
+            job->m_blocks = (job->m + job->mc - 1) / job->mc;
+        }
+    }
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+    /* B in place when each of its panels serves few row tiles (packing it
+     * would cost about as much as the multiply), or when C is narrow (the
+     * few panels stay in cache, and row blocks on other threads would each
+     * pack the same slice) */
+    job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
+                    (job->m <= DIRECT_B_MAX_ROWS || job->nc <= DIRECT_B_MAX_PANELS * uk->nr);
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -662,30 +727,30 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
                    int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (m == 1) {
         sgemm_row_vector(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c, par);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     if (n == 1 || m * n * k < 8 * 8 * 8) {
         sgemm_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, par);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
-                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu, .ep = ep};
+                       .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .act = act, .ep = ep};
     plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -723,18 +788,18 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
                          const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0 || alpha == 0.0f) {
         scale_rows(0, m, n, beta, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
-                       .a_packed = a_packed, .row_bias = row_bias, .relu = relu, .ep = ep};
+                       .a_packed = a_packed, .row_bias = row_bias, .act = act, .ep = ep};
     plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -743,17 +808,17 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
                             float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep, const kiln_gemm_parallel_t *par)
 {
     const float *row_bias = ep ? ep->row_bias : NULL;
-    bool relu = ep && ep->relu;
+    const kiln_act_t *act = epilogue_act(ep);
     if (m <= 0 || n <= 0)
         return;
     if (k <= 0) {
         scale_rows(0, m, n, 0.0f, c, ldc);
-        apply_epilogue(c, ldc, m, n, row_bias, relu);
+        apply_epilogue(c, ldc, m, n, row_bias, act);
         block_done(ep, c, ldc, 0, m, 0, n);
         return;
     }
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
-                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu,
+                       .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .act = act,
                        .ep = ep};
     plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
@@ -838,19 +903,28 @@ void kiln_sgemm_packed_b_free(kiln_sgemm_packed_b_t *p)
 void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
                           float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par)
 {
+    kiln_sgemm_prepacked_ex(m, alpha, a, lda, b, beta, c, ldc, NULL, par);
+}
+
+void kiln_sgemm_prepacked_ex(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                             float beta, float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                             const kiln_gemm_parallel_t *par)
+{
     if (m <= 0)
         return;
     if (alpha == 0.0f) {
         scale_rows(0, m, b->n, beta, c, ldc);
+        apply_epilogue(c, ldc, m, b->n, ep ? ep->row_bias : NULL, epilogue_act(ep));
+        block_done(ep, c, ldc, 0, m, 0, b->n);
         return;
     }
     if (b->b && !prepacked_blocked(m, b->n, b->k)) { /* one row, tiny volumes: the plain paths */
-        kiln_sgemm(false, b->trans_b, m, b->n, b->k, alpha, a, lda, b->b, b->ldb, beta, c, ldc, par);
+        kiln_sgemm_ex(false, b->trans_b, m, b->n, b->k, alpha, a, lda, b->b, b->ldb, beta, c, ldc, ep, par);
         return;
     }
     sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
                        .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
-                       .b_packed = b};
+                       .b_packed = b, .row_bias = ep ? ep->row_bias : NULL, .act = epilogue_act(ep), .ep = ep};
     plan_blocks(&job, par_threads(par));
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

@@ -43,13 +43,69 @@ typedef struct kiln_gemm_parallel {
 kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx);
 kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool);
 
+/* The activations kiln's fused kernels apply to their output (fused.c's
+ * `activation` attribute).  The first six are cheap enough to run inside
+ * the GEMM microkernels' and the depthwise kernels' stores
+ * (kiln_act_in_stores); the others run as a pass over finished blocks. */
+typedef enum kiln_act_kind {
+    KILN_ACT_NONE,
+    KILN_ACT_RELU,         /* x > 0 ? x : 0 (NaN -> 0, as the Relu op) */
+    KILN_ACT_CLIP,         /* min(max(x, alpha), beta) as numpy.clip: NaN passes, beta wins */
+    KILN_ACT_LEAKY_RELU,   /* x < 0 ? alpha * x : x */
+    KILN_ACT_HARD_SIGMOID, /* clamp(alpha * x + beta, 0, 1), NaN passes */
+    KILN_ACT_HARD_SWISH,   /* x * clamp(x / 6 + 1/2, 0, 1), NaN passes */
+    KILN_ACT_SIGMOID,
+    KILN_ACT_TANH,
+    KILN_ACT_GELU
+} kiln_act_kind_t;
+
+/* One activation with its parameters (Clip's min and max, LeakyRelu's
+ * alpha, HardSigmoid's alpha and beta; unused ones ignored). */
+typedef struct kiln_act {
+    kiln_act_kind_t kind;
+    float alpha, beta;
+} kiln_act_t;
+
+/* Whether kind runs in the microkernels' stores (NONE included). */
+static inline bool kiln_act_in_stores(kiln_act_kind_t kind)
+{
+    return kind <= KILN_ACT_HARD_SWISH;
+}
+
+/* One value through an in-stores activation (kind <= HARD_SWISH): the
+ * scalar definition every vector path matches, NaN and inf included. */
+static inline float kiln_act_scalar(const kiln_act_t *act, float x)
+{
+    switch (act->kind) {
+    case KILN_ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case KILN_ACT_CLIP: {
+        float v = x < act->alpha ? act->alpha : x;
+        return v > act->beta ? act->beta : v;
+    }
+    case KILN_ACT_LEAKY_RELU:
+        return x < 0.0f ? act->alpha * x : x;
+    case KILN_ACT_HARD_SIGMOID: {
+        float v = act->alpha * x + act->beta;
+        return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    }
+    case KILN_ACT_HARD_SWISH: {
+        float v = x * (1.0f / 6.0f) + 0.5f;
+        return x * (v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v);
+    }
+    default:
+        return x;
+    }
+}
+
 /* What kiln_sgemm_ex does to C after the product, fused into the
  * microkernel's stores: C = alpha*op(A)*op(B) + beta*C + row_bias[i] on
- * row i (row_bias NULL: none), then max(C, 0) when relu.  Conv uses it for
- * its bias; fused Conv+Relu kernels for both. */
+ * row i (row_bias NULL: none), then act (kind NONE: none; only kinds
+ * kiln_act_in_stores accepts).  Conv uses it for its bias; fused
+ * Conv+activation kernels for both. */
 typedef struct kiln_sgemm_epilogue {
     const float *row_bias;
-    bool relu;
+    kiln_act_t act;
     /* Then, when not NULL, block(block_arg, c, ldc, i0, rows, j0, cols) on
      * each finished rows x cols block of C at row i0, column j0 (c and ldc
      * as passed to the GEMM), on the thread that computed it while the
@@ -118,6 +174,10 @@ size_t kiln_sgemm_packed_b_bytes(const kiln_sgemm_packed_b_t *p);
  * not transposed); same contract as kiln_sgemm otherwise. */
 void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
                           float beta, float *c, int64_t ldc, const kiln_gemm_parallel_t *par);
+/* The same with an epilogue (ep may be NULL). */
+void kiln_sgemm_prepacked_ex(int64_t m, float alpha, const float *a, int64_t lda, const kiln_sgemm_packed_b_t *b,
+                             float beta, float *c, int64_t ldc, const kiln_sgemm_epilogue_t *ep,
+                             const kiln_gemm_parallel_t *par);
 
 /* The portable reference: plain loops, single-threaded. */
 void kiln_sgemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
@@ -152,5 +212,7 @@ void kiln_sgemm_force_portable(bool force_portable);
 void kiln_sgemm_avoid_avx512(bool avoid);
 /* For tests: always pack A, even where the kernel could read it in place. */
 void kiln_sgemm_avoid_direct_a(bool avoid);
+/* For tests and benchmarks: always pack B, even where the kernel could read it in place. */
+void kiln_sgemm_avoid_direct_b(bool avoid);
 
 #endif

@@ -6,6 +6,7 @@
  * issues twelve FMAs.  That is 2 loads + 6 broadcasts per 12 FMAs, which
  * keeps both FMA ports of a Haswell-or-later core busy.  Edge tiles (mr < 6
  * or nr < 16) are computed in full into a stack buffer and copied out.
+ * The bias and the activation (act_simd.h) are applied in registers.
  *
  * Also here: the SSE-transposing packer of A row panels used by both SIMD
  * paths, and the dot/axpy of the one-row (matrix-vector) path.
@@ -15,14 +16,16 @@
  */
 #include <immintrin.h>
 
+#include "ops/act_simd.h"
 #include "ops/gemm_kernel.h"
 
 enum { TILE_M = 6, TILE_N = 16 };
 
-/* Writes one 16-wide row: c = alpha*acc + beta*c + bias, then max(c, 0)
- * when relu (c not read when beta == 0). */
-static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float beta,
-                             const float *bias, bool relu)
+/* Writes one 16-wide row: c = alpha*acc + beta*c + bias, then the
+ * activation kind with parameters pa, pb (c not read when beta == 0). */
+static inline __attribute__((always_inline)) void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha,
+                                                            float beta, const float *bias, kiln_act_kind_t kind,
+                                                            __m256 pa, __m256 pb)
 {
     lo = _mm256_mul_ps(lo, alpha);
     hi = _mm256_mul_ps(hi, alpha);
@@ -36,17 +39,15 @@ static inline void store_row(float *c, __m256 lo, __m256 hi, __m256 alpha, float
         lo = _mm256_add_ps(lo, vbias);
         hi = _mm256_add_ps(hi, vbias);
     }
-    if (relu) {
-        lo = _mm256_max_ps(lo, _mm256_setzero_ps());
-        hi = _mm256_max_ps(hi, _mm256_setzero_ps());
-    }
+    lo = kiln_act256(lo, kind, pa, pb);
+    hi = kiln_act256(hi, kind, pa, pb);
     _mm256_storeu_ps(c, lo);
     _mm256_storeu_ps(c + 8, hi);
 }
 
-void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, float *c,
+void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, int64_t b_step, float *c,
                                   int64_t ldc, int mr, int nr, float alpha, float beta,
-                                  const float *bias, bool relu)
+                                  const float *bias, const kiln_act_t *act)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -57,8 +58,8 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
 
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b);
-        __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 b0 = _mm256_loadu_ps(b);
+        __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 av = _mm256_broadcast_ss(a + 0);
         c00 = _mm256_fmadd_ps(av, b0, c00);
         c01 = _mm256_fmadd_ps(av, b1, c01);
@@ -78,35 +79,62 @@ void kiln_sgemm_ukernel_6x16_avx2(int64_t kc, const float *a, const float *b, fl
         c50 = _mm256_fmadd_ps(av, b0, c50);
         c51 = _mm256_fmadd_ps(av, b1, c51);
         a += TILE_M;
-        b += TILE_N;
+        b += b_step;
     }
 
     __m256 va = _mm256_set1_ps(alpha);
     if (mr == TILE_M && nr == TILE_N) {
-        store_row(c + 0 * ldc, c00, c01, va, beta, bias ? bias + 0 : NULL, relu);
-        store_row(c + 1 * ldc, c10, c11, va, beta, bias ? bias + 1 : NULL, relu);
-        store_row(c + 2 * ldc, c20, c21, va, beta, bias ? bias + 2 : NULL, relu);
-        store_row(c + 3 * ldc, c30, c31, va, beta, bias ? bias + 3 : NULL, relu);
-        store_row(c + 4 * ldc, c40, c41, va, beta, bias ? bias + 4 : NULL, relu);
-        store_row(c + 5 * ldc, c50, c51, va, beta, bias ? bias + 5 : NULL, relu);
+        kiln_act_kind_t kind = act ? act->kind : KILN_ACT_NONE;
+        __m256 pa = _mm256_set1_ps(act ? act->alpha : 0.0f), pb = _mm256_set1_ps(act ? act->beta : 0.0f);
+#define STORE_ROWS(KIND)                                                                                     \
+    do {                                                                                                     \
+        store_row(c + 0 * ldc, c00, c01, va, beta, bias ? bias + 0 : NULL, KIND, pa, pb);                    \
+        store_row(c + 1 * ldc, c10, c11, va, beta, bias ? bias + 1 : NULL, KIND, pa, pb);                    \
+        store_row(c + 2 * ldc, c20, c21, va, beta, bias ? bias + 2 : NULL, KIND, pa, pb);                    \
+        store_row(c + 3 * ldc, c30, c31, va, beta, bias ? bias + 3 : NULL, KIND, pa, pb);                    \
+        store_row(c + 4 * ldc, c40, c41, va, beta, bias ? bias + 4 : NULL, KIND, pa, pb);                    \
+        store_row(c + 5 * ldc, c50, c51, va, beta, bias ? bias + 5 : NULL, KIND, pa, pb);                    \
+    } while (0)
+        /* one store sequence per kind: no branch on it per row */
+        switch (kind) {
+        case KILN_ACT_RELU:
+            STORE_ROWS(KILN_ACT_RELU);
+            break;
+        case KILN_ACT_CLIP:
+            STORE_ROWS(KILN_ACT_CLIP);
+            break;
+        case KILN_ACT_LEAKY_RELU:
+            STORE_ROWS(KILN_ACT_LEAKY_RELU);
+            break;
+        case KILN_ACT_HARD_SIGMOID:
+            STORE_ROWS(KILN_ACT_HARD_SIGMOID);
+            break;
+        case KILN_ACT_HARD_SWISH:
+            STORE_ROWS(KILN_ACT_HARD_SWISH);
+            break;
+        default:
+            STORE_ROWS(KILN_ACT_NONE);
+            break;
+        }
+#undef STORE_ROWS
         return;
     }
 
     /* Edge tile: full result to a buffer, then the wanted corner to C. */
     float buf[TILE_M * TILE_N];
-    store_row(buf + 0 * TILE_N, c00, c01, va, 0.0f, NULL, false);
-    store_row(buf + 1 * TILE_N, c10, c11, va, 0.0f, NULL, false);
-    store_row(buf + 2 * TILE_N, c20, c21, va, 0.0f, NULL, false);
-    store_row(buf + 3 * TILE_N, c30, c31, va, 0.0f, NULL, false);
-    store_row(buf + 4 * TILE_N, c40, c41, va, 0.0f, NULL, false);
-    store_row(buf + 5 * TILE_N, c50, c51, va, 0.0f, NULL, false);
+    store_row(buf + 0 * TILE_N, c00, c01, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
+    store_row(buf + 1 * TILE_N, c10, c11, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
+    store_row(buf + 2 * TILE_N, c20, c21, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
+    store_row(buf + 3 * TILE_N, c30, c31, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
+    store_row(buf + 4 * TILE_N, c40, c41, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
+    store_row(buf + 5 * TILE_N, c50, c51, va, 0.0f, NULL, KILN_ACT_NONE, va, va);
     for (int i = 0; i < mr; i++) {
         float *crow = c + i * ldc;
         const float *brow = buf + i * TILE_N;
         float add = bias ? bias[i] : 0.0f;
         for (int j = 0; j < nr; j++) {
             float v = brow[j] + add + (beta == 0.0f ? 0.0f : beta * crow[j]);
-            crow[j] = relu && v < 0.0f ? 0.0f : v;
+            crow[j] = act ? kiln_act_scalar(act, v) : v;
         }
     }
 }

@@ -5,24 +5,25 @@
 #ifndef KILN_OPS_NN_KERNELS_H
 #define KILN_OPS_NN_KERNELS_H
 
+#include "ops/gemm.h" /* kiln_act_t */
 #include "ops/kernel.h"
 #include "ops/nn_geometry.h"
 
 /* conv.c */
 kiln_status_t kiln_conv_run(kiln_kernel_ctx_t *ctx);
-/* An in-place pass over finished output: apply(arg, y, offset, n) on n
- * contiguous floats of one output channel that start at element `offset`
- * of the output (bias already added).  gemm_relu says the pass is just
- * max(y, 0): the GEMM paths then do it in the microkernel's stores and do
- * not call apply.  FusedConv (fused.c) applies a residual sum and its
- * activation this way. */
+/* FusedConv's epilogue: the output is act(conv + bias), act applied in
+ * the GEMM microkernel's and the depthwise kernels' stores (kind NONE:
+ * none; only kinds kiln_act_in_stores accepts); then, when apply is not
+ * NULL, apply(arg, y, offset, n) on n contiguous floats of one output
+ * channel that start at element `offset` of the output, on each block
+ * right after it is made, while it is in cache (a residual sum and an
+ * activation that has to follow it, or one too costly for the stores). */
 typedef struct kiln_conv_epilogue {
+    kiln_act_t act;
     void (*apply)(void *arg, float *y, int64_t offset, int64_t n);
     void *arg;
-    bool gemm_relu;
 } kiln_conv_epilogue_t;
-/* Conv with ep (NULL: none) run on each block of the output right after
- * the GEMM (or depthwise plane) that made it, while it is in cache. */
+/* Conv with ep (NULL: none). */
 kiln_status_t kiln_conv_run_epilogue(kiln_kernel_ctx_t *ctx, const kiln_conv_epilogue_t *ep);
 kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 /* Conv's float32 computation on x, w and b (b may be NULL) with the node's
@@ -31,21 +32,37 @@ kiln_status_t kiln_conv_transpose_run(kiln_kernel_ctx_t *ctx);
 kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,
                                 const kiln_tensor_t *w, const kiln_tensor_t *b, kiln_tensor_t **y);
 
-/* The depthwise fast path (conv.c): one 2-D output plane of a depthwise
- * conv (window w; kernel[0], in[0], out[0] 1; stride along the row 1 or
- * 2), x the input plane, f the filter (kernel[1] x kernel[2]), every
- * output written as bias + the taps.  Returns false (nothing written) where
- * it does not apply: then use the tap-major path.  scratch holds
- * kiln_conv_dw_scratch_floats(w) floats (the zero-padded input plane).
- * kiln_conv_dw_enable(false) turns it off, for tests. */
-size_t kiln_conv_dw_scratch_floats(const kiln_window_t *w);
-bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y,
-                        float *scratch);
-void kiln_conv_dw_enable(bool enable);
-/* conv_dw_avx512.c: the plane kernel over the padded copy xp (row length
- * ld); call only with avx512f. */
-void kiln_conv_dw_plane_avx512(const float *xp, int64_t ld, const float *f, int kh, int kw, int dh, int dw, int sh,
-                               int sw, float bias, float *y, int64_t oh_n, int64_t ow_n);
+/* One 2-D output plane of a depthwise conv: y = act(bias + sum of the
+ * taps f over x), zero padding; pt, pl >= 0; the vector kernels need
+ * sw 1 or 2. */
+typedef struct kiln_dw_plane {
+    const float *x;                  /* the input plane, in_h x in_w */
+    const float *f;                  /* the filter, kh x kw */
+    float *y;                        /* the output plane, out_h x out_w */
+    int64_t in_h, in_w, out_h, out_w;
+    int kh, kw, sh, sw, dh, dw;      /* kernel, strides, dilations */
+    int64_t pt, pl;                  /* padding before the first row / column */
+    float bias;
+    kiln_act_t act;                  /* an in-stores kind (kiln_act_in_stores) */
+} kiln_dw_plane_t;
+
+/* The depthwise plane kernels: conv.c picks one per CPU (AVX-512, AVX2,
+ * or its portable loops).  kiln_conv_dw_plane fills a kiln_dw_plane_t
+ * from window w (2-D or 1-D: kernel[0], in[0], out[0] 1) and runs the
+ * chosen one; false (nothing written) where w is not such a plane.
+ * kiln_conv_dw_path() names the kernel chosen ("avx512", "avx2",
+ * "portable"); for tests, kiln_conv_dw_force_portable and
+ * kiln_conv_dw_avoid_avx512 steer the choice. */
+bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, const kiln_act_t *act,
+                        float *y);
+const char *kiln_conv_dw_path(void);
+void kiln_conv_dw_force_portable(bool force);
+void kiln_conv_dw_avoid_avx512(bool avoid);
+void kiln_conv_dw_plane_portable(const kiln_dw_plane_t *p);
+/* conv_dw_avx512.c (call only with avx512f), conv_dw_avx2.c (only with
+ * avx2 and fma) */
+void kiln_conv_dw_plane_avx512(const kiln_dw_plane_t *p);
+void kiln_conv_dw_plane_avx2(const kiln_dw_plane_t *p);
 
 /* nn.c: MatMul's numpy-style shape rules, shared with the integer
  * MatMuls of quant.c.  Batch dims broadcast; each operand's element stride

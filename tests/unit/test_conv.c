@@ -1,10 +1,17 @@
 /*
  * test_conv.c - conv.c's fast paths against plain loops:
- *  - the depthwise plane kernel (kiln_conv_dw_plane): kernel sizes 1 to 5,
- *    strides 1 and 2 (and 2 along rows only), pads (asymmetric, larger
- *    than the kernel reach), dilations, widths around the vector sizes
- *    (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows; where it does not
- *    apply (stride 3, no AVX-512) it must say so and write nothing;
+ *  - the depthwise plane kernels (kiln_conv_dw_plane) on every path this
+ *    CPU has (AVX-512, AVX2, portable) against a naive loop: kernel sizes
+ *    1 to 5, strides 1 to 3 (and 2 along rows only), pads (asymmetric,
+ *    larger than the kernel reach), dilations, widths around the vector
+ *    sizes (1, 7, 15-17, 31-33, 63-65, 112) and 1-D windows, with the
+ *    bias and each in-stores activation applied in the kernel; NaN and inf
+ *    inputs come out as the naive loop makes them; nothing is written
+ *    past the plane; 3-D windows are refused.
+ *  - whole depthwise FusedConv nodes (com.kiln, written in memory) with
+ *    batch 2, channel multipliers 1 and 2, strides 1 and 2, kernels 3 and
+ *    5, odd sizes and Clip / Relu / Sigmoid / no activation, on two
+ *    threads, against the naive loop.
  *  - Winograd F(4x4, 3x3) and F(2x2, 3x3) (kiln_conv_winograd) against a direct sum in
  *    double: pads 0 to 2 (asymmetric too), odd sizes, batch 2, channel
  *    counts off the vector widths, bias, the FusedConv epilogue (residual +
@@ -19,6 +26,8 @@
 #include "check.h"
 #include "core/threadpool.h"
 #include "ops/conv_winograd.h"
+#include "kiln.h"
+#include "onnx/pb.h"
 #include "ops/nn_kernels.h"
 
 static float frand(unsigned *s)
@@ -51,7 +60,8 @@ static kiln_window_t window2d(int64_t h, int64_t w, int64_t kh, int64_t kw, int6
     return win;
 }
 
-static void naive_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y)
+static void naive_plane(const kiln_window_t *w, const float *x, const float *f, float bias, const kiln_act_t *act,
+                        float *y)
 {
     for (int64_t oh = 0; oh < w->out[1]; oh++)
         for (int64_t ow = 0; ow < w->out[2]; ow++) {
@@ -63,11 +73,35 @@ static void naive_plane(const kiln_window_t *w, const float *x, const float *f, 
                     if (ih >= 0 && ih < w->in[1] && iw >= 0 && iw < w->in[2])
                         acc += (double)f[i * w->kernel[2] + j] * x[ih * w->in[2] + iw];
                 }
-            y[oh * w->out[2] + ow] = (float)acc;
+            y[oh * w->out[2] + ow] = kiln_act_scalar(act, (float)acc);
         }
 }
 
-static void check_dw(kiln_window_t w, const char *what)
+/* Same NaN-ness, same infinities, finite values within tol. */
+static bool same_value(float want, float got, double tol)
+{
+    if (isnan(want) || isnan(got))
+        return isnan(want) && isnan(got);
+    if (isinf(want) || isinf(got))
+        return want == got;
+    return fabs((double)want - got) <= tol;
+}
+
+/* The plane paths to compare: 0 the CPU's best, 1 AVX2 (AVX-512 avoided),
+ * 2 portable. */
+static const char *set_path(int path)
+{
+    kiln_conv_dw_avoid_avx512(path == 1);
+    kiln_conv_dw_force_portable(path == 2);
+    return kiln_conv_dw_path();
+}
+
+static const kiln_act_t ACTS[] = {{KILN_ACT_NONE, 0.0f, 0.0f},        {KILN_ACT_CLIP, 0.0f, 6.0f},
+                                  {KILN_ACT_RELU, 0.0f, 0.0f},        {KILN_ACT_LEAKY_RELU, 0.1f, 0.0f},
+                                  {KILN_ACT_HARD_SIGMOID, 0.2f, 0.5f}, {KILN_ACT_HARD_SWISH, 0.0f, 0.0f},
+                                  {KILN_ACT_CLIP, -0.25f, 0.5f}};
+
+static void check_dw_act(kiln_window_t w, const char *what, const kiln_act_t *act, bool specials)
 {
     if (w.out[1] < 1 || w.out[2] < 1)
         return;
@@ -75,37 +109,46 @@ static void check_dw(kiln_window_t w, const char *what)
     int64_t in_n = w.in[1] * w.in[2], out_n = w.out[1] * w.out[2];
     float *x = malloc((size_t)in_n * sizeof *x), *f = malloc((size_t)(w.kernel[1] * w.kernel[2]) * sizeof *f);
     float *want = malloc((size_t)out_n * sizeof *want), *got = malloc((size_t)(out_n + 1) * sizeof *got);
-    float *scratch = malloc(kiln_conv_dw_scratch_floats(&w) * sizeof *scratch);
     for (int64_t i = 0; i < in_n; i++)
         x[i] = frand(&seed);
     for (int64_t i = 0; i < w.kernel[1] * w.kernel[2]; i++)
-        f[i] = frand(&seed);
-    naive_plane(&w, x, f, 0.25f, want);
-    for (int64_t i = 0; i <= out_n; i++)
-        got[i] = -12345.0f;
-    bool ran = kiln_conv_dw_plane(&w, x, f, 0.25f, got, scratch);
-    CHECK_MSG(got[out_n] == -12345.0f, "%s: wrote past the plane", what);
-    if (!__builtin_cpu_supports("avx512f") || w.stride[2] > 2) {
-        CHECK_MSG(!ran && got[0] == -12345.0f, "%s: should not apply", what);
-    } else {
-        CHECK_MSG(ran, "%s: fast path did not run", what);
-        double worst = 0;
-        for (int64_t i = 0; ran && i < out_n; i++) {
-            double d = fabs((double)got[i] - want[i]);
-            if (d > worst)
-                worst = d;
-        }
-        CHECK_MSG(worst <= 1e-4, "%s: in %lldx%lld k %lldx%lld s %lldx%lld d %lldx%lld pads %lld,%lld,%lld,%lld: off by %g",
-                  what, (long long)w.in[1], (long long)w.in[2], (long long)w.kernel[1], (long long)w.kernel[2],
-                  (long long)w.stride[1], (long long)w.stride[2], (long long)w.dilation[1], (long long)w.dilation[2],
-                  (long long)w.pad_begin[1], (long long)w.pad_begin[2], (long long)w.pad_end[1],
-                  (long long)w.pad_end[2], worst);
+        f[i] = frand(&seed) + 2.0f; /* no zero weights: inf * 0 would make NaN */
+    if (specials) {
+        x[in_n / 3] = NAN;
+        x[in_n / 2] = INFINITY;
+        x[in_n - 1] = -INFINITY;
     }
+    naive_plane(&w, x, f, 0.25f, act, want);
+    for (int path = 0; path < 3; path++) {
+        const char *name = set_path(path);
+        for (int64_t i = 0; i <= out_n; i++)
+            got[i] = -12345.0f;
+        bool ran = kiln_conv_dw_plane(&w, x, f, 0.25f, act, got);
+        CHECK_MSG(ran, "%s: the plane kernel refused a 2-D window", what);
+        CHECK_MSG(got[out_n] == -12345.0f, "%s %s: wrote past the plane", what, name);
+        int64_t bad = -1;
+        for (int64_t i = 0; ran && i < out_n && bad < 0; i++)
+            if (!same_value(want[i], got[i], 1e-4))
+                bad = i;
+        CHECK_MSG(bad < 0,
+                  "%s %s act %d: in %lldx%lld k %lldx%lld s %lldx%lld d %lldx%lld pads %lld,%lld,%lld,%lld: "
+                  "[%lld] want %g got %g",
+                  what, name, act->kind, (long long)w.in[1], (long long)w.in[2], (long long)w.kernel[1],
+                  (long long)w.kernel[2], (long long)w.stride[1], (long long)w.stride[2], (long long)w.dilation[1],
+                  (long long)w.dilation[2], (long long)w.pad_begin[1], (long long)w.pad_begin[2],
+                  (long long)w.pad_end[1], (long long)w.pad_end[2], (long long)bad, bad < 0 ? 0.0 : want[bad],
+                  bad < 0 ? 0.0 : got[bad]);
+    }
+    set_path(0);
     free(x);
     free(f);
     free(want);
     free(got);
-    free(scratch);
+}
+
+static void check_dw(kiln_window_t w, const char *what)
+{
+    check_dw_act(w, what, &ACTS[0], false);
 }
 
 static void test_depthwise(void)
@@ -125,11 +168,202 @@ static void test_depthwise(void)
     check_dw(window2d(7, 7, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3), "7x7 full reach");
     check_dw(window2d(1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1), "1-D");
     check_dw(window2d(1, 50, 1, 4, 1, 2, 1, 3, 0, 0, 0, 5), "1-D dilated strided");
-    kiln_conv_dw_enable(false);
+    check_dw(window2d(40, 70, 2, 6, 1, 2, 1, 1, 0, 9, 1, 9), "pads wider than a vector");
+    /* the activations in the stores, MobileNet's shapes and odd ones, with
+     * NaN and inf in the input */
+    for (size_t a = 0; a < sizeof ACTS / sizeof ACTS[0]; a++)
+        for (int64_t s = 1; s <= 2; s++)
+            for (int64_t k = 3; k <= 5; k += 2) {
+                check_dw_act(window2d(112, 112, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 112",
+                             &ACTS[a], false);
+                check_dw_act(window2d(14, 14, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 14",
+                             &ACTS[a], true);
+                check_dw_act(window2d(7, 7, k, k, s, s, 1, 1, k / 2, k / 2, k / 2, k / 2), "mobilenet 7", &ACTS[a],
+                             true);
+                check_dw_act(window2d(19, 45, k, k, s, s, 1, 1, 0, 1, 2, 0), "odd, asymmetric pads", &ACTS[a],
+                             true);
+            }
+    /* a 3-D window is not a plane */
     kiln_window_t w = window2d(8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    float x[64] = {0}, f[9] = {0}, y[64], scratch[1024];
-    CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, y, scratch));
-    kiln_conv_dw_enable(true);
+    w.kernel[0] = 2;
+    float x[64] = {0}, f[18] = {0}, y[64];
+    CHECK(!kiln_conv_dw_plane(&w, x, f, 0.0f, NULL, y));
+}
+
+/* ---- whole FusedConv nodes ---------------------------------------------- */
+
+static void put_input(pb_writer_t *g, const char *name, int rank, const int64_t *dims)
+{
+    pb_writer_t vi = {0}, type = {0}, tt = {0}, shape = {0};
+    pb_put_varint_field(&tt, 1, KILN_DTYPE_FLOAT32);
+    for (int d = 0; d < rank; d++) {
+        pb_writer_t dim = {0};
+        pb_put_varint_field(&dim, 1, (uint64_t)dims[d]);
+        pb_put_message_field(&shape, 1, &dim);
+    }
+    pb_put_message_field(&tt, 2, &shape);
+    pb_put_message_field(&type, 1, &tt);
+    pb_put_string_field(&vi, 1, name);
+    pb_put_message_field(&vi, 2, &type);
+    pb_put_message_field(g, 11, &vi);
+}
+
+static void put_ints(pb_writer_t *node, const char *name, int n, const int64_t *v)
+{
+    pb_writer_t a = {0};
+    pb_put_string_field(&a, 1, name);
+    for (int i = 0; i < n; i++)
+        pb_put_varint_field(&a, 8, (uint64_t)v[i]);
+    pb_put_varint_field(&a, 20, 7); /* INTS */
+    pb_put_message_field(node, 5, &a);
+}
+
+static void put_int(pb_writer_t *node, const char *name, int64_t v)
+{
+    pb_writer_t a = {0};
+    pb_put_string_field(&a, 1, name);
+    pb_put_varint_field(&a, 3, (uint64_t)v);
+    pb_put_varint_field(&a, 20, 2); /* INT */
+    pb_put_message_field(node, 5, &a);
+}
+
+static void put_float(pb_writer_t *node, const char *name, float v)
+{
+    pb_writer_t a = {0};
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    pb_put_string_field(&a, 1, name);
+    pb_put_fixed32_field(&a, 2, bits);
+    pb_put_varint_field(&a, 20, 1); /* FLOAT */
+    pb_put_message_field(node, 5, &a);
+}
+
+/* FusedConv(X, W, B) -> Y with group, a k x k kernel, strides s, pads
+ * pad all round and activation act (NULL: none) with alpha lo, beta hi. */
+static kiln_model_t *fused_conv_model(const int64_t *xd, const int64_t *wd, int64_t group, int64_t k, int64_t s,
+                                      int64_t pad, const char *act, float lo, float hi)
+{
+    pb_writer_t model = {0}, graph = {0}, node = {0}, op1 = {0}, op2 = {0}, out = {0};
+    pb_put_string_field(&node, 1, "x");
+    pb_put_string_field(&node, 1, "w");
+    pb_put_string_field(&node, 1, "b");
+    pb_put_string_field(&node, 2, "y");
+    pb_put_string_field(&node, 3, "conv");
+    pb_put_string_field(&node, 4, "FusedConv");
+    pb_put_string_field(&node, 7, "com.kiln");
+    put_int(&node, "group", group);
+    put_ints(&node, "kernel_shape", 2, (int64_t[]){k, k});
+    put_ints(&node, "strides", 2, (int64_t[]){s, s});
+    put_ints(&node, "pads", 4, (int64_t[]){pad, pad, pad, pad});
+    if (act) {
+        pb_writer_t a = {0};
+        pb_put_string_field(&a, 1, "activation");
+        pb_put_string_field(&a, 4, act);
+        pb_put_varint_field(&a, 20, 3); /* STRING */
+        pb_put_message_field(&node, 5, &a);
+        put_float(&node, "activation_alpha", lo);
+        put_float(&node, "activation_beta", hi);
+    }
+    pb_put_message_field(&graph, 1, &node);
+    pb_put_string_field(&graph, 2, "g");
+    put_input(&graph, "x", 4, xd);
+    put_input(&graph, "w", 4, wd);
+    put_input(&graph, "b", 1, wd);
+    pb_put_string_field(&out, 1, "y");
+    pb_put_message_field(&graph, 12, &out);
+    pb_put_varint_field(&model, 1, 8);
+    pb_put_string_field(&op1, 1, "");
+    pb_put_varint_field(&op1, 2, 13);
+    pb_put_message_field(&model, 8, &op1);
+    pb_put_string_field(&op2, 1, "com.kiln");
+    pb_put_varint_field(&op2, 2, 1);
+    pb_put_message_field(&model, 8, &op2);
+    pb_put_message_field(&model, 7, &graph);
+    kiln_model_t *m = NULL;
+    kiln_status_t st = model.failed ? KILN_ERR_NO_MEMORY : kiln_model_load_bytes(model.buf, model.len, &m);
+    CHECK_MSG(st == KILN_OK, "FusedConv model: %s", kiln_last_error());
+    pb_writer_free(&model);
+    return st == KILN_OK ? m : NULL;
+}
+
+static void check_fused_dw(int64_t c, int64_t mult, int64_t h, int64_t w, int64_t k, int64_t s, const char *act,
+                           float lo, float hi)
+{
+    int64_t pad = k / 2, oc = c * mult;
+    int64_t xd[4] = {2, c, h, w}, wd[4] = {oc, 1, k, k};
+    kiln_window_t win = window2d(h, w, k, k, s, s, 1, 1, pad, pad, pad, pad);
+    int64_t yd[4] = {2, oc, win.out[1], win.out[2]}, in_n = h * w, out_n = win.out[1] * win.out[2];
+    kiln_model_t *m = fused_conv_model(xd, wd, c, k, s, pad, act, lo, hi);
+    if (!m)
+        return;
+    kiln_tensor_t *x = kiln_tensor_create(KILN_DTYPE_FLOAT32, 4, xd);
+    kiln_tensor_t *f = kiln_tensor_create(KILN_DTYPE_FLOAT32, 4, wd);
+    kiln_tensor_t *b = kiln_tensor_create(KILN_DTYPE_FLOAT32, 1, wd), *y = NULL;
+    float *xv = kiln_tensor_data(x), *fv = kiln_tensor_data(f), *bv = kiln_tensor_data(b);
+    unsigned seed = (unsigned)(c * 7 + h * 3 + k + s);
+    for (int64_t i = 0; i < 2 * c * in_n; i++)
+        xv[i] = 4.0f * frand(&seed);
+    for (int64_t i = 0; i < oc * k * k; i++)
+        fv[i] = frand(&seed);
+    for (int64_t i = 0; i < oc; i++)
+        bv[i] = frand(&seed);
+    kiln_session_options_t o;
+    kiln_session_options_init(&o);
+    o.threads = 2;
+    kiln_session_t *sess = NULL;
+    const char *names[3] = {"x", "w", "b"};
+    const kiln_tensor_t *ins[3] = {x, f, b};
+    kiln_status_t st = kiln_session_create(m, &o, &sess);
+    if (st == KILN_OK)
+        st = kiln_session_run(sess, 3, names, ins, 1, &y);
+    CHECK_MSG(st == KILN_OK, "FusedConv run: %s", kiln_last_error());
+    if (st == KILN_OK) {
+        const float *yv = kiln_tensor_data(y);
+        float *want = malloc((size_t)out_n * sizeof *want);
+        kiln_act_t a = {KILN_ACT_NONE, lo, hi};
+        if (act && !strcmp(act, "Clip"))
+            a.kind = KILN_ACT_CLIP;
+        else if (act && !strcmp(act, "Relu"))
+            a.kind = KILN_ACT_RELU;
+        double worst = 0;
+        for (int64_t n = 0; n < 2; n++)
+            for (int64_t q = 0; q < oc; q++) {
+                naive_plane(&win, xv + (n * c + q / mult) * in_n, fv + q * k * k, bv[q], &a, want);
+                for (int64_t i = 0; i < out_n; i++) {
+                    float v = want[i];
+                    if (act && !strcmp(act, "Sigmoid"))
+                        v = 1.0f / (1.0f + expf(-v));
+                    double d = fabs((double)v - yv[(n * oc + q) * out_n + i]);
+                    worst = d > worst ? d : worst;
+                }
+            }
+        CHECK_MSG(worst <= 1e-4 && kiln_tensor_dims(y)[1] == yd[1],
+                  "FusedConv %s c %lld x%lld %lldx%lld k %lld s %lld: off by %g", act ? act : "-", (long long)c,
+                  (long long)mult, (long long)h, (long long)w, (long long)k, (long long)s, worst);
+        free(want);
+    }
+    kiln_session_free(sess);
+    kiln_tensor_free(x);
+    kiln_tensor_free(f);
+    kiln_tensor_free(b);
+    kiln_tensor_free(y);
+    kiln_model_free(m);
+}
+
+static void test_fused_depthwise(void)
+{
+    for (int path = 0; path < 3; path++) {
+        set_path(path);
+        for (int64_t k = 3; k <= 5; k += 2)
+            for (int64_t s = 1; s <= 2; s++)
+                for (int64_t mult = 1; mult <= 2; mult++) {
+                    check_fused_dw(5, mult, 13, 11, k, s, "Clip", 0.0f, 6.0f);
+                    check_fused_dw(3, mult, 20, 37, k, s, NULL, 0.0f, 0.0f);
+                }
+        check_fused_dw(4, 1, 9, 17, 3, 1, "Relu", 0.0f, 0.0f);
+        check_fused_dw(4, 1, 9, 17, 3, 2, "Sigmoid", 0.0f, 0.0f);
+    }
+    set_path(0);
 }
 
 /* The FusedConv-style epilogue: y = max(y + residual, 0). */
@@ -190,12 +424,13 @@ static void check_winograd(const wino_case_t *k, int tile, kiln_threadpool_t *po
     CHECK(kiln_winograd_weights(tile, k->m, k->c, w, u));
     kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
     /* variant: bit 0 weights once, bit 1 two threads, bits 2-3 epilogue
-     * (none, residual + ReLU, ReLU alone), bit 4 portable transforms */
+     * (none, residual + ReLU, ReLU alone in the stores, Clip(-0.5, 0.5)
+     * alone), bit 4 portable transforms */
     for (int variant = 0; variant < 32; variant++) {
         int epi = (variant >> 2) & 3;
-        if (epi == 3)
-            continue;
-        kiln_conv_epilogue_t ep = {residual_relu, res, epi == 2};
+        kiln_conv_epilogue_t ep = {{KILN_ACT_NONE, 0.0f, 0.0f}, residual_relu, res};
+        if (epi >= 2)
+            ep = (kiln_conv_epilogue_t){{epi == 2 ? KILN_ACT_RELU : KILN_ACT_CLIP, -0.5f, 0.5f}, NULL, NULL};
         kiln_winograd_conv_t p = {tile, k->n, k->c, k->m, k->h, k->w, oh, ow, k->pt, k->pl, x, w,
                                   variant & 1 ? u : NULL, bias, y, epi ? &ep : NULL, variant & 2 ? 2 : 1};
         kiln_conv_winograd_force_portable(variant & 16);
@@ -210,7 +445,9 @@ static void check_winograd(const wino_case_t *k, int tile, kiln_threadpool_t *po
             double v = want[i];
             if (epi == 1)
                 v += res[i];
-            if (epi && v < 0)
+            if (epi == 3)
+                v = v < -0.5 ? -0.5 : v > 0.5 ? 0.5 : v;
+            else if (epi && v < 0)
                 v = 0;
             double d = fabs((double)y[i] - v) / (scale[i] + (epi == 1 ? 1.0 : 0.0) + 1e-3);
             if (!(d <= worst)) { /* NaN too */
@@ -276,5 +513,6 @@ int main(void)
 {
     test_depthwise();
     test_winograd();
+    test_fused_depthwise();
     return check_finish();
 }
