@@ -703,6 +703,11 @@ void kiln_ctx_parallel_for(kiln_kernel_ctx_t *ctx, int64_t n, int64_t grain, kil
     kiln_threadpool_run(ctx->session ? ctx->session->pool : NULL, n, grain, fn, arg);
 }
 
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx)
+{
+    return kiln_threadpool_threads(ctx->session ? ctx->session->pool : NULL);
+}
+
 kiln_status_t kiln_ctx_run_subgraph(kiln_kernel_ctx_t *ctx, const kiln_graph_t *graph, int n_inputs,
                                     const kiln_value_t *const *inputs, int n_outputs, kiln_value_t **outputs)
 {

@@ -23,6 +23,7 @@
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,13 +58,16 @@ static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
 /* ---- im2col ------------------------------------------------------------ */
 
 typedef struct im2col_job {
-    const float *x;        /* the group's first input channel */
+    const float *x;        /* the group's first input channel in image 0 */
+    int64_t image_stride;  /* floats from one image's input to the next */
     float *panels;         /* the column block in kiln_sgemm_packed_b's panel layout */
     int64_t panel_width;   /* kiln_sgemm_panel_width() */
     int64_t rows;          /* rows of the column matrix: channels x kernel volume */
     const kiln_window_t *w;
-    int64_t in_vol, kernel_vol;
-    int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
+    int64_t in_vol, out_vol, kernel_vol;
+    bool pointwise;        /* 1x1, stride 1, no pad: column j is input position j */
+    int64_t j0, j1;        /* the block of columns: column j is image j / out_vol,
+                            * output position j % out_vol (flattened od, oh, ow) */
 } im2col_job_t;
 
 /* Most output positions per im2col block (one block row is built on the
@@ -91,14 +95,14 @@ static void im2col_segment(float *dst, const float *src, int64_t ow0, int64_t ow
 }
 
 /* One row of the column block: channel c at kernel offset (kd, kh, kw),
- * output positions [j0, j1), walked one output row segment at a time. */
+ * columns [j0, j1), walked one output row segment at a time (an image
+ * ends with an output row, so a segment never spans two images). */
 static void im2col_row(const im2col_job_t *job, int64_t row)
 {
     const kiln_window_t *w = job->w;
     int64_t c = row / job->kernel_vol, kk = row % job->kernel_vol;
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
-    const float *x = job->x + c * job->in_vol;
     float line[IM2COL_MAX_COLS];
     float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
@@ -110,8 +114,17 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     if (ow_lo > ow_hi)
         ow_lo = ow_hi;
     for (int64_t j = job->j0; j < job->j1;) {
-        int64_t ow0 = j % w->out[2], oh = j / w->out[2] % w->out[1];
-        int64_t od = j / (w->out[2] * w->out[1]);
+        int64_t p = j % job->out_vol;
+        const float *x = job->x + j / job->out_vol * job->image_stride + c * job->in_vol;
+        if (job->pointwise) { /* the rest of the image's plane, or of the block */
+            int64_t len = job->out_vol - p < job->j1 - j ? job->out_vol - p : job->j1 - j;
+            memcpy(dst, x + p, (size_t)len * sizeof *dst);
+            dst += len;
+            j += len;
+            continue;
+        }
+        int64_t ow0 = p % w->out[2], oh = p / w->out[2] % w->out[1];
+        int64_t od = p / (w->out[2] * w->out[1]);
         int64_t ow1 = w->out[2] < ow0 + (job->j1 - j) ? w->out[2] : ow0 + (job->j1 - j);
         int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
         int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
@@ -146,17 +159,19 @@ static void im2col_rows(void *arg, int64_t begin, int64_t end)
         im2col_row(arg, r);
 }
 
-/* Output positions per im2col block: the block (rows x cols floats) should
- * stay in L2 so the GEMM packs it from cache rather than from memory. */
-static int64_t im2col_block_cols(int64_t rows, int64_t out_vol)
+/* Columns per im2col block: the block (rows x cols floats) should stay in
+ * L2 so the GEMM packs it from cache rather than from memory.  Capped so
+ * that spreading the columns evenly over blocks of whole panels (which can
+ * add up to two panels) still fits IM2COL_MAX_COLS. */
+static int64_t im2col_block_cols(int64_t rows, int64_t cols_total)
 {
-    enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32 };
+    enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32, MAX_COLS = IM2COL_MAX_COLS - 128 };
     int64_t cols = BLOCK_FLOATS / rows / COL_ALIGN * COL_ALIGN;
     if (cols < MIN_COLS)
         cols = MIN_COLS;
-    if (cols * 4 >= out_vol * 3) /* nearly everything: take it all in one block */
-        cols = out_vol;
-    return cols < IM2COL_MAX_COLS ? cols : IM2COL_MAX_COLS;
+    if (cols * 4 >= cols_total * 3) /* nearly everything: take it all in one block */
+        cols = cols_total;
+    return cols < MAX_COLS ? cols : MAX_COLS;
 }
 
 /* ---- Depthwise direct path ---------------------------------------------- */
@@ -352,6 +367,208 @@ static void gemm_block_epilogue(void *arg, float *c, int64_t ldc, int64_t i0, in
     }
 }
 
+/* ---- The GEMM path: column blocks over all the images ------------------- */
+
+/* One group's product: its weights (m x k) times the column matrix of all
+ * the images (k x batch*out_vol: image n's output positions are columns
+ * [n*out_vol, (n+1)*out_vol)), cut into blocks of whole panels. */
+typedef struct conv_gemm {
+    const conv_shapes_t *s;
+    const float *x;          /* the group's first input channel in image 0 */
+    float *y;                /* the whole output */
+    int64_t y_channel;       /* the group's first output channel */
+    const float *a;          /* the group's weights, row-major m x k */
+    const float *a_packed;   /* the same packed by kiln_sgemm_pack_a, or NULL */
+    int64_t m, k, cols;      /* cols = batch * out_vol */
+    int64_t width;           /* kiln_sgemm_panel_width() */
+    int64_t blocks;          /* block t has block_panels panels, one more when t < extra_panels */
+    int64_t block_panels, extra_panels;
+    bool pointwise;
+    kiln_sgemm_epilogue_t gep;          /* the bias (and ReLU) in the GEMM's stores */
+    const kiln_conv_epilogue_t *after;  /* the rest of the epilogue, or NULL */
+    gemm_block_ep_t block_ep;           /* `after` as the GEMM's block hook */
+    atomic_bool failed;                 /* a block found no scratch memory */
+} conv_gemm_t;
+
+/* Block t's columns [*j0, *j1). */
+static void conv_block_range(const conv_gemm_t *g, int64_t t, int64_t *j0, int64_t *j1)
+{
+    int64_t p0 = t * g->block_panels + (t < g->extra_panels ? t : g->extra_panels);
+    int64_t p1 = p0 + g->block_panels + (t < g->extra_panels);
+    *j0 = p0 * g->width;
+    *j1 = p1 * g->width < g->cols ? p1 * g->width : g->cols;
+}
+
+static im2col_job_t conv_im2col_job(const conv_gemm_t *g, float *panels, int64_t j0, int64_t j1)
+{
+    const conv_shapes_t *s = g->s;
+    return (im2col_job_t){.x = g->x, .image_stride = s->in_channels * s->in_vol, .panels = panels,
+                          .panel_width = g->width, .rows = g->k, .w = &s->w, .in_vol = s->in_vol,
+                          .out_vol = s->out_vol, .kernel_vol = s->kernel_vol, .pointwise = g->pointwise,
+                          .j0 = j0, .j1 = j1};
+}
+
+/* Moving a block that spans images from its scratch (m x (j1 - j0)) to
+ * the NCHW output, with the rest of the epilogue on each piece. */
+typedef struct conv_scatter {
+    const conv_gemm_t *g;
+    const float *src;
+    int64_t j0, j1;
+} conv_scatter_t;
+
+static void conv_scatter_rows(void *arg, int64_t begin, int64_t end)
+{
+    const conv_scatter_t *sc = arg;
+    const conv_gemm_t *g = sc->g;
+    int64_t out_vol = g->s->out_vol;
+    for (int64_t r = begin; r < end; r++) {
+        const float *src = sc->src + r * (sc->j1 - sc->j0);
+        for (int64_t j = sc->j0; j < sc->j1;) {
+            int64_t n = j / out_vol, p = j % out_vol;
+            int64_t len = out_vol - p < sc->j1 - j ? out_vol - p : sc->j1 - j;
+            float *y = g->y + (n * g->s->out_channels + g->y_channel + r) * out_vol + p;
+            memcpy(y, src + (j - sc->j0), (size_t)len * sizeof *y);
+            if (g->after)
+                g->after->apply(g->after->arg, y, y - g->y, len);
+            j += len;
+        }
+    }
+}
+
+/* The GEMM of columns [j0, j1) (in panels): straight into the output when
+ * they are one image's, else into scratch and scattered.  par may be NULL
+ * (this thread only).  False when out of memory. */
+static bool conv_block_gemm(conv_gemm_t *g, const float *panels, int64_t j0, int64_t j1,
+                            const kiln_gemm_parallel_t *par)
+{
+    int64_t out_vol = g->s->out_vol, n = j0 / out_vol, p = j0 % out_vol, cols = j1 - j0;
+    if (p + cols <= out_vol) {
+        kiln_sgemm_epilogue_t gep = g->gep;
+        gep.block = g->after ? gemm_block_epilogue : NULL;
+        gep.block_arg = &g->block_ep;
+        float *c = g->y + (n * g->s->out_channels + g->y_channel) * out_vol + p;
+        kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, out_vol, &gep,
+                            par);
+        return true;
+    }
+    float *c = kiln_gemm_scratch(KILN_SCRATCH_CONV_OUT, (size_t)(g->m * cols) * sizeof *c);
+    if (!c)
+        return false;
+    kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, cols, &g->gep, par);
+    conv_scatter_t sc = {g, c, j0, j1};
+    if (par && par->run)
+        par->run(par->ctx, g->m, 4096 / cols + 1, conv_scatter_rows, &sc);
+    else
+        conv_scatter_rows(&sc, 0, g->m);
+    return true;
+}
+
+/* Blocks [begin, end), each wholly on this thread: im2col into this
+ * thread's scratch, then a one-thread GEMM while the block is in its L2. */
+static void conv_block_tasks(void *arg, int64_t begin, int64_t end)
+{
+    conv_gemm_t *g = arg;
+    size_t floats = (size_t)(g->k * (g->block_panels + 1) * g->width);
+    float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, floats * sizeof *panels);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t j0, j1;
+        conv_block_range(g, t, &j0, &j1);
+        im2col_job_t job = conv_im2col_job(g, panels, j0, j1);
+        if (!panels || (im2col_rows(&job, 0, g->k), !conv_block_gemm(g, panels, j0, j1, NULL))) {
+            atomic_store(&g->failed, true);
+            return;
+        }
+    }
+}
+
+/* Cuts the columns into blocks that fit L2 and says how to run them: each
+ * block on one thread (true) when there are enough panels to give every
+ * thread a few (the number of blocks then a multiple of the threads), else
+ * one block after another, each split over the threads (false). */
+static bool conv_plan_blocks(conv_gemm_t *g, int threads)
+{
+    enum { MIN_THREAD_PANELS = 4 };
+    int64_t panels = (g->cols + g->width - 1) / g->width;
+    int64_t target = im2col_block_cols(g->k, g->cols);
+    int64_t blocks = (g->cols + target - 1) / target;
+    bool per_thread = threads > 1 && panels >= threads * MIN_THREAD_PANELS;
+    if (per_thread)
+        blocks = ((blocks > threads ? blocks : threads) + threads - 1) / threads * threads;
+    if (blocks > panels)
+        blocks = panels;
+    g->blocks = blocks;
+    g->block_panels = panels / blocks;
+    g->extra_panels = panels % blocks;
+    return per_thread;
+}
+
+/* Conv by GEMM (every conv but depthwise): see the top of the file.  par
+ * gives the threads; the status is KILN_ERR_NO_MEMORY when scratch ran
+ * out. */
+static kiln_status_t conv_gemm_path(const conv_shapes_t *s, const float *xd, const float *wd,
+                                    const float *w_packed, const float *bd, float *yd,
+                                    const kiln_conv_epilogue_t *ep, const kiln_gemm_parallel_t *par)
+{
+    int64_t col_rows = s->in_per_group * s->kernel_vol;
+    size_t packed_floats = kiln_sgemm_packed_a_floats(s->out_per_group, col_rows);
+    /* the bias goes in with the GEMM's stores (and ReLU when that is the
+     * whole epilogue); any other epilogue runs on each finished block, on
+     * the thread that made it, while it is in cache */
+    const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
+    for (int64_t grp = 0; grp < s->group; grp++) {
+        conv_gemm_t g = {.s = s, .x = xd + grp * s->in_per_group * s->in_vol, .y = yd,
+                         .y_channel = grp * s->out_per_group, .a = wd + grp * s->out_per_group * col_rows,
+                         .a_packed = w_packed ? w_packed + grp * packed_floats : NULL, .m = s->out_per_group,
+                         .k = col_rows, .cols = s->batch * s->out_vol, .width = kiln_sgemm_panel_width(),
+                         .pointwise = is_pointwise(&s->w), .after = after, .block_ep = {after, yd}};
+        g.gep = (kiln_sgemm_epilogue_t){.row_bias = bd ? bd + g.y_channel : NULL, .relu = ep && ep->gemm_relu};
+        atomic_init(&g.failed, false);
+        bool per_thread = conv_plan_blocks(&g, par->threads);
+        if (g.pointwise && s->batch == 1 && !per_thread) {
+            /* the input already is the column matrix: the GEMM packs it */
+            kiln_sgemm_epilogue_t gep = g.gep;
+            gep.block = after ? gemm_block_epilogue : NULL;
+            gep.block_arg = &g.block_ep;
+            float *yg = yd + g.y_channel * s->out_vol;
+            if (g.a_packed)
+                kiln_sgemm_prepacked_a(g.m, s->out_vol, g.k, g.a_packed, g.x, s->out_vol, yg, s->out_vol, &gep, par);
+            else
+                kiln_sgemm_ex(false, false, g.m, s->out_vol, g.k, 1.0f, g.a, g.k, g.x, s->out_vol, 0.0f, yg,
+                              s->out_vol, &gep, par);
+            continue;
+        }
+        /* weights used by several blocks are packed once for all of them */
+        float *wtmp;
+        if (!g.a_packed && g.blocks > 1 &&
+            (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
+            kiln_sgemm_pack_a(g.m, g.k, g.a, g.k, wtmp);
+            g.a_packed = wtmp;
+        }
+        if (per_thread) {
+            par->run(par->ctx, g.blocks, 1, conv_block_tasks, &g);
+            if (atomic_load(&g.failed))
+                return KILN_ERR_NO_MEMORY;
+            continue;
+        }
+        float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL,
+                                          (size_t)(g.k * (g.block_panels + 1) * g.width) * sizeof *panels);
+        if (!panels)
+            return KILN_ERR_NO_MEMORY;
+        for (int64_t t = 0; t < g.blocks; t++) {
+            int64_t j0, j1;
+            conv_block_range(&g, t, &j0, &j1);
+            im2col_job_t job = conv_im2col_job(&g, panels, j0, j1);
+            if (par->run)
+                par->run(par->ctx, g.k, 4096 / (j1 - j0) + 1, im2col_rows, &job);
+            else
+                im2col_rows(&job, 0, g.k);
+            if (!conv_block_gemm(&g, panels, j0, j1, par))
+                return KILN_ERR_NO_MEMORY;
+        }
+    }
+    return KILN_OK;
+}
+
 /* The float32 computation of Conv into y (allocated by the caller with
  * the output shape; every element is written, so it need not be zeroed),
  * then the epilogue (may be NULL) on each block of y right after its GEMM. */
@@ -365,62 +582,26 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
         kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
         return KILN_OK;
     }
-    bool pointwise = is_pointwise(&s.w);
-    int64_t col_rows = s.in_per_group * s.kernel_vol;
-    int64_t block = pointwise ? s.out_vol : im2col_block_cols(col_rows, s.out_vol);
-    int64_t width = kiln_sgemm_panel_width();
-    int64_t block_padded = (block + width - 1) / width * width;
-    float *col = NULL;
-    if (!pointwise) {
-        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block_padded) * sizeof *col);
-        if (!col)
-            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
-                                 (long long)col_rows, (long long)block);
-    }
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
-    for (int64_t n = 0; n < s.batch; n++)
-        for (int64_t g = 0; g < s.group; g++) {
-            const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
-            float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
-            const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias goes in with the GEMM's stores (and ReLU when that is the
-             * whole epilogue); any other epilogue runs on each finished block of
-             * the GEMM, on the thread that made it, while it is in cache */
-            const kiln_conv_epilogue_t *after = ep && !ep->gemm_relu ? ep : NULL;
-            gemm_block_ep_t block_ep = {after, yd};
-            kiln_sgemm_epilogue_t gep = {.row_bias = bd ? bd + g * s.out_per_group : NULL,
-                                         .relu = ep && ep->gemm_relu,
-                                         .block = after ? gemm_block_epilogue : NULL,
-                                         .block_arg = &block_ep};
-            size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
-            const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
-            if (pointwise && wpg) {
-                kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
-                                       &gep, &par);
-                continue;
-            }
-            if (pointwise) {
-                kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                              xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
-                continue;
-            }
-            /* weights used by several blocks are packed once for all of them */
-            const float *wp = wpg;
-            float *wtmp;
-            if (!wp && block < s.out_vol &&
-                (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
-                kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wtmp);
-                wp = wtmp;
-            }
-            for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
-                int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
-                im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
-                kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
-                                    yg + j0, s.out_vol, &gep, &par);
-            }
-        }
+    if (conv_gemm_path(&s, xd, wd, w_packed, bd, yd, ep, &par) != KILN_OK)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the im2col blocks (%lld x %lld)",
+                             (long long)(s.in_per_group * s.kernel_vol), (long long)(s.batch * s.out_vol));
     return KILN_OK;
+}
+
+kiln_status_t kiln_conv_gemm_forward(const kiln_window_t *w, int64_t batch, int64_t in_channels,
+                                     int64_t out_channels, int64_t group, const float *x, const float *wt,
+                                     const float *w_packed, const float *b, float *y,
+                                     const kiln_conv_epilogue_t *ep, kiln_threadpool_t *pool)
+{
+    conv_shapes_t s = {.batch = batch, .in_channels = in_channels, .out_channels = out_channels,
+                       .group = group, .in_per_group = in_channels / group,
+                       .out_per_group = out_channels / group, .w = *w};
+    s.in_vol = kiln_window_volume(s.w.in);
+    s.out_vol = kiln_window_volume(s.w.out);
+    s.kernel_vol = kiln_window_volume(s.w.kernel);
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
+    return conv_gemm_path(&s, x, wt, w_packed, b, y, ep, &par);
 }
 
 kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,

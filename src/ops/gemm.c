@@ -48,12 +48,12 @@ static void run_on_pool(void *pool, int64_t n, int64_t grain, kiln_range_fn fn, 
 
 kiln_gemm_parallel_t kiln_gemm_parallel_ctx(struct kiln_kernel_ctx *ctx)
 {
-    return (kiln_gemm_parallel_t){.run = run_on_ctx, .ctx = ctx};
+    return (kiln_gemm_parallel_t){.run = run_on_ctx, .ctx = ctx, .threads = kiln_ctx_threads(ctx)};
 }
 
 kiln_gemm_parallel_t kiln_gemm_parallel_pool(kiln_threadpool_t *pool)
 {
-    return (kiln_gemm_parallel_t){.run = run_on_pool, .ctx = pool};
+    return (kiln_gemm_parallel_t){.run = run_on_pool, .ctx = pool, .threads = kiln_threadpool_threads(pool)};
 }
 
 static void parallel_run(const kiln_gemm_parallel_t *par, int64_t n, int64_t grain,
@@ -360,6 +360,7 @@ typedef struct sgemm_job {
     bool relu;                  /* epilogue: clamp C at 0 */
     const kiln_sgemm_epilogue_t *ep; /* for its block hook, or NULL */
     const struct kiln_sgemm_packed_b *b_packed; /* B packed at session creation, or NULL */
+    int threads;                /* the threads sharing the tasks (0: unknown) */
 } sgemm_job_t;
 
 static int64_t round_up(int64_t x, int64_t to)
@@ -535,21 +536,36 @@ static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
- * blocks narrow enough that there are a few tasks per thread. */
+ * blocks narrow enough that there are a few tasks per thread (one thread:
+ * as wide as uk->nc, so each packed A block serves more columns).  When
+ * the tasks are few, their number is made a multiple of the threads (more,
+ * thinner row blocks), so no thread is left with one task more than the
+ * others while they wait. */
 static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
-    enum { MIN_TASKS = 8, MIN_NC = 96 };
+    enum { MIN_TASKS = 8, MIN_NC = 96, TASKS_PER_THREAD = 4 };
+    int64_t threads = job->threads, min_tasks = threads == 1 ? 1 : threads > 1 ? TASKS_PER_THREAD * threads : MIN_TASKS;
     job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
-    job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
-    while (job->m_blocks * job->n_blocks < MIN_TASKS && job->n / (job->n_blocks + 1) >= MIN_NC)
+    while (job->m_blocks * job->n_blocks < min_tasks && job->n / (job->n_blocks + 1) >= MIN_NC)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
+    if (threads > 1 && job->m_blocks * job->n_blocks < TASKS_PER_THREAD * threads)
+        while (job->m_blocks * job->n_blocks % threads && job->m_blocks * uk->mr < job->m)
+            job->m_blocks++;
+    job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
+    job->m_blocks = (job->m + job->mc - 1) / job->mc;
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+}
+
+/* The threads a product's tasks are shared by: 1 without a runner. */
+static int par_threads(const kiln_gemm_parallel_t *par)
+{
+    return par && par->run ? par->threads : 1;
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
@@ -676,6 +692,7 @@ void kiln_sgemm_ex(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     sgemm_job_t job = {.uk = choose_ukernel(), .trans_a = trans_a, .trans_b = trans_b, .m = m,
                        .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda,
                        .ldb = ldb, .ldc = ldc, .c = c, .row_bias = row_bias, .relu = relu, .ep = ep};
+    job.threads = par_threads(par);
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -725,6 +742,7 @@ void kiln_sgemm_packed_b(int64_t m, int64_t n, int64_t k, float alpha, const flo
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = alpha,
                        .beta = beta, .a = a, .lda = lda, .ldc = ldc, .c = c, .b_panels = b_panels,
                        .a_packed = a_packed, .row_bias = row_bias, .relu = relu, .ep = ep};
+    job.threads = par_threads(par);
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -745,6 +763,7 @@ void kiln_sgemm_prepacked_a(int64_t m, int64_t n, int64_t k, const float *a_pack
     sgemm_job_t job = {.uk = choose_ukernel(), .m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .b = b,
                        .ldb = ldb, .ldc = ldc, .c = c, .a_packed = a_packed, .row_bias = row_bias, .relu = relu,
                        .ep = ep};
+    job.threads = par_threads(par);
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }
@@ -841,6 +860,7 @@ void kiln_sgemm_prepacked(int64_t m, float alpha, const float *a, int64_t lda, c
     sgemm_job_t job = {.uk = b->uk, .trans_b = b->trans_b, .m = m, .n = b->n, .k = b->k, .alpha = alpha,
                        .beta = beta, .a = a, .b = b->b, .lda = lda, .ldb = b->ldb, .ldc = ldc, .c = c,
                        .b_packed = b};
+    job.threads = par_threads(par);
     plan_blocks(&job);
     parallel_run(par, job.m_blocks * job.n_blocks, 1, sgemm_tasks, &job);
 }

@@ -133,6 +133,8 @@ kiln_status_t kiln_ctx_status(const kiln_kernel_ctx_t *ctx);
 typedef void (*kiln_parallel_fn)(void *arg, int64_t begin, int64_t end);
 void kiln_ctx_parallel_for(kiln_kernel_ctx_t *ctx, int64_t n, int64_t grain, kiln_parallel_fn fn,
                            void *arg);
+/* How many threads kiln_ctx_parallel_for may use (1 when inline). */
+int kiln_ctx_threads(const kiln_kernel_ctx_t *ctx);
 
 /* Runs a subgraph (If/Loop/Scan/SequenceMap bodies) with the given input
  * values, in the scope of the current node (outer-scope names resolve to the

@@ -5,6 +5,7 @@
 #ifndef KILN_OPS_NN_KERNELS_H
 #define KILN_OPS_NN_KERNELS_H
 
+#include "core/threadpool.h"
 #include "ops/kernel.h"
 #include "ops/nn_geometry.h"
 
@@ -42,6 +43,17 @@ size_t kiln_conv_dw_scratch_floats(const kiln_window_t *w);
 bool kiln_conv_dw_plane(const kiln_window_t *w, const float *x, const float *f, float bias, float *y,
                         float *scratch);
 void kiln_conv_dw_enable(bool enable);
+/* For tests: Conv's GEMM path (every conv but depthwise) on raw float32
+ * arrays, NCHW-style with window w: x is batch x in_channels x w->in, wt
+ * is out_channels x in_channels/group x w->kernel, b (out_channels) may
+ * be NULL, y (batch x out_channels x w->out) is written whole, ep as in
+ * kiln_conv_run_epilogue (may be NULL).  w_packed is NULL or each group's
+ * weights packed by kiln_sgemm_pack_a, one after another.  Threads come
+ * from pool (NULL: this one).  KILN_ERR_NO_MEMORY when scratch ran out. */
+kiln_status_t kiln_conv_gemm_forward(const kiln_window_t *w, int64_t batch, int64_t in_channels,
+                                     int64_t out_channels, int64_t group, const float *x, const float *wt,
+                                     const float *w_packed, const float *b, float *y,
+                                     const kiln_conv_epilogue_t *ep, kiln_threadpool_t *pool);
 /* conv_dw_avx512.c: the plane kernel over the padded copy xp (row length
  * ld); call only with avx512f. */
 void kiln_conv_dw_plane_avx512(const float *xp, int64_t ld, const float *f, int kh, int kw, int dh, int dw, int sh,
