@@ -113,18 +113,11 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         ow_hi = w->out[2];
     if (ow_lo > ow_hi)
         ow_lo = ow_hi;
+    /* the position of column j: image n, output (od, oh, ow0) */
+    int64_t p = job->j0 % job->out_vol, n = job->j0 / job->out_vol;
+    int64_t ow0 = p % w->out[2], oh = p / w->out[2] % w->out[1], od = p / (w->out[2] * w->out[1]);
     for (int64_t j = job->j0; j < job->j1;) {
-        int64_t p = j % job->out_vol;
-        const float *x = job->x + j / job->out_vol * job->image_stride + c * job->in_vol;
-        if (job->pointwise) { /* the rest of the image's plane, or of the block */
-            int64_t len = job->out_vol - p < job->j1 - j ? job->out_vol - p : job->j1 - j;
-            memcpy(dst, x + p, (size_t)len * sizeof *dst);
-            dst += len;
-            j += len;
-            continue;
-        }
-        int64_t ow0 = p % w->out[2], oh = p / w->out[2] % w->out[1];
-        int64_t od = p / (w->out[2] * w->out[1]);
+        const float *x = job->x + n * job->image_stride + c * job->in_vol;
         int64_t ow1 = w->out[2] < ow0 + (job->j1 - j) ? w->out[2] : ow0 + (job->j1 - j);
         int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
         int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
@@ -135,6 +128,14 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
                            s2);
         dst += ow1 - ow0;
         j += ow1 - ow0;
+        ow0 = 0; /* the next output row, plane or image */
+        if (++oh == w->out[1]) {
+            oh = 0;
+            if (++od == w->out[0]) {
+                od = 0;
+                n++;
+            }
+        }
     }
     /* spread the row over the panels: row `row` of panel s holds columns
      * [s*W, s*W + W) of the block, zero past its end */
@@ -153,10 +154,51 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     }
 }
 
+/* A pointwise conv's row (input channel) of the block: straight from the
+ * input planes into the panels, a panel's row (or the part of it left in
+ * the image) at a time. */
+static void im2col_pointwise_row(const im2col_job_t *job, int64_t row)
+{
+    int64_t width = job->panel_width, cols = job->j1 - job->j0, out_vol = job->out_vol;
+    int64_t p = job->j0 % out_vol; /* the position in the image's plane */
+    const float *x = job->x + job->j0 / out_vol * job->image_stride + row * job->in_vol;
+    float *out = job->panels + row * width; /* row `row` of the first panel */
+    int64_t q = 0;                           /* the column in the panel */
+    for (int64_t done = 0; done < cols;) {
+        int64_t len = width - q;
+        if (len > out_vol - p)
+            len = out_vol - p;
+        if (len > cols - done)
+            len = cols - done;
+        if (len == 32) /* constant sizes inline into vector moves */
+            memcpy(out + q, x + p, 32 * sizeof *out);
+        else if (len == 16)
+            memcpy(out + q, x + p, 16 * sizeof *out);
+        else
+            memcpy(out + q, x + p, (size_t)len * sizeof *out);
+        done += len;
+        if ((q += len) == width) { /* the next panel */
+            q = 0;
+            out += width * job->rows;
+        }
+        if ((p += len) == out_vol) { /* the next image */
+            p = 0;
+            x += job->image_stride;
+        }
+    }
+    for (; q > 0 && q < width; q++) /* zeros past the end of the last panel */
+        out[q] = 0.0f;
+}
+
 static void im2col_rows(void *arg, int64_t begin, int64_t end)
 {
-    for (int64_t r = begin; r < end; r++)
-        im2col_row(arg, r);
+    const im2col_job_t *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        if (job->pointwise)
+            im2col_pointwise_row(job, r);
+        else
+            im2col_row(job, r);
+    }
 }
 
 /* Columns per im2col block: the block (rows x cols floats) should stay in
@@ -408,42 +450,45 @@ static im2col_job_t conv_im2col_job(const conv_gemm_t *g, float *panels, int64_t
                           .j0 = j0, .j1 = j1};
 }
 
-/* Moving a block that spans images from its scratch (m x (j1 - j0)) to
- * the NCHW output, with the rest of the epilogue on each piece. */
+/* A block that spans images is computed into scratch (m x cols, column
+ * 0 is column j0 of the group's product) and each finished GEMM block of
+ * it moved to the NCHW output by the GEMM's block hook, on the thread that
+ * made it while it is in cache, with the rest of the epilogue on each
+ * piece. */
 typedef struct conv_scatter {
     const conv_gemm_t *g;
-    const float *src;
-    int64_t j0, j1;
+    int64_t j0;
 } conv_scatter_t;
 
-static void conv_scatter_rows(void *arg, int64_t begin, int64_t end)
+static void conv_scatter_block(void *arg, float *c, int64_t ldc, int64_t i0, int64_t rows, int64_t jb, int64_t cols)
 {
     const conv_scatter_t *sc = arg;
     const conv_gemm_t *g = sc->g;
-    int64_t out_vol = g->s->out_vol;
-    for (int64_t r = begin; r < end; r++) {
-        const float *src = sc->src + r * (sc->j1 - sc->j0);
-        for (int64_t j = sc->j0; j < sc->j1;) {
+    int64_t out_vol = g->s->out_vol, j1 = sc->j0 + jb + cols;
+    for (int64_t r = i0; r < i0 + rows; r++) {
+        const float *src = c + r * ldc + jb;
+        for (int64_t j = sc->j0 + jb; j < j1;) {
             int64_t n = j / out_vol, p = j % out_vol;
-            int64_t len = out_vol - p < sc->j1 - j ? out_vol - p : sc->j1 - j;
+            int64_t len = out_vol - p < j1 - j ? out_vol - p : j1 - j;
             float *y = g->y + (n * g->s->out_channels + g->y_channel + r) * out_vol + p;
-            memcpy(y, src + (j - sc->j0), (size_t)len * sizeof *y);
+            memcpy(y, src, (size_t)len * sizeof *y);
             if (g->after)
                 g->after->apply(g->after->arg, y, y - g->y, len);
+            src += len;
             j += len;
         }
     }
 }
 
 /* The GEMM of columns [j0, j1) (in panels): straight into the output when
- * they are one image's, else into scratch and scattered.  par may be NULL
- * (this thread only).  False when out of memory. */
+ * they are one image's, else through scratch.  par may be NULL (this
+ * thread only).  False when out of memory. */
 static bool conv_block_gemm(conv_gemm_t *g, const float *panels, int64_t j0, int64_t j1,
                             const kiln_gemm_parallel_t *par)
 {
     int64_t out_vol = g->s->out_vol, n = j0 / out_vol, p = j0 % out_vol, cols = j1 - j0;
+    kiln_sgemm_epilogue_t gep = g->gep;
     if (p + cols <= out_vol) {
-        kiln_sgemm_epilogue_t gep = g->gep;
         gep.block = g->after ? gemm_block_epilogue : NULL;
         gep.block_arg = &g->block_ep;
         float *c = g->y + (n * g->s->out_channels + g->y_channel) * out_vol + p;
@@ -454,12 +499,10 @@ static bool conv_block_gemm(conv_gemm_t *g, const float *panels, int64_t j0, int
     float *c = kiln_gemm_scratch(KILN_SCRATCH_CONV_OUT, (size_t)(g->m * cols) * sizeof *c);
     if (!c)
         return false;
-    kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, cols, &g->gep, par);
-    conv_scatter_t sc = {g, c, j0, j1};
-    if (par && par->run)
-        par->run(par->ctx, g->m, 4096 / cols + 1, conv_scatter_rows, &sc);
-    else
-        conv_scatter_rows(&sc, 0, g->m);
+    conv_scatter_t sc = {g, j0};
+    gep.block = conv_scatter_block;
+    gep.block_arg = &sc;
+    kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, cols, &gep, par);
     return true;
 }
 

@@ -536,16 +536,16 @@ static int64_t slice_depth(const kiln_sgemm_ukernel_t *uk, int64_t k)
 }
 
 /* Chooses block sizes: balanced row blocks of at most uk->mc, and column
- * blocks narrow enough that there are a few tasks per thread (one thread:
- * as wide as uk->nc, so each packed A block serves more columns).  When
- * the tasks are few, their number is made a multiple of the threads (more,
- * thinner row blocks), so no thread is left with one task more than the
- * others while they wait. */
+ * blocks narrow enough that there are a few tasks per thread (and at
+ * least MIN_TASKS: narrower packed B slices stay in cache, even on one
+ * thread).  When the tasks are few, their number is made a multiple of the
+ * threads (more, thinner row blocks), so no thread is left with one task
+ * more than the others while they wait. */
 static void plan_blocks(sgemm_job_t *job)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
     enum { MIN_TASKS = 8, MIN_NC = 96, TASKS_PER_THREAD = 4 };
-    int64_t threads = job->threads, min_tasks = threads == 1 ? 1 : threads > 1 ? TASKS_PER_THREAD * threads : MIN_TASKS;
+    int64_t threads = job->threads, min_tasks = TASKS_PER_THREAD * threads > MIN_TASKS ? TASKS_PER_THREAD * threads : MIN_TASKS;
     job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
