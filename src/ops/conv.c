@@ -3,22 +3,39 @@
  * dilations, strides, pads, auto_pad, bias); float16/bfloat16 Conv runs
  * on float32 copies.
  *
- * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
- * fields out as a (C/group * kernel volume) x (output positions) matrix and
- * the group's weights (M/group rows) multiply it.  The matrix is built a
- * block of output positions at a time, sized to stay in L2, and written
- * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
- * is neither streamed through memory nor copied a second time; the bias is
- * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
- * needs no im2col: the input already is that matrix.  Weights that are
- * initializers are packed once per session as the GEMM's A operand
- * (kiln_ctx_input_packed_a; the packed kernel prefetches them, since they
- * come from memory on every run).  FusedConv's residual sum and
- * activation run in the GEMM's block hook, on each finished block while it
- * is in cache.  Depthwise convs (one input channel per group) take a
- * direct path, since their GEMM would be a single row: on AVX-512 the
- * plane kernel of conv_dw_avx512.c over a zero-padded copy of the input
- * plane (row stride 1 or 2), else a tap-major axpy loop.
+ * Conv lowers each group to one GEMM whose columns are the output
+ * positions of all the images of the batch: im2col lays the receptive
+ * fields out as a (C/group * kernel volume) x (batch * output positions)
+ * matrix, image n's positions being columns [n*out_vol, (n+1)*out_vol),
+ * and the group's weights (M/group rows) multiply it.  The matrix is built
+ * a block of columns at a time, sized to stay in L2 and cut into whole
+ * panels, and written straight into the GEMM's packed-panel layout
+ * (kiln_sgemm_packed_b), so it is neither streamed through memory nor
+ * copied a second time; the bias is added by the GEMM's epilogue.  A
+ * block may span images (small maps: a 7x7 image is 49 columns, a batch of
+ * 8 is 392, and one block of those reads the weights once for all 8 and
+ * fills its panels): its GEMM writes a per-thread scratch and the GEMM's
+ * block hook moves each finished block to the NCHW output while it is in
+ * cache; a block inside one image is written in place.  A pointwise conv
+ * (1x1, stride 1, no pad) needs no im2col: its blocks are copied from the
+ * input planes into panels, and a single image whose blocks are split
+ * over the threads skips even that (the input already is the matrix).
+ *
+ * Threads: when there are enough panels (a few per thread), the blocks
+ * are shared out whole, their number a multiple of the threads: each
+ * thread builds its own block in its own scratch and runs a one-thread
+ * GEMM on it while it is in its L2, one barrier per conv.  Otherwise
+ * (small maps of one image) the blocks go one after another, the im2col
+ * split over the threads by rows and the GEMM over its row and column
+ * blocks.  Weights that are initializers are packed once per session as
+ * the GEMM's A operand (kiln_ctx_input_packed_a; the packed kernel
+ * prefetches them, since they come from memory on every run); others are
+ * packed once per call when several blocks use them.  FusedConv's
+ * residual sum and activation run in the GEMM's block hook, on each
+ * finished block while it is in cache.  Depthwise convs (one input channel
+ * per group) take a direct path, since their GEMM would be a single row:
+ * on AVX-512 the plane kernel of conv_dw_avx512.c over a zero-padded copy
+ * of the input plane (row stride 1 or 2), else a tap-major axpy loop.
  *
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.

@@ -3,7 +3,9 @@
  * the split of the output over threads (see gemm.h for the contract).
  *
  * The blocked path follows the BLIS/GotoBLAS layering.  The output is cut
- * into tiles of mc rows x nc columns; each tile is one parallel task.  A
+ * into tiles of mc rows x nc columns; each tile is one parallel task, at
+ * least a few per thread, and when they are few their number is a multiple
+ * of the threads (kiln_gemm_parallel_t.threads), so none waits idle.  A
  * task walks K in kc-deep slices: it packs the kc x nc slice of op(B) into
  * NR-wide micro-panels (row k of the strip contiguous), then for each of its
  * row blocks packs the mc x kc slice of op(A) into MR-tall micro-panels and
