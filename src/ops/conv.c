@@ -440,7 +440,11 @@ typedef struct conv_gemm {
     const float *a_packed;   /* the same packed by kiln_sgemm_pack_a, or NULL */
     int64_t m, k, cols;      /* cols = batch * out_vol */
     int64_t width;           /* kiln_sgemm_panel_width() */
-    int64_t blocks;          /* block t has block_panels panels, one more when t < extra_panels */
+    /* The columns are cut into segments (each image's, or all of them as
+     * one when blocks span images), each segment into blocks of whole
+     * panels: its block b has block_panels panels, one more when b <
+     * extra_panels (the last one ends with the segment). */
+    int64_t segment_cols, segment_blocks, blocks; /* blocks = segments * segment_blocks */
     int64_t block_panels, extra_panels;
     bool pointwise;
     kiln_sgemm_epilogue_t gep;          /* the bias (and ReLU) in the GEMM's stores */
@@ -452,10 +456,11 @@ typedef struct conv_gemm {
 /* Block t's columns [*j0, *j1). */
 static void conv_block_range(const conv_gemm_t *g, int64_t t, int64_t *j0, int64_t *j1)
 {
-    int64_t p0 = t * g->block_panels + (t < g->extra_panels ? t : g->extra_panels);
-    int64_t p1 = p0 + g->block_panels + (t < g->extra_panels);
-    *j0 = p0 * g->width;
-    *j1 = p1 * g->width < g->cols ? p1 * g->width : g->cols;
+    int64_t b = t % g->segment_blocks, base = t / g->segment_blocks * g->segment_cols;
+    int64_t p0 = b * g->block_panels + (b < g->extra_panels ? b : g->extra_panels);
+    int64_t p1 = p0 + g->block_panels + (b < g->extra_panels);
+    *j0 = base + p0 * g->width;
+    *j1 = p1 * g->width < g->segment_cols ? base + p1 * g->width : base + g->segment_cols;
 }
 
 static im2col_job_t conv_im2col_job(const conv_gemm_t *g, float *panels, int64_t j0, int64_t j1)
@@ -541,22 +546,33 @@ static void conv_block_tasks(void *arg, int64_t begin, int64_t end)
     }
 }
 
-/* Cuts the columns into blocks that fit L2 and says how to run them: each
- * block on one thread (true) when there are enough panels to give every
- * thread a few (the number of blocks then a multiple of the threads), else
- * one block after another, each split over the threads (false). */
+/* Cuts the columns into blocks that fit L2 and says how to run them.
+ * Blocks are cut at image boundaries when an image fills about a block
+ * and its last panel wastes little (no scatter then); else (small maps)
+ * they span images.  Each block runs on one thread (true) when there are
+ * enough panels to give every thread a few (the number of blocks then a
+ * multiple of the threads where the panels allow), else one block after
+ * another, each split over the threads (false). */
 static bool conv_plan_blocks(conv_gemm_t *g, int threads)
 {
-    enum { MIN_THREAD_PANELS = 4 };
-    int64_t panels = (g->cols + g->width - 1) / g->width;
-    int64_t target = im2col_block_cols(g->k, g->cols);
-    int64_t blocks = (g->cols + target - 1) / target;
-    bool per_thread = threads > 1 && panels >= threads * MIN_THREAD_PANELS;
+    enum { MIN_THREAD_PANELS = 4, MAX_WASTE = 16 /* 1/16 of an image's columns */ };
+    int64_t out_vol = g->s->out_vol, image_panels = (out_vol + g->width - 1) / g->width;
+    int64_t image_target = im2col_block_cols(g->k, out_vol);
+    bool per_image = g->s->batch == 1 ||
+                     (out_vol * 4 >= image_target * 3 && (image_panels * g->width - out_vol) * MAX_WASTE <= out_vol);
+    int64_t segments = per_image ? g->s->batch : 1;
+    g->segment_cols = per_image ? out_vol : g->cols;
+    int64_t panels = (g->segment_cols + g->width - 1) / g->width;
+    int64_t target = im2col_block_cols(g->k, g->segment_cols);
+    int64_t blocks = (g->segment_cols + target - 1) / target;
+    bool per_thread = threads > 1 && panels * segments >= threads * MIN_THREAD_PANELS;
     if (per_thread)
-        blocks = ((blocks > threads ? blocks : threads) + threads - 1) / threads * threads;
+        while ((blocks * segments < threads || blocks * segments % threads) && blocks < panels)
+            blocks++;
     if (blocks > panels)
         blocks = panels;
-    g->blocks = blocks;
+    g->segment_blocks = blocks;
+    g->blocks = blocks * segments;
     g->block_panels = panels / blocks;
     g->extra_panels = panels % blocks;
     return per_thread;

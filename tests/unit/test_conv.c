@@ -228,7 +228,8 @@ static void test_gemm_conv(void)
             {batch, 6, 13, 1, window2d(14, 14, 3, 3, 1, 1, 2, 2, 2, 1, 2, 0)},     /* dilated, uneven pads */
             {batch, 32, 20, 1, window2d(15, 15, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0)},    /* 1x1 stride 2 */
             {batch, 4, 16, 2, window2d(28, 28, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},     /* pointwise, groups, 784 */
-            {batch, 64, 36, 1, window2d(30, 31, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},    /* several blocks per image */
+            {batch, 64, 36, 1, window2d(30, 31, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},    /* blocks cut per image */
+            {batch, 256, 8, 1, window2d(24, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},    /* pointwise, cut per image */
             {batch, 3, 8, 1, window2d(33, 35, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3)},      /* stem-like */
             {batch, 5, 7, 1, window2d(3, 4, 2, 3, 1, 1, 1, 1, 0, 1, 1, 0)},        /* tiny */
         };
