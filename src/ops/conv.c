@@ -225,7 +225,7 @@ static void im2col_rows(void *arg, int64_t begin, int64_t end)
 static int64_t im2col_block_cols(int64_t rows, int64_t cols_total)
 {
     enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32, MAX_COLS = IM2COL_MAX_COLS - 128 };
-    int64_t cols = BLOCK_FLOATS / rows / COL_ALIGN * COL_ALIGN;
+    int64_t cols = BLOCK_FLOATS / (rows > 0 ? rows : 1) / COL_ALIGN * COL_ALIGN;
     if (cols < MIN_COLS)
         cols = MIN_COLS;
     if (cols * 4 >= cols_total * 3) /* nearly everything: take it all in one block */
@@ -533,7 +533,7 @@ static bool conv_block_gemm(conv_gemm_t *g, const float *panels, int64_t j0, int
 static void conv_block_tasks(void *arg, int64_t begin, int64_t end)
 {
     conv_gemm_t *g = arg;
-    size_t floats = (size_t)(g->k * (g->block_panels + 1) * g->width);
+    size_t floats = (size_t)((g->k > 0 ? g->k : 1) * (g->block_panels + 1) * g->width);
     float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, floats * sizeof *panels);
     for (int64_t t = begin; t < end; t++) {
         int64_t j0, j1;
@@ -627,7 +627,8 @@ static kiln_status_t conv_gemm_path(const conv_shapes_t *s, const float *xd, con
             continue;
         }
         float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL,
-                                          (size_t)(g.k * (g.block_panels + 1) * g.width) * sizeof *panels);
+                                          (size_t)((g.k > 0 ? g.k : 1) * (g.block_panels + 1) * g.width) *
+                                              sizeof *panels);
         if (!panels)
             return KILN_ERR_NO_MEMORY;
         for (int64_t t = 0; t < g.blocks; t++) {

@@ -232,6 +232,8 @@ static void test_gemm_conv(void)
             {batch, 256, 8, 1, window2d(24, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},    /* pointwise, cut per image */
             {batch, 3, 8, 1, window2d(33, 35, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3)},      /* stem-like */
             {batch, 5, 7, 1, window2d(3, 4, 2, 3, 1, 1, 1, 1, 0, 1, 1, 0)},        /* tiny */
+            {batch, 0, 5, 1, window2d(9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},        /* no input channels */
+            {batch, 0, 6, 1, window2d(9, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},        /* the same, pointwise */
         };
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
             char what[64];
