@@ -3,26 +3,44 @@
  * dilations, strides, pads, auto_pad, bias); float16/bfloat16 Conv runs
  * on float32 copies.
  *
- * Conv lowers each (image, group) to GEMMs: im2col lays the receptive
- * fields out as a (C/group * kernel volume) x (output positions) matrix and
- * the group's weights (M/group rows) multiply it.  The matrix is built a
- * block of output positions at a time, sized to stay in L2, and written
- * straight into the GEMM's packed-panel layout (kiln_sgemm_packed_b), so it
- * is neither streamed through memory nor copied a second time; the bias is
- * added by the GEMM's epilogue.  A pointwise conv (1x1, stride 1, no pad)
- * needs no im2col: the input already is that matrix.  Weights that are
- * initializers are packed once per session as the GEMM's A operand
- * (kiln_ctx_input_packed_a; the packed kernel prefetches them, since they
- * come from memory on every run).  FusedConv's activation, when cheap
- * (ReLU, Clip, ...: kiln_act_in_stores), is applied with the bias in the
- * GEMM's stores; its residual sum and costlier activations run in the
- * GEMM's block hook, on each finished block while it is in cache.
- * Depthwise convs (one input channel per group) take a direct path, since
- * their GEMM would be a single row: a plane kernel (conv_dw_kernel.h,
- * built for AVX-512 and AVX2, or portable tap-major loops here) computes
- * each output plane from its input plane with bias and activation in
- * registers, reading the padding as masked-off lanes rather than from a
- * padded copy; planes are split over the session's threads.
+ * Conv lowers each group to one GEMM whose columns are the output
+ * positions of all the images of the batch: im2col lays the receptive
+ * fields out as a (C/group * kernel volume) x (batch * output positions)
+ * matrix, image n's positions being columns [n*out_vol, (n+1)*out_vol),
+ * and the group's weights (M/group rows) multiply it.  The matrix is built
+ * a block of columns at a time, sized to stay in L2 and cut into whole
+ * panels, and written straight into the GEMM's packed-panel layout
+ * (kiln_sgemm_packed_b), so it is neither streamed through memory nor
+ * copied a second time; the bias is added by the GEMM's epilogue.  A
+ * block may span images (small maps: a 7x7 image is 49 columns, a batch of
+ * 8 is 392, and one block of those reads the weights once for all 8 and
+ * fills its panels): its GEMM writes a per-thread scratch and the GEMM's
+ * block hook moves each finished block to the NCHW output while it is in
+ * cache; a block inside one image is written in place.  A pointwise conv
+ * (1x1, stride 1, no pad) needs no im2col: its blocks are copied from the
+ * input planes into panels, and a single image whose blocks are split
+ * over the threads skips even that (the input already is the matrix).
+ *
+ * Threads: when there are enough panels (a few per thread), the blocks
+ * are shared out whole, their number a multiple of the threads: each
+ * thread builds its own block in its own scratch and runs a one-thread
+ * GEMM on it while it is in its L2, one barrier per conv.  Otherwise
+ * (small maps of one image) the blocks go one after another, the im2col
+ * split over the threads by rows and the GEMM over its row and column
+ * blocks.  Weights that are initializers are packed once per session as
+ * the GEMM's A operand (kiln_ctx_input_packed_a; the packed kernel
+ * prefetches them, since they come from memory on every run); others are
+ * packed once per call when several blocks use them.  FusedConv's
+ * activation, when cheap (ReLU, Clip, ...: kiln_act_in_stores), is
+ * applied with the bias in the GEMM's stores; its residual sum and
+ * costlier activations run in the GEMM's block hook, on each finished
+ * block while it is in cache.  Depthwise convs (one input channel per
+ * group) take a direct path, since their GEMM would be a single row: a
+ * plane kernel (conv_dw_kernel.h, built for AVX-512 and AVX2, or portable
+ * tap-major loops here) computes each output plane from its input plane
+ * with bias and activation in registers, reading the padding as
+ * masked-off lanes rather than from a padded copy; planes are split over
+ * the session's threads.
  *
  * 3x3 stride-1 convs with enough channels and tiles leave before all this
  * for Winograd F(4x4, 3x3) / F(2x2, 3x3) (conv_winograd.c; the hook is in
@@ -31,6 +49,7 @@
  * ConvTranspose is the adjoint: a GEMM with the transposed weights makes
  * the columns, and col2im scatters and adds them into the output.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,13 +85,16 @@ static kiln_status_t check_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *
 /* ---- im2col ------------------------------------------------------------ */
 
 typedef struct im2col_job {
-    const float *x;        /* the group's first input channel */
+    const float *x;        /* the group's first input channel in image 0 */
+    int64_t image_stride;  /* floats from one image's input to the next */
     float *panels;         /* the column block in kiln_sgemm_packed_b's panel layout */
     int64_t panel_width;   /* kiln_sgemm_panel_width() */
     int64_t rows;          /* rows of the column matrix: channels x kernel volume */
     const kiln_window_t *w;
-    int64_t in_vol, kernel_vol;
-    int64_t j0, j1;        /* the block of output positions (flattened od, oh, ow) */
+    int64_t in_vol, out_vol, kernel_vol;
+    bool pointwise;        /* 1x1, stride 1, no pad: column j is input position j */
+    int64_t j0, j1;        /* the block of columns: column j is image j / out_vol,
+                            * output position j % out_vol (flattened od, oh, ow) */
 } im2col_job_t;
 
 /* Most output positions per im2col block (one block row is built on the
@@ -100,14 +122,14 @@ static void im2col_segment(float *dst, const float *src, int64_t ow0, int64_t ow
 }
 
 /* One row of the column block: channel c at kernel offset (kd, kh, kw),
- * output positions [j0, j1), walked one output row segment at a time. */
+ * columns [j0, j1), walked one output row segment at a time (an image
+ * ends with an output row, so a segment never spans two images). */
 static void im2col_row(const im2col_job_t *job, int64_t row)
 {
     const kiln_window_t *w = job->w;
     int64_t c = row / job->kernel_vol, kk = row % job->kernel_vol;
     int64_t kw = kk % w->kernel[2], kh = kk / w->kernel[2] % w->kernel[1];
     int64_t kd = kk / (w->kernel[2] * w->kernel[1]);
-    const float *x = job->x + c * job->in_vol;
     float line[IM2COL_MAX_COLS];
     float *dst = line;
     int64_t w_off = kw * w->dilation[2] - w->pad_begin[2], s2 = w->stride[2];
@@ -118,9 +140,11 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
         ow_hi = w->out[2];
     if (ow_lo > ow_hi)
         ow_lo = ow_hi;
+    /* the position of column j: image n, output (od, oh, ow0) */
+    int64_t p = job->j0 % job->out_vol, n = job->j0 / job->out_vol;
+    int64_t ow0 = p % w->out[2], oh = p / w->out[2] % w->out[1], od = p / (w->out[2] * w->out[1]);
     for (int64_t j = job->j0; j < job->j1;) {
-        int64_t ow0 = j % w->out[2], oh = j / w->out[2] % w->out[1];
-        int64_t od = j / (w->out[2] * w->out[1]);
+        const float *x = job->x + n * job->image_stride + c * job->in_vol;
         int64_t ow1 = w->out[2] < ow0 + (job->j1 - j) ? w->out[2] : ow0 + (job->j1 - j);
         int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
         int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
@@ -131,6 +155,14 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
                            s2);
         dst += ow1 - ow0;
         j += ow1 - ow0;
+        ow0 = 0; /* the next output row, plane or image */
+        if (++oh == w->out[1]) {
+            oh = 0;
+            if (++od == w->out[0]) {
+                od = 0;
+                n++;
+            }
+        }
     }
     /* spread the row over the panels: row `row` of panel s holds columns
      * [s*W, s*W + W) of the block, zero past its end */
@@ -149,23 +181,66 @@ static void im2col_row(const im2col_job_t *job, int64_t row)
     }
 }
 
-static void im2col_rows(void *arg, int64_t begin, int64_t end)
+/* A pointwise conv's row (input channel) of the block: straight from the
+ * input planes into the panels, a panel's row (or the part of it left in
+ * the image) at a time. */
+static void im2col_pointwise_row(const im2col_job_t *job, int64_t row)
 {
-    for (int64_t r = begin; r < end; r++)
-        im2col_row(arg, r);
+    int64_t width = job->panel_width, cols = job->j1 - job->j0, out_vol = job->out_vol;
+    int64_t p = job->j0 % out_vol; /* the position in the image's plane */
+    const float *x = job->x + job->j0 / out_vol * job->image_stride + row * job->in_vol;
+    float *out = job->panels + row * width; /* row `row` of the first panel */
+    int64_t q = 0;                           /* the column in the panel */
+    for (int64_t done = 0; done < cols;) {
+        int64_t len = width - q;
+        if (len > out_vol - p)
+            len = out_vol - p;
+        if (len > cols - done)
+            len = cols - done;
+        if (len == 32) /* constant sizes inline into vector moves */
+            memcpy(out + q, x + p, 32 * sizeof *out);
+        else if (len == 16)
+            memcpy(out + q, x + p, 16 * sizeof *out);
+        else
+            memcpy(out + q, x + p, (size_t)len * sizeof *out);
+        done += len;
+        if ((q += len) == width) { /* the next panel */
+            q = 0;
+            out += width * job->rows;
+        }
+        if ((p += len) == out_vol) { /* the next image */
+            p = 0;
+            x += job->image_stride;
+        }
+    }
+    for (; q > 0 && q < width; q++) /* zeros past the end of the last panel */
+        out[q] = 0.0f;
 }
 
-/* Output positions per im2col block: the block (rows x cols floats) should
- * stay in L2 so the GEMM packs it from cache rather than from memory. */
-static int64_t im2col_block_cols(int64_t rows, int64_t out_vol)
+static void im2col_rows(void *arg, int64_t begin, int64_t end)
 {
-    enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32 };
-    int64_t cols = BLOCK_FLOATS / rows / COL_ALIGN * COL_ALIGN;
+    const im2col_job_t *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        if (job->pointwise)
+            im2col_pointwise_row(job, r);
+        else
+            im2col_row(job, r);
+    }
+}
+
+/* Columns per im2col block: the block (rows x cols floats) should stay in
+ * L2 so the GEMM packs it from cache rather than from memory.  Capped so
+ * that spreading the columns evenly over blocks of whole panels (which can
+ * add up to two panels) still fits IM2COL_MAX_COLS. */
+static int64_t im2col_block_cols(int64_t rows, int64_t cols_total)
+{
+    enum { BLOCK_FLOATS = 128 * 1024, MIN_COLS = 64, COL_ALIGN = 32, MAX_COLS = IM2COL_MAX_COLS - 128 };
+    int64_t cols = BLOCK_FLOATS / (rows > 0 ? rows : 1) / COL_ALIGN * COL_ALIGN;
     if (cols < MIN_COLS)
         cols = MIN_COLS;
-    if (cols * 4 >= out_vol * 3) /* nearly everything: take it all in one block */
-        cols = out_vol;
-    return cols < IM2COL_MAX_COLS ? cols : IM2COL_MAX_COLS;
+    if (cols * 4 >= cols_total * 3) /* nearly everything: take it all in one block */
+        cols = cols_total;
+    return cols < MAX_COLS ? cols : MAX_COLS;
 }
 
 /* ---- Depthwise direct path ---------------------------------------------- */
@@ -393,18 +468,225 @@ static void gemm_block_epilogue(void *arg, float *c, int64_t ldc, int64_t i0, in
     }
 }
 
-/* The GEMM epilogue for conv epilogue ep (may be NULL) and the group's
- * bias (may be NULL): both in the stores, ep's apply as the block hook. */
-static kiln_sgemm_epilogue_t conv_gemm_epilogue(const kiln_conv_epilogue_t *ep, const float *bias,
-                                                gemm_block_ep_t *block_ep)
+/* ---- The GEMM path: column blocks over all the images ------------------- */
+
+/* One group's product: its weights (m x k) times the column matrix of all
+ * the images (k x batch*out_vol: image n's output positions are columns
+ * [n*out_vol, (n+1)*out_vol)), cut into blocks of whole panels. */
+typedef struct conv_gemm {
+    const conv_shapes_t *s;
+    const float *x;          /* the group's first input channel in image 0 */
+    float *y;                /* the whole output */
+    int64_t y_channel;       /* the group's first output channel */
+    const float *a;          /* the group's weights, row-major m x k */
+    const float *a_packed;   /* the same packed by kiln_sgemm_pack_a, or NULL */
+    int64_t m, k, cols;      /* cols = batch * out_vol */
+    int64_t width;           /* kiln_sgemm_panel_width() */
+    /* The columns are cut into segments (each image's, or all of them as
+     * one when blocks span images), each segment into blocks of whole
+     * panels: its block b has block_panels panels, one more when b <
+     * extra_panels (the last one ends with the segment). */
+    int64_t segment_cols, segment_blocks, blocks; /* blocks = segments * segment_blocks */
+    int64_t block_panels, extra_panels;
+    bool pointwise;
+    kiln_sgemm_epilogue_t gep;          /* the bias and activation in the GEMM's stores */
+    const kiln_conv_epilogue_t *after;  /* the rest of the epilogue, or NULL */
+    gemm_block_ep_t block_ep;           /* `after` as the GEMM's block hook */
+    atomic_bool failed;                 /* a block found no scratch memory */
+} conv_gemm_t;
+
+/* Block t's columns [*j0, *j1). */
+static void conv_block_range(const conv_gemm_t *g, int64_t t, int64_t *j0, int64_t *j1)
 {
-    kiln_sgemm_epilogue_t gep = {.row_bias = bias, .act = {KILN_ACT_NONE, 0.0f, 0.0f}};
-    if (ep) {
-        gep.act = ep->act;
-        gep.block = ep->apply ? gemm_block_epilogue : NULL;
-        gep.block_arg = block_ep;
+    int64_t b = t % g->segment_blocks, base = t / g->segment_blocks * g->segment_cols;
+    int64_t p0 = b * g->block_panels + (b < g->extra_panels ? b : g->extra_panels);
+    int64_t p1 = p0 + g->block_panels + (b < g->extra_panels);
+    *j0 = base + p0 * g->width;
+    *j1 = p1 * g->width < g->segment_cols ? base + p1 * g->width : base + g->segment_cols;
+}
+
+static im2col_job_t conv_im2col_job(const conv_gemm_t *g, float *panels, int64_t j0, int64_t j1)
+{
+    const conv_shapes_t *s = g->s;
+    return (im2col_job_t){.x = g->x, .image_stride = s->in_channels * s->in_vol, .panels = panels,
+                          .panel_width = g->width, .rows = g->k, .w = &s->w, .in_vol = s->in_vol,
+                          .out_vol = s->out_vol, .kernel_vol = s->kernel_vol, .pointwise = g->pointwise,
+                          .j0 = j0, .j1 = j1};
+}
+
+/* A block that spans images is computed into scratch (m x cols, column
+ * 0 is column j0 of the group's product) and each finished GEMM block of
+ * it moved to the NCHW output by the GEMM's block hook, on the thread that
+ * made it while it is in cache, with the rest of the epilogue on each
+ * piece. */
+typedef struct conv_scatter {
+    const conv_gemm_t *g;
+    int64_t j0;
+} conv_scatter_t;
+
+static void conv_scatter_block(void *arg, float *c, int64_t ldc, int64_t i0, int64_t rows, int64_t jb, int64_t cols)
+{
+    const conv_scatter_t *sc = arg;
+    const conv_gemm_t *g = sc->g;
+    int64_t out_vol = g->s->out_vol, j1 = sc->j0 + jb + cols;
+    for (int64_t r = i0; r < i0 + rows; r++) {
+        const float *src = c + r * ldc + jb;
+        for (int64_t j = sc->j0 + jb; j < j1;) {
+            int64_t n = j / out_vol, p = j % out_vol;
+            int64_t len = out_vol - p < j1 - j ? out_vol - p : j1 - j;
+            float *y = g->y + (n * g->s->out_channels + g->y_channel + r) * out_vol + p;
+            memcpy(y, src, (size_t)len * sizeof *y);
+            if (g->after)
+                g->after->apply(g->after->arg, y, y - g->y, len);
+            src += len;
+            j += len;
+        }
     }
-    return gep;
+}
+
+/* The GEMM of columns [j0, j1) (in panels): straight into the output when
+ * they are one image's, else through scratch.  par may be NULL (this
+ * thread only).  False when out of memory. */
+static bool conv_block_gemm(conv_gemm_t *g, const float *panels, int64_t j0, int64_t j1,
+                            const kiln_gemm_parallel_t *par)
+{
+    int64_t out_vol = g->s->out_vol, n = j0 / out_vol, p = j0 % out_vol, cols = j1 - j0;
+    kiln_sgemm_epilogue_t gep = g->gep;
+    if (p + cols <= out_vol) {
+        gep.block = g->after ? gemm_block_epilogue : NULL;
+        gep.block_arg = &g->block_ep;
+        float *c = g->y + (n * g->s->out_channels + g->y_channel) * out_vol + p;
+        kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, out_vol, &gep,
+                            par);
+        return true;
+    }
+    float *c = kiln_gemm_scratch(KILN_SCRATCH_CONV_OUT, (size_t)(g->m * cols) * sizeof *c);
+    if (!c)
+        return false;
+    conv_scatter_t sc = {g, j0};
+    gep.block = conv_scatter_block;
+    gep.block_arg = &sc;
+    kiln_sgemm_packed_b(g->m, cols, g->k, 1.0f, g->a, g->k, g->a_packed, panels, 0.0f, c, cols, &gep, par);
+    return true;
+}
+
+/* Blocks [begin, end), each wholly on this thread: im2col into this
+ * thread's scratch, then a one-thread GEMM while the block is in its L2. */
+static void conv_block_tasks(void *arg, int64_t begin, int64_t end)
+{
+    conv_gemm_t *g = arg;
+    size_t floats = (size_t)((g->k > 0 ? g->k : 1) * (g->block_panels + 1) * g->width);
+    float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, floats * sizeof *panels);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t j0, j1;
+        conv_block_range(g, t, &j0, &j1);
+        im2col_job_t job = conv_im2col_job(g, panels, j0, j1);
+        if (!panels || (im2col_rows(&job, 0, g->k), !conv_block_gemm(g, panels, j0, j1, NULL))) {
+            atomic_store(&g->failed, true);
+            return;
+        }
+    }
+}
+
+/* Cuts the columns into blocks that fit L2 and says how to run them.
+ * Blocks are cut at image boundaries when an image fills about a block
+ * and its last panel wastes little (no scatter then); else (small maps)
+ * they span images.  Each block runs on one thread (true) when there are
+ * enough panels to give every thread a few (the number of blocks then a
+ * multiple of the threads where the panels allow), else one block after
+ * another, each split over the threads (false). */
+static bool conv_plan_blocks(conv_gemm_t *g, int threads)
+{
+    enum { MIN_THREAD_PANELS = 4, MAX_WASTE = 16 /* 1/16 of an image's columns */ };
+    int64_t out_vol = g->s->out_vol, image_panels = (out_vol + g->width - 1) / g->width;
+    int64_t image_target = im2col_block_cols(g->k, out_vol);
+    bool per_image = g->s->batch == 1 ||
+                     (out_vol * 4 >= image_target * 3 && (image_panels * g->width - out_vol) * MAX_WASTE <= out_vol);
+    int64_t segments = per_image ? g->s->batch : 1;
+    g->segment_cols = per_image ? out_vol : g->cols;
+    int64_t panels = (g->segment_cols + g->width - 1) / g->width;
+    int64_t target = im2col_block_cols(g->k, g->segment_cols);
+    int64_t blocks = (g->segment_cols + target - 1) / target;
+    bool per_thread = threads > 1 && panels * segments >= threads * MIN_THREAD_PANELS;
+    if (per_thread)
+        while ((blocks * segments < threads || blocks * segments % threads) && blocks < panels)
+            blocks++;
+    if (blocks > panels)
+        blocks = panels;
+    g->segment_blocks = blocks;
+    g->blocks = blocks * segments;
+    g->block_panels = panels / blocks;
+    g->extra_panels = panels % blocks;
+    return per_thread;
+}
+
+/* Conv by GEMM (every conv but depthwise): see the top of the file.  par
+ * gives the threads; the status is KILN_ERR_NO_MEMORY when scratch ran
+ * out. */
+static kiln_status_t conv_gemm_path(const conv_shapes_t *s, const float *xd, const float *wd,
+                                    const float *w_packed, const float *bd, float *yd,
+                                    const kiln_conv_epilogue_t *ep, const kiln_gemm_parallel_t *par)
+{
+    int64_t col_rows = s->in_per_group * s->kernel_vol;
+    size_t packed_floats = kiln_sgemm_packed_a_floats(s->out_per_group, col_rows);
+    /* the bias and the activation go in with the GEMM's stores; the
+     * epilogue's apply runs on each finished block, on the thread that made
+     * it, while it is in cache */
+    const kiln_conv_epilogue_t *after = ep && ep->apply ? ep : NULL;
+    for (int64_t grp = 0; grp < s->group; grp++) {
+        conv_gemm_t g = {.s = s, .x = xd + grp * s->in_per_group * s->in_vol, .y = yd,
+                         .y_channel = grp * s->out_per_group, .a = wd + grp * s->out_per_group * col_rows,
+                         .a_packed = w_packed ? w_packed + grp * packed_floats : NULL, .m = s->out_per_group,
+                         .k = col_rows, .cols = s->batch * s->out_vol, .width = kiln_sgemm_panel_width(),
+                         .pointwise = is_pointwise(&s->w), .after = after, .block_ep = {after, yd}};
+        g.gep = (kiln_sgemm_epilogue_t){.row_bias = bd ? bd + g.y_channel : NULL,
+                                        .act = ep ? ep->act : (kiln_act_t){KILN_ACT_NONE, 0.0f, 0.0f}};
+        atomic_init(&g.failed, false);
+        bool per_thread = conv_plan_blocks(&g, par->threads);
+        if (g.pointwise && s->batch == 1 && !per_thread) {
+            /* the input already is the column matrix: the GEMM packs it */
+            kiln_sgemm_epilogue_t gep = g.gep;
+            gep.block = after ? gemm_block_epilogue : NULL;
+            gep.block_arg = &g.block_ep;
+            float *yg = yd + g.y_channel * s->out_vol;
+            if (g.a_packed)
+                kiln_sgemm_prepacked_a(g.m, s->out_vol, g.k, g.a_packed, g.x, s->out_vol, yg, s->out_vol, &gep, par);
+            else
+                kiln_sgemm_ex(false, false, g.m, s->out_vol, g.k, 1.0f, g.a, g.k, g.x, s->out_vol, 0.0f, yg,
+                              s->out_vol, &gep, par);
+            continue;
+        }
+        /* weights used by several blocks are packed once for all of them */
+        float *wtmp;
+        if (!g.a_packed && g.blocks > 1 &&
+            (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
+            kiln_sgemm_pack_a(g.m, g.k, g.a, g.k, wtmp);
+            g.a_packed = wtmp;
+        }
+        if (per_thread) {
+            par->run(par->ctx, g.blocks, 1, conv_block_tasks, &g);
+            if (atomic_load(&g.failed))
+                return KILN_ERR_NO_MEMORY;
+            continue;
+        }
+        float *panels = kiln_gemm_scratch(KILN_SCRATCH_IM2COL,
+                                          (size_t)((g.k > 0 ? g.k : 1) * (g.block_panels + 1) * g.width) *
+                                              sizeof *panels);
+        if (!panels)
+            return KILN_ERR_NO_MEMORY;
+        for (int64_t t = 0; t < g.blocks; t++) {
+            int64_t j0, j1;
+            conv_block_range(&g, t, &j0, &j1);
+            im2col_job_t job = conv_im2col_job(&g, panels, j0, j1);
+            if (par->run)
+                par->run(par->ctx, g.k, 4096 / (j1 - j0) + 1, im2col_rows, &job);
+            else
+                im2col_rows(&job, 0, g.k);
+            if (!conv_block_gemm(&g, panels, j0, j1, par))
+                return KILN_ERR_NO_MEMORY;
+        }
+    }
+    return KILN_OK;
 }
 
 /* The float32 computation of Conv into y (allocated by the caller with
@@ -420,58 +702,26 @@ static kiln_status_t conv_compute(kiln_kernel_ctx_t *ctx, const conv_shapes_t *s
         kiln_ctx_parallel_for(ctx, s.batch * s.out_channels, 1, depthwise_planes, &job);
         return KILN_OK;
     }
-    bool pointwise = is_pointwise(&s.w);
-    int64_t col_rows = s.in_per_group * s.kernel_vol;
-    int64_t block = pointwise ? s.out_vol : im2col_block_cols(col_rows, s.out_vol);
-    int64_t width = kiln_sgemm_panel_width();
-    int64_t block_padded = (block + width - 1) / width * width;
-    float *col = NULL;
-    if (!pointwise) {
-        col = kiln_gemm_scratch(KILN_SCRATCH_IM2COL, (size_t)(col_rows * block_padded) * sizeof *col);
-        if (!col)
-            return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for a %lld x %lld im2col buffer",
-                                 (long long)col_rows, (long long)block);
-    }
     kiln_gemm_parallel_t par = kiln_gemm_parallel_ctx(ctx);
-    for (int64_t n = 0; n < s.batch; n++)
-        for (int64_t g = 0; g < s.group; g++) {
-            const float *xg = xd + (n * s.in_channels + g * s.in_per_group) * s.in_vol;
-            float *yg = yd + (n * s.out_channels + g * s.out_per_group) * s.out_vol;
-            const float *wg = wd + g * s.out_per_group * col_rows;
-            /* the bias and the activation go in with the GEMM's stores; the
-             * epilogue's apply runs on each finished block of the GEMM, on the
-             * thread that made it, while it is in cache */
-            gemm_block_ep_t block_ep = {ep, yd};
-            kiln_sgemm_epilogue_t gep = conv_gemm_epilogue(ep, bd ? bd + g * s.out_per_group : NULL, &block_ep);
-            size_t packed_floats = kiln_sgemm_packed_a_floats(s.out_per_group, col_rows);
-            const float *wpg = w_packed ? w_packed + g * packed_floats : NULL;
-            if (pointwise && wpg) {
-                kiln_sgemm_prepacked_a(s.out_per_group, s.out_vol, col_rows, wpg, xg, s.out_vol, yg, s.out_vol,
-                                       &gep, &par);
-                continue;
-            }
-            if (pointwise) {
-                kiln_sgemm_ex(false, false, s.out_per_group, s.out_vol, col_rows, 1.0f, wg, col_rows,
-                              xg, s.out_vol, 0.0f, yg, s.out_vol, &gep, &par);
-                continue;
-            }
-            /* weights used by several blocks are packed once for all of them */
-            const float *wp = wpg;
-            float *wtmp;
-            if (!wp && block < s.out_vol &&
-                (wtmp = kiln_gemm_scratch(KILN_SCRATCH_WEIGHTS, packed_floats * sizeof *wtmp))) {
-                kiln_sgemm_pack_a(s.out_per_group, col_rows, wg, col_rows, wtmp);
-                wp = wtmp;
-            }
-            for (int64_t j0 = 0; j0 < s.out_vol; j0 += block) {
-                int64_t cols = block < s.out_vol - j0 ? block : s.out_vol - j0;
-                im2col_job_t job = {xg, col, width, col_rows, &s.w, s.in_vol, s.kernel_vol, j0, j0 + cols};
-                kiln_ctx_parallel_for(ctx, col_rows, 4096 / cols + 1, im2col_rows, &job);
-                kiln_sgemm_packed_b(s.out_per_group, cols, col_rows, 1.0f, wg, col_rows, wp, col, 0.0f,
-                                    yg + j0, s.out_vol, &gep, &par);
-            }
-        }
+    if (conv_gemm_path(&s, xd, wd, w_packed, bd, yd, ep, &par) != KILN_OK)
+        return kiln_ctx_fail(ctx, KILN_ERR_NO_MEMORY, "no memory for the im2col blocks (%lld x %lld)",
+                             (long long)(s.in_per_group * s.kernel_vol), (long long)(s.batch * s.out_vol));
     return KILN_OK;
+}
+
+kiln_status_t kiln_conv_gemm_forward(const kiln_window_t *w, int64_t batch, int64_t in_channels,
+                                     int64_t out_channels, int64_t group, const float *x, const float *wt,
+                                     const float *w_packed, const float *b, float *y,
+                                     const kiln_conv_epilogue_t *ep, kiln_threadpool_t *pool)
+{
+    conv_shapes_t s = {.batch = batch, .in_channels = in_channels, .out_channels = out_channels,
+                       .group = group, .in_per_group = in_channels / group,
+                       .out_per_group = out_channels / group, .w = *w};
+    s.in_vol = kiln_window_volume(s.w.in);
+    s.out_vol = kiln_window_volume(s.w.out);
+    s.kernel_vol = kiln_window_volume(s.w.kernel);
+    kiln_gemm_parallel_t par = kiln_gemm_parallel_pool(pool);
+    return conv_gemm_path(&s, x, wt, w_packed, b, y, ep, &par);
 }
 
 kiln_status_t kiln_conv_float32(kiln_kernel_ctx_t *ctx, const kiln_tensor_t *x,

@@ -3,7 +3,9 @@
  * the split of the output over threads (see gemm.h for the contract).
  *
  * The blocked path follows the BLIS/GotoBLAS layering.  The output is cut
- * into tiles of mc rows x nc columns; each tile is one parallel task.  A
+ * into tiles of mc rows x nc columns; each tile is one parallel task, at
+ * least a few per thread, and when they are few their number is a multiple
+ * of the threads (kiln_gemm_parallel_t.threads), so none waits idle.  A
  * task walks K in kc-deep slices: it packs the kc x nc slice of op(B) into
  * NR-wide micro-panels (row k of the strip contiguous), then for each of its
  * row blocks packs the mc x kc slice of op(A) into MR-tall micro-panels and
@@ -589,34 +591,44 @@ static int par_threads(const kiln_gemm_parallel_t *par)
 }
 
 /* Chooses block sizes for `threads` threads: balanced row blocks of at
- * most uk->mc, and column blocks narrow enough that there are two tasks
- * per thread (for balance), then smaller row blocks where the columns
- * alone do not give enough.  Not more tasks than that: when A is one row
- * block (BERT's M = 128), every task packs it again, and splitting for 8
- * tasks cost 10-15% on one thread (measured on 128 x 3072 x 768). */
+ * most uk->mc, and column blocks narrow enough that there are a few tasks
+ * per thread.  How many: with B packed at session creation (a MatMul
+ * weight) each task packs A again, so two per thread (8 tasks cost 10-15%
+ * on one thread on BERT's 128 x 3072 x 768); otherwise at least MIN_TASKS,
+ * since narrower packed B slices stay in cache even on one thread.  On
+ * several threads, where the columns alone do not give enough tasks (a
+ * narrow C: N = 49 in a CNN's last stage) the rows are cut finer, down to
+ * one register tile a block, and a small task count is made a multiple of
+ * the threads, so no thread is left with one task more while the others
+ * wait. */
 static void plan_blocks(sgemm_job_t *job, int threads)
 {
     const kiln_sgemm_ukernel_t *uk = job->uk;
-    enum { MIN_NC = 96 };
-    const int64_t MIN_TASKS = 2 * (int64_t)threads;
+    enum { MIN_TASKS = 8, MIN_NC = 96, TASKS_PER_THREAD = 4 };
+    int64_t min_tasks = job->b_packed ? 2 * (int64_t)threads
+                        : TASKS_PER_THREAD * threads > MIN_TASKS ? TASKS_PER_THREAD * threads
+                                                                 : MIN_TASKS;
     job->kc = slice_depth(uk, job->k);
     job->m_blocks = (job->m + uk->mc - 1) / uk->mc;
-    job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
-    while (job->m_blocks * job->n_blocks < MIN_TASKS && job->n / (job->n_blocks + 1) >= MIN_NC)
+    while (job->m_blocks * job->n_blocks < min_tasks && job->n / (job->n_blocks + 1) >= MIN_NC)
         job->n_blocks++;
     job->nc = round_up((job->n + job->n_blocks - 1) / job->n_blocks, uk->nr);
     job->n_blocks = (job->n + job->nc - 1) / job->nc;
-    if (threads > 1 && job->m_blocks * job->n_blocks < MIN_TASKS) {
-        /* still too few tasks to share (a narrow C: N = 49 in a CNN's last
-         * stage): cut the rows finer, down to one register tile a block */
-        int64_t want = (MIN_TASKS + job->n_blocks - 1) / job->n_blocks, tiles = (job->m + uk->mr - 1) / uk->mr;
-        int64_t blocks = want < tiles ? want : tiles;
-        if (blocks > job->m_blocks) {
-            job->mc = round_up((job->m + blocks - 1) / blocks, uk->mr);
-            job->m_blocks = (job->m + job->mc - 1) / job->mc;
+    if (threads > 1) {
+        int64_t tiles = (job->m + uk->mr - 1) / uk->mr;
+        if (job->m_blocks * job->n_blocks < min_tasks) {
+            int64_t want = (min_tasks + job->n_blocks - 1) / job->n_blocks;
+            int64_t blocks = want < tiles ? want : tiles;
+            if (blocks > job->m_blocks)
+                job->m_blocks = blocks;
         }
+        if (job->m_blocks * job->n_blocks < TASKS_PER_THREAD * threads)
+            while (job->m_blocks * job->n_blocks % threads && job->m_blocks < tiles)
+                job->m_blocks++;
     }
+    job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
+    job->m_blocks = (job->m + job->mc - 1) / job->mc;
     job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
                     job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
     /* B in place when each of its panels serves few row tiles (packing it

@@ -30,7 +30,9 @@ struct kiln_kernel_ctx;
 
 /* How kiln_sgemm runs work in parallel: run(ctx, n, grain, fn, arg) must
  * call fn over [0, n) split into chunks (any split, any threads) and return
- * when all are done. */
+ * when all are done.  threads is how many threads run may use (0: unknown);
+ * the GEMM cuts its output into a number of tasks those threads share
+ * evenly. */
 typedef void (*kiln_gemm_run_fn)(void *ctx, int64_t n, int64_t grain, kiln_range_fn fn, void *arg);
 typedef struct kiln_gemm_parallel {
     kiln_gemm_run_fn run;
@@ -199,7 +201,8 @@ enum {
     KILN_SCRATCH_PACK_B = 1, /* kiln_sgemm's packed B slice */
     KILN_SCRATCH_IM2COL = 2, /* Conv's column matrix */
     KILN_SCRATCH_WEIGHTS = 3, /* Conv's packed weights */
-    KILN_SCRATCH_SLOTS = 4
+    KILN_SCRATCH_CONV_OUT = 4, /* Conv's output block that spans images, before the scatter */
+    KILN_SCRATCH_SLOTS = 5
 };
 void *kiln_gemm_scratch(int slot, size_t bytes);
 

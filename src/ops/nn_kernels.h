@@ -6,6 +6,7 @@
 #define KILN_OPS_NN_KERNELS_H
 
 #include "ops/gemm.h" /* kiln_act_t */
+#include "core/threadpool.h"
 #include "ops/kernel.h"
 #include "ops/nn_geometry.h"
 
@@ -63,6 +64,17 @@ void kiln_conv_dw_plane_portable(const kiln_dw_plane_t *p);
  * avx2 and fma) */
 void kiln_conv_dw_plane_avx512(const kiln_dw_plane_t *p);
 void kiln_conv_dw_plane_avx2(const kiln_dw_plane_t *p);
+/* For tests: Conv's GEMM path (every conv but depthwise) on raw float32
+ * arrays, NCHW-style with window w: x is batch x in_channels x w->in, wt
+ * is out_channels x in_channels/group x w->kernel, b (out_channels) may
+ * be NULL, y (batch x out_channels x w->out) is written whole, ep as in
+ * kiln_conv_run_epilogue (may be NULL).  w_packed is NULL or each group's
+ * weights packed by kiln_sgemm_pack_a, one after another.  Threads come
+ * from pool (NULL: this one).  KILN_ERR_NO_MEMORY when scratch ran out. */
+kiln_status_t kiln_conv_gemm_forward(const kiln_window_t *w, int64_t batch, int64_t in_channels,
+                                     int64_t out_channels, int64_t group, const float *x, const float *wt,
+                                     const float *w_packed, const float *b, float *y,
+                                     const kiln_conv_epilogue_t *ep, kiln_threadpool_t *pool);
 
 /* nn.c: MatMul's numpy-style shape rules, shared with the integer
  * MatMuls of quant.c.  Batch dims broadcast; each operand's element stride

@@ -18,8 +18,15 @@
  *    ReLU through apply, and ReLU alone), weights transformed per call and
  *    once, one thread and two (both ways of splitting), portable and
  *    AVX-512 transforms.
+ *  - the GEMM path (kiln_conv_gemm_forward): batches 1 to 5 whose column
+ *    blocks span images (small maps) or are cut inside an image (larger
+ *    maps), pointwise and im2col convs, groups, pads, strides, dilations,
+ *    on 1 to 3 threads (blocks per thread and blocks split over threads),
+ *    weights packed or not, with no epilogue, the GEMM's ReLU, or a
+ *    residual-style pass that must see each element's output offset.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +35,7 @@
 #include "ops/conv_winograd.h"
 #include "kiln.h"
 #include "onnx/pb.h"
+#include "ops/gemm.h"
 #include "ops/nn_kernels.h"
 
 static float frand(unsigned *s)
@@ -509,10 +517,131 @@ static void test_winograd(void)
     CHECK(kiln_winograd_tile(&w, 2, 256, 256, 1) == 0);
 }
 
+/* The GEMM path's residual-style epilogue: y = y * 0.5 + residual[offset]. */
+static void residual_apply(void *arg, float *y, int64_t offset, int64_t n)
+{
+    const float *residual = arg;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = y[i] * 0.5f + residual[offset + i];
+}
+
+typedef struct conv_case {
+    int64_t batch, in_channels, out_channels, group;
+    kiln_window_t w;
+} conv_case_t;
+
+static void check_gemm_conv(const conv_case_t *c, const char *what)
+{
+    const kiln_window_t *w = &c->w;
+    int64_t ipg = c->in_channels / c->group, opg = c->out_channels / c->group;
+    int64_t in_vol = w->in[1] * w->in[2], out_vol = w->out[1] * w->out[2], kvol = w->kernel[1] * w->kernel[2];
+    size_t nx = (size_t)(c->batch * c->in_channels * in_vol), nw = (size_t)(c->out_channels * ipg * kvol);
+    size_t ny = (size_t)(c->batch * c->out_channels * out_vol);
+    float *x = malloc(nx * sizeof *x), *wt = malloc(nw * sizeof *wt), *b = malloc((size_t)c->out_channels * sizeof *b);
+    float *ref = malloc(ny * sizeof *ref), *y = malloc(ny * sizeof *y), *plane = malloc((size_t)out_vol * sizeof *plane);
+    float *residual = malloc(ny * sizeof *residual);
+    size_t packed_floats = kiln_sgemm_packed_a_floats(opg, ipg * kvol);
+    float *packed = aligned_alloc(64, (packed_floats * (size_t)c->group * sizeof(float) + 63) / 64 * 64);
+    unsigned seed = 11;
+    for (size_t i = 0; i < nx; i++)
+        x[i] = frand(&seed);
+    for (size_t i = 0; i < nw; i++)
+        wt[i] = frand(&seed);
+    for (int64_t i = 0; i < c->out_channels; i++)
+        b[i] = frand(&seed);
+    for (size_t i = 0; i < ny; i++)
+        residual[i] = frand(&seed);
+    for (int64_t g = 0; g < c->group; g++)
+        kiln_sgemm_pack_a(opg, ipg * kvol, wt + g * opg * ipg * kvol, ipg * kvol, packed + g * packed_floats);
+    const kiln_act_t no_act = {KILN_ACT_NONE, 0.0f, 0.0f};
+    for (int64_t n = 0; n < c->batch; n++)
+        for (int64_t m = 0; m < c->out_channels; m++) {
+            float *yr = ref + (n * c->out_channels + m) * out_vol;
+            for (int64_t i = 0; i < out_vol; i++)
+                yr[i] = b[m];
+            for (int64_t ci = 0; ci < ipg; ci++) {
+                const float *xp = x + (n * c->in_channels + m / opg * ipg + ci) * in_vol;
+                naive_plane(w, xp, wt + (m * ipg + ci) * kvol, 0.0f, &no_act, plane);
+                for (int64_t i = 0; i < out_vol; i++)
+                    yr[i] += plane[i];
+            }
+        }
+    for (int threads = 1; threads <= 3; threads++) {
+        kiln_threadpool_t *pool = threads > 1 ? kiln_threadpool_create(threads) : NULL;
+        for (int variant = 0; variant < 8; variant++) {
+            /* none, ReLU in the GEMM's stores, residual, Clip in the stores
+             * and then the residual */
+            int epilogue = variant % 4;
+            bool use_packed = variant >= 4;
+            kiln_conv_epilogue_t ep = {.act = {KILN_ACT_NONE, 0.0f, 0.0f},
+                                       .apply = epilogue >= 2 ? residual_apply : NULL, .arg = residual};
+            if (epilogue == 1)
+                ep.act.kind = KILN_ACT_RELU;
+            if (epilogue == 3)
+                ep.act = (kiln_act_t){KILN_ACT_CLIP, -0.3f, 0.4f};
+            for (size_t i = 0; i < ny; i++)
+                y[i] = NAN;
+            kiln_status_t st = kiln_conv_gemm_forward(w, c->batch, c->in_channels, c->out_channels, c->group, x, wt,
+                                                      use_packed ? packed : NULL, b, y, epilogue ? &ep : NULL, pool);
+            CHECK_MSG(st == KILN_OK, "%s: status %d", what, (int)st);
+            int bad = 0;
+            for (size_t i = 0; i < ny && bad < 3; i++) {
+                float want = ref[i];
+                if (epilogue == 1)
+                    want = want > 0.0f ? want : 0.0f;
+                if (epilogue == 3)
+                    want = want < -0.3f ? -0.3f : want > 0.4f ? 0.4f : want;
+                if (epilogue >= 2)
+                    want = want * 0.5f + residual[i];
+                if (!(fabsf(y[i] - want) <= 1e-3f * (1.0f + fabsf(want)))) {
+                    CHECK_MSG(false, "%s (batch %lld, %d threads, variant %d): y[%zu] = %g, want %g", what,
+                              (long long)c->batch, threads, variant, i, (double)y[i], (double)want);
+                    bad++;
+                }
+            }
+        }
+        kiln_threadpool_free(pool);
+    }
+    free(x);
+    free(wt);
+    free(b);
+    free(ref);
+    free(y);
+    free(plane);
+    free(residual);
+    free(packed);
+}
+
+static void test_gemm_conv(void)
+{
+    for (int64_t batch = 1; batch <= 5; batch++) {
+        conv_case_t cases[] = {
+            {batch, 16, 24, 1, window2d(7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},      /* pointwise, 49 per image */
+            {batch, 8, 40, 1, window2d(5, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},       /* 45 per image */
+            {batch, 12, 30, 3, window2d(9, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1)},      /* groups, stride 2 */
+            {batch, 6, 13, 1, window2d(14, 14, 3, 3, 1, 1, 2, 2, 2, 1, 2, 0)},     /* dilated, uneven pads */
+            {batch, 32, 20, 1, window2d(15, 15, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0)},    /* 1x1 stride 2 */
+            {batch, 4, 16, 2, window2d(28, 28, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},     /* pointwise, groups, 784 */
+            {batch, 64, 36, 1, window2d(30, 31, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},    /* blocks cut per image */
+            {batch, 256, 8, 1, window2d(24, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},    /* pointwise, cut per image */
+            {batch, 3, 8, 1, window2d(33, 35, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3)},      /* stem-like */
+            {batch, 5, 7, 1, window2d(3, 4, 2, 3, 1, 1, 1, 1, 0, 1, 1, 0)},        /* tiny */
+            {batch, 0, 5, 1, window2d(9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)},        /* no input channels */
+            {batch, 0, 6, 1, window2d(9, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)},        /* the same, pointwise */
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "gemm conv case %zu", i);
+            check_gemm_conv(&cases[i], what);
+        }
+    }
+}
+
 int main(void)
 {
     test_depthwise();
     test_winograd();
     test_fused_depthwise();
+    test_gemm_conv();
     return check_finish();
 }
