@@ -65,10 +65,8 @@ uint64_t kiln_monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void kiln_infer_request_free(kiln_infer_request_t *req)
+void kiln_infer_request_clear(kiln_infer_request_t *req)
 {
-    if (!req)
-        return;
     for (int i = 0; i < req->n_inputs; i++) {
         if (req->input_names)
             free(req->input_names[i]);
@@ -81,6 +79,14 @@ void kiln_infer_request_free(kiln_infer_request_t *req)
         if (req->outputs)
             kiln_tensor_free(req->outputs[i]);
     free(req->outputs);
+    memset(req, 0, sizeof *req);
+}
+
+void kiln_infer_request_free(kiln_infer_request_t *req)
+{
+    if (!req)
+        return;
+    kiln_infer_request_clear(req);
     free(req);
 }
 
@@ -220,6 +226,8 @@ static kiln_tensor_t *slice_rows(const kiln_tensor_t *t, int64_t row, int64_t co
     return s;
 }
 
+#define SMALL_INPUTS 16
+
 static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
 {
     struct kiln_runner *r = inst->runner;
@@ -233,9 +241,15 @@ static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
         batch[k]->start_ns = t_start;
         batch[k]->batch_rows = rows;
     }
+    /* outputs becomes the request's own list when it runs alone; stacked and
+     * feed live on the stack for the usual few inputs (one malloc each less
+     * per request on a small model) */
     kiln_tensor_t **outputs = calloc((size_t)n_out + 1, sizeof *outputs);
-    kiln_tensor_t **stacked = calloc((size_t)first->n_inputs + 1, sizeof *stacked);
-    const kiln_tensor_t **feed = calloc((size_t)first->n_inputs + 1, sizeof *feed);
+    kiln_tensor_t *stacked_small[SMALL_INPUTS] = {0};
+    const kiln_tensor_t *feed_small[SMALL_INPUTS];
+    bool small = first->n_inputs <= SMALL_INPUTS;
+    kiln_tensor_t **stacked = small ? stacked_small : calloc((size_t)first->n_inputs + 1, sizeof *stacked);
+    const kiln_tensor_t **feed = small ? feed_small : calloc((size_t)first->n_inputs + 1, sizeof *feed);
     char msg[512] = "";
     int http_status = 500;
     bool ok = outputs && stacked && feed;
@@ -271,14 +285,15 @@ static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
             fail_request(req, http_status, msg);
             continue;
         }
-        req->outputs = calloc((size_t)n_out + 1, sizeof *req->outputs);
+        if (n == 1) {
+            req->outputs = outputs; /* the request takes the list over */
+            outputs = NULL;
+        } else {
+            req->outputs = calloc((size_t)n_out + 1, sizeof *req->outputs);
+        }
         req->n_outputs = req->outputs ? n_out : 0;
         req->output_names = r->output_names;
-        for (int o = 0; o < n_out && req->outputs; o++) {
-            if (n == 1) {
-                req->outputs[o] = outputs[o];
-                continue;
-            }
+        for (int o = 0; o < n_out && req->outputs && n > 1; o++) {
             const kiln_tensor_t *t = outputs[o];
             if (t->rank == 0 || t->dims[0] != rows) {
                 fail_request(req, 500, "an output does not keep the batch dimension; batching cannot split it");
@@ -294,17 +309,15 @@ static void execute_batch(instance_t *inst, kiln_infer_request_t **batch, int n)
             fail_request(req, 500, "out of memory");
         row += req->rows;
     }
-    if (n == 1 && ok && !first->outputs) {
-        for (int o = 0; o < n_out; o++)
-            kiln_tensor_free(outputs[o]);
-    } else if (n > 1) {
-        for (int o = 0; o < n_out; o++)
-            kiln_tensor_free(outputs[o]);
-    }
+    /* outputs is NULL here when a lone request took it over */
+    for (int o = 0; outputs && o < n_out; o++)
+        kiln_tensor_free(outputs[o]);
     for (int i = 0; stacked && i < first->n_inputs; i++)
         kiln_tensor_free(stacked[i]);
-    free(stacked);
-    free(feed);
+    if (!small) {
+        free(stacked);
+        free(feed);
+    }
     free(outputs);
     uint64_t t_end = kiln_monotonic_ns();
 
