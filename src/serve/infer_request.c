@@ -119,11 +119,14 @@ static void skip_ws(parser_t *ps)
         ps->p++;
 }
 
-/* The next significant character, or 0 at the end. */
+/* The next significant character, or 0 at the end (a NUL byte in the
+ * text reads as 1, which no JSON token starts with). */
 static char peek(parser_t *ps)
 {
     skip_ws(ps);
-    return ps->p < ps->end ? *ps->p : 0;
+    if (ps->p >= ps->end)
+        return 0;
+    return *ps->p ? *ps->p : 1;
 }
 
 static bool expect(parser_t *ps, char c)

@@ -93,6 +93,7 @@ struct kiln_server {
     atomic_bool stopping;
     atomic_int in_flight;
     atomic_int listeners_off;      /* HTTP threads that stopped accepting */
+    atomic_int loop_turns;         /* settle_http_threads' count of loop turns */
     pthread_t poller;
     bool poller_started;
     pthread_mutex_t poll_lock;
@@ -1454,6 +1455,27 @@ static void stop_accepting_cb(evutil_socket_t fd, short what, void *arg)
     atomic_fetch_add(&t->server->listeners_off, 1);
 }
 
+static void loop_turn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    atomic_fetch_add(&((struct kiln_server *)arg)->loop_turns, 1);
+}
+
+/* Lets every HTTP thread go twice around its loop.  A thread that ran a
+ * request inline may hold another connection's request unread in its
+ * socket; in_flight does not count it yet, and a drain that trusted a
+ * momentary zero would cut it off.  Two turns: the I/O that was ready in
+ * the first is handled before the second. */
+static void settle_http_threads(struct kiln_server *s)
+{
+    for (int round = 0; round < 2; round++) {
+        int target = atomic_load(&s->loop_turns) + s->n_threads;
+        for (int i = 0; i < s->n_threads; i++)
+            event_base_once(s->threads[i].base, -1, EV_TIMEOUT, loop_turn_cb, s, NULL);
+        for (int i = 0; i < 1000 && atomic_load(&s->loop_turns) < target; i++)
+            usleep(1000);
+    }
+}
+
 static void loopexit_cb(evutil_socket_t fd, short what, void *arg)
 {
     event_base_loopbreak(arg);
@@ -1475,8 +1497,14 @@ void kiln_server_stop(kiln_server_t *s)
     for (int i = 0; i < 200 && atomic_load(&s->listeners_off) < s->n_threads; i++)
         usleep(10000);
     /* let in-flight requests finish and answer */
-    for (int i = 0; i < DRAIN_SECONDS * 100 && atomic_load(&s->in_flight) > 0; i++)
+    for (int i = 0; i < DRAIN_SECONDS * 100; i++) {
+        if (atomic_load(&s->in_flight) == 0) {
+            settle_http_threads(s);
+            if (atomic_load(&s->in_flight) == 0)
+                break;
+        }
         usleep(10000);
+    }
     for (int i = 0; i < s->n_threads; i++)
         event_base_once(s->threads[i].base, -1, EV_TIMEOUT, loopexit_cb, s->threads[i].base, NULL);
     for (int i = 0; i < s->n_threads; i++)

@@ -5,9 +5,11 @@
  * number edge cases (the fast decimal path against strtod), and every
  * error a client can provoke, each with the words its 400 answer carries.
  * Replays tests/fuzz/regressions_infer/ too: inputs the fuzzer once found
- * crashing or disagreeing with jansson.
+ * crashing or disagreeing with jansson (run from the repository root).
  */
 #include <dirent.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +325,13 @@ static void replay_regressions(void)
         kiln_v2_request_t req;
         kiln_status_t st = kiln_v2_parse_infer((const char *)buf + 2, size - 2, split, &req);
         CHECK_MSG(st == KILN_OK || kiln_last_error()[0], "%s: no error message", path);
+        /* as the fuzz target: malformed exactly when jansson refuses */
+        json_error_t jerr;
+        json_t *root = json_loadb((const char *)buf + 2, split, JSON_REJECT_DUPLICATES, &jerr);
+        bool malformed = st != KILN_OK && !strncmp(kiln_last_error(), "malformed JSON", 14);
+        CHECK_MSG(strstr(jerr.text, "duplicate") || !root == malformed, "%s: jansson says %s", path,
+                  root ? "valid" : jerr.text);
+        json_decref(root);
         printf("%s: %s\n", path, st == KILN_OK ? "parsed" : kiln_last_error());
         if (st == KILN_OK)
             kiln_v2_request_clear(&req);
