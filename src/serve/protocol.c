@@ -43,10 +43,14 @@ static size_t binary_size(const kiln_tensor_t *t)
     return n;
 }
 
-/* The response is written directly rather than built as a jansson tree:
- * on a small model the tree's allocations and json_dumps were a fifth of
- * the server's CPU time (measured with perf). */
-typedef kiln_v2_buf_t out_buf_t;
+/* A growable output buffer.  The response is written directly rather than
+ * built as a jansson tree: on a small model the tree's allocations and
+ * json_dumps were a fifth of the server's CPU time (measured with perf). */
+typedef struct out_buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} out_buf_t;
 
 static void out_reserve(out_buf_t *b, size_t extra)
 {
@@ -212,13 +216,12 @@ static size_t write_binary(const kiln_tensor_t *t, char *dst)
     return off;
 }
 
-kiln_status_t kiln_v2_write_infer_buf(kiln_v2_buf_t *b, const char *model, const char *version, const char *id,
-                                      int n_outputs, char *const *names, kiln_tensor_t *const *tensors,
-                                      const bool *binary, const char *params_json, size_t *json_len)
+/* Writes the response into the empty buffer b. */
+static kiln_status_t write_infer(out_buf_t *b, const char *model, const char *version, const char *id, int n_outputs,
+                                 char *const *names, kiln_tensor_t *const *tensors, const bool *binary,
+                                 const char *params_json, size_t *json_len)
 {
     size_t bin_total = 0;
-    b->len = 0;
-    b->failed = false;
     out_str(b, "{\"model_name\":");
     out_json_string(b, model);
     out_str(b, ",\"model_version\":");
@@ -250,9 +253,8 @@ kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const 
                                   char *const *names, kiln_tensor_t *const *tensors, const bool *binary,
                                   const char *params_json, char **out, size_t *out_len, size_t *json_len)
 {
-    kiln_v2_buf_t b = {0};
-    kiln_status_t st =
-        kiln_v2_write_infer_buf(&b, model, version, id, n_outputs, names, tensors, binary, params_json, json_len);
+    out_buf_t b = {0};
+    kiln_status_t st = write_infer(&b, model, version, id, n_outputs, names, tensors, binary, params_json, json_len);
     if (st) {
         free(b.p);
         return st;

@@ -39,14 +39,6 @@ typedef struct kiln_v2_request {
 kiln_status_t kiln_v2_parse_infer(const char *body, size_t len, size_t json_len, kiln_v2_request_t *out);
 void kiln_v2_request_clear(kiln_v2_request_t *r);
 
-/* A growable byte buffer (p malloc'd, freed by its owner).  A server
- * thread keeps one for all its responses: no allocation per response. */
-typedef struct kiln_v2_buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} kiln_v2_buf_t;
-
 /* Builds an infer response: JSON (and binary parts for outputs asked as
  * binary).  *out is malloc'd (caller frees), *json_len the JSON part's
  * length (equal to *out_len when nothing is binary).  params_json is a JSON
@@ -54,12 +46,6 @@ typedef struct kiln_v2_buf {
 kiln_status_t kiln_v2_write_infer(const char *model, const char *version, const char *id, int n_outputs,
                                   char *const *names, kiln_tensor_t *const *tensors, const bool *binary,
                                   const char *params_json, char **out, size_t *out_len, size_t *json_len);
-
-/* kiln_v2_write_infer into b (its old content replaced; b->len is the
- * whole length). */
-kiln_status_t kiln_v2_write_infer_buf(kiln_v2_buf_t *b, const char *model, const char *version, const char *id,
-                                      int n_outputs, char *const *names, kiln_tensor_t *const *tensors,
-                                      const bool *binary, const char *params_json, size_t *json_len);
 
 /* Builds an infer request (the client's side, for `kiln bench --url`):
  * inputs as JSON data, or with binary_inputs as binary tensor data after

@@ -165,6 +165,23 @@ static void reply(struct evhttp_request *req, int code, const char *body, size_t
     evhttp_send_reply(req, code, code < 400 ? "OK" : "Error", NULL);
 }
 
+static void free_body(const void *data, size_t len, void *arg) { free((void *)data); }
+
+/* As reply(), for a malloc'd body it takes over: evbuffer refers to it
+ * rather than copying it into a chain of its own (a 1 KiB+ malloc per
+ * answer, which made glibc consolidate its fast bins: 2% in perf). */
+static void reply_owned(struct evhttp_request *req, int code, char *body, size_t len, const char *ctype)
+{
+    if (len && evbuffer_add_reference(evhttp_request_get_output_buffer(req), body, len, free_body, NULL) != 0) {
+        free(body);
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    if (!len)
+        free(body);
+    reply(req, code, NULL, 0, ctype);
+}
+
 static void reply_json(struct evhttp_request *req, int code, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -739,6 +756,22 @@ static void handle_repository_control(struct kiln_server *s, struct evhttp_reque
 
 /* ---- infer --------------------------------------------------------------- */
 
+/* Each HTTP thread keeps one freed record for its next request: the record
+ * is over 1 KiB, and such a malloc makes glibc consolidate its fast bins
+ * (malloc_consolidate was 2.6% of the CPU time).  Records are made and
+ * freed on HTTP threads only. */
+static _Thread_local pending_t *spare_pending;
+
+static pending_t *pending_new(void)
+{
+    pending_t *p = spare_pending;
+    if (!p)
+        return calloc(1, sizeof *p);
+    spare_pending = NULL;
+    memset(p, 0, sizeof *p);
+    return p;
+}
+
 static void pending_free(pending_t *p)
 {
     if (p->wake)
@@ -748,7 +781,10 @@ static void pending_free(pending_t *p)
     if (p->lv)
         version_release(p->lv);
     atomic_fetch_sub(&p->server->in_flight, 1);
-    free(p);
+    if (!spare_pending)
+        spare_pending = p;
+    else
+        free(p);
 }
 
 static void on_connection_close(struct evhttp_connection *conn, void *arg)
@@ -759,10 +795,6 @@ static void on_connection_close(struct evhttp_connection *conn, void *arg)
 }
 
 #define SMALL_OUTPUTS 16
-#define RESPONSE_BUF_KEEP (64 * 1024)
-
-/* Each HTTP thread writes its responses here (freed when the thread ends). */
-static _Thread_local kiln_v2_buf_t response_buf;
 
 /* Writes v in decimal with a NUL; returns the digits written.  dst holds 21. */
 static size_t write_u64(char *dst, uint64_t v)
@@ -857,24 +889,19 @@ static void send_infer_response(evutil_socket_t fd, short what, void *arg)
     char params[256], vs[24];
     write_params(params, total_us, queue_us, compute_us, r->batch_rows);
     write_u64(vs, (uint64_t)p->lv->version);
-    /* this thread's response buffer: no allocation per response */
-    kiln_v2_buf_t *b = &response_buf;
-    size_t json_len;
-    if (kiln_v2_write_infer_buf(b, p->model, vs, p->v2.id, n_sel, names, tensors, binary, params, &json_len)) {
+    char *body;
+    size_t len, json_len;
+    if (kiln_v2_write_infer(p->model, vs, p->v2.id, n_sel, names, tensors, binary, params, &body, &len, &json_len)) {
         reply_error(req, 500, "%s", kiln_last_error());
         goto done;
     }
-    if (json_len != b->len) {
+    if (json_len != len) {
         char hl[24];
         write_u64(hl, json_len);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Inference-Header-Content-Length", hl);
-        reply(req, 200, b->p, b->len, "application/octet-stream");
+        reply_owned(req, 200, body, len, "application/octet-stream");
     } else {
-        reply(req, 200, b->p, b->len, "application/json");
-    }
-    if (b->cap > RESPONSE_BUF_KEEP) { /* a big answer: do not keep its memory */
-        free(b->p);
-        memset(b, 0, sizeof *b);
+        reply_owned(req, 200, body, len, "application/json");
     }
 done:
     if (!small) {
@@ -1003,7 +1030,7 @@ static void handle_infer(struct kiln_server *s, struct evhttp_request *req, cons
         return;
     }
     atomic_fetch_add(&s->in_flight, 1);
-    pending_t *p = calloc(1, sizeof *p);
+    pending_t *p = pending_new();
     if (!p) {
         atomic_fetch_sub(&s->in_flight, 1);
         version_release(lv);
@@ -1306,7 +1333,7 @@ static void *http_thread_main(void *arg)
 {
     http_thread_t *t = arg;
     event_base_dispatch(t->base);
-    free(response_buf.p);
+    free(spare_pending);
     return NULL;
 }
 
