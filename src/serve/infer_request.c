@@ -44,6 +44,16 @@
 #define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 #define KEY_MAX 32     /* longer keys are none this parser reads */
 
+/* Nesting depths as jansson counts them (the request object is 1), for
+ * its limit of MAX_DEPTH. */
+enum {
+    DEPTH_REQUEST = 1, /* the request object */
+    DEPTH_MEMBER,      /* its members' values: inputs, outputs, parameters */
+    DEPTH_TENSOR,      /* an input or output object; a request parameter's value */
+    DEPTH_FIELD,       /* an input's or output's members' values: shape, data, parameters */
+    DEPTH_PARAM,       /* a value in an input's or output's parameters, a shape element */
+};
+
 typedef enum { ERR_NONE, ERR_SYNTAX, ERR_SEMANTIC, ERR_MEMORY } err_kind_t;
 
 /* The cursor over the JSON part and the binary part after it. */
@@ -581,7 +591,7 @@ static bool store_scalar(parser_t *ps, kiln_tensor_t *t, int64_t i, const char *
     kiln_dtype_t dt = t->dtype;
     if (dt == KILN_DTYPE_STRING) {
         if (c != '"')
-            return skip_value(ps, 0) && semantic_error(ps, "input '%s': BYTES data must be strings", name);
+            return skip_value(ps, DEPTH_PARAM) && semantic_error(ps, "input '%s': BYTES data must be strings", name);
         str_tok_t tok;
         if (!lex_string(ps, &tok))
             return false;
@@ -628,7 +638,7 @@ static bool store_scalar(parser_t *ps, kiln_tensor_t *t, int64_t i, const char *
                                   kiln_dtype_to_kserve_type(dt));
         kiln_tensor_set_f64(t, i, (double)n.i);
         return true;
-    } else if (!skip_value(ps, 0)) {
+    } else if (!skip_value(ps, DEPTH_PARAM)) { /* an error below: prefer_syntax_error recounts depths */
         return false;
     }
     /* a string, null or object, or a boolean where a number belongs */
@@ -729,7 +739,7 @@ static bool shape_element(parser_t *ps, size_t index, void *ctx)
     if (peek(ps) != '-' && !is_digit(peek(ps))) {
         if (in->bad_dim < 0)
             in->bad_dim = (long)index;
-        return skip_value(ps, 3);
+        return skip_value(ps, DEPTH_PARAM);
     }
     num_tok_t n;
     if (!lex_number(ps, &n))
@@ -745,13 +755,13 @@ static bool input_param(parser_t *ps, const char *key, bool long_key, void *ctx)
 {
     input_scan_t *in = ctx;
     if (long_key || strcmp(key, "binary_data_size"))
-        return skip_value(ps, 4);
+        return skip_value(ps, DEPTH_PARAM);
     if (!once(ps, &in->seen, KEY_BDS, key))
         return false;
     in->has_bin = true;
     char c = peek(ps);
     if (c != '-' && !is_digit(c))
-        return skip_value(ps, 4);
+        return skip_value(ps, DEPTH_PARAM);
     num_tok_t n;
     if (!lex_number(ps, &n))
         return false;
@@ -821,13 +831,13 @@ static bool input_member(parser_t *ps, const char *key, bool long_key, void *ctx
 {
     input_scan_t *in = ctx;
     if (long_key)
-        return skip_value(ps, 3);
+        return skip_value(ps, DEPTH_FIELD);
     char c = peek(ps);
     if (!strcmp(key, "name")) {
         if (!once(ps, &in->seen, KEY_NAME, key))
             return false;
         if (c != '"')
-            return skip_value(ps, 3);
+            return skip_value(ps, DEPTH_FIELD);
         str_tok_t tok;
         return lex_string(ps, &tok) && (in->name = dup_string(ps, &tok)) != NULL;
     }
@@ -835,14 +845,14 @@ static bool input_member(parser_t *ps, const char *key, bool long_key, void *ctx
         if (!once(ps, &in->seen, KEY_SHAPE, key))
             return false;
         in->shape_ok = c == '[';
-        return in->shape_ok ? walk_array(ps, 3, shape_element, in) : skip_value(ps, 3);
+        return in->shape_ok ? walk_array(ps, DEPTH_FIELD, shape_element, in) : skip_value(ps, DEPTH_FIELD);
     }
     if (!strcmp(key, "datatype")) {
         if (!once(ps, &in->seen, KEY_DATATYPE, key))
             return false;
         in->dtype_ok = c == '"';
         if (!in->dtype_ok)
-            return skip_value(ps, 3);
+            return skip_value(ps, DEPTH_FIELD);
         str_tok_t tok;
         if (!lex_string(ps, &tok))
             return false;
@@ -858,7 +868,7 @@ static bool input_member(parser_t *ps, const char *key, bool long_key, void *ctx
     if (!strcmp(key, "parameters")) {
         if (!once(ps, &in->seen, KEY_PARAMETERS, key))
             return false;
-        return c == '{' ? walk_object(ps, 3, input_param, in) : skip_value(ps, 3);
+        return c == '{' ? walk_object(ps, DEPTH_FIELD, input_param, in) : skip_value(ps, DEPTH_FIELD);
     }
     if (!strcmp(key, "data")) {
         if (!once(ps, &in->seen, KEY_DATA, key))
@@ -877,9 +887,9 @@ static bool input_member(parser_t *ps, const char *key, bool long_key, void *ctx
             ps->p = in->data_at;
         }
         ps->err_kind = ERR_NONE;
-        return skip_value(ps, 3);
+        return skip_value(ps, DEPTH_FIELD);
     }
-    return skip_value(ps, 3);
+    return skip_value(ps, DEPTH_FIELD);
 }
 
 /* The binary part of an input: checks binary_data_size against the shape
@@ -953,7 +963,7 @@ static bool input_element(parser_t *ps, size_t index, void *ctx)
     if (index >= MAX_TENSORS)
         return semantic_error(ps, "too many inputs (more than %d)", MAX_TENSORS);
     if (peek(ps) != '{')
-        return skip_value(ps, 2) && semantic_error(ps, "inputs[%zu] must be an object", index);
+        return skip_value(ps, DEPTH_TENSOR) && semantic_error(ps, "inputs[%zu] must be an object", index);
     if (r->n_inputs == rs->cap_inputs) {
         int cap = rs->cap_inputs ? rs->cap_inputs * 2 : 4;
         char **names = realloc(r->input_names, (size_t)cap * sizeof *names);
@@ -967,7 +977,7 @@ static bool input_element(parser_t *ps, size_t index, void *ctx)
         rs->cap_inputs = cap;
     }
     input_scan_t in = {.index = (int)index, .bad_dim = -1};
-    bool ok = walk_object(ps, 2, input_member, &in) && finish_input(ps, &in);
+    bool ok = walk_object(ps, DEPTH_TENSOR, input_member, &in) && finish_input(ps, &in);
     for (int k = 0; ok && k < r->n_inputs; k++)
         if (!strcmp(r->input_names[k], in.name))
             ok = semantic_error(ps, "input '%s' is given twice", in.name);
@@ -986,7 +996,7 @@ static bool output_param(parser_t *ps, const char *key, bool long_key, void *ctx
 {
     signed char *binary = ctx;
     if (long_key || strcmp(key, "binary_data"))
-        return skip_value(ps, 4);
+        return skip_value(ps, DEPTH_PARAM);
     if (*binary >= 0)
         return duplicate_key(ps, key);
     if (peek(ps) == 't') {
@@ -994,7 +1004,7 @@ static bool output_param(parser_t *ps, const char *key, bool long_key, void *ctx
         return lex_literal(ps, "true");
     }
     *binary = 0;
-    return skip_value(ps, 4);
+    return skip_value(ps, DEPTH_PARAM);
 }
 
 typedef struct output_scan {
@@ -1007,20 +1017,20 @@ static bool output_member(parser_t *ps, const char *key, bool long_key, void *ct
 {
     output_scan_t *o = ctx;
     if (long_key)
-        return skip_value(ps, 3);
+        return skip_value(ps, DEPTH_FIELD);
     char c = peek(ps);
     if (!strcmp(key, "name")) {
         if (!once(ps, &o->seen, 1, key))
             return false;
         str_tok_t tok;
-        return c != '"' ? skip_value(ps, 3) : lex_string(ps, &tok) && (o->name = dup_string(ps, &tok)) != NULL;
+        return c != '"' ? skip_value(ps, DEPTH_FIELD) : lex_string(ps, &tok) && (o->name = dup_string(ps, &tok)) != NULL;
     }
     if (!strcmp(key, "parameters")) {
         if (!once(ps, &o->seen, 2, key))
             return false;
-        return c == '{' ? walk_object(ps, 3, output_param, &o->binary) : skip_value(ps, 3);
+        return c == '{' ? walk_object(ps, DEPTH_FIELD, output_param, &o->binary) : skip_value(ps, DEPTH_FIELD);
     }
-    return skip_value(ps, 3);
+    return skip_value(ps, DEPTH_FIELD);
 }
 
 static bool output_element(parser_t *ps, size_t index, void *ctx)
@@ -1032,10 +1042,10 @@ static bool output_element(parser_t *ps, size_t index, void *ctx)
     if (rs->outputs_error[0] || peek(ps) != '{') {
         if (!rs->outputs_error[0])
             snprintf(rs->outputs_error, sizeof rs->outputs_error, "outputs[%zu]: 'name' must be a string", index);
-        return skip_value(ps, 2);
+        return skip_value(ps, DEPTH_TENSOR);
     }
     output_scan_t o = {.binary = -1};
-    if (!walk_object(ps, 2, output_member, &o)) {
+    if (!walk_object(ps, DEPTH_TENSOR, output_member, &o)) {
         free(o.name);
         return false;
     }
@@ -1065,50 +1075,50 @@ static bool request_param(parser_t *ps, const char *key, bool long_key, void *ct
 {
     request_scan_t *rs = ctx;
     if (long_key || strcmp(key, "binary_data_output"))
-        return skip_value(ps, 3);
+        return skip_value(ps, DEPTH_TENSOR);
     if (!once(ps, &rs->seen, KEY_BDO, key))
         return false;
     if (peek(ps) == 't') {
         rs->out->binary_default = true;
         return lex_literal(ps, "true");
     }
-    return skip_value(ps, 3);
+    return skip_value(ps, DEPTH_TENSOR);
 }
 
 static bool request_member(parser_t *ps, const char *key, bool long_key, void *ctx)
 {
     request_scan_t *rs = ctx;
     if (long_key)
-        return skip_value(ps, 2);
+        return skip_value(ps, DEPTH_MEMBER);
     char c = peek(ps);
     if (!strcmp(key, "id")) {
         if (!once(ps, &rs->seen, KEY_ID, key))
             return false;
         str_tok_t tok;
-        return c != '"' ? skip_value(ps, 2) : lex_string(ps, &tok) && (rs->out->id = dup_string(ps, &tok)) != NULL;
+        return c != '"' ? skip_value(ps, DEPTH_MEMBER) : lex_string(ps, &tok) && (rs->out->id = dup_string(ps, &tok)) != NULL;
     }
     if (!strcmp(key, "parameters")) {
         if (!once(ps, &rs->seen, KEY_PARAMS, key))
             return false;
-        return c == '{' ? walk_object(ps, 2, request_param, rs) : skip_value(ps, 2);
+        return c == '{' ? walk_object(ps, DEPTH_MEMBER, request_param, rs) : skip_value(ps, DEPTH_MEMBER);
     }
     if (!strcmp(key, "inputs")) {
         if (!once(ps, &rs->seen, KEY_INPUTS, key))
             return false;
         rs->inputs_ok = c == '[';
-        return rs->inputs_ok ? walk_array(ps, 1, input_element, rs) : skip_value(ps, 2);
+        return rs->inputs_ok ? walk_array(ps, DEPTH_MEMBER, input_element, rs) : skip_value(ps, DEPTH_MEMBER);
     }
     if (!strcmp(key, "outputs")) {
         if (!once(ps, &rs->seen, KEY_OUTPUTS, key))
             return false;
         if (c != '[') {
             snprintf(rs->outputs_error, sizeof rs->outputs_error, "'outputs' must be an array");
-            return skip_value(ps, 2);
+            return skip_value(ps, DEPTH_MEMBER);
         }
         /* an empty list means all outputs, as an absent one */
-        return walk_array(ps, 1, output_element, rs);
+        return walk_array(ps, DEPTH_MEMBER, output_element, rs);
     }
-    return skip_value(ps, 2);
+    return skip_value(ps, DEPTH_MEMBER);
 }
 
 /* Parses the whole JSON part; semantic checks that need all of it last. */
@@ -1116,11 +1126,11 @@ static bool parse_request(parser_t *ps, request_scan_t *rs)
 {
     char c = peek(ps);
     if (c == '[')
-        return skip_value(ps, 0) && (peek(ps) ? syntax_error(ps, "end of file expected")
+        return skip_value(ps, DEPTH_REQUEST) && (peek(ps) ? syntax_error(ps, "end of file expected")
                                               : semantic_error(ps, "the request body must be a JSON object"));
     if (c != '{')
         return syntax_error(ps, c ? "'[' or '{' expected" : "'[' or '{' expected near end of file");
-    if (!walk_object(ps, 1, request_member, rs))
+    if (!walk_object(ps, DEPTH_REQUEST, request_member, rs))
         return false;
     if (peek(ps))
         return syntax_error(ps, "end of file expected");
@@ -1141,7 +1151,7 @@ static bool parse_request(parser_t *ps, request_scan_t *rs)
 static void prefer_syntax_error(parser_t *ps)
 {
     parser_t chk = {.start = ps->start, .p = ps->start, .end = ps->end};
-    if (skip_value(&chk, 0) && peek(&chk))
+    if (skip_value(&chk, DEPTH_REQUEST) && peek(&chk))
         syntax_error(&chk, "end of file expected");
     if (chk.err_kind == ERR_SYNTAX) {
         memcpy(ps->err, chk.err, sizeof ps->err);

@@ -298,6 +298,36 @@ static void test_errors(void)
     expect_error(big, "too many inputs");
 }
 
+/* jansson's nesting limit (2048, the request object counting 1) holds
+ * for members the parser only steps over, at the same depth. */
+static void test_depth_limit(void)
+{
+    const char *input = "\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],"
+                        "\"parameters\":{\"x\":";
+    for (int extra = 2043; extra <= 2046; extra++) { /* 4 levels above the arrays: 2047 to 2050 */
+        size_t n = strlen(input) + 2 * (size_t)extra + 16;
+        char *json = malloc(n);
+        if (!json)
+            return;
+        size_t k = (size_t)snprintf(json, n, "{%s", input);
+        memset(json + k, '[', (size_t)extra);
+        k += (size_t)extra;
+        memset(json + k, ']', (size_t)extra);
+        k += (size_t)extra;
+        memcpy(json + k, "}}]}", 5);
+        json_error_t jerr;
+        json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+        kiln_v2_request_t req;
+        kiln_status_t st = parse(json, &req);
+        CHECK_MSG((st == KILN_OK) == (root != NULL), "depth %d: kiln %s, jansson %s", extra + 4,
+                  st ? kiln_last_error() : "OK", root ? "OK" : jerr.text);
+        if (st == KILN_OK)
+            kiln_v2_request_clear(&req);
+        json_decref(root);
+        free(json);
+    }
+}
+
 /* Regression inputs: fuzz_infer_request's format (two bytes of split,
  * then the body).  Each must parse or fail with a message, without harm. */
 static void replay_regressions(void)
@@ -351,6 +381,7 @@ int main(void)
     test_numbers();
     test_binary();
     test_errors();
+    test_depth_limit();
     replay_regressions();
     return check_finish();
 }
