@@ -20,6 +20,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -151,8 +152,31 @@ static const char *http_date(void)
     return text;
 }
 
+/* Writes an answer evhttp has just queued at once, instead of on the next
+ * loop turn.  evhttp turns write interest on (an epoll_ctl), writes when
+ * epoll says writable, and turns it off again (another); with the answer
+ * written here and evhttp told the buffer drained (its write callback:
+ * the request is done, the connection reads the next one), both changes
+ * cancel out in libevent's changelist.  Two system calls and a loop turn
+ * less per request.  When the socket takes only part (or fails), the rest
+ * goes evhttp's usual way. */
+static void write_now(struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0 || !(bufferevent_get_enabled(bev) & EV_WRITE))
+        return;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evbuffer_unfreeze(out, 1); /* as bufferevent's own write callback does */
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0); /* may free the request and the connection */
+}
+
 /* The body goes straight into the request's own output buffer (no
- * evbuffer of our own to allocate and free per answer). */
+ * evbuffer of our own to allocate and free per answer).  req is gone
+ * when this returns. */
 static void reply(struct evhttp_request *req, int code, const char *body, size_t len, const char *ctype)
 {
     if (len && evbuffer_add(evhttp_request_get_output_buffer(req), body, len) != 0) {
@@ -162,7 +186,9 @@ static void reply(struct evhttp_request *req, int code, const char *body, size_t
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", ctype);
     evhttp_add_header(headers, "Date", http_date());
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
     evhttp_send_reply(req, code, code < 400 ? "OK" : "Error", NULL);
+    write_now(conn);
 }
 
 static void free_body(const void *data, size_t len, void *arg) { free((void *)data); }
