@@ -101,6 +101,9 @@ void kiln_runner_set_monitor_stats(kiln_runner_t *r, struct kiln_model_stats *st
 
 /* Frees what a request owns (inputs, outputs, names) and the request. */
 void kiln_infer_request_free(kiln_infer_request_t *req);
+/* Frees what a request owns and zeroes it, for a request that lives inside
+ * another allocation (the server's per-request record). */
+void kiln_infer_request_clear(kiln_infer_request_t *req);
 
 uint64_t kiln_monotonic_ns(void);
 

@@ -8,7 +8,8 @@
 # build/fuzz/corpus/<target> and grow across runs.  Seeds: for fuzz_model,
 # a few hundred small model.onnx files from Debian's ONNX test data; for any
 # target, the files in tests/fuzz/seeds/<target>/ if that folder exists and
-# the committed regressions in tests/fuzz/regressions/ (fuzz_model only).
+# the committed regressions in tests/fuzz/regressions/ (fuzz_model) and
+# tests/fuzz/regressions_infer/ (fuzz_infer_request).
 # Crashing, leaking or slow inputs land in build/fuzz/artifacts/<target>/.
 #
 # Exit status: 0 when no target found anything, 1 otherwise.  Ends with
@@ -75,7 +76,10 @@ for src in $targets; do
     corpus=$build/corpus/$name; artifacts=$build/artifacts/$name
     mkdir -p "$corpus" "$artifacts"
     if [ -z "$(ls -A "$corpus")" ]; then
-        case "$name" in fuzz_model|fuzz_roundtrip) seed_fuzz_model "$corpus";; esac
+        case "$name" in
+            fuzz_model|fuzz_roundtrip) seed_fuzz_model "$corpus";;
+            fuzz_infer_request) cp tests/fuzz/regressions_infer/* "$corpus/" 2>/dev/null;;
+        esac
         [ -d "tests/fuzz/seeds/$name" ] && cp -r "tests/fuzz/seeds/$name/." "$corpus/"
     fi
     echo "== $name: fuzzing for ${share}s (corpus $(ls "$corpus" | wc -l) files)"
