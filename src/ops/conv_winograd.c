@@ -101,9 +101,21 @@ int kiln_winograd_tile(const kiln_window_t *w, int64_t group, int64_t in_channel
      * F(2x2) with 4 times as many tiles */
     if (in_channels < 16 || out_channels < 16)
         return 0;
-    if (batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4) >= 16)
+    /* The transformed weights are 36 (F(4x4)) or 16 (F(2x2)) M x C
+     * matrices against im2col's 9, read from memory on every run once they
+     * outgrow L2.  Measured inside ResNet-50 at batch 1: 64ch 56x56 and
+     * 128ch 28x28 (0.6 and 2.4 MB of transformed weights) run 2x faster,
+     * but 256ch 14x14 (9.4 MB, 16 tiles) only breaks even and 512ch 7x7
+     * with F(2x2) (16.8 MB, 16 tiles) is 20% slower than im2col, though
+     * each is 1.5-2.7x faster alone in a loop with its weights in cache.
+     * So big weights need many tiles (a batch) to pay for their traffic. */
+    enum { SMALL_WEIGHTS = 3 << 20, MANY_TILES_4 = 64, MANY_TILES_2 = 128 };
+    double mc_bytes = (double)in_channels * (double)out_channels * sizeof(float);
+    int64_t tiles4 = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
+    int64_t tiles2 = batch * ((w->out[1] + 1) / 2) * ((w->out[2] + 1) / 2);
+    if (tiles4 >= 16 && (36 * mc_bytes <= SMALL_WEIGHTS || tiles4 >= MANY_TILES_4))
         return 4;
-    if (batch * ((w->out[1] + 1) / 2) * ((w->out[2] + 1) / 2) >= 16)
+    if (tiles2 >= 16 && (16 * mc_bytes <= SMALL_WEIGHTS || tiles2 >= MANY_TILES_2))
         return 2;
     return 0;
 }
