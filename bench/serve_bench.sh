@@ -127,6 +127,8 @@ PY
 read -r over_p50 over_p99 <<<"$overhead"
 
 batch_rows=""
+batch_ips=""
+batch_line=""
 RESNET_SECONDS=${RESNET_SECONDS:-20}
 if [ -d "$tmp/resnet_on" ]; then
     # kiln bench --url (binary tensors), 8 connections, interleaved off/on/off/on;
@@ -139,7 +141,10 @@ if [ -d "$tmp/resnet_on" ]; then
         kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null; unset 'pids[-1]'
         read -r ips rp50 rp99 rbatch rerr <<<"$row"
         batch_rows+="| ResNet-50, 8 connections, batching $variant (avg batch $rbatch, $rerr errors) | $ips images/s | ${rp50} ms | ${rp99} ms |"$'\n'
+        batch_ips+="$variant $ips"$'\n'
     done
+    batch_pct=$(echo "$batch_ips" | awk '$1 == "on" {on += $2} $1 == "off" {off += $2} END {if (off > 0) printf "%.0f", 100 * on / off}')
+    batch_line="ResNet-50 at 8 connections with dynamic batching serves **${batch_pct}%** of the images per second it serves without (sum of the two runs of each)."
 fi
 
 section=$(cat <<MD
@@ -157,6 +162,7 @@ kiln and nginx interleaved in the same run).
 | kiln serve, one-Add model, 64 connections, measured by \`kiln bench --url\` | $kb_rps | $kb_p50 | $kb_p99 |
 ${batch_rows}
 kiln's tiny-model infer rate is **${ratio}%** of nginx's static-response rate (mean of the two runs).
+${batch_line}
 \`kiln bench --url\` (kiln's perf_analyzer-style client, 64 keep-alive connections, 2 client threads)
 measures the same server, model and request body right after wrk; the server reported an average
 batch size of ${kb_batch} there.
