@@ -257,7 +257,9 @@ static void check_sizes(kiln_threadpool_t *pool)
     static const int64_t sizes[][3] = {{1, 1, 1},    {7, 13, 5},    {129, 65, 257},
                                        {1, 300, 40}, {300, 1, 40},  {6, 16, 1},
                                        {17, 33, 600}, {200, 500, 70}, {5, 2100, 3},
-                                       {100, 49, 300}, {37, 20, 64}};
+                                       {100, 49, 300}, {37, 20, 64},
+                                       /* a narrow C with a big A: only rows are split */
+                                       {260, 49, 1100}};
     static const float alphas[] = {1.0f, 0.5f};
     static const float betas[] = {0.0f, 1.0f, -0.25f};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
