@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/big_alloc.h"
 #include "core/error.h"
 #include "ops/conv_winograd.h"
 #include "ops/gemm.h"
@@ -311,7 +312,7 @@ const float *kiln_ctx_input_packed_a(const kiln_kernel_ctx_t *ctx, int i, int64_
     if (!s->packed_a[init] && !s->packed_a_groups[init]) {
         int64_t rows = w->dims[0] / groups, cols = (int64_t)w->count / w->dims[0];
         size_t per_group = kiln_sgemm_packed_a_floats(rows, cols);
-        float *p = aligned_alloc(64, (per_group * (size_t)groups * sizeof(float) + 63) & ~(size_t)63);
+        float *p = kiln_big_alloc(per_group * (size_t)groups * sizeof(float));
         if (p)
             for (int64_t g = 0; g < groups; g++)
                 kiln_sgemm_pack_a(rows, cols, (const float *)w->data + g * rows * cols, cols, p + g * per_group);
@@ -344,7 +345,7 @@ const float *kiln_ctx_input_winograd(const kiln_kernel_ctx_t *ctx, int i, int ti
     pthread_mutex_lock(&g_prepack_lock);
     if (!s->wino_path[init]) {
         size_t floats = kiln_winograd_weights_floats(tile, w->dims[0], w->dims[1]);
-        float *u = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+        float *u = kiln_big_alloc(floats * sizeof(float));
         if (u && !kiln_winograd_weights(tile, w->dims[0], w->dims[1], w->data, u)) {
             free(u);
             u = NULL;
@@ -1036,7 +1037,7 @@ static void plan_end(kiln_session_t *s, kiln_frame_t *f, bool ok)
             if (p->entries[k].last < 0)
                 p->entries[k].last = p->graph->n_nodes;
         size_t bytes = plan_place(p);
-        p->arena = bytes ? aligned_alloc(64, bytes) : NULL;
+        p->arena = bytes ? kiln_big_alloc(bytes) : NULL;
         if (p->arena) {
             p->arena_bytes = bytes;
             p->state = PLAN_READY;

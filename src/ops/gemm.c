@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/big_alloc.h"
 #include "ops/gemm_kernel.h"
 #include "ops/kernel.h"
 
@@ -922,7 +923,7 @@ kiln_sgemm_packed_b_t *kiln_sgemm_pack_b(bool trans_b, int64_t k, int64_t n, con
     if (k <= 0 || n <= 1)
         return NULL;
     size_t bytes = kiln_sgemm_packed_b_size(k, n);
-    float *storage = aligned_alloc(64, (size_t)round_up((int64_t)bytes, 64));
+    float *storage = kiln_big_alloc(bytes);
     kiln_sgemm_packed_b_t *p = storage ? kiln_sgemm_pack_b_into(trans_b, k, n, b, ldb, storage, NULL) : NULL;
     if (!p)
         free(storage);
