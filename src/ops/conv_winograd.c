@@ -103,13 +103,15 @@ int kiln_winograd_tile(const kiln_window_t *w, int64_t group, int64_t in_channel
         return 0;
     /* The transformed weights are 36 (F(4x4)) or 16 (F(2x2)) M x C
      * matrices against im2col's 9, read from memory on every run once they
-     * outgrow L2.  Measured inside ResNet-50 at batch 1: 64ch 56x56 and
-     * 128ch 28x28 (0.6 and 2.4 MB of transformed weights) run 2x faster,
-     * but 256ch 14x14 (9.4 MB, 16 tiles) only breaks even and 512ch 7x7
-     * with F(2x2) (16.8 MB, 16 tiles) is 20% slower than im2col, though
-     * each is 1.5-2.7x faster alone in a loop with its weights in cache.
-     * So big weights need many tiles (a batch) to pay for their traffic. */
-    enum { SMALL_WEIGHTS = 3 << 20, MANY_TILES_4 = 64, MANY_TILES_2 = 128 };
+     * outgrow L2, so with big weights the choice turns on the tile count.
+     * Measured inside ResNet-50 (p50 of one conv, im2col / F(4x4) /
+     * F(2x2), ms, 1 thread, weights on huge pages): 256ch 14x14 at batch 1
+     * (16 tiles of 4x4, 49 of 2x2) 1.81 / 1.65 / 1.03-1.14; 512ch 7x7 at
+     * batch 1 (16 tiles of 2x2) 1.98 / 5.9 / 2.6; at 2 threads, batch 2:
+     * 14x14 1.83 / - / 0.95, 7x7 2.06 / - / 1.04; batch 4: 14x14 3.45 /
+     * 1.37 / 1.72, 7x7 3.6 / 3.5 / 1.92.  Small weights (64ch 56x56,
+     * 128ch 28x28) run F(4x4) 2x faster than im2col from 16 tiles on. */
+    enum { SMALL_WEIGHTS = 3 << 20, MANY_TILES_4 = 64, MANY_TILES_2 = 32 };
     double mc_bytes = (double)in_channels * (double)out_channels * sizeof(float);
     int64_t tiles4 = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
     int64_t tiles2 = batch * ((w->out[1] + 1) / 2) * ((w->out[2] + 1) / 2);
