@@ -110,14 +110,20 @@ int kiln_winograd_tile(const kiln_window_t *w, int64_t group, int64_t in_channel
      * batch 1 (16 tiles of 2x2) 1.98 / 5.9 / 2.6; at 2 threads, batch 2:
      * 14x14 1.83 / - / 0.95, 7x7 2.06 / - / 1.04; batch 4: 14x14 3.45 /
      * 1.37 / 1.72, 7x7 3.6 / 3.5 / 1.92.  Small weights (64ch 56x56,
-     * 128ch 28x28) run F(4x4) 2x faster than im2col from 16 tiles on. */
-    enum { SMALL_WEIGHTS = 3 << 20, MANY_TILES_4 = 64, MANY_TILES_2 = 32 };
+     * 128ch 28x28) run F(4x4) 2x faster than im2col from 16 tiles on.
+     * Big weights always take F(2x2), even where a large batch would run
+     * F(4x4) faster: the session caches one transform per weight, and a
+     * server's batches change size from run to run, so a choice that
+     * followed the batch would transform the weights again on every
+     * switch. */
+    enum { SMALL_WEIGHTS = 3 << 20, MANY_TILES_2 = 32 };
     double mc_bytes = (double)in_channels * (double)out_channels * sizeof(float);
     int64_t tiles4 = batch * ((w->out[1] + 3) / 4) * ((w->out[2] + 3) / 4);
     int64_t tiles2 = batch * ((w->out[1] + 1) / 2) * ((w->out[2] + 1) / 2);
-    if (tiles4 >= 16 && (36 * mc_bytes <= SMALL_WEIGHTS || tiles4 >= MANY_TILES_4))
+    bool small = 36 * mc_bytes <= SMALL_WEIGHTS;
+    if (small && tiles4 >= 16)
         return 4;
-    if (tiles2 >= 16 && (16 * mc_bytes <= SMALL_WEIGHTS || tiles2 >= MANY_TILES_2))
+    if (tiles2 >= 16 && (small || tiles2 >= MANY_TILES_2))
         return 2;
     return 0;
 }
