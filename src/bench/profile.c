@@ -15,10 +15,14 @@ typedef struct op_row {
     double ms;
 } op_row_t;
 
+static double per_run(const kiln_node_profile_t *p)
+{
+    return p->runs ? p->total_ms / (double)p->runs : 0;
+}
+
 static int by_ms_desc_nodes(const void *a, const void *b)
 {
-    const kiln_node_profile_t *x = a, *y = b;
-    double dx = x->runs ? x->total_ms / (double)x->runs : 0, dy = y->runs ? y->total_ms / (double)y->runs : 0;
+    double dx = per_run(a), dy = per_run(b);
     return dx < dy ? 1 : dx > dy ? -1 : 0;
 }
 
@@ -26,11 +30,6 @@ static int by_ms_desc_ops(const void *a, const void *b)
 {
     const op_row_t *x = a, *y = b;
     return x->ms < y->ms ? 1 : x->ms > y->ms ? -1 : 0;
-}
-
-static double per_run(const kiln_node_profile_t *p)
-{
-    return p->runs ? p->total_ms / (double)p->runs : 0;
 }
 
 static void shape_text(const kiln_node_profile_t *p, char *buf, size_t size)

@@ -604,6 +604,20 @@ static int par_threads(const kiln_gemm_parallel_t *par)
  * one register tile a block, and a small task count is made a multiple of
  * the threads, so no thread is left with one task more while the others
  * wait. */
+/* Which operands the microkernels read in place, for the block sizes
+ * chosen: A when a column block is only a few panels wide; B when each of
+ * its panels serves few row tiles (packing it would cost about as much as
+ * the multiply), or when C is narrow (the few panels stay in cache, and row
+ * blocks on other threads would each pack the same slice). */
+static void choose_in_place(sgemm_job_t *job)
+{
+    const kiln_sgemm_ukernel_t *uk = job->uk;
+    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
+                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
+    job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
+                    (job->m <= DIRECT_B_MAX_ROWS || job->nc <= DIRECT_B_MAX_PANELS * uk->nr);
+}
+
 /* A narrow C (a few panels: the 14x14 and 7x7 maps of a CNN at batch 1)
  * with a big A (weights that stream from memory): every column block
  * would read all of A again, so only the rows are split, into a multiple
@@ -627,10 +641,6 @@ static void plan_narrow(sgemm_job_t *job, int threads)
     job->m_blocks = (job->m + job->mc - 1) / job->mc;
     job->n_blocks = 1;
     job->nc = round_up(job->n, uk->nr);
-    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
-                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
-    job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
-                    (job->m <= DIRECT_B_MAX_ROWS || job->nc <= DIRECT_B_MAX_PANELS * uk->nr);
 }
 
 static void plan_blocks(sgemm_job_t *job, int threads)
@@ -645,6 +655,7 @@ static void plan_blocks(sgemm_job_t *job, int threads)
     job->n_blocks = (job->n + uk->nc - 1) / uk->nc;
     if (threads > 1 && job->n <= NARROW_PANELS * uk->nr && (double)job->m * (double)job->k >= BIG_A_FLOATS) {
         plan_narrow(job, threads);
+        choose_in_place(job);
         return;
     }
     while (job->m_blocks * job->n_blocks < min_tasks && job->n / (job->n_blocks + 1) >= MIN_NC)
@@ -665,14 +676,7 @@ static void plan_blocks(sgemm_job_t *job, int threads)
     }
     job->mc = round_up((job->m + job->m_blocks - 1) / job->m_blocks, uk->mr);
     job->m_blocks = (job->m + job->mc - 1) / job->mc;
-    job->direct_a = uk->run_direct && !job->trans_a && !job->a_packed && !g_no_direct_a &&
-                    job->nc <= DIRECT_A_MAX_PANELS * uk->nr;
-    /* B in place when each of its panels serves few row tiles (packing it
-     * would cost about as much as the multiply), or when C is narrow (the
-     * few panels stay in cache, and row blocks on other threads would each
-     * pack the same slice) */
-    job->direct_b = !job->trans_b && job->b && !job->b_panels && !job->b_packed && !g_no_direct_b &&
-                    (job->m <= DIRECT_B_MAX_ROWS || job->nc <= DIRECT_B_MAX_PANELS * uk->nr);
+    choose_in_place(job);
 }
 
 /* ---- Small products: plain loops split over rows ------------------------ */
